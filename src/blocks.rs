@@ -1,0 +1,417 @@
+//! Finds residual blocks: an `Add` (or two-input `Sum`) joining two rank-4 activations that fork
+//! from one tensor. The fork is the join's immediate dominator in the dataflow graph; the shortcut is
+//! the identity or the shorter, linear path (a downsample Conv, AvgPool + Conv, with or without BN);
+//! the residual branch is the other path. Every Add that is not such a join is reported with the
+//! reason, so a user can see why a block they expected was not shifted.
+
+use crate::graph::{node_label, Dataflow, Producer, Vertex};
+use crate::onnx::GraphProto;
+use crate::shapes::{Dim, Shapes};
+use petgraph::graph::NodeIndex;
+use std::collections::HashSet;
+
+/// The path a residual block's shortcut takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shortcut {
+    Identity,
+    /// A projection (downsample) path of this many nodes.
+    Projection(usize),
+}
+
+/// One residual block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// Index of the joining Add in `graph.node`.
+    pub add: usize,
+    /// The Add's name (or a label when it has none).
+    pub name: String,
+    /// The tensor both paths fork from: the block input.
+    pub fork: String,
+    /// Channels, height and width of the fork tensor.
+    pub channels: i64,
+    pub height: Dim,
+    pub width: Dim,
+    pub shortcut: Shortcut,
+    /// Nodes on the residual branch.
+    pub branch_len: usize,
+    /// Consumers (node, input slot) of the fork inside the residual branch.
+    pub branch_edges: Vec<(usize, usize)>,
+    /// Consumers of the fork on the shortcut (the Add itself for an identity shortcut).
+    pub shortcut_edges: Vec<(usize, usize)>,
+    /// The block input that `--mode inplace` shifts, and its consumers in the block. Usually the
+    /// fork; in pre-activation blocks whose projection forks after BN-ReLU, the tensor before them,
+    /// so that the block computes exactly `block(shift(x))`.
+    pub input: String,
+    pub input_edges: Vec<(usize, usize)>,
+    /// Stage number (from 0) and the block's index within its stage, for `--every`.
+    pub stage: usize,
+    pub index_in_stage: usize,
+}
+
+/// An Add that is not a residual join, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub node: String,
+    pub reason: String,
+}
+
+/// What the finder saw, in node order.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub blocks: Vec<Block>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Ops a projection shortcut may consist of: linear maps that keep the block input's content.
+const SHORTCUT_OPS: &[&str] =
+    &["Conv", "BatchNormalization", "AveragePool", "MaxPool", "Identity", "Pad", "Mul", "Add"];
+const MAX_SHORTCUT_NODES: usize = 4;
+/// Ops that do not end a chain of blocks: a block whose input comes from the previous block's
+/// join through these stays in the previous block's stage.
+const CHAIN_OPS: &[&str] =
+    &["Relu", "Clip", "LeakyRelu", "PRelu", "Identity", "Dropout", "HardSwish", "Gelu", "Elu", "Selu", "Celu"];
+
+/// Finds the residual blocks of `graph`, in node (network-depth) order.
+pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
+    let mut found = Findings::default();
+    for (ni, node) in graph.node.iter().enumerate() {
+        let is_join =
+            (node.op_type == "Add" || node.op_type == "Sum") && (node.domain.is_empty() || node.domain == "ai.onnx");
+        if !is_join {
+            continue;
+        }
+        let name = node_label(node, ni);
+        match classify(graph, df, shapes, ni) {
+            Ok(block) => found.blocks.push(block),
+            Err(reason) => found.skipped.push(Skipped { node: name, reason }),
+        }
+    }
+    assign_stages(graph, df, &mut found.blocks);
+    found
+}
+
+fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Result<Block, String> {
+    let node = &graph.node[ni];
+    let inputs: Vec<&String> = node.input.iter().filter(|n| !n.is_empty()).collect();
+    if inputs.len() != 2 {
+        return Err(format!("adds {} tensors; a residual join adds two", inputs.len()));
+    }
+    let (a, b) = (inputs[0], inputs[1]);
+    for t in [a, b] {
+        if df.constant.contains(t) {
+            return Err(format!("input '{t}' is a constant (a bias, not a residual join)"));
+        }
+    }
+    if a == b {
+        return Err(format!("adds '{a}' to itself"));
+    }
+    for t in [a, b] {
+        match shapes.get(t) {
+            None => {
+                let op = match df.producer.get(t) {
+                    Some(Producer::Node(p, _)) => format!(
+                        " (produced by {}, an operator whose shape this tool does not infer)",
+                        graph.node[*p].op_type
+                    ),
+                    _ => String::new(),
+                };
+                return Err(format!("shape of input '{t}' is unknown{op}"));
+            }
+            Some(info) if !info.is_nchw() => {
+                return Err(format!("input '{t}' {} is not a rank-4 [N, C, H, W] activation", info.display()));
+            }
+            Some(_) => {}
+        }
+    }
+    let (sa, sb) = (shapes.get(a).unwrap(), shapes.get(b).unwrap());
+    let clash = sa.dims.iter().zip(&sb.dims).any(|(x, y)| matches!((x, y), (Dim::Known(p), Dim::Known(q)) if p != q));
+    if clash {
+        return Err(format!(
+            "inputs have different shapes {} and {} (a broadcast, not a residual join)",
+            sa.display(),
+            sb.display()
+        ));
+    }
+    let add_vx = df.node_vx[ni];
+    let fork_vx = match df.dominators.immediate_dominator(add_vx) {
+        Some(f) if f != df.root => f,
+        _ => return Err("its inputs do not fork from one tensor".into()),
+    };
+    let path = |t: &str| -> HashSet<NodeIndex> {
+        match df.producer_vertex(t) {
+            Some(v) if v == fork_vx => HashSet::new(),
+            Some(v) => df.ancestors_until(v, fork_vx),
+            None => HashSet::new(),
+        }
+    };
+    let (pa, pb) = (path(a), path(b));
+    if !pa.is_disjoint(&pb) {
+        return Err("its two paths share nodes after the fork".into());
+    }
+    // The fork tensor: the one output of the fork vertex that both paths (or the Add) consume.
+    let fork_outputs: Vec<String> = match df.g[fork_vx] {
+        Vertex::Input(i) => vec![graph.input[i].name.clone()],
+        Vertex::Node(f) => graph.node[f].output.iter().filter(|o| !o.is_empty()).cloned().collect(),
+        Vertex::Root => unreachable!("the root was excluded above"),
+    };
+    let used_a: Vec<&String> = fork_outputs
+        .iter()
+        .filter(|o| (*o == a) || df.consumers_of(o).iter().any(|(c, _)| pa.contains(&df.node_vx[*c])))
+        .collect();
+    let used_b: Vec<&String> = fork_outputs
+        .iter()
+        .filter(|o| (*o == b) || df.consumers_of(o).iter().any(|(c, _)| pb.contains(&df.node_vx[*c])))
+        .collect();
+    let fork = match (used_a.as_slice(), used_b.as_slice()) {
+        ([x], [y]) if x == y => (*x).clone(),
+        _ => {
+            let f = match df.g[fork_vx] {
+                Vertex::Node(f) => node_label(&graph.node[f], f),
+                _ => "the graph input".into(),
+            };
+            return Err(format!("its paths leave {f} through different outputs"));
+        }
+    };
+    let Some(info) = shapes.get(&fork).filter(|i| i.is_nchw()) else {
+        return Err(format!("fork tensor '{fork}' is not a known rank-4 [N, C, H, W] activation"));
+    };
+    let Some(channels) = info.dims[1].known() else {
+        return Err(format!("channel count of fork tensor '{fork}' is unknown"));
+    };
+    let (short_in, short_set, branch_set) = match pa.len().cmp(&pb.len()) {
+        std::cmp::Ordering::Less => (a, &pa, &pb),
+        std::cmp::Ordering::Greater => (b, &pb, &pa),
+        std::cmp::Ordering::Equal => {
+            return Err(format!(
+                "both paths from '{fork}' have {} nodes: no shorter shortcut to tell from the branch",
+                pa.len()
+            ));
+        }
+    };
+    let mut short_ops: Vec<&str> = short_set
+        .iter()
+        .filter_map(|v| match df.g[*v] {
+            Vertex::Node(n) => Some(graph.node[n].op_type.as_str()),
+            _ => None,
+        })
+        .collect();
+    short_ops.sort_unstable();
+    if short_set.len() > MAX_SHORTCUT_NODES || short_ops.iter().any(|op| !SHORTCUT_OPS.contains(op)) {
+        return Err(format!(
+            "the shorter path from '{fork}' ({}) is not an identity or projection shortcut",
+            short_ops.join(", ")
+        ));
+    }
+    let mut branch_edges = Vec::new();
+    let mut shortcut_edges = Vec::new();
+    for &(c, slot) in df.consumers_of(&fork) {
+        if c == ni {
+            if node.input[slot] == *short_in {
+                shortcut_edges.push((c, slot));
+            }
+        } else if branch_set.contains(&df.node_vx[c]) {
+            branch_edges.push((c, slot));
+        } else if short_set.contains(&df.node_vx[c]) {
+            shortcut_edges.push((c, slot));
+        }
+    }
+    let (input, input_edges) = match pre_activation_input(graph, df, &fork) {
+        Some((x, consumer)) => (x, vec![(consumer, 0)]),
+        None => {
+            let mut all: Vec<(usize, usize)> = branch_edges.iter().chain(&shortcut_edges).copied().collect();
+            all.sort_unstable();
+            (fork.clone(), all)
+        }
+    };
+    Ok(Block {
+        input,
+        input_edges,
+        add: ni,
+        name: node_label(node, ni),
+        fork,
+        channels,
+        height: info.dims[2].clone(),
+        width: info.dims[3].clone(),
+        shortcut: if short_set.is_empty() { Shortcut::Identity } else { Shortcut::Projection(short_set.len()) },
+        branch_len: branch_set.len(),
+        branch_edges,
+        shortcut_edges,
+        stage: 0,
+        index_in_stage: 0,
+    })
+}
+
+/// Per-channel ops that may sit between a block's input and its fork.
+const PRE_ACTIVATION_OPS: &[&str] =
+    &["BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "HardSwish", "Elu", "Selu", "Celu"];
+
+/// Where the fork is computed by BatchNormalization and an activation, feeding nothing else, from the
+/// output of a previous residual join (a pre-activation block's projection: `x -> BN -> ReLU ->
+/// fork`), the block input `x` and its one consumer. Shifting after a BatchNormalization is not the
+/// same as shifting before it: the zero frames at the clip's edges would become BN's bias. A chain
+/// that starts anywhere else (a stem's Conv-BN-ReLU, MobileNetV2's projection BN) belongs to the
+/// layer before the block, and the fork stays the block input.
+fn pre_activation_input(graph: &GraphProto, df: &Dataflow, fork: &str) -> Option<(String, usize)> {
+    let mut t = fork.to_string();
+    let mut found = None;
+    let mut first = true;
+    for _ in 0..8 {
+        let Some(Producer::Node(p, 0)) = df.producer.get(&t) else { break };
+        let node = &graph.node[*p];
+        let Some(u) = node.input.first() else { break };
+        let single_data_input = node.input.iter().skip(1).all(|i| i.is_empty() || df.constant.contains(i));
+        if !PRE_ACTIVATION_OPS.contains(&node.op_type.as_str()) || !single_data_input || df.consumers_of(u).len() != 1 {
+            break;
+        }
+        if first && node.op_type == "BatchNormalization" {
+            return None;
+        }
+        first = false;
+        if node.op_type == "BatchNormalization" {
+            found = Some((u.clone(), *p));
+        }
+        t = u.clone();
+    }
+    let (x, _) = found.as_ref()?;
+    let Some(Producer::Node(p, _)) = df.producer.get(x) else { return None };
+    let join = &graph.node[*p];
+    let data_inputs = join.input.iter().filter(|i| !i.is_empty() && !df.constant.contains(*i)).count();
+    ((join.op_type == "Add" || join.op_type == "Sum") && data_inputs == 2).then_some(found?)
+}
+
+/// Numbers stages and blocks within them. A stage starts at the first block, at each block whose
+/// shortcut is a projection, and at each block whose input does not come from the previous block's
+/// join (through activations only): e.g. MobileNetV2's identity blocks after a non-residual block.
+fn assign_stages(graph: &GraphProto, df: &Dataflow, blocks: &mut [Block]) {
+    let mut prev_add: Option<usize> = None;
+    let mut stage = 0;
+    let mut index = 0;
+    for (k, block) in blocks.iter_mut().enumerate() {
+        let chained = prev_add.is_some_and(|p| chained_from(graph, df, &block.fork, p));
+        if k > 0 && (block.shortcut != Shortcut::Identity || !chained) {
+            stage += 1;
+            index = 0;
+        }
+        block.stage = stage;
+        block.index_in_stage = index;
+        index += 1;
+        prev_add = Some(block.add);
+    }
+}
+
+/// Whether `tensor` is the output of node `join`, directly or through activation ops.
+fn chained_from(graph: &GraphProto, df: &Dataflow, tensor: &str, join: usize) -> bool {
+    let mut t = tensor.to_string();
+    for _ in 0..8 {
+        let Some(Producer::Node(p, _)) = df.producer.get(&t) else { return false };
+        if *p == join {
+            return true;
+        }
+        let n = &graph.node[*p];
+        if !CHAIN_OPS.contains(&n.op_type.as_str()) {
+            return false;
+        }
+        match n.input.first() {
+            Some(i) => t = i.clone(),
+            None => return false,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::graph::tests::{node, value_info};
+    use crate::onnx::NodeProto;
+    use crate::tensor::int64;
+
+    /// A tiny ResNet: stem conv, one identity block, one projection block, then a bias Add.
+    pub fn tiny_resnet() -> GraphProto {
+        let conv = |name: &str, x: &str, w: &str, y: &str| -> NodeProto { node("Conv", name, &[x, w], &[y]) };
+        GraphProto {
+            input: vec![value_info("x", &[-1, 3, 8, 8])],
+            initializer: vec![
+                int64("w_stem", &[8, 3, 1, 1], &[0; 24]),
+                int64("w8", &[8, 8, 1, 1], &[0; 64]),
+                int64("w16", &[16, 8, 1, 1], &[0; 128]),
+                int64("w16b", &[16, 16, 1, 1], &[0; 256]),
+                int64("bias", &[1, 16, 1, 1], &[0; 16]),
+            ],
+            node: vec![
+                conv("/stem/Conv", "x", "w_stem", "s"),
+                node("Relu", "/stem/Relu", &["s"], &["s_r"]),
+                conv("/layer1/layer1.0/conv1/Conv", "s_r", "w8", "a1"),
+                node("Relu", "/layer1/layer1.0/relu/Relu", &["a1"], &["a2"]),
+                conv("/layer1/layer1.0/conv2/Conv", "a2", "w8", "a3"),
+                node("Add", "/layer1/layer1.0/Add", &["a3", "s_r"], &["b0"]),
+                node("Relu", "/layer1/layer1.0/relu_1/Relu", &["b0"], &["b0r"]),
+                conv("/layer2/layer2.0/conv1/Conv", "b0r", "w16", "c1"),
+                node("Relu", "/layer2/layer2.0/relu/Relu", &["c1"], &["c2"]),
+                conv("/layer2/layer2.0/conv2/Conv", "c2", "w16b", "c3"),
+                conv("/layer2/layer2.0/downsample/Conv", "b0r", "w16", "d"),
+                node("Add", "/layer2/layer2.0/Add", &["c3", "d"], &["e"]),
+                node("Add", "/head/Add", &["e", "bias"], &["y"]),
+            ],
+            output: vec![value_info("y", &[-1, 16, 8, 8])],
+            ..Default::default()
+        }
+    }
+
+    fn findings(graph: &GraphProto) -> Findings {
+        let df = Dataflow::build(graph).unwrap();
+        find(graph, &df, &Shapes::infer(graph))
+    }
+
+    #[test]
+    fn finds_identity_and_projection_blocks() {
+        let f = findings(&tiny_resnet());
+        assert_eq!(f.blocks.len(), 2);
+        let b0 = &f.blocks[0];
+        assert_eq!((b0.name.as_str(), b0.fork.as_str(), b0.channels), ("/layer1/layer1.0/Add", "s_r", 8));
+        assert_eq!(b0.shortcut, Shortcut::Identity);
+        assert_eq!(b0.branch_edges, vec![(2, 0)]);
+        assert_eq!(b0.shortcut_edges, vec![(5, 1)]);
+        let b1 = &f.blocks[1];
+        assert_eq!((b1.fork.as_str(), b1.channels), ("b0r", 8));
+        assert_eq!(b1.shortcut, Shortcut::Projection(1));
+        assert_eq!(b1.branch_edges, vec![(7, 0)]);
+        assert_eq!(b1.shortcut_edges, vec![(10, 0)]);
+        assert_eq!((b0.stage, b1.stage), (0, 1));
+        assert_eq!(
+            f.skipped,
+            vec![Skipped {
+                node: "/head/Add".into(),
+                reason: "input 'bias' is a constant (a bias, not a residual join)".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn nonlinear_shorter_path_is_not_a_shortcut() {
+        let mut g = tiny_resnet();
+        g.node[10].output[0] = "d0".into();
+        g.node.insert(11, node("Relu", "extra", &["d0"], &["d"]));
+        let f = findings(&g);
+        assert_eq!(f.blocks.len(), 1);
+        assert!(
+            f.skipped
+                .iter()
+                .any(|s| s.node == "/layer2/layer2.0/Add" && s.reason.contains("not an identity or projection")),
+            "{:?}",
+            f.skipped
+        );
+    }
+
+    #[test]
+    fn rank_2_adds_are_skipped_with_the_shape() {
+        let g = GraphProto {
+            input: vec![value_info("x", &[-1, 10])],
+            node: vec![node("Relu", "r", &["x"], &["a"]), node("Add", "add", &["x", "a"], &["y"])],
+            ..Default::default()
+        };
+        let f = findings(&g);
+        assert!(f.blocks.is_empty());
+        assert_eq!(f.skipped[0].reason, "input 'x' [N, 10] is not a rank-4 [N, C, H, W] activation");
+    }
+}

@@ -1,0 +1,136 @@
+//! The validated settings of one rewrite. `main.rs` turns flags into a [`Config`]; the library trusts
+//! a `Config` that passed [`Config::validate`].
+
+use crate::error::Error;
+
+/// Where the shift goes inside a residual block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Shift only the residual branch's input; the shortcut sees the unshifted tensor ('blockres').
+    Residual,
+    /// Shift the block input for both paths ('block').
+    Inplace,
+}
+
+/// Which frames the shifted channels come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Direction {
+    /// One group from the next frame, one from the previous frame (the paper's offline TSM).
+    Bidirectional,
+    /// One group from the previous frame only (causal; what online TSM computes).
+    Past,
+}
+
+/// Which of the two bidirectional groups takes the next frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupOrder {
+    /// Channels [0, fold) take frame t+1, [fold, 2*fold) take t-1 (the paper's code, mmaction2).
+    Tsm,
+    /// Channels [0, fold) take frame t-1, [fold, 2*fold) take t+1 (Paddle's temporal_shift).
+    Paddle,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Residual => "residual",
+            Mode::Inplace => "inplace",
+        }
+    }
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Bidirectional => "bidirectional",
+            Direction::Past => "past",
+        }
+    }
+}
+
+impl GroupOrder {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupOrder::Tsm => "tsm",
+            GroupOrder::Paddle => "paddle",
+        }
+    }
+}
+
+/// Settings of one rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Frames per clip (T).
+    pub segments: usize,
+    /// fold = C / fold_div, rounded down.
+    pub fold_div: usize,
+    pub mode: Mode,
+    pub direction: Direction,
+    pub group_order: GroupOrder,
+    /// Shift only every K-th residual block of each stage, counting from the stage's first block.
+    pub every: usize,
+    /// Per-frame [C, H, W] used where the model leaves them symbolic (validation only).
+    pub input_shape: Option<Vec<usize>>,
+    /// Run the written model in tract before keeping it.
+    pub validate: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            segments: 8,
+            fold_div: 8,
+            mode: Mode::Residual,
+            direction: Direction::Bidirectional,
+            group_order: GroupOrder::Tsm,
+            every: 1,
+            input_shape: None,
+            validate: true,
+        }
+    }
+}
+
+impl Config {
+    /// Checks what can be checked without a model.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.segments == 0 {
+            return Err(Error::Config("--segments must be at least 1".into()));
+        }
+        if self.fold_div == 0 {
+            return Err(Error::Config("--fold-div must be at least 1".into()));
+        }
+        if self.direction == Direction::Bidirectional && self.fold_div < 2 {
+            return Err(Error::Config(
+                "--fold-div must be at least 2 with --direction bidirectional (two groups of C/fold_div channels are shifted)"
+                    .into(),
+            ));
+        }
+        if self.every == 0 {
+            return Err(Error::Config("--every must be at least 1".into()));
+        }
+        if let Some(shape) = &self.input_shape {
+            if shape.len() != 3 || shape.iter().any(|&d| d == 0) {
+                return Err(Error::Config(format!(
+                    "--input-shape takes the per-frame C,H,W with positive sizes (e.g. 3,224,224), got {shape:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The flags that reproduce this rewrite, recorded in the output's metadata.
+    pub fn flags(&self) -> String {
+        let mut s = format!(
+            "--segments {} --fold-div {} --mode {} --direction {}",
+            self.segments,
+            self.fold_div,
+            self.mode.name(),
+            self.direction.name()
+        );
+        if self.direction == Direction::Bidirectional {
+            s += &format!(" --group-order {}", self.group_order.name());
+        }
+        s += &format!(" --every {}", self.every);
+        s
+    }
+}

@@ -1,0 +1,56 @@
+//! Reads a model file. The file is memory-mapped and decoded into prost types whose `bytes` fields
+//! share the mapping, so a 100 MB model costs about its own size in memory, not a copy of it.
+
+use crate::error::Error;
+use crate::onnx::ModelProto;
+use bytes::Bytes;
+use prost::Message;
+use std::fs::File;
+use std::path::Path;
+
+/// A decoded model and the facts every later stage needs.
+pub struct Loaded {
+    pub model: ModelProto,
+    /// The version of the default (`ai.onnx`) operator set.
+    pub opset: i64,
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::BadModel { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Reads and decodes `path`; refuses files that are not ONNX models with a graph.
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    let file = File::open(path).map_err(|e| bad(path, format!("cannot open: {e}")))?;
+    let meta = file.metadata().map_err(|e| bad(path, format!("cannot stat: {e}")))?;
+    if meta.is_dir() {
+        return Err(bad(path, "is a folder, not a model file"));
+    }
+    if meta.len() == 0 {
+        return Err(bad(path, "is empty"));
+    }
+    // SAFETY: the map is read-only and this tool never writes to its input; another process
+    // truncating the file while we run is outside what any reader can defend against.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(path, format!("cannot map: {e}")))?;
+    let model = ModelProto::decode(Bytes::from_owner(map))
+        .map_err(|e| bad(path, format!("not an ONNX model (protobuf decoding failed: {e})")))?;
+    let Some(graph) = &model.graph else {
+        return Err(bad(path, "the model has no graph"));
+    };
+    if graph.node.is_empty() {
+        return Err(bad(path, "the model's graph has no nodes"));
+    }
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| bad(path, "the model imports no default (ai.onnx) operator set"))?;
+    if opset < 9 {
+        return Err(bad(
+            path,
+            format!("opset {opset} is older than this tool supports (9 and later); re-export with a newer opset"),
+        ));
+    }
+    Ok(Loaded { model, opset })
+}

@@ -1,0 +1,132 @@
+//! The `tsm-rewrite` command: parse flags into a validated config, run the library's pipeline, print
+//! the plan and what was checked on stderr, and exit with a documented code.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tsm_rewrite::{report, rewrite, Config, Direction, GroupOrder, Mode};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  the TSM model was written (and validated, unless --no-validate)
+  1  no residual block was found: nothing to shift, nothing written
+  2  bad input, bad flags, or failed validation: nothing written";
+
+/// Turn a 2D residual CNN in ONNX into a TSM (Temporal Shift Module) video model by graph surgery.
+///
+/// Finds every residual block, inserts a temporal shift of C/fold_div channels on its input, checks
+/// the result by running it in tract, and writes it atomically. The model then takes clips of T
+/// frames as a batch of [N*T, C, H, W].
+#[derive(Parser, Debug)]
+#[command(version, after_help = EXIT_CODES)]
+struct Args {
+    /// The 2D model to rewrite (ONNX file).
+    input: PathBuf,
+
+    /// Where to write the TSM model (required unless --dry-run).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Frames per clip (T): the batch is read as N clips of T consecutive frames.
+    #[arg(long, value_name = "T", default_value_t = 8)]
+    segments: usize,
+
+    /// Shift C/D channels per group (rounded down).
+    #[arg(long, value_name = "D", default_value_t = 8)]
+    fold_div: usize,
+
+    /// Where the shift goes inside each residual block.
+    #[arg(long, value_enum, default_value_t = Mode::Residual)]
+    mode: Mode,
+
+    /// Which frames the shifted channels come from.
+    #[arg(long, value_enum, default_value_t = Direction::Bidirectional)]
+    direction: Direction,
+
+    /// Which bidirectional group takes the next frame (paddle: Paddle's temporal_shift order).
+    #[arg(long, value_enum, default_value_t = GroupOrder::Tsm)]
+    group_order: GroupOrder,
+
+    /// Shift only every K-th residual block of each stage, counting from the stage's first block
+    /// (the paper's code uses 2 for ResNet-101).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    every: usize,
+
+    /// Per-frame C,H,W for validation, where the model leaves them symbolic (e.g. 3,224,224).
+    #[arg(long, value_name = "C,H,W", value_parser = parse_shape)]
+    input_shape: Option<Vec<usize>>,
+
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Skip running the written model in tract.
+    #[arg(long)]
+    no_validate: bool,
+
+    /// Also write a readable text dump of the rewritten model here (for golden files in CI).
+    #[arg(long, value_name = "FILE")]
+    dump: Option<PathBuf>,
+}
+
+fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+    s.split([',', 'x'])
+        .map(|p| {
+            p.trim().parse::<usize>().map_err(|_| format!("'{p}' is not a size; expected C,H,W such as 3,224,224"))
+        })
+        .collect()
+}
+
+fn config(args: &Args) -> Config {
+    Config {
+        segments: args.segments,
+        fold_div: args.fold_div,
+        mode: args.mode,
+        direction: args.direction,
+        group_order: args.group_order,
+        every: args.every,
+        input_shape: args.input_shape.clone(),
+        validate: !args.no_validate,
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let config = config(args);
+    if args.output.is_none() && !args.dry_run {
+        return Err(tsm_rewrite::Error::Config(
+            "give an output file with -o FILE, or --dry-run to only print the plan".into(),
+        )
+        .into());
+    }
+    let prepared = rewrite::prepare(&args.input, &config)?;
+    eprint!("{}", report::plan(&prepared, &config));
+    prepared.ensure_sites()?;
+    if let Some(dump) = &args.dump {
+        rewrite::write_dump(&prepared, dump)?;
+    }
+    if args.dry_run {
+        eprintln!("dry run: nothing written");
+        return Ok(());
+    }
+    let output = args.output.as_deref().expect("checked above");
+    if let Some(r) = rewrite::finish(&prepared, output, &config)? {
+        eprint!("{}", report::validation(&r));
+    }
+    eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tsm-rewrite: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            let code = e.downcast_ref::<tsm_rewrite::Error>().map_or(2, |t| t.exit_code());
+            ExitCode::from(code)
+        }
+    }
+}

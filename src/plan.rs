@@ -1,0 +1,152 @@
+//! Decides which tensors get a shift: one site per residual block kept by `--every`, with the
+//! consumer edges to rewire for the chosen placement and readable names for what will be inserted.
+//! Planning changes nothing; `emit` turns a plan into a patch.
+
+use crate::blocks::{Block, Findings};
+use crate::config::{Config, Mode};
+use crate::error::Error;
+use crate::graph::{node_label, Dataflow, Producer};
+use crate::onnx::GraphProto;
+use crate::shapes::Dim;
+use std::collections::HashSet;
+
+/// One shift to insert.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Index of the block in `Findings::blocks`.
+    pub block: usize,
+    /// The block's Add node.
+    pub block_name: String,
+    /// The tensor that is shifted (the block input).
+    pub tensor: String,
+    pub channels: i64,
+    pub fold: i64,
+    pub height: Dim,
+    pub width: Dim,
+    /// Consumers (node, input slot) that will read the shifted tensor instead.
+    pub edges: Vec<(usize, usize)>,
+    /// Names of those consumers (indices change once the patch is applied).
+    pub into: Vec<String>,
+    /// The subgraph goes right after this node (the tensor's producer); `None`: at the graph's start.
+    pub after: Option<usize>,
+    /// Prefix of every name the subgraph adds, e.g. `/layer1/layer1.0/tsm`.
+    pub prefix: String,
+}
+
+/// The whole rewrite, before anything is changed.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub sites: Vec<Site>,
+    /// Blocks found but not shifted, with the reason (e.g. `--every`).
+    pub not_shifted: Vec<(String, String)>,
+}
+
+/// The prefix for a block's new names: the Add's scope plus `/tsm`.
+fn base_prefix(block: &Block, index: usize) -> String {
+    match block.name.rfind('/') {
+        Some(pos) if pos > 0 => format!("{}/tsm", &block.name[..pos]),
+        _ if !block.name.starts_with('#') => format!("{}/tsm", block.name),
+        _ => format!("/tsm/block{index}"),
+    }
+}
+
+/// Plans the shifts for the blocks found.
+pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Config) -> Result<Plan, Error> {
+    let mut names: HashSet<&str> = HashSet::new();
+    names.extend(graph.node.iter().map(|n| n.name.as_str()));
+    names.extend(graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)));
+    names.extend(graph.initializer.iter().map(|t| t.name.as_str()));
+    names.extend(graph.input.iter().map(|v| v.name.as_str()));
+    let taken = |p: &str| names.iter().any(|n| n.starts_with(p) && n[p.len()..].starts_with('/'));
+
+    let mut plan = Plan::default();
+    let mut claimed: HashSet<(usize, usize)> = HashSet::new();
+    let mut prefixes: HashSet<String> = HashSet::new();
+    for (k, block) in findings.blocks.iter().enumerate() {
+        if block.index_in_stage % config.every != 0 {
+            plan.not_shifted.push((
+                block.name.clone(),
+                format!("--every {}: block {} of its stage", config.every, block.index_in_stage),
+            ));
+            continue;
+        }
+        let fold = block.channels / config.fold_div as i64;
+        if fold == 0 {
+            return Err(Error::Config(format!(
+                "node {}: tensor '{}' has {} channels; --fold-div {} leaves no channel to shift (use a --fold-div of at most {})",
+                block.name, block.fork, block.channels, config.fold_div, block.channels
+            )));
+        }
+        let (tensor, edges) = match config.mode {
+            Mode::Residual => (&block.fork, block.branch_edges.clone()),
+            Mode::Inplace => (&block.input, block.input_edges.clone()),
+        };
+        if let Some(e) = edges.iter().find(|e| claimed.contains(e)) {
+            plan.not_shifted.push((
+                block.name.clone(),
+                format!("its input edge into {} is already shifted by an enclosing block", graph.node[e.0].name),
+            ));
+            continue;
+        }
+        claimed.extend(edges.iter().copied());
+        let after = match df.producer.get(tensor) {
+            Some(Producer::Node(n, _)) => Some(*n),
+            _ => None,
+        };
+        let base = base_prefix(block, k);
+        let mut prefix = base.clone();
+        let mut n = 1;
+        while taken(&prefix) || prefixes.contains(&prefix) {
+            n += 1;
+            prefix = format!("{base}_{n}");
+        }
+        prefixes.insert(prefix.clone());
+        plan.sites.push(Site {
+            block: k,
+            block_name: block.name.clone(),
+            tensor: tensor.clone(),
+            channels: block.channels,
+            fold,
+            height: block.height.clone(),
+            width: block.width.clone(),
+            into: edges.iter().map(|&(n, _)| node_label(&graph.node[n], n)).collect(),
+            edges,
+            after,
+            prefix,
+        });
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocks::{find, tests::tiny_resnet};
+    use crate::shapes::Shapes;
+
+    fn plan_for(config: &Config) -> Result<Plan, Error> {
+        let g = tiny_resnet();
+        let df = Dataflow::build(&g).unwrap();
+        let f = find(&g, &df, &Shapes::infer(&g));
+        plan(&g, &df, &f, config)
+    }
+
+    #[test]
+    fn residual_rewires_branch_only_and_inplace_both_paths() {
+        let p = plan_for(&Config::default()).unwrap();
+        assert_eq!(p.sites.len(), 2);
+        assert_eq!(p.sites[0].prefix, "/layer1/layer1.0/tsm");
+        assert_eq!(p.sites[0].edges, vec![(2, 0)]);
+        assert_eq!(p.sites[0].after, Some(1));
+        assert_eq!(p.sites[0].fold, 1);
+        let p = plan_for(&Config { mode: Mode::Inplace, ..Config::default() }).unwrap();
+        assert_eq!(p.sites[0].edges, vec![(2, 0), (5, 1)]);
+        assert_eq!(p.sites[1].edges, vec![(7, 0), (10, 0)]);
+    }
+
+    #[test]
+    fn zero_fold_names_the_block() {
+        let err = plan_for(&Config { fold_div: 16, ..Config::default() }).unwrap_err().to_string();
+        assert!(err.starts_with("node /layer1/layer1.0/Add: tensor 's_r' has 8 channels"), "{err}");
+    }
+}

@@ -1,0 +1,136 @@
+//! The pipeline: load → dataflow and shapes → find blocks → plan → emit and apply → write →
+//! validate. [`prepare`] does everything up to the rewritten model in memory (what `--dry-run`
+//! shows); [`finish`] writes it atomically, validating the written file before it is kept.
+
+use crate::blocks::{self, Findings};
+use crate::config::Config;
+use crate::emit;
+use crate::error::Error;
+use crate::graph::Dataflow;
+use crate::load::load;
+use crate::onnx::{GraphProto, ModelProto};
+use crate::plan::{self, Plan};
+use crate::shapes::{declared_dims, Dim, Shapes};
+use crate::validate::{self, data_inputs};
+use crate::write::TempOutput;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The metadata key recording the tool version and flags in every output.
+pub const METADATA_KEY: &str = "tsm-rewrite";
+
+/// A model rewritten in memory, with what was found and planned.
+pub struct Prepared {
+    pub input: PathBuf,
+    pub opset: i64,
+    /// Nodes in the input graph.
+    pub input_nodes: usize,
+    pub findings: Findings,
+    pub plan: Plan,
+    pub model: ModelProto,
+}
+
+impl Prepared {
+    /// The typed error for a model with nothing to shift (exit code 1).
+    pub fn ensure_sites(&self) -> Result<(), Error> {
+        if self.plan.sites.is_empty() && self.findings.blocks.is_empty() {
+            return Err(Error::NoResidualBlocks { path: self.input.clone(), skipped: self.findings.skipped.len() });
+        }
+        Ok(())
+    }
+
+    pub fn graph(&self) -> &GraphProto {
+        self.model.graph.as_ref().expect("load() refuses models without a graph")
+    }
+}
+
+/// Refuses a fixed batch that cannot hold whole clips.
+fn check_batch(graph: &GraphProto, segments: usize) -> Result<(), Error> {
+    for vi in data_inputs(graph) {
+        if let Some(Dim::Known(b)) = declared_dims(vi).and_then(|d| d.into_iter().next()) {
+            if b as usize % segments != 0 {
+                return Err(Error::Config(format!(
+                    "input '{}' has a fixed batch of {b}, which cannot hold whole clips of {segments} frames: re-export with a \
+                     dynamic batch axis (torch.onnx.export(..., dynamic_axes={{'{}': {{0: 'batch'}}}})) or a batch that is a multiple of --segments",
+                    vi.name, vi.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads `input` and rewrites it in memory.
+pub fn prepare(input: &Path, config: &Config) -> Result<Prepared> {
+    config.validate()?;
+    let loaded = load(input)?;
+    let mut model = loaded.model;
+    if let Some(m) = model.metadata_props.iter().find(|m| m.key == METADATA_KEY) {
+        return Err(Error::BadModel {
+            path: input.to_path_buf(),
+            reason: format!(
+                "was already rewritten by tsm-rewrite ({}); rewrite the original 2D model instead",
+                m.value
+            ),
+        }
+        .into());
+    }
+    let ModelProto { graph, metadata_props, .. } = &mut model;
+    let graph = graph.as_mut().expect("load() refuses models without a graph");
+    let input_nodes = graph.node.len();
+    let df =
+        Dataflow::build(graph).map_err(|e| Error::BadModel { path: input.to_path_buf(), reason: format!("{e:#}") })?;
+    check_batch(graph, config.segments)?;
+    if config.validate {
+        // Fail before any work if validation could not run.
+        validate::input_shapes(graph, config.segments, config.input_shape.as_deref())?;
+    }
+    let shapes = Shapes::infer(graph);
+    let findings = blocks::find(graph, &df, &shapes);
+    let plan = plan::plan(graph, &df, &findings, config)?;
+    let record = format!("tsm-rewrite {} {}", env!("CARGO_PKG_VERSION"), config.flags());
+    let patch = emit::emit(&plan, config, loaded.opset, record);
+    drop(df);
+    patch.apply(graph, metadata_props);
+    Ok(Prepared { input: input.to_path_buf(), opset: loaded.opset, input_nodes, findings, plan, model })
+}
+
+/// Whether two paths name the same file (the second may not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = p.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Writes the rewritten model to `output`, validating it first unless the config says not to.
+pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Option<validate::Report>> {
+    if same_file(&prepared.input, output) {
+        return Err(Error::Config(format!(
+            "output {} is the input file; write to another path (the input is never modified)",
+            output.display()
+        ))
+        .into());
+    }
+    let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::Config(format!("output folder {} does not exist", parent.display())).into());
+    }
+    let tmp = TempOutput::encode(output, &prepared.model)?;
+    let report = if config.validate {
+        Some(validate::validate(tmp.path(), prepared.graph(), config.segments, config.input_shape.as_deref())?)
+    } else {
+        None
+    };
+    tmp.persist().with_context(|| format!("writing {}", output.display()))?;
+    Ok(report)
+}
+
+/// Writes the text dump of the rewritten model (see [`crate::dump`]).
+pub fn write_dump(prepared: &Prepared, path: &Path) -> Result<()> {
+    TempOutput::text(path, &crate::dump::dump(&prepared.model))?.persist()
+}

@@ -1,0 +1,540 @@
+//! A small static shape inference over the operators CNN exports use. It answers two questions
+//! without loading the model into a runtime (which would cost a second copy of its weights): is a
+//! tensor a rank-4 channel-first activation, and how many channels, and (where the model fixes them)
+//! how tall and wide is it. Operators it does not know give an unknown shape, unless the model's own
+//! `value_info` says more.
+
+use crate::onnx::{
+    attribute_proto::AttributeType, tensor_shape_proto::dimension::Value, type_proto, GraphProto, NodeProto,
+    TensorProto, ValueInfoProto,
+};
+use crate::tensor::int_values;
+use std::collections::HashMap;
+use std::fmt;
+
+/// One dimension of a shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dim {
+    Known(i64),
+    /// A named symbolic size from the model (e.g. `batch`).
+    Sym(String),
+    Unknown,
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Known(v) => write!(f, "{v}"),
+            Dim::Sym(s) => write!(f, "{s}"),
+            Dim::Unknown => write!(f, "?"),
+        }
+    }
+}
+
+impl Dim {
+    pub fn known(&self) -> Option<i64> {
+        match self {
+            Dim::Known(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// What is known of a tensor: its dims and which axis holds the channels of an image activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    pub dims: Vec<Dim>,
+    /// The axis carrying the channels of an activation that came from an image (`Some(1)` for NCHW);
+    /// `None` for weights, constants and tensors whose layout was lost (Reshape, Flatten...).
+    pub channel_axis: Option<usize>,
+}
+
+impl Info {
+    pub fn rank(&self) -> usize {
+        self.dims.len()
+    }
+
+    /// A rank-4 activation with channels on axis 1.
+    pub fn is_nchw(&self) -> bool {
+        self.rank() == 4 && self.channel_axis == Some(1)
+    }
+
+    pub fn display(&self) -> String {
+        format!("[{}]", self.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+    }
+}
+
+/// Shapes of every tensor the inference could follow.
+#[derive(Debug, Default)]
+pub struct Shapes {
+    map: HashMap<String, Info>,
+}
+
+/// Dims of a declared type, if it is a tensor with a shape.
+pub fn declared_dims(vi: &ValueInfoProto) -> Option<Vec<Dim>> {
+    let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    Some(
+        t.shape
+            .as_ref()?
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(Value::DimValue(v)) if *v > 0 => Dim::Known(*v),
+                Some(Value::DimParam(s)) if !s.is_empty() => Dim::Sym(s.clone()),
+                _ => Dim::Unknown,
+            })
+            .collect(),
+    )
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a crate::onnx::AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+pub fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
+    attr(node, name).filter(|a| a.r#type == AttributeType::Int as i32).map(|a| a.i)
+}
+
+pub fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(node, name).filter(|a| a.r#type == AttributeType::Ints as i32).map(|a| a.ints.clone())
+}
+
+pub fn attr_string(node: &NodeProto, name: &str) -> Option<String> {
+    attr(node, name)
+        .filter(|a| a.r#type == AttributeType::String as i32)
+        .map(|a| String::from_utf8_lossy(&a.s).into_owned())
+}
+
+fn merge(a: Dim, b: &Dim) -> Dim {
+    match (a, b) {
+        (Dim::Known(1), b) => b.clone(),
+        (a, Dim::Known(1)) => a,
+        (a, b) if &a == b => a,
+        (Dim::Known(k), _) => Dim::Known(k),
+        (_, Dim::Known(k)) => Dim::Known(*k),
+        _ => Dim::Unknown,
+    }
+}
+
+fn broadcast(infos: &[&Info]) -> Vec<Dim> {
+    let rank = infos.iter().map(|i| i.rank()).max().unwrap_or(0);
+    (0..rank)
+        .map(|k| {
+            let mut dims = infos.iter().filter_map(|i| (k + i.rank()).checked_sub(rank).map(|pos| &i.dims[pos]));
+            let first = dims.next().cloned().unwrap_or(Dim::Unknown);
+            dims.fold(first, merge)
+        })
+        .collect()
+}
+
+fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    (0..rank as i64).contains(&a).then_some(a as usize)
+}
+
+/// Output spatial size of a convolution or pooling window along one axis.
+fn window_out(input: &Dim, k: i64, stride: i64, dil: i64, pads: (i64, i64), auto_pad: &str, ceil: bool) -> Dim {
+    let Dim::Known(n) = *input else { return Dim::Unknown };
+    let eff = dil * (k - 1) + 1;
+    let out = match auto_pad {
+        "SAME_UPPER" | "SAME_LOWER" => (n + stride - 1) / stride,
+        "VALID" => (n - eff) / stride + 1,
+        _ => {
+            let span = n + pads.0 + pads.1 - eff;
+            if ceil {
+                let o = (span + stride - 1) / stride + 1;
+                // The last window must start inside the input or its left padding.
+                if (o - 1) * stride >= n + pads.0 {
+                    o - 1
+                } else {
+                    o
+                }
+            } else {
+                span / stride + 1
+            }
+        }
+    };
+    if out > 0 {
+        Dim::Known(out)
+    } else {
+        Dim::Unknown
+    }
+}
+
+impl Shapes {
+    pub fn get(&self, tensor: &str) -> Option<&Info> {
+        self.map.get(tensor)
+    }
+
+    /// Infers shapes in node order (the graph is topologically sorted; `Dataflow` checked it).
+    pub fn infer(graph: &GraphProto) -> Shapes {
+        let mut map: HashMap<String, Info> = HashMap::new();
+        let mut values: HashMap<&str, &TensorProto> = HashMap::new();
+        for t in &graph.initializer {
+            map.insert(
+                t.name.clone(),
+                Info { dims: t.dims.iter().map(|&d| Dim::Known(d)).collect(), channel_axis: None },
+            );
+            values.insert(&t.name, t);
+        }
+        for vi in &graph.input {
+            if map.contains_key(&vi.name) {
+                continue;
+            }
+            if let Some(dims) = declared_dims(vi) {
+                let channel_axis = (dims.len() >= 3).then_some(1);
+                map.insert(vi.name.clone(), Info { dims, channel_axis });
+            }
+        }
+        let declared: HashMap<&str, &ValueInfoProto> =
+            graph.value_info.iter().chain(graph.output.iter()).map(|v| (v.name.as_str(), v)).collect();
+        for node in &graph.node {
+            if node.op_type == "Constant" {
+                if let (Some(a), Some(out)) = (attr(node, "value"), node.output.first()) {
+                    if let Some(t) = &a.t {
+                        map.insert(
+                            out.clone(),
+                            Info { dims: t.dims.iter().map(|&d| Dim::Known(d)).collect(), channel_axis: None },
+                        );
+                        values.insert(out, t);
+                    }
+                }
+                continue;
+            }
+            let out = infer_node(node, &map, &values);
+            for (slot, name) in node.output.iter().enumerate() {
+                if name.is_empty() {
+                    continue;
+                }
+                let mut info = if slot == 0 { out.clone() } else { None };
+                // Fill what inference could not see from the model's own declarations.
+                if let Some(dims) = declared.get(name.as_str()).and_then(|v| declared_dims(v)) {
+                    info = match info {
+                        Some(mut i) if i.rank() == dims.len() => {
+                            for (mine, theirs) in i.dims.iter_mut().zip(dims) {
+                                if *mine == Dim::Unknown {
+                                    *mine = theirs;
+                                }
+                            }
+                            Some(i)
+                        }
+                        Some(i) => Some(i),
+                        None => Some(Info { dims, channel_axis: None }),
+                    };
+                }
+                if let Some(i) = info {
+                    map.insert(name.clone(), i);
+                }
+            }
+        }
+        Shapes { map }
+    }
+}
+
+fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&str, &TensorProto>) -> Option<Info> {
+    let input = |k: usize| node.input.get(k).filter(|n| !n.is_empty()).and_then(|n| map.get(n));
+    let value = |k: usize| node.input.get(k).and_then(|n| values.get(n.as_str())).and_then(|t| int_values(t));
+    let x = input(0);
+    match node.op_type.as_str() {
+        "Relu"
+        | "LeakyRelu"
+        | "PRelu"
+        | "Sigmoid"
+        | "HardSigmoid"
+        | "HardSwish"
+        | "Tanh"
+        | "Clip"
+        | "Elu"
+        | "Selu"
+        | "Celu"
+        | "Softplus"
+        | "Softsign"
+        | "Gelu"
+        | "Mish"
+        | "Erf"
+        | "Abs"
+        | "Neg"
+        | "Exp"
+        | "Log"
+        | "Sqrt"
+        | "Reciprocal"
+        | "Identity"
+        | "Dropout"
+        | "BatchNormalization"
+        | "InstanceNormalization"
+        | "LRN"
+        | "LayerNormalization"
+        | "GroupNormalization"
+        | "Cast"
+        | "Softmax"
+        | "LogSoftmax"
+        | "QuantizeLinear"
+        | "DequantizeLinear"
+        | "Floor"
+        | "Ceil"
+        | "Round"
+        | "Sign"
+        | "Swish"
+        | "ThresholdedRelu"
+        | "Shrink"
+        | "Sin"
+        | "Cos"
+        | "Not"
+        | "IsNaN"
+        | "IsInf"
+        | "LpNormalization"
+        | "MeanVarianceNormalization"
+        | "CastLike"
+        | "Hardmax" => x.cloned(),
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" | "Mean" | "Pow" | "Where" | "Equal" | "Less"
+        | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Mod" | "BitShift" => {
+            let ins: Vec<&Info> = (0..node.input.len()).filter_map(input).collect();
+            if ins.len() != node.input.iter().filter(|n| !n.is_empty()).count() {
+                return None;
+            }
+            let dims = broadcast(&ins);
+            // The layout is that of the highest-rank activation among the inputs.
+            let channel_axis = ins
+                .iter()
+                .filter(|i| i.channel_axis.is_some() && i.rank() == dims.len())
+                .map(|i| i.channel_axis)
+                .next()
+                .flatten();
+            Some(Info { dims, channel_axis })
+        }
+        "Conv" | "ConvInteger" | "QLinearConv" | "ConvTranspose" => {
+            let x = x?;
+            let w_index = if node.op_type == "QLinearConv" { 3 } else { 1 };
+            let w = input(w_index)?;
+            if x.rank() < 3 || w.rank() != x.rank() {
+                return None;
+            }
+            let group = attr_int(node, "group").unwrap_or(1);
+            let channels = if node.op_type == "ConvTranspose" {
+                w.dims[1].known().map(|c| Dim::Known(c * group)).unwrap_or(Dim::Unknown)
+            } else {
+                w.dims[0].clone()
+            };
+            let mut dims = vec![x.dims[0].clone(), channels];
+            let n = x.rank() - 2;
+            if node.op_type == "ConvTranspose" {
+                dims.extend(std::iter::repeat(Dim::Unknown).take(n));
+            } else {
+                let kernel = attr_ints(node, "kernel_shape")
+                    .unwrap_or_else(|| w.dims[2..].iter().map(|d| d.known().unwrap_or(0)).collect());
+                spatial(node, x, &kernel, false, &mut dims);
+            }
+            Some(Info { dims, channel_axis: Some(1) })
+        }
+        "MaxPool" | "AveragePool" | "LpPool" => {
+            let x = x?;
+            let kernel = attr_ints(node, "kernel_shape")?;
+            let mut dims = vec![x.dims[0].clone(), x.dims.get(1)?.clone()];
+            let ceil = attr_int(node, "ceil_mode").unwrap_or(0) != 0;
+            spatial(node, x, &kernel, ceil, &mut dims);
+            Some(Info { dims, channel_axis: Some(1) })
+        }
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
+            let x = x?;
+            let mut dims = x.dims.clone();
+            for d in dims.iter_mut().skip(2) {
+                *d = Dim::Known(1);
+            }
+            Some(Info { dims, channel_axis: x.channel_axis })
+        }
+        "Resize" | "Upsample" | "Pad" | "SpaceToDepth" | "DepthToSpace" => {
+            let x = x?;
+            let mut dims = x.dims.clone();
+            for d in dims.iter_mut().skip(1) {
+                *d = Dim::Unknown;
+            }
+            if matches!(node.op_type.as_str(), "Resize" | "Upsample") {
+                dims[1] = x.dims[1].clone();
+            }
+            Some(Info { dims, channel_axis: x.channel_axis })
+        }
+        "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceSum" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+        | "ReduceLogSumExp" | "ReduceSumSquare" => {
+            let x = x?;
+            let keep = attr_int(node, "keepdims").unwrap_or(1) != 0;
+            let axes = attr_ints(node, "axes").or_else(|| value(1));
+            let axes: Vec<usize> = match axes {
+                Some(a) if !a.is_empty() => a.iter().map(|&a| norm_axis(a, x.rank())).collect::<Option<_>>()?,
+                _ => (0..x.rank()).collect(),
+            };
+            let mut dims = Vec::new();
+            let mut channel_axis = None;
+            for (k, d) in x.dims.iter().enumerate() {
+                if axes.contains(&k) {
+                    if keep {
+                        dims.push(Dim::Known(1));
+                    }
+                } else {
+                    if x.channel_axis == Some(k) {
+                        channel_axis = Some(dims.len());
+                    }
+                    dims.push(d.clone());
+                }
+            }
+            Some(Info { dims, channel_axis: if keep { x.channel_axis } else { channel_axis } })
+        }
+        "Transpose" => {
+            let x = x?;
+            let perm: Vec<usize> = match attr_ints(node, "perm") {
+                Some(p) => p.iter().map(|&a| norm_axis(a, x.rank())).collect::<Option<_>>()?,
+                None => (0..x.rank()).rev().collect(),
+            };
+            if perm.len() != x.rank() {
+                return None;
+            }
+            let dims = perm.iter().map(|&p| x.dims[p].clone()).collect();
+            let channel_axis = x.channel_axis.and_then(|c| perm.iter().position(|&p| p == c));
+            Some(Info { dims, channel_axis })
+        }
+        "MatMul" => {
+            let (a, b) = (x?, input(1)?);
+            if a.rank() < 2 || b.rank() < 1 {
+                return None;
+            }
+            let mut dims = a.dims.clone();
+            let last = dims.len() - 1;
+            dims[last] = if b.rank() >= 2 { b.dims[b.rank() - 1].clone() } else { return None };
+            // A MatMul over the channel axis (ConvNeXt's Linear in NHWC) maps channels to channels.
+            Some(Info { dims, channel_axis: a.channel_axis })
+        }
+        "Gemm" => {
+            let (a, b) = (x?, input(1)?);
+            if a.rank() != 2 || b.rank() != 2 {
+                return None;
+            }
+            let m = if attr_int(node, "transA").unwrap_or(0) != 0 { &a.dims[1] } else { &a.dims[0] };
+            let n = if attr_int(node, "transB").unwrap_or(0) != 0 { &b.dims[0] } else { &b.dims[1] };
+            Some(Info { dims: vec![m.clone(), n.clone()], channel_axis: None })
+        }
+        "Flatten" => {
+            let x = x?;
+            let axis = norm_axis(attr_int(node, "axis").unwrap_or(1), x.rank() + 1)?;
+            let prod = |ds: &[Dim]| {
+                ds.iter().try_fold(1i64, |acc, d| d.known().map(|v| acc * v)).map(Dim::Known).unwrap_or(Dim::Unknown)
+            };
+            Some(Info { dims: vec![prod(&x.dims[..axis]), prod(&x.dims[axis..])], channel_axis: None })
+        }
+        "Reshape" => {
+            let x = x?;
+            let target = value(1)?;
+            let allowzero = attr_int(node, "allowzero").unwrap_or(0) != 0;
+            let mut dims: Vec<Dim> = target
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| match t {
+                    0 if !allowzero => x.dims.get(k).cloned().unwrap_or(Dim::Unknown),
+                    t if t > 0 => Dim::Known(t),
+                    _ => Dim::Unknown,
+                })
+                .collect();
+            if let Some(pos) = target.iter().position(|&t| t == -1) {
+                let total = x.dims.iter().try_fold(1i64, |acc, d| d.known().map(|v| acc * v));
+                let rest = dims
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| *k != pos)
+                    .try_fold(1i64, |acc, (_, d)| d.known().map(|v| acc * v));
+                if let (Some(t), Some(r)) = (total, rest) {
+                    if r > 0 && t % r == 0 {
+                        dims[pos] = Dim::Known(t / r);
+                    }
+                }
+            }
+            Some(Info { dims, channel_axis: None })
+        }
+        "Concat" => {
+            let ins: Vec<&Info> = node.input.iter().filter(|n| !n.is_empty()).filter_map(|n| map.get(n)).collect();
+            let first = *ins.first()?;
+            let axis = norm_axis(attr_int(node, "axis")?, first.rank())?;
+            let mut dims = first.dims.clone();
+            dims[axis] = ins
+                .iter()
+                .try_fold(0i64, |acc, i| i.dims.get(axis).and_then(Dim::known).map(|v| acc + v))
+                .map(Dim::Known)
+                .unwrap_or(Dim::Unknown);
+            Some(Info { dims, channel_axis: first.channel_axis })
+        }
+        _ => None,
+    }
+}
+
+/// Appends the spatial output dims of a Conv or pooling node.
+fn spatial(node: &NodeProto, x: &Info, kernel: &[i64], ceil: bool, dims: &mut Vec<Dim>) {
+    let n = x.rank() - 2;
+    let strides = attr_ints(node, "strides").unwrap_or_else(|| vec![1; n]);
+    let dil = attr_ints(node, "dilations").unwrap_or_else(|| vec![1; n]);
+    let pads = attr_ints(node, "pads").unwrap_or_else(|| vec![0; 2 * n]);
+    let auto_pad = attr_string(node, "auto_pad").unwrap_or_default();
+    for k in 0..n {
+        let (Some(&kk), Some(&s), Some(&d), Some(&pb), Some(&pe)) =
+            (kernel.get(k), strides.get(k), dil.get(k), pads.get(k), pads.get(k + n))
+        else {
+            dims.push(Dim::Unknown);
+            continue;
+        };
+        if kk <= 0 || s <= 0 {
+            dims.push(Dim::Unknown);
+            continue;
+        }
+        dims.push(window_out(&x.dims[k + 2], kk, s, d, (pb, pe), &auto_pad, ceil));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::tests::{node, value_info};
+    use crate::onnx::AttributeProto;
+    use crate::tensor::int64;
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn conv_pool_and_transpose() {
+        let mut conv = node("Conv", "c", &["x", "w"], &["y"]);
+        conv.attribute = vec![ints("strides", &[2, 2]), ints("pads", &[3, 3, 3, 3]), ints("kernel_shape", &[7, 7])];
+        let mut pool = node("MaxPool", "p", &["y"], &["z"]);
+        pool.attribute = vec![ints("kernel_shape", &[3, 3]), ints("strides", &[2, 2]), ints("pads", &[1, 1, 1, 1])];
+        let mut tr = node("Transpose", "t", &["z"], &["nhwc"]);
+        tr.attribute = vec![ints("perm", &[0, 2, 3, 1])];
+        let mut back = node("Transpose", "t2", &["nhwc"], &["nchw"]);
+        back.attribute = vec![ints("perm", &[0, 3, 1, 2])];
+        let graph = GraphProto {
+            input: vec![value_info("x", &[-1, 3, 224, 224])],
+            initializer: vec![int64("w", &[64, 3, 7, 7], &[0; 64 * 3 * 49])],
+            node: vec![conv, pool, tr, back, node("Flatten", "f", &["nchw"], &["flat"])],
+            ..Default::default()
+        };
+        let s = Shapes::infer(&graph);
+        assert_eq!(s.get("y").unwrap().display(), "[N, 64, 112, 112]");
+        assert_eq!(s.get("z").unwrap().display(), "[N, 64, 56, 56]");
+        assert!(s.get("z").unwrap().is_nchw());
+        assert_eq!(s.get("nhwc").unwrap().channel_axis, Some(3));
+        assert!(!s.get("nhwc").unwrap().is_nchw());
+        assert!(s.get("nchw").unwrap().is_nchw());
+        assert_eq!(s.get("flat").unwrap().display(), "[?, 200704]");
+        assert!(!s.get("flat").unwrap().is_nchw());
+    }
+
+    #[test]
+    fn broadcast_keeps_activation_layout() {
+        let graph = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 4, 4])],
+            initializer: vec![int64("gamma", &[8, 1, 1], &[0; 8])],
+            node: vec![node("Mul", "m", &["gamma", "x"], &["y"])],
+            ..Default::default()
+        };
+        let s = Shapes::infer(&graph);
+        assert_eq!(s.get("y").unwrap().display(), "[N, 8, 4, 4]");
+        assert!(s.get("y").unwrap().is_nchw());
+    }
+}

@@ -1,0 +1,145 @@
+//! Small conversions between ONNX `TensorProto`s and plain values: reading the integer constants that
+//! shape inference needs, building the int64 constants the shift subgraph needs, and reading or
+//! writing float tensors in the ONNX test-data format (`input_0.pb`).
+
+use crate::onnx::{tensor_proto::DataType, TensorProto};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use prost::Message;
+use std::path::Path;
+
+/// An int64 tensor of the given shape.
+pub fn int64(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.to_string(),
+        dims: dims.to_vec(),
+        data_type: DataType::Int64 as i32,
+        raw_data: Bytes::from(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
+        ..Default::default()
+    }
+}
+
+/// A 1-D int64 tensor.
+pub fn int64_vec(name: &str, values: &[i64]) -> TensorProto {
+    int64(name, &[values.len() as i64], values)
+}
+
+/// The values of an integer tensor held in the model itself (not external data), if it is one.
+pub fn int_values(t: &TensorProto) -> Option<Vec<i64>> {
+    if t.data_location == crate::onnx::tensor_proto::DataLocation::External as i32 {
+        return None;
+    }
+    let dt = DataType::try_from(t.data_type).ok()?;
+    if !t.raw_data.is_empty() {
+        let raw = &t.raw_data[..];
+        return match dt {
+            DataType::Int64 => Some(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
+            DataType::Int32 => {
+                Some(raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect())
+            }
+            _ => None,
+        };
+    }
+    match dt {
+        DataType::Int64 => Some(t.int64_data.clone()),
+        DataType::Int32 => Some(t.int32_data.iter().map(|&v| v as i64).collect()),
+        _ => None,
+    }
+}
+
+/// The number of elements a tensor declares.
+pub fn numel(t: &TensorProto) -> i64 {
+    t.dims.iter().product()
+}
+
+/// A float32 tensor in memory: shape and values, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatArray {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl FloatArray {
+    pub fn to_proto(&self, name: &str) -> TensorProto {
+        TensorProto {
+            name: name.to_string(),
+            dims: self.shape.iter().map(|&d| d as i64).collect(),
+            data_type: DataType::Float as i32,
+            raw_data: Bytes::from(self.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
+            ..Default::default()
+        }
+    }
+
+    pub fn from_proto(t: &TensorProto) -> Result<FloatArray> {
+        if t.data_type != DataType::Float as i32 {
+            bail!("tensor '{}' has data type {}, expected float32", t.name, t.data_type);
+        }
+        let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+        let data: Vec<f32> = if !t.raw_data.is_empty() {
+            t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+        } else {
+            t.float_data.clone()
+        };
+        if data.len() != shape.iter().product::<usize>() {
+            bail!("tensor '{}' holds {} values for shape {:?}", t.name, data.len(), shape);
+        }
+        Ok(FloatArray { shape, data })
+    }
+
+    /// Reads a serialized `TensorProto` file (the ONNX test-data convention).
+    pub fn read_pb(path: &Path) -> Result<(String, FloatArray)> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let t = TensorProto::decode(&bytes[..]).with_context(|| format!("{}: not a TensorProto", path.display()))?;
+        let a = FloatArray::from_proto(&t).with_context(|| path.display().to_string())?;
+        Ok((t.name, a))
+    }
+
+    /// Seeded pseudo-random values in [-1, 1): the same seed gives the same values everywhere.
+    pub fn random(shape: &[usize], seed: u64) -> FloatArray {
+        let n: usize = shape.iter().product();
+        // splitmix64: tiny, good enough for test inputs, and no dependency.
+        let mut state = seed;
+        let data = (0..n)
+            .map(|_| {
+                state = state.wrapping_add(0x9E3779B97F4A7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+                z ^= z >> 31;
+                ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        FloatArray { shape: shape.to_vec(), data }
+    }
+
+    /// Largest absolute difference to another array of the same shape.
+    pub fn max_abs_diff(&self, other: &FloatArray) -> f32 {
+        assert_eq!(self.shape, other.shape, "shapes differ");
+        self.data.iter().zip(&other.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    }
+
+    /// Largest absolute value (the output's scale, for relative tolerances).
+    pub fn max_abs(&self) -> f32 {
+        self.data.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int64_round_trip() {
+        let t = int64_vec("x", &[-1, 8, 64, 3136]);
+        assert_eq!(int_values(&t), Some(vec![-1, 8, 64, 3136]));
+        assert_eq!(numel(&t), 4);
+    }
+
+    #[test]
+    fn random_is_seeded_and_bounded() {
+        let a = FloatArray::random(&[2, 3], 7);
+        assert_eq!(a, FloatArray::random(&[2, 3], 7));
+        assert_ne!(a, FloatArray::random(&[2, 3], 8));
+        assert!(a.data.iter().all(|v| (-1.0..1.0).contains(v)));
+    }
+}

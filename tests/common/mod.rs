@@ -1,0 +1,67 @@
+//! Helpers shared by the integration tests: fixture paths, configs named like the fixture data
+//! folders, and the tolerance used against the PyTorch references.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use tsm_rewrite::config::{Config, Direction, GroupOrder, Mode};
+use tsm_rewrite::tensor::FloatArray;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn model(name: &str) -> PathBuf {
+    fixtures().join("models").join(format!("{name}.onnx"))
+}
+
+pub fn data(name: &str) -> PathBuf {
+    fixtures().join("data").join(name)
+}
+
+/// The config a data folder is named after: `{mode}-{direction|paddle}-fd{D}[-every{K}]`.
+pub fn config_for(folder: &str) -> Config {
+    let parts: Vec<&str> = folder.split('-').collect();
+    let mut c = Config { validate: false, ..Config::default() };
+    c.mode = match parts[0] {
+        "residual" => Mode::Residual,
+        "inplace" => Mode::Inplace,
+        other => panic!("unknown mode {other} in {folder}"),
+    };
+    match parts[1] {
+        "bidirectional" => c.direction = Direction::Bidirectional,
+        "past" => c.direction = Direction::Past,
+        "paddle" => c.group_order = GroupOrder::Paddle,
+        other => panic!("unknown direction {other} in {folder}"),
+    }
+    c.fold_div = parts[2].strip_prefix("fd").and_then(|d| d.parse().ok()).expect("fd<D>");
+    if let Some(k) = parts.get(3) {
+        c.every = k.strip_prefix("every").and_then(|d| d.parse().ok()).expect("every<K>");
+    }
+    c
+}
+
+/// The tolerance against a PyTorch reference: 1e-4 of the output's scale (at least 1e-4).
+pub fn tolerance(reference: &FloatArray) -> f32 {
+    1e-4 * reference.max_abs().max(1.0)
+}
+
+/// Every data folder of a fixture holding a reference output, sorted.
+pub fn reference_configs(name: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(data(name))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("output_0.pb").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "plain")
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn input(name: &str) -> FloatArray {
+    FloatArray::read_pb(&data(name).join("input_0.pb")).unwrap().1
+}
+
+pub fn output(name: &str, config: &str) -> FloatArray {
+    FloatArray::read_pb(&data(name).join(config).join("output_0.pb")).unwrap().1
+}

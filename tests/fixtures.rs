@@ -1,0 +1,113 @@
+//! The main job on every committed fixture: rewrite with each configuration that has a PyTorch TSM
+//! reference, run the result in tract on the reference input, and compare. Also checks that the
+//! blocks found are exactly the reference's shift sites, and keeps a golden dump of each rewrite.
+
+mod common;
+
+use common::*;
+use tsm_rewrite::blocks::Shortcut;
+use tsm_rewrite::config::Config;
+use tsm_rewrite::rewrite;
+
+/// Rewrites `name` with `config` into a temp folder and runs it on the fixture's input.
+fn rewrite_and_run(name: &str, config: &Config) -> tsm_rewrite::tensor::FloatArray {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tsm.onnx");
+    let prepared = rewrite::prepare(&model(name), config).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    rewrite::finish(&prepared, &out, config).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    let outputs = tsm_rewrite::validate::run(&out, &[input(name)]).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    outputs.into_iter().next().unwrap()
+}
+
+fn check_fixture(name: &str) {
+    // The untouched 2D model in tract equals PyTorch: the harness itself is sound.
+    let plain_ref = output(name, "plain");
+    let plain = tsm_rewrite::validate::run(&model(name), &[input(name)]).unwrap().remove(0);
+    assert!(plain.max_abs_diff(&plain_ref) <= tolerance(&plain_ref), "{name}: plain model differs from PyTorch");
+
+    let configs = reference_configs(name);
+    assert!(configs.len() >= 8, "{name}: only {configs:?}");
+    for folder in configs {
+        let want = output(name, &folder);
+        let got = rewrite_and_run(name, &config_for(&folder));
+        let diff = got.max_abs_diff(&want);
+        let tol = tolerance(&want);
+        assert!(diff <= tol, "{name} {folder}: max abs diff {diff} > {tol}");
+        // The reference really differs from the 2D model, so matching it means the shift is there.
+        assert!(want.max_abs_diff(&plain_ref) > 10.0 * tol, "{name} {folder}: reference too close to plain");
+    }
+}
+
+/// The reference's sites: (module path, channels, identity?, stage, index in stage).
+fn reference_sites(name: &str) -> Vec<(String, i64, bool, usize, usize)> {
+    std::fs::read_to_string(data(name).join("sites.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[1].parse().unwrap(), f[2] == "identity", f[3].parse().unwrap(), f[4].parse().unwrap())
+        })
+        .collect()
+}
+
+fn check_sites(name: &str) {
+    let prepared = rewrite::prepare(&model(name), &Config { validate: false, ..Config::default() }).unwrap();
+    let found: Vec<(String, i64, bool, usize, usize)> = prepared
+        .findings
+        .blocks
+        .iter()
+        .map(|b| {
+            // `/layer1/layer1.0/Add` -> `layer1.0`: the block's module path.
+            let segs: Vec<&str> = b.name.split('/').collect();
+            (segs[segs.len() - 2].to_string(), b.channels, b.shortcut == Shortcut::Identity, b.stage, b.index_in_stage)
+        })
+        .collect();
+    assert_eq!(found, reference_sites(name), "{name}: skipped {:#?}", prepared.findings.skipped);
+    insta::assert_snapshot!(format!("dump_{name}"), tsm_rewrite::dump::dump(&prepared.model));
+}
+
+macro_rules! fixture_tests {
+    ($($name:ident),*) => {
+        mod numeric { $( #[test] fn $name() { super::check_fixture(stringify!($name)); } )* }
+        mod sites { $( #[test] fn $name() { super::check_sites(stringify!($name)); } )* }
+    };
+}
+
+fixture_tests!(
+    resnet_basic,
+    resnet_bottleneck,
+    resnext,
+    resnet_deep,
+    mobilenet_v2,
+    resnet_unfused_bn,
+    resnet_opset9,
+    preact_resnet,
+    se_block_net,
+    convnext_block_net,
+    resnet_dynamic_hw
+);
+
+#[test]
+fn every_fixture_is_covered() {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures().join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut listed = vec![
+        "resnet_basic",
+        "resnet_bottleneck",
+        "resnext",
+        "resnet_deep",
+        "mobilenet_v2",
+        "resnet_unfused_bn",
+        "resnet_opset9",
+        "preact_resnet",
+        "se_block_net",
+        "convnext_block_net",
+        "resnet_dynamic_hw",
+    ];
+    listed.sort();
+    assert_eq!(names, listed, "a fixture model has no test");
+}
