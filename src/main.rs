@@ -54,7 +54,7 @@ struct Args {
 
     /// Per-frame C,H,W for validation, where the model leaves them symbolic (e.g. 3,224,224).
     #[arg(long, value_name = "C,H,W", value_parser = parse_shape)]
-    input_shape: Option<Vec<usize>>,
+    input_shape: Option<FrameShape>,
 
     /// Print the plan and write nothing.
     #[arg(long)]
@@ -69,12 +69,17 @@ struct Args {
     dump: Option<PathBuf>,
 }
 
-fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+/// `C,H,W` (a newtype, since clap reads a bare `Vec` as a repeated flag).
+#[derive(Debug, Clone)]
+struct FrameShape(Vec<usize>);
+
+fn parse_shape(s: &str) -> Result<FrameShape, String> {
     s.split([',', 'x'])
         .map(|p| {
             p.trim().parse::<usize>().map_err(|_| format!("'{p}' is not a size; expected C,H,W such as 3,224,224"))
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(FrameShape)
 }
 
 fn config(args: &Args) -> Config {
@@ -85,7 +90,7 @@ fn config(args: &Args) -> Config {
         direction: args.direction,
         group_order: args.group_order,
         every: args.every,
-        input_shape: args.input_shape.clone(),
+        input_shape: args.input_shape.as_ref().map(|s| s.0.clone()),
         validate: !args.no_validate,
     }
 }

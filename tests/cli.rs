@@ -1,0 +1,258 @@
+//! The binary as a user drives it: exit codes, messages that name what is wrong, nothing written on
+//! failure, the input never touched, deterministic output, and the summary it prints.
+
+mod common;
+
+use common::*;
+use prost::Message;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tsm_rewrite::onnx::ModelProto;
+
+fn tool(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tsm-rewrite"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn fixture_arg(name: &str) -> String {
+    format!("fixtures/models/{name}.onnx")
+}
+
+fn read_model(p: &Path) -> ModelProto {
+    ModelProto::decode(&std::fs::read(p).unwrap()[..]).unwrap()
+}
+
+fn write_model(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    p
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn rewrites_validates_and_keeps_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tsm.onnx");
+    let input = model("resnet_basic");
+    let before = std::fs::read(&input).unwrap();
+    let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("8 residual block(s) found, 8 shifted"), "{err}");
+    assert!(err.contains("validated in tract: 2 clip(s), input [16, 3, 32, 32] -> logits [16, 10]"), "{err}");
+    assert_eq!(std::fs::read(&input).unwrap(), before, "input modified");
+    assert_eq!(files_in(dir.path()), ["tsm.onnx"]);
+
+    // Everything of the input survives: nodes (in order, same attributes), initializers, metadata.
+    let original = read_model(&input);
+    let rewritten = read_model(&out);
+    assert_eq!(rewritten.ir_version, original.ir_version);
+    assert_eq!(rewritten.opset_import, original.opset_import);
+    assert_eq!(rewritten.producer_name, original.producer_name);
+    let (g0, g1) = (original.graph.unwrap(), rewritten.graph.unwrap());
+    let kept: Vec<_> = g1.node.iter().filter(|n| !n.name.contains("/tsm/")).collect();
+    assert_eq!(kept.len(), g0.node.len());
+    for (a, b) in g0.node.iter().zip(kept) {
+        assert_eq!((&a.name, &a.op_type, &a.attribute, &a.output), (&b.name, &b.op_type, &b.attribute, &b.output));
+    }
+    assert!(g0.initializer.iter().all(|t| g1.initializer.contains(t)));
+    assert_eq!((g0.input, g0.output, g0.value_info), (g1.input, g1.output, g1.value_info));
+    assert_eq!(&rewritten.metadata_props[..original.metadata_props.len()], &original.metadata_props[..]);
+    let record = rewritten.metadata_props.last().unwrap();
+    assert_eq!(record.key, "tsm-rewrite");
+    assert!(record
+        .value
+        .ends_with("--segments 8 --fold-div 8 --mode residual --direction bidirectional --group-order tsm --every 1"));
+}
+
+#[test]
+fn same_input_and_flags_give_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
+    for out in [&a, &b] {
+        let o =
+            tool(&[&fixture_arg("mobilenet_v2"), "-o", out.to_str().unwrap(), "--no-validate", "--mode", "inplace"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+#[test]
+fn summary_is_stable() {
+    let o = tool(&[&fixture_arg("resnet_deep"), "--dry-run", "--every", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    insta::assert_snapshot!("summary_resnet_deep_every2", stderr(&o));
+    let o = tool(&[&fixture_arg("convnext_block_net"), "--dry-run", "--mode", "inplace", "--direction", "past"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    insta::assert_snapshot!("summary_convnext_inplace_past", stderr(&o));
+}
+
+#[test]
+fn dry_run_writes_nothing_and_dump_matches_the_written_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tsm.onnx");
+    let o = tool(&[&fixture_arg("preact_resnet"), "-o", out.to_str().unwrap(), "--dry-run"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).ends_with("dry run: nothing written\n"));
+    assert!(files_in(dir.path()).is_empty());
+
+    let dump = dir.path().join("tsm.txt");
+    let o = tool(&[
+        &fixture_arg("preact_resnet"),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-validate",
+        "--dump",
+        dump.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&dump).unwrap(), tsm_rewrite::dump::dump(&read_model(&out)));
+}
+
+#[test]
+fn symbolic_spatial_size_needs_input_shape_to_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tsm.onnx");
+    let o = tool(&[&fixture_arg("resnet_dynamic_hw"), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("input 'input' leaves dim 2 open (height): give --input-shape C,H,W"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(files_in(dir.path()).is_empty());
+    let o = tool(&[&fixture_arg("resnet_dynamic_hw"), "-o", out.to_str().unwrap(), "--input-shape", "3,48,40"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("input [16, 3, 48, 40]"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_model_without_residual_blocks_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_basic"));
+    let g = m.graph.as_mut().unwrap();
+    // Keep the stem only: conv, relu, maxpool, and make the maxpool output the graph output.
+    let pool = g.node.iter().position(|n| n.op_type == "MaxPool").unwrap();
+    g.node.truncate(pool + 1);
+    g.output[0].name = g.node[pool].output[0].clone();
+    g.output[0].r#type = None;
+    let p = write_model(dir.path(), "stem.onnx", &m);
+    let out = dir.path().join("out.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no residual block found in"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
+
+#[test]
+fn failed_validation_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_basic"));
+    // sqrt(-|logits| - 1) is NaN everywhere: validation must refuse it.
+    let g = m.graph.as_mut().unwrap();
+    let gemm = g.node.last_mut().unwrap();
+    gemm.output[0] = "raw".into();
+    let node = |op: &str, i: &[&str], o: &str| tsm_rewrite::onnx::NodeProto {
+        op_type: op.into(),
+        name: format!("/poison/{op}"),
+        input: i.iter().map(|s| s.to_string()).collect(),
+        output: vec![o.into()],
+        ..Default::default()
+    };
+    g.node.push(node("Abs", &["raw"], "abs"));
+    g.node.push(node("Neg", &["abs"], "neg"));
+    g.node.push(node("Sqrt", &["neg"], "logits"));
+    let p = write_model(dir.path(), "nan.onnx", &m);
+    let out = dir.path().join("out.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("validation failed: output 'logits' holds a non-finite value"), "{}", stderr(&o));
+    assert_eq!(files_in(dir.path()), ["nan.onnx"], "no output, no temporary file");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.onnx");
+    let out_arg = out.to_str().unwrap();
+    let garbage = dir.path().join("garbage.onnx");
+    std::fs::write(&garbage, b"\xff\xff\xff\xff not a protobuf").unwrap();
+    let empty = dir.path().join("empty.onnx");
+    std::fs::write(&empty, b"").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["missing.onnx".into(), "-o".into(), out_arg.into()], "missing.onnx: cannot open"),
+        (vec![dir.path().to_str().unwrap().into(), "-o".into(), out_arg.into()], "is a folder"),
+        (vec![empty.to_str().unwrap().into(), "-o".into(), out_arg.into()], "is empty"),
+        (vec![garbage.to_str().unwrap().into(), "-o".into(), out_arg.into()], "not an ONNX model"),
+        (vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--segments".into(), "0".into()], "--segments must be at least 1"),
+        (
+            vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--fold-div".into(), "16".into()],
+            "node /layer1/layer1.0/Add: tensor '/maxpool/MaxPool_output_0' has 8 channels; --fold-div 16 leaves no channel to shift",
+        ),
+        (vec![fixture_arg("resnet_basic"), "-o".into(), fixture_arg("resnet_basic")], "is the input file"),
+        (vec![fixture_arg("resnet_basic"), "-o".into(), "/nonexistent/dir/out.onnx".into()], "output folder /nonexistent/dir does not exist"),
+        (vec![fixture_arg("resnet_basic")], "give an output file with -o FILE"),
+    ];
+    for (args, message) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = tool(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: expected '{message}' in: {err}");
+        assert!(err.starts_with("tsm-rewrite: error: ") || err.contains("\ntsm-rewrite: error: "), "{err}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn fixed_batch_must_hold_whole_clips() {
+    let dir = tempfile::tempdir().unwrap();
+    let set_batch = |b: i64| {
+        let mut m = read_model(&model("resnet_basic"));
+        let input = &mut m.graph.as_mut().unwrap().input[0];
+        let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = input.r#type.as_mut().unwrap().value.as_mut()
+        else {
+            panic!()
+        };
+        t.shape.as_mut().unwrap().dim[0].value =
+            Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(b));
+        write_model(dir.path(), &format!("batch{b}.onnx"), &m)
+    };
+    let out = dir.path().join("out.onnx");
+    let p = set_batch(1);
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("input 'input' has a fixed batch of 1, which cannot hold whole clips of 8 frames"),
+        "{}",
+        stderr(&o)
+    );
+    // A fixed batch of one clip works, and validation runs that clip.
+    let p = set_batch(8);
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("validated in tract: 1 clip(s), input [8, 3, 32, 32]"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_already_rewritten_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = dir.path().join("once.onnx");
+    assert!(tool(&[&fixture_arg("resnet_basic"), "-o", once.to_str().unwrap(), "--no-validate"]).status.success());
+    let o = tool(&[once.to_str().unwrap(), "-o", dir.path().join("twice.onnx").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("was already rewritten by tsm-rewrite"), "{}", stderr(&o));
+}
