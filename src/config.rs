@@ -1,5 +1,5 @@
 //! The validated settings of one rewrite. `main.rs` turns flags into a [`Config`]; the library trusts
-//! a `Config` that passed [`Config::validate`].
+//! a `Config` that passed [`Config::check`].
 
 use crate::error::Error;
 
@@ -92,7 +92,7 @@ impl Default for Config {
 
 impl Config {
     /// Checks what can be checked without a model.
-    pub fn validate(&self) -> Result<(), Error> {
+    pub fn check(&self) -> Result<(), Error> {
         if self.segments == 0 {
             return Err(Error::Config("--segments must be at least 1".into()));
         }

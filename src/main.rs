@@ -106,16 +106,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let prepared = rewrite::prepare(&args.input, &config)?;
     eprint!("{}", report::plan(&prepared, &config));
     prepared.ensure_sites()?;
-    if let Some(dump) = &args.dump {
-        rewrite::write_dump(&prepared, dump)?;
-    }
     if args.dry_run {
+        if let Some(dump) = &args.dump {
+            rewrite::write_dump(&prepared, dump)?;
+        }
         eprintln!("dry run: nothing written");
         return Ok(());
     }
     let output = args.output.as_deref().expect("checked above");
     if let Some(r) = rewrite::finish(&prepared, output, &config)? {
         eprint!("{}", report::validation(&r));
+    }
+    // Only once the model is in place, so a failed run leaves no dump behind either.
+    if let Some(dump) = &args.dump {
+        rewrite::write_dump(&prepared, dump)?;
     }
     eprintln!("wrote {}", output.display());
     Ok(())

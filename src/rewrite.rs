@@ -62,7 +62,7 @@ fn check_batch(graph: &GraphProto, segments: usize) -> Result<(), Error> {
 
 /// Loads `input` and rewrites it in memory.
 pub fn prepare(input: &Path, config: &Config) -> Result<Prepared> {
-    config.validate()?;
+    config.check()?;
     let loaded = load(input)?;
     let mut model = loaded.model;
     if let Some(m) = model.metadata_props.iter().find(|m| m.key == METADATA_KEY) {

@@ -177,10 +177,11 @@ fn failed_validation_leaves_no_output() {
     g.node.push(node("Sqrt", &["neg"], "logits"));
     let p = write_model(dir.path(), "nan.onnx", &m);
     let out = dir.path().join("out.onnx");
-    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let dump = dir.path().join("out.txt");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--dump", dump.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("validation failed: output 'logits' holds a non-finite value"), "{}", stderr(&o));
-    assert_eq!(files_in(dir.path()), ["nan.onnx"], "no output, no temporary file");
+    assert_eq!(files_in(dir.path()), ["nan.onnx"], "no output, no dump, no temporary file");
 }
 
 #[test]
