@@ -109,7 +109,7 @@ impl Config {
             return Err(Error::Config("--every must be at least 1".into()));
         }
         if let Some(shape) = &self.input_shape {
-            if shape.len() != 3 || shape.iter().any(|&d| d == 0) {
+            if shape.len() != 3 || shape.contains(&0) {
                 return Err(Error::Config(format!(
                     "--input-shape takes the per-frame C,H,W with positive sizes (e.g. 3,224,224), got {shape:?}"
                 )));

@@ -320,7 +320,7 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&s
             let mut dims = vec![x.dims[0].clone(), channels];
             let n = x.rank() - 2;
             if node.op_type == "ConvTranspose" {
-                dims.extend(std::iter::repeat(Dim::Unknown).take(n));
+                dims.extend(std::iter::repeat_n(Dim::Unknown, n));
             } else {
                 let kernel = attr_ints(node, "kernel_shape")
                     .unwrap_or_else(|| w.dims[2..].iter().map(|d| d.known().unwrap_or(0)).collect());

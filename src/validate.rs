@@ -11,11 +11,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tract_onnx::prelude::*;
 
+/// Tensor names with concrete shapes.
+pub type NamedShapes = Vec<(String, Vec<usize>)>;
+
 /// What validation checked.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub inputs: Vec<(String, Vec<usize>)>,
-    pub outputs: Vec<(String, Vec<usize>)>,
+    pub inputs: NamedShapes,
+    pub outputs: NamedShapes,
     pub clips: usize,
     pub per_clip: Duration,
 }
@@ -63,7 +66,7 @@ pub fn input_shapes(
     graph: &GraphProto,
     segments: usize,
     input_shape: Option<&[usize]>,
-) -> Result<(Vec<(String, Vec<usize>)>, usize), Error> {
+) -> Result<(NamedShapes, usize), Error> {
     let mut shapes = Vec::new();
     let mut clips = 2;
     for vi in data_inputs(graph) {

@@ -112,7 +112,8 @@ fn check(opset: i64, config: &Config, c: i64, symbolic: bool) {
     std::fs::write(&path, prost::Message::encode_to_vec(&model)).unwrap();
     let t = config.segments;
     let x = FloatArray::random(&[2 * t, c as usize, h as usize, w as usize], 42);
-    let got = tsm_rewrite::validate::run(&path, &[x.clone()]).unwrap_or_else(|e| panic!("opset {opset}: {e:#}"));
+    let got =
+        tsm_rewrite::validate::run(&path, std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("opset {opset}: {e:#}"));
     let want = reference_shift(&x, t, (c as usize) / config.fold_div, config.direction, config.group_order);
     assert_eq!(got[0].shape, want.shape);
     assert_eq!(got[0].data, want.data, "opset {opset}, {config:?}, symbolic {symbolic}");

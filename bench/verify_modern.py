@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""Check tsm-rewrite on real modern torchvision / timm architectures.
+
+    /work/venv/bin/python bench/verify_modern.py [MODEL ...]
+
+For each model (seeded random weights, randomized BN stats / LayerNorm affine / layer
+scale, eval mode, classifier rescaled so logits have std ~1):
+  1. export to ONNX (TorchScript exporter, opset 17, dynamic batch) into /tmp/tsm-modern/
+  2. `tsm-rewrite --dry-run`: blocks found must equal the PyTorch residual blocks
+     (and the per-block channel counts must match); skipped reasons are summarized
+  3. `tsm-rewrite -o OUT` with tract validation: exit code / stderr recorded
+  4. per config, `tsm-rewrite --no-validate`, run in onnxruntime on a seeded
+     [16, 3, H, W] input, compare to the PyTorch TSM reference
+     (pass: max|diff| <= 1e-4 * max(1, max|ref|), and the output must differ from plain)
+  5. onnx.checker.check_model(full_check=True) on every written model
+Writes bench/RESULTS-modern.md (and /tmp/tsm-modern/results.json).
+Nothing is written into the repo except RESULTS-modern.md.
+"""
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+import torchvision
+from torchvision.models.convnext import CNBlock
+from torchvision.models.efficientnet import FusedMBConv, MBConv
+from torchvision.models.regnet import ResBottleneckBlock
+
+try:
+    import timm
+    from timm.models import _efficientnet_blocks as timm_eff
+    from timm.models import convnext as timm_convnext
+    from timm.models import regnet as timm_regnet
+    from timm.models import resnet as timm_resnet
+except ImportError:  # timm optional
+    timm = None
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BIN = os.environ.get("TSM_BIN", os.path.join(REPO, "target", "release", "tsm-rewrite"))
+WORK = "/tmp/tsm-modern"
+RESULTS_MD = os.path.join(HERE, "RESULTS-modern.md")
+
+T = 8
+N_CLIPS = 2
+REL_TOL = 1e-4
+MIN_EFFECT = 1e-3  # TSM output must move some logit by more than this (logit std ~1)
+
+CONFIGS = [  # (mode, direction, fold_div)
+    ("residual", "bidirectional", 8),
+    ("inplace", "past", 4),
+    ("residual", "past", 4),
+    ("inplace", "bidirectional", 8),
+]
+
+torch.set_num_threads(1)
+
+
+# --------------------------------------------------------------------------
+# Reference shift (copied from fixtures/export.py: slicing + zeros + concat, exact)
+# --------------------------------------------------------------------------
+
+def temporal_shift(x, n_segment, fold_div, direction="bidirectional"):
+    nt, c, h, w = x.shape
+    fold = c // fold_div
+    assert fold > 0, f"C={c} too small for fold_div={fold_div}"
+    x5 = x.reshape(-1, n_segment, c, h, w)
+
+    def from_next(lo, hi):  # frame t takes frame t+1, zero at t = T-1
+        z = torch.zeros_like(x5[:, :1, lo:hi])
+        return torch.cat([x5[:, 1:, lo:hi], z], dim=1)
+
+    def from_prev(lo, hi):  # frame t takes frame t-1, zero at t = 0
+        z = torch.zeros_like(x5[:, :1, lo:hi])
+        return torch.cat([z, x5[:, :-1, lo:hi]], dim=1)
+
+    if direction == "past":
+        parts = [from_prev(0, fold), x5[:, :, fold:]]
+    elif direction == "bidirectional":
+        parts = [from_next(0, fold), from_prev(fold, 2 * fold), x5[:, :, 2 * fold:]]
+    else:
+        raise ValueError(direction)
+    return torch.cat(parts, dim=2).reshape(nt, c, h, w)
+
+
+class TemporalShift(nn.Module):
+    def __init__(self, fold_div, direction):
+        super().__init__()
+        self.fold_div, self.direction = fold_div, direction
+
+    def forward(self, x):
+        return temporal_shift(x, T, self.fold_div, self.direction)
+
+
+class ShiftThen(nn.Module):
+    """module(shift(x))"""
+
+    def __init__(self, shift, module):
+        super().__init__()
+        self.shift, self.module = shift, module
+
+    def forward(self, x):
+        return self.module(self.shift(x))
+
+
+# --------------------------------------------------------------------------
+# Residual sites: (module path, attribute holding the first module of the residual branch)
+# In every case below the block's forward reads `shortcut = x` (or uses `input`) and
+# feeds x unchanged into that attribute first, so wrapping it shifts exactly the
+# residual branch's input and nothing else.
+# --------------------------------------------------------------------------
+
+def branch_attr(m):
+    """Attribute to wrap for residual-mode shift, or None if m is not a residual block."""
+    if isinstance(m, (MBConv, FusedMBConv)):
+        return "block" if m.use_res_connect else None
+    if isinstance(m, CNBlock):
+        return "block"
+    if isinstance(m, ResBottleneckBlock):
+        return "f"
+    if timm is not None:
+        if isinstance(m, timm_eff.InvertedResidual):
+            if not m.has_skip:
+                return None
+            return "conv_s2d" if m.conv_s2d is not None else "conv_pw"
+        if isinstance(m, timm_eff.DepthwiseSeparableConv):
+            if not m.has_skip:
+                return None
+            return "conv_s2d" if m.conv_s2d is not None else "conv_dw"
+        if isinstance(m, timm_regnet.Bottleneck):
+            return "conv1" if m.downsample is not None else None
+        if isinstance(m, timm_convnext.ConvNeXtBlock):
+            return "conv_dw"
+        if isinstance(m, (timm_resnet.BasicBlock, timm_resnet.Bottleneck)):
+            return "conv1"
+        if getattr(m, "has_skip", False):
+            raise TypeError(f"unhandled timm residual block type {type(m).__name__}")
+    return None
+
+
+def residual_sites(model):
+    return [(name, attr) for name, m in model.named_modules() if (attr := branch_attr(m))]
+
+
+def set_submodule(model, path, new):
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, name, new)
+
+
+def make_tsm(model, mode, direction, fold_div):
+    tsm = copy.deepcopy(model)
+    for path, attr in residual_sites(tsm):
+        shift = TemporalShift(fold_div, direction)
+        block = tsm.get_submodule(path)
+        if mode == "residual":
+            setattr(block, attr, ShiftThen(shift, getattr(block, attr)))
+        elif mode == "inplace":
+            set_submodule(tsm, path, ShiftThen(shift, block))
+        else:
+            raise ValueError(mode)
+    return tsm.eval()
+
+
+@torch.no_grad()
+def site_channels(model, x):
+    """Channels of each residual block's input, in execution order."""
+    seen = []
+    hooks = []
+    for path, _ in residual_sites(model):
+        m = model.get_submodule(path)
+        hooks.append(m.register_forward_pre_hook(
+            lambda mod, inp, path=path: seen.append((path, int(inp[0].shape[1])))))
+    model(x[:T])
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+# --------------------------------------------------------------------------
+# Models and weights
+# --------------------------------------------------------------------------
+
+def models():
+    """name -> (builder, H)"""
+    tv = torchvision.models
+    out = {
+        "tv_efficientnet_b0": (lambda: tv.efficientnet_b0(weights=None), 224),
+        "tv_regnet_y_400mf": (lambda: tv.regnet_y_400mf(weights=None), 224),
+        "tv_convnext_tiny": (lambda: tv.convnext_tiny(weights=None), 128),
+    }
+    if timm is not None:
+        tm = lambda n: (lambda: timm.create_model(n, pretrained=False))
+        out.update({
+            "timm_efficientnet_b0": (tm("efficientnet_b0"), 224),
+            "timm_regnety_002": (tm("regnety_002"), 224),
+            "timm_convnext_atto": (tm("convnext_atto"), 160),
+            "timm_seresnet18": (tm("seresnet18"), 160),
+        })
+    return out
+
+
+@torch.no_grad()
+def randomize(model, seed, h):
+    """Randomize norms.  BN running stats are first calibrated on a seeded random batch
+    (BN modules alone in train mode, cumulative average) and then perturbed: with purely
+    random running stats the input-dependent signal dies out within a few blocks
+    (torchvision's fan_out init of depthwise convs ignores groups), and every shift effect
+    would vanish below float noise."""
+    g = torch.Generator().manual_seed(seed)
+
+    def u(shape, lo, hi):
+        return torch.rand(shape, generator=g) * (hi - lo) + lo
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            c = m.num_features
+            m.weight.copy_(u(c, 0.5, 1.5))
+            m.bias.copy_(u(c, -0.3, 0.3))
+        elif isinstance(m, nn.LayerNorm) and m.weight is not None:
+            m.weight.copy_(u(m.weight.shape, 0.5, 1.5))
+            m.bias.copy_(u(m.bias.shape, -0.3, 0.3))
+        elif isinstance(m, CNBlock):
+            # default layer scale 1e-6 would make every branch (and its shift) invisible
+            m.layer_scale.copy_(u(m.layer_scale.shape, 0.3, 1.0))
+        elif timm is not None and isinstance(m, timm_convnext.ConvNeXtBlock) and m.gamma is not None:
+            m.gamma.copy_(u(m.gamma.shape, 0.3, 1.0))
+    if bns:
+        model.eval()
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        calib = torch.randn(N_CLIPS * T, 3, h, h, generator=g)
+        model(calib)
+        model.eval()
+        for m in bns:
+            m.momentum = 0.1
+            c = m.num_features
+            std = m.running_var.sqrt()
+            m.running_mean.add_(u(c, -0.3, 0.3) * std)
+            m.running_var.mul_(u(c, 0.5, 2.0))
+
+
+@torch.no_grad()
+def torch_run(model, x):
+    return model(torch.from_numpy(x)).numpy()
+
+
+@torch.no_grad()
+def normalize_logits(model, x):
+    fc = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    s = float(torch_run(model, x).std())
+    s = float(np.float32(2.0 ** np.round(np.log2(s))))  # power of two: exact rescale
+    fc.weight.div_(s)
+    if fc.bias is not None:
+        fc.bias.div_(s)
+
+
+def export_onnx(model, h, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(4, 3, h, h),), path, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+def ort_run(path, x):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+# --------------------------------------------------------------------------
+# tsm-rewrite
+# --------------------------------------------------------------------------
+
+def run_tool(args, timeout=900):
+    t0 = time.time()
+    p = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr, time.time() - t0
+
+
+ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(.*)$")
+
+
+def parse_plan(text):
+    m = re.search(r"(\d+) residual block\(s\) found", text)
+    found = int(m.group(1)) if m else None
+    rows = []
+    for line in text.splitlines():
+        r = ROW.match(line)
+        if r:
+            rows.append(dict(idx=int(r.group(1)), add=r.group(2), tensor=r.group(3),
+                             c=int(r.group(4)), fold=int(r.group(5)), rest=r.group(6).strip()))
+    skipped = [l.strip() for l in text.splitlines() if "skipped" in l]
+    return found, rows, skipped
+
+
+def skip_summary(skipped):
+    """reason -> count; the reason is the text after the Add's name."""
+    out = {}
+    for l in skipped:
+        body = l.split("skipped:", 1)[-1].strip()
+        # drop the leading node name
+        parts = body.split(None, 1)
+        reason = parts[1] if len(parts) > 1 else body
+        reason = re.sub(r"/[^\s,()]+", "<node>", reason)  # normalize node/tensor names
+        reason = re.sub(r"\b\d+\b", "#", reason)
+        out[reason] = out.get(reason, 0) + 1
+    return out
+
+
+def checker(path):
+    try:
+        onnx.checker.check_model(onnx.load(path), full_check=True)
+        return "ok"
+    except Exception as e:  # noqa: BLE001
+        return f"FAIL: {type(e).__name__}: {str(e)[:300]}"
+
+
+def verify(idx, name, builder, h):
+    rep = dict(name=name, h=h)
+    t_start = time.time()
+    seed = 2000 + idx
+    torch.manual_seed(seed)
+    model = builder()
+    randomize(model, seed + 1, h)
+    model.eval()
+    rng = np.random.default_rng(seed + 2)
+    x = rng.standard_normal((N_CLIPS * T, 3, h, h)).astype(np.float32)
+    normalize_logits(model, x)
+
+    sites = site_channels(model, x)
+    rep["expected_blocks"] = len(sites)
+    rep["expected_channels"] = [c for _, c in sites]
+    rep["site_paths"] = [p for p, _ in sites]
+
+    path = os.path.join(WORK, f"{name}.onnx")
+    export_onnx(model, h, path)
+    g = onnx.load(path)
+    rep["nodes"] = len(g.graph.node)
+    rep["adds"] = sum(n.op_type == "Add" for n in g.graph.node)
+
+    plain = torch_run(model, x)
+    rep["plain_absmax"] = float(np.abs(plain).max())
+    rep["plain_ort_diff"] = float(np.abs(ort_run(path, x) - plain).max())
+
+    # 1. dry run
+    rc, out, err, _ = run_tool([path, "--dry-run"])
+    found, rows, skipped = parse_plan(out + err)
+    rep["dry_rc"] = rc
+    rep["found"] = found
+    rep["found_channels"] = [r["c"] for r in rows]
+    rep["plan_rows"] = rows
+    rep["skipped"] = skipped
+    rep["skip_summary"] = skip_summary(skipped)
+    rep["dry_output"] = (out + err)[-20000:]
+    rep["blocks_ok"] = (rc == 0 and found == len(sites)
+                        and sorted(rep["found_channels"]) == sorted(rep["expected_channels"]))
+    rep["channels_in_order"] = rep["found_channels"] == rep["expected_channels"]
+
+    # 2. default rewrite with tract validation
+    out_path = os.path.join(WORK, f"{name}.tsm.onnx")
+    if os.path.exists(out_path):
+        os.remove(out_path)
+    rc, out, err, dt = run_tool([path, "-o", out_path])
+    rep["validate_rc"] = rc
+    rep["validate_secs"] = round(dt, 1)
+    rep["validate_line"] = next((l.strip() for l in err.splitlines() if "validated" in l), "")
+    rep["validate_stderr_tail"] = "\n".join(err.strip().splitlines()[-8:]) if rc != 0 else ""
+    rep["validate_checker"] = checker(out_path) if os.path.exists(out_path) else "no output"
+
+    # 3. configs
+    rep["configs"] = []
+    for mode, direction, fd in CONFIGS:
+        cname = f"{mode}-{direction}-fd{fd}"
+        c = dict(config=cname)
+        cpath = os.path.join(WORK, f"{name}.{cname}.onnx")
+        if os.path.exists(cpath):
+            os.remove(cpath)
+        rc, out, err, _ = run_tool([path, "-o", cpath, "--no-validate", "--mode", mode,
+                                    "--direction", direction, "--fold-div", str(fd)])
+        c["rc"] = rc
+        if rc != 0:
+            c["error"] = err.strip()[-1500:]
+            c["pass"] = False
+            rep["configs"].append(c)
+            continue
+        ref = torch_run(make_tsm(model, mode, direction, fd), x)
+        try:
+            got = ort_run(cpath, x)
+        except Exception as e:  # noqa: BLE001
+            c["error"] = f"onnxruntime: {type(e).__name__}: {str(e)[:1000]}"
+            c["pass"] = False
+            rep["configs"].append(c)
+            continue
+        diff = float(np.abs(got - ref).max())
+        tol = REL_TOL * max(1.0, float(np.abs(ref).max()))
+        c["diff"], c["tol"] = diff, tol
+        c["ref_vs_plain"] = float(np.abs(ref - plain).max())
+        c["out_vs_plain"] = float(np.abs(got - plain).max())
+        c["checker"] = checker(cpath)
+        c["pass"] = bool(diff <= tol and c["out_vs_plain"] > MIN_EFFECT and c["checker"] == "ok")
+        rep["configs"].append(c)
+        print(f"  {name} {cname}: diff {diff:.2e} (tol {tol:.1e}) vs plain {c['out_vs_plain']:.3f} "
+              f"checker {c['checker'][:40]} -> {'PASS' if c['pass'] else 'FAIL'}", flush=True)
+    rep["secs"] = round(time.time() - t_start, 1)
+    return rep
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+
+def write_md(reports):
+    L = ["# tsm-rewrite on modern torchvision / timm architectures", "",
+         "Generated by `bench/verify_modern.py` (seeded random weights, randomized BN stats / LN affine / "
+         "layer scale, eval mode, logits rescaled to std ~1; TorchScript exporter, opset 17, dynamic batch; "
+         f"input [{N_CLIPS * T}, 3, H, H], T={T}). Pass: max|ORT - PyTorch TSM reference| <= "
+         f"{REL_TOL:g} * max(1, max|ref|), output differs from plain by > {MIN_EFFECT:g}, "
+         "and `onnx.checker.check_model(full_check=True)` ok.", "",
+         f"tool: `{BIN}`", "",
+         "| model | H | nodes | blocks expected | blocks found | channels match | tract validation | "
+         + " | ".join(c for c in (f"{m}-{d}-fd{f}" for m, d, f in CONFIGS)) + " | checker | time |",
+         "|" + " --- |" * (9 + len(CONFIGS))]
+    for r in reports:
+        if "exception" in r:
+            L.append(f"| {r['name']} | | | | | | EXCEPTION: {r['exception'][:200]} |" + " |" * (len(CONFIGS) + 2))
+            continue
+        val = ("ok" if r["validate_rc"] == 0 and r["validate_line"] else f"FAIL (rc {r['validate_rc']})")
+        cells = []
+        for c in r["configs"]:
+            if "diff" in c:
+                cells.append(f"{'PASS' if c['pass'] else 'FAIL'} {c['diff']:.1e} (Δplain {c['out_vs_plain']:.2f})")
+            else:
+                cells.append(f"FAIL: {c.get('error', '')[:80]}")
+        chk = [r["validate_checker"]] + [c.get("checker", "n/a") for c in r["configs"]]
+        chk_s = "ok" if all(s == "ok" for s in chk) else "FAIL"
+        L.append(f"| {r['name']} | {r['h']} | {r['nodes']} | {r['expected_blocks']} | {r['found']} | "
+                 f"{'yes' if r['blocks_ok'] else 'NO'}{'' if r['channels_in_order'] else ' (order differs)'} | "
+                 f"{val} | " + " | ".join(cells) + f" | {chk_s} | {r['secs']:.0f}s |")
+    L.append("")
+    for r in reports:
+        if "exception" in r:
+            continue
+        L += [f"## {r['name']}", "",
+              f"- blocks: expected {r['expected_blocks']}, found {r['found']}; plain ORT vs torch "
+              f"{r['plain_ort_diff']:.1e}; |plain| max {r['plain_absmax']:.2f}",
+              f"- expected channels: {r['expected_channels']}",
+              f"- found channels:    {r['found_channels']}",
+              f"- tract validation: rc {r['validate_rc']}, {r['validate_secs']}s: "
+              f"`{r['validate_line'] or r['validate_stderr_tail']}`",
+              "- skipped Adds: " + (", ".join(f"{k} x{v}" for k, v in r["skip_summary"].items()) or "none")]
+        for c in r["configs"]:
+            if "diff" in c:
+                L.append(f"- {c['config']}: diff {c['diff']:.2e} (tol {c['tol']:.1e}), ref vs plain "
+                         f"{c['ref_vs_plain']:.3f}, out vs plain {c['out_vs_plain']:.3f}, checker {c['checker']}"
+                         f" -> {'PASS' if c['pass'] else 'FAIL'}")
+            else:
+                L.append(f"- {c['config']}: FAIL rc {c['rc']}: `{c.get('error', '')[:300]}`")
+        L.append("")
+    with open(RESULTS_MD, "w") as f:
+        f.write("\n".join(L))
+
+
+def main():
+    os.makedirs(WORK, exist_ok=True)
+    if not os.path.exists(BIN):
+        sys.exit(f"missing {BIN}: cd {REPO} && cargo build --release")
+    only = set(sys.argv[1:])
+    reports = []
+    for idx, (name, (builder, h)) in enumerate(models().items()):
+        if only and name not in only:
+            continue
+        print(f"== {name} (H={h})", flush=True)
+        try:
+            r = verify(idx, name, builder, h)
+        except Exception as e:  # noqa: BLE001
+            import traceback
+            traceback.print_exc()
+            r = dict(name=name, exception=f"{type(e).__name__}: {e}")
+        reports.append(r)
+        if "exception" not in r:
+            print(f"  blocks expected {r['expected_blocks']} found {r['found']} "
+                  f"(channels {'ok' if r['blocks_ok'] else 'MISMATCH'}); validate rc {r['validate_rc']} "
+                  f"{r['validate_line']}; {r['secs']}s", flush=True)
+        with open(os.path.join(WORK, "results.json"), "w") as f:
+            json.dump(reports, f, indent=1)
+    write_md(reports)
+    print(f"wrote {RESULTS_MD}")
+
+
+if __name__ == "__main__":
+    main()
