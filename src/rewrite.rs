@@ -107,6 +107,26 @@ fn same_file(a: &Path, b: &Path) -> bool {
     matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
 
+/// Tensors kept in external data files are referred to by a path relative to the model's folder:
+/// the output keeps those references, so it must sit in the input's folder to find the data.
+fn check_external_data(prepared: &Prepared, out_folder: &Path) -> Result<(), Error> {
+    let external = crate::onnx::tensor_proto::DataLocation::External as i32;
+    let Some(t) = prepared.graph().initializer.iter().find(|t| t.data_location == external) else {
+        return Ok(());
+    };
+    let in_folder = prepared.input.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if same_file(in_folder, out_folder) {
+        return Ok(());
+    }
+    let location = t.external_data.iter().find(|e| e.key == "location").map_or("?", |e| e.value.as_str());
+    Err(Error::Config(format!(
+        "tensor '{}' is stored in the external data file '{location}' beside the input; the output refers to it as is, \
+         so write the output into the input's folder ({})",
+        t.name,
+        in_folder.display()
+    )))
+}
+
 /// Writes the rewritten model to `output`, validating it first unless the config says not to.
 pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Option<validate::Report>> {
     if same_file(&prepared.input, output) {
@@ -120,6 +140,7 @@ pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Opt
     if !parent.is_dir() {
         return Err(Error::Config(format!("output folder {} does not exist", parent.display())).into());
     }
+    check_external_data(prepared, parent)?;
     let tmp = TempOutput::encode(output, &prepared.model)?;
     let report = if config.validate {
         Some(validate::validate(tmp.path(), prepared.graph(), config.segments, config.input_shape.as_deref())?)

@@ -29,8 +29,12 @@ pub fn run(path: &Path, inputs: &[FloatArray]) -> Result<Vec<FloatArray>> {
 }
 
 fn run_timed(path: &Path, inputs: &[FloatArray]) -> Result<(Vec<FloatArray>, Duration)> {
-    let mut model =
-        tract_onnx::onnx().model_for_path(path).with_context(|| format!("tract cannot load {}", path.display()))?;
+    // value_info is only a hint, and exporters (torch's dynamo exporter) write it with the symbolic
+    // batch; with the batch pinned to whole clips here, tract would refuse to unify the two.
+    let mut model = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(path)
+        .with_context(|| format!("tract cannot load {}", path.display()))?;
     for (i, a) in inputs.iter().enumerate() {
         model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), &a.shape))?;
     }

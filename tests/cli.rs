@@ -257,3 +257,74 @@ fn an_already_rewritten_model_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("was already rewritten by tsm-rewrite"), "{}", stderr(&o));
 }
+
+#[test]
+fn value_info_with_a_symbolic_batch_does_not_break_validation() {
+    // As torch's dynamo exporter writes: every intermediate annotated with the symbolic batch.
+    use tsm_rewrite::onnx::{tensor_shape_proto, type_proto, TensorShapeProto, TypeProto, ValueInfoProto};
+    use tsm_rewrite::shapes::{Dim, Shapes};
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_basic"));
+    let g = m.graph.as_mut().unwrap();
+    let shapes = Shapes::infer(g);
+    let outputs: Vec<String> = g.node.iter().flat_map(|n| n.output.clone()).collect();
+    for name in outputs {
+        let Some(info) = shapes.get(&name) else { continue };
+        let dim = info
+            .dims
+            .iter()
+            .map(|d| tensor_shape_proto::Dimension {
+                value: Some(match d {
+                    Dim::Known(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
+                    Dim::Sym(s) => tensor_shape_proto::dimension::Value::DimParam(s.clone()),
+                    Dim::Unknown => tensor_shape_proto::dimension::Value::DimParam("unk".into()),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let tensor = type_proto::Tensor { elem_type: 1, shape: Some(TensorShapeProto { dim }) };
+        let r#type = Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() });
+        g.value_info.push(ValueInfoProto { name, r#type, ..Default::default() });
+    }
+    assert!(g.value_info.len() > 40);
+    let p = write_model(dir.path(), "annotated.onnx", &m);
+    let out = dir.path().join("out.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_model(&out).graph.unwrap().value_info.len(), m.graph.unwrap().value_info.len());
+}
+
+#[test]
+fn external_data_is_referred_to_from_the_input_folder_only() {
+    use tsm_rewrite::onnx::{tensor_proto::DataLocation, StringStringEntryProto};
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_basic"));
+    let g = m.graph.as_mut().unwrap();
+    let t = g.initializer.iter_mut().find(|t| t.name == "fc.weight").unwrap();
+    let len = t.raw_data.len();
+    std::fs::write(dir.path().join("weights.bin"), &t.raw_data).unwrap();
+    t.raw_data = Default::default();
+    t.data_location = DataLocation::External as i32;
+    t.external_data = [("location", "weights.bin".to_string()), ("offset", "0".into()), ("length", len.to_string())]
+        .into_iter()
+        .map(|(k, v)| StringStringEntryProto { key: k.into(), value: v })
+        .collect();
+    let p = write_model(dir.path(), "ext.onnx", &m);
+
+    let beside = dir.path().join("tsm.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", beside.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = tsm_rewrite::validate::run(&model("resnet_basic"), &[input("resnet_basic")]).unwrap();
+    assert_ne!(want, tsm_rewrite::validate::run(&beside, &[input("resnet_basic")]).unwrap(), "shifted");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = elsewhere.path().join("tsm.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("tensor 'fc.weight' is stored in the external data file 'weights.bin'"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(files_in(elsewhere.path()).is_empty());
+}
