@@ -74,33 +74,11 @@ torch.set_num_threads(1)
 
 
 # --------------------------------------------------------------------------
-# Reference shift (copied from fixtures/export.py: slicing + zeros + concat, exact)
+# Reference shift: the fixtures' PyTorch implementation (fixtures/export.py)
 # --------------------------------------------------------------------------
 
-def temporal_shift(x, n_segment, fold_div, direction="bidirectional", order="tsm"):
-    nt, c, h, w = x.shape
-    fold = c // fold_div
-    assert fold > 0, f"C={c} too small for fold_div={fold_div}"
-    x5 = x.reshape(-1, n_segment, c, h, w)
-
-    def from_next(lo, hi):  # frame t takes frame t+1, zero at t = T-1
-        z = torch.zeros_like(x5[:, :1, lo:hi])
-        return torch.cat([x5[:, 1:, lo:hi], z], dim=1)
-
-    def from_prev(lo, hi):  # frame t takes frame t-1, zero at t = 0
-        z = torch.zeros_like(x5[:, :1, lo:hi])
-        return torch.cat([z, x5[:, :-1, lo:hi]], dim=1)
-
-    if direction == "past":
-        parts = [from_prev(0, fold), x5[:, :, fold:]]
-    elif direction == "bidirectional":
-        if order == "tsm":
-            parts = [from_next(0, fold), from_prev(fold, 2 * fold), x5[:, :, 2 * fold:]]
-        else:  # paddle: [0, fold) <- t-1, [fold, 2fold) <- t+1
-            parts = [from_prev(0, fold), from_next(fold, 2 * fold), x5[:, :, 2 * fold:]]
-    else:
-        raise ValueError(direction)
-    return torch.cat(parts, dim=2).reshape(nt, c, h, w)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from export import ShiftThen, temporal_shift  # noqa: E402
 
 
 class TemporalShift(nn.Module):
@@ -110,17 +88,6 @@ class TemporalShift(nn.Module):
 
     def forward(self, x):
         return temporal_shift(x, self.segments, self.fold_div, self.direction, self.order)
-
-
-class ShiftThen(nn.Module):
-    """module(shift(x))"""
-
-    def __init__(self, shift, module):
-        super().__init__()
-        self.shift, self.module = shift, module
-
-    def forward(self, x):
-        return self.module(self.shift(x))
 
 
 # --------------------------------------------------------------------------
