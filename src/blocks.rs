@@ -154,15 +154,11 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         Vertex::Node(f) => graph.node[f].output.iter().filter(|o| !o.is_empty()).cloned().collect(),
         Vertex::Root => unreachable!("the root was excluded above"),
     };
-    let used_a: Vec<&String> = fork_outputs
-        .iter()
-        .filter(|o| (*o == a) || df.consumers_of(o).iter().any(|(c, _)| pa.contains(&df.node_vx[*c])))
-        .collect();
-    let used_b: Vec<&String> = fork_outputs
-        .iter()
-        .filter(|o| (*o == b) || df.consumers_of(o).iter().any(|(c, _)| pb.contains(&df.node_vx[*c])))
-        .collect();
-    let fork = match (used_a.as_slice(), used_b.as_slice()) {
+    let used_by = |set: &HashSet<NodeIndex>, t: &str| -> Vec<&String> {
+        let on_path = |o: &String| o == t || df.consumers_of(o).iter().any(|(c, _)| set.contains(&df.node_vx[*c]));
+        fork_outputs.iter().filter(|o| on_path(o)).collect()
+    };
+    let fork = match (used_by(&pa, a).as_slice(), used_by(&pb, b).as_slice()) {
         ([x], [y]) if x == y => (*x).clone(),
         _ => {
             let f = match df.g[fork_vx] {
