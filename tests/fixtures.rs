@@ -51,6 +51,20 @@ fn reference_sites(name: &str) -> Vec<(String, i64, bool, usize, usize)> {
         .collect()
 }
 
+/// The torch module path of a block's Add: `/layer1/layer1.0/Add` -> `layer1.0` for the TorchScript
+/// exporter; from the `pkg.torch.onnx.name_scopes` metadata (`['', 'layer1', 'layer1.0', 'add_20']`)
+/// for the dynamo exporter, whose node names (`node_add_20`) carry no scope.
+fn module_path(prepared: &rewrite::Prepared, add: &str) -> String {
+    if add.contains('/') {
+        let segs: Vec<&str> = add.split('/').collect();
+        return segs[segs.len() - 2].to_string();
+    }
+    let node = prepared.graph().node.iter().find(|n| n.name == add).unwrap();
+    let scopes = &node.metadata_props.iter().find(|m| m.key == "pkg.torch.onnx.name_scopes").unwrap().value;
+    let scopes: Vec<&str> = scopes.trim_matches(['[', ']']).split(", ").map(|s| s.trim_matches('\'')).collect();
+    scopes[scopes.len() - 2].to_string()
+}
+
 fn check_sites(name: &str) {
     let prepared = rewrite::prepare(&model(name), &Config { validate: false, ..Config::default() }).unwrap();
     let found: Vec<(String, i64, bool, usize, usize)> = prepared
@@ -58,9 +72,7 @@ fn check_sites(name: &str) {
         .blocks
         .iter()
         .map(|b| {
-            // `/layer1/layer1.0/Add` -> `layer1.0`: the block's module path.
-            let segs: Vec<&str> = b.name.split('/').collect();
-            (segs[segs.len() - 2].to_string(), b.channels, b.shortcut == Shortcut::Identity, b.stage, b.index_in_stage)
+            (module_path(&prepared, &b.name), b.channels, b.shortcut == Shortcut::Identity, b.stage, b.index_in_stage)
         })
         .collect();
     assert_eq!(found, reference_sites(name), "{name}: skipped {:#?}", prepared.findings.skipped);
@@ -85,7 +97,8 @@ fixture_tests!(
     preact_resnet,
     se_block_net,
     convnext_block_net,
-    resnet_dynamic_hw
+    resnet_dynamic_hw,
+    resnet_dynamo
 );
 
 #[test]
@@ -107,6 +120,7 @@ fn every_fixture_is_covered() {
         "se_block_net",
         "convnext_block_net",
         "resnet_dynamic_hw",
+        "resnet_dynamo",
     ];
     listed.sort();
     assert_eq!(names, listed, "a fixture model has no test");
