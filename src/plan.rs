@@ -41,12 +41,27 @@ pub struct Plan {
     pub not_shifted: Vec<(String, String)>,
 }
 
-/// The prefix for a block's new names: the Add's scope plus `/tsm`.
-fn base_prefix(block: &Block, index: usize) -> String {
-    match block.name.rfind('/') {
-        Some(pos) if pos > 0 => format!("{}/tsm", &block.name[..pos]),
-        _ if !block.name.starts_with('#') => format!("{}/tsm", block.name),
-        _ => format!("/tsm/block{index}"),
+/// The prefix for a block's new names: the Add's scope plus `/tsm`. The scope is read from the
+/// name (`/layer1/layer1.0/Add`, the TorchScript exporter) or, where the name has none
+/// (`node_add_20`, torch's dynamo exporter), from the module path the exporter records in
+/// `pkg.torch.onnx.name_scopes` (`['', 'layer1', 'layer1.0', 'add_20']`).
+fn base_prefix(graph: &GraphProto, block: &Block, index: usize) -> String {
+    if let Some(pos) = block.name.rfind('/').filter(|&p| p > 0) {
+        return format!("{}/tsm", &block.name[..pos]);
+    }
+    let scopes = graph.node[block.add].metadata_props.iter().find(|m| m.key == "pkg.torch.onnx.name_scopes");
+    if let Some(scopes) = scopes {
+        let parts: Vec<&str> =
+            scopes.value.trim_matches(['[', ']']).split(", ").map(|s| s.trim_matches(['\'', '"'])).collect();
+        let scope = &parts[..parts.len().saturating_sub(1)];
+        if scope.iter().any(|p| !p.is_empty()) {
+            return format!("{}/tsm", scope.join("/"));
+        }
+    }
+    if block.name.starts_with('#') {
+        format!("/tsm/block{index}")
+    } else {
+        format!("{}/tsm", block.name)
     }
 }
 
@@ -93,7 +108,7 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
             Some(Producer::Node(n, _)) => Some(*n),
             _ => None,
         };
-        let base = base_prefix(block, k);
+        let base = base_prefix(graph, block, k);
         let mut prefix = base.clone();
         let mut n = 1;
         while taken(&prefix) || prefixes.contains(&prefix) {
