@@ -80,6 +80,17 @@ pub fn input_shapes(
                 vi.name
             ))
         })?;
+        let elem = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(crate::onnx::type_proto::Value::TensorType(t)) => t.elem_type,
+            _ => 0,
+        };
+        if elem != crate::onnx::tensor_proto::DataType::Float as i32 {
+            let name = crate::onnx::tensor_proto::DataType::try_from(elem).map_or("unknown", |d| d.as_str_name());
+            return Err(Error::Config(format!(
+                "validation feeds float32 images, but input '{}' is {name}; use --no-validate",
+                vi.name
+            )));
+        }
         if let Dim::Known(b) = dims[0] {
             clips = b as usize / segments;
         }

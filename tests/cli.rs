@@ -328,3 +328,23 @@ fn external_data_is_referred_to_from_the_input_folder_only() {
     );
     assert!(files_in(elsewhere.path()).is_empty());
 }
+
+#[test]
+fn validation_of_a_non_float32_input_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_basic"));
+    let input = &mut m.graph.as_mut().unwrap().input[0];
+    let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = input.r#type.as_mut().unwrap().value.as_mut()
+    else {
+        panic!()
+    };
+    t.elem_type = tsm_rewrite::onnx::tensor_proto::DataType::Float16 as i32;
+    let p = write_model(dir.path(), "half.onnx", &m);
+    let out = dir.path().join("out.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("input 'input' is FLOAT16; use --no-validate"), "{}", stderr(&o));
+    assert!(!out.exists());
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-validate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
