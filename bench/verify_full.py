@@ -104,21 +104,8 @@ def units(model):
 
 
 def shift_sites(model):
-    """export.shift_sites, but on units(model) (torchvision classes have no .units())."""
-    sites, stage, prev_res, idx = [], -1, False, 0
-    for u in units(model):
-        if not u.residual:
-            prev_res = False
-            continue
-        if u.shortcut == "projection" or not prev_res:
-            stage += 1
-            idx = 0
-        else:
-            idx += 1
-        u.stage, u.index = stage, idx
-        sites.append(u)
-        prev_res = True
-    return sites
+    """export.shift_sites, on units(model) (torchvision classes have no .units())."""
+    return ref.shift_sites(model, units(model))
 
 
 def make_tsm(model, mode, direction, fold_div, every=1):
