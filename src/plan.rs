@@ -6,7 +6,7 @@ use crate::blocks::{Block, Findings};
 use crate::config::{Config, Mode};
 use crate::error::Error;
 use crate::graph::{node_label, Dataflow, Producer};
-use crate::onnx::GraphProto;
+use crate::onnx::{GraphProto, NodeProto};
 use crate::shapes::Dim;
 use std::collections::HashSet;
 
@@ -41,6 +41,13 @@ pub struct Plan {
     pub not_shifted: Vec<(String, String)>,
 }
 
+/// The module path torch's dynamo exporter records on a node, `['', 'layer1', 'layer1.0', 'add_20']`
+/// in `pkg.torch.onnx.name_scopes`, as its parts.
+pub fn torch_name_scopes(node: &NodeProto) -> Option<Vec<&str>> {
+    let scopes = node.metadata_props.iter().find(|m| m.key == "pkg.torch.onnx.name_scopes")?;
+    Some(scopes.value.trim_matches(['[', ']']).split(", ").map(|s| s.trim_matches(['\'', '"'])).collect())
+}
+
 /// The prefix for a block's new names: the Add's scope plus `/tsm`. The scope is read from the
 /// name (`/layer1/layer1.0/Add`, the TorchScript exporter) or, where the name has none
 /// (`node_add_20`, torch's dynamo exporter), from the module path the exporter records in
@@ -49,10 +56,7 @@ fn base_prefix(graph: &GraphProto, block: &Block, index: usize) -> String {
     if let Some(pos) = block.name.rfind('/').filter(|&p| p > 0) {
         return format!("{}/tsm", &block.name[..pos]);
     }
-    let scopes = graph.node[block.add].metadata_props.iter().find(|m| m.key == "pkg.torch.onnx.name_scopes");
-    if let Some(scopes) = scopes {
-        let parts: Vec<&str> =
-            scopes.value.trim_matches(['[', ']']).split(", ").map(|s| s.trim_matches(['\'', '"'])).collect();
+    if let Some(parts) = torch_name_scopes(&graph.node[block.add]) {
         let scope = &parts[..parts.len().saturating_sub(1)];
         if scope.iter().any(|p| !p.is_empty()) {
             return format!("{}/tsm", scope.join("/"));

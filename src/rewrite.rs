@@ -95,14 +95,18 @@ pub fn prepare(input: &Path, config: &Config) -> Result<Prepared> {
     Ok(Prepared { input: input.to_path_buf(), opset: loaded.opset, input_nodes, findings, plan, model })
 }
 
+/// The folder a file sits in (`.` for a bare file name).
+fn folder_of(p: &Path) -> &Path {
+    p.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
 /// Whether two paths name the same file (the second may not exist yet).
 fn same_file(a: &Path, b: &Path) -> bool {
     let canon = |p: &Path| -> Option<PathBuf> {
         if let Ok(c) = p.canonicalize() {
             return Some(c);
         }
-        let parent = p.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+        Some(folder_of(p).canonicalize().ok()?.join(p.file_name()?))
     };
     matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
@@ -114,7 +118,7 @@ fn check_external_data(prepared: &Prepared, out_folder: &Path) -> Result<(), Err
     let Some(t) = prepared.graph().initializer.iter().find(|t| t.data_location == external) else {
         return Ok(());
     };
-    let in_folder = prepared.input.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let in_folder = folder_of(&prepared.input);
     if same_file(in_folder, out_folder) {
         return Ok(());
     }
@@ -136,7 +140,7 @@ pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Opt
         ))
         .into());
     }
-    let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = folder_of(output);
     if !parent.is_dir() {
         return Err(Error::Config(format!("output folder {} does not exist", parent.display())).into());
     }

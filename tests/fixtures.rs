@@ -60,8 +60,7 @@ fn module_path(prepared: &rewrite::Prepared, add: &str) -> String {
         return segs[segs.len() - 2].to_string();
     }
     let node = prepared.graph().node.iter().find(|n| n.name == add).unwrap();
-    let scopes = &node.metadata_props.iter().find(|m| m.key == "pkg.torch.onnx.name_scopes").unwrap().value;
-    let scopes: Vec<&str> = scopes.trim_matches(['[', ']']).split(", ").map(|s| s.trim_matches('\'')).collect();
+    let scopes = tsm_rewrite::plan::torch_name_scopes(node).expect("an Add without a scope in its name or metadata");
     scopes[scopes.len() - 2].to_string()
 }
 
