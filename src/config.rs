@@ -69,10 +69,13 @@ pub struct Config {
     pub group_order: GroupOrder,
     /// Shift only every K-th residual block of each stage, counting from the stage's first block.
     pub every: usize,
-    /// Per-frame [C, H, W] used where the model leaves them symbolic (validation only).
+    /// Per-frame [C, H, W] used where the model leaves them symbolic: for validation, and with
+    /// `online` also pinned in the emitted graph, since the shift buffers have a fixed size.
     pub input_shape: Option<Vec<usize>>,
     /// Run the written model in tract before keeping it.
     pub validate: bool,
+    /// Emit a per-frame graph with shift buffers instead of a clip graph (implies `Direction::Past`).
+    pub online: bool,
 }
 
 impl Default for Config {
@@ -86,6 +89,7 @@ impl Default for Config {
             every: 1,
             input_shape: None,
             validate: true,
+            online: false,
         }
     }
 }
@@ -105,6 +109,13 @@ impl Config {
                     .into(),
             ));
         }
+        if self.online && self.direction == Direction::Bidirectional {
+            return Err(Error::Config(
+                "--online shifts channels from the previous frame only: the next frame is not available while streaming, \
+                 so --direction bidirectional cannot be used (leave --direction out, or give --direction past)"
+                    .into(),
+            ));
+        }
         if self.every == 0 {
             return Err(Error::Config("--every must be at least 1".into()));
         }
@@ -120,6 +131,10 @@ impl Config {
 
     /// The flags that reproduce this rewrite, recorded in the output's metadata.
     pub fn flags(&self) -> String {
+        if self.online {
+            // T only sets how many frames validation streams; the online graph does not depend on it.
+            return format!("--online --fold-div {} --mode {} --every {}", self.fold_div, self.mode.name(), self.every);
+        }
         let mut s = format!(
             "--segments {} --fold-div {} --mode {} --direction {}",
             self.segments,

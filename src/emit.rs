@@ -4,10 +4,15 @@
 //! The shift is plain ONNX every runtime handles: Reshape to `[N, T, C, H*W]` (4D, as mmaction2
 //! does, since some backends reject 5D tensors), Slice the channel groups, Pad one zero frame on the
 //! time axis, Concat, Reshape back. No ScatterND, no zeros-then-assign.
+//!
+//! Online (`--online`), each site instead reads channels `[0, fold)` from a buffer input and gives
+//! the current frame's as a buffer output: two Slices and a Concat on the channel axis, no Reshape,
+//! so the per-frame graph costs no more than the 2D model it came from.
 
 use crate::config::{Config, Direction, GroupOrder};
 use crate::onnx::{
-    attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, StringStringEntryProto, TensorProto,
+    attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, GraphProto, NodeProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::plan::{Plan, Site};
 use crate::tensor::int64_vec;
@@ -20,6 +25,9 @@ pub struct Patch {
     pub initializers: Vec<TensorProto>,
     /// (node, input slot, new tensor name).
     pub rewires: Vec<(usize, usize, String)>,
+    /// Graph inputs to add right after the model's own data inputs, and graph outputs to append.
+    pub inputs: Vec<ValueInfoProto>,
+    pub outputs: Vec<ValueInfoProto>,
     pub metadata: Vec<StringStringEntryProto>,
 }
 
@@ -45,6 +53,12 @@ impl Patch {
             }
         }
         graph.node = nodes;
+        // Before IR 4 initializers may be listed as inputs too; new inputs go after the data inputs
+        // so that positional feeding sees the model's own inputs first.
+        let at =
+            graph.input.iter().rposition(|i| !graph.initializer.iter().any(|t| t.name == i.name)).map_or(0, |p| p + 1);
+        graph.input.splice(at..at, self.inputs);
+        graph.output.extend(self.outputs);
         graph.initializer.extend(self.initializers);
         metadata.extend(self.metadata);
     }
@@ -186,6 +200,106 @@ pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProt
     (e.nodes, e.inits, out)
 }
 
+/// The state one online site carries from frame to frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buffer {
+    /// Graph input holding the previous frame's channels `[0, fold)` (zeros before the first frame).
+    pub input: String,
+    /// Graph output giving the current frame's channels `[0, fold)`, to feed back as `input`.
+    pub output: String,
+    /// `[N, fold, H, W]`, N being the model's own batch dimension.
+    pub shape: Vec<tensor_shape_proto::Dimension>,
+}
+
+impl Buffer {
+    /// The shape as text: sizes as numbers, the batch by its symbol (`N` when it has none).
+    pub fn shape_text(&self) -> Vec<String> {
+        self.shape
+            .iter()
+            .map(|d| match &d.value {
+                Some(tensor_shape_proto::dimension::Value::DimValue(v)) => v.to_string(),
+                Some(tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => p.clone(),
+                _ => "N".into(),
+            })
+            .collect()
+    }
+}
+
+/// The online form of one site: `Concat(buffer_in, x[:, fold:])` replaces `x` for the site's
+/// consumers, and `buffer_out = x[:, :fold]`. Returns the nodes, initializers and shifted tensor.
+pub fn online_subgraph(site: &Site, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
+    let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new() };
+    let (c, fold) = (site.channels, site.fold);
+    e.slice("buffer_out", &site.tensor, &[0], &[fold], &[1]);
+    let mut parts = vec![e.name("buffer_in")];
+    if fold < c {
+        parts.push(e.slice("rest", &site.tensor, &[fold], &[c], &[1]));
+    }
+    let out = e.node("Concat", "Concat", parts, "shifted", vec![int_attr("axis", 1)]);
+    (e.nodes, e.inits, out)
+}
+
+fn tensor_info(name: &str, elem_type: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type,
+                shape: Some(TensorShapeProto { dim: dims.to_vec() }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out += "\\\"",
+            '\\' => out += "\\\\",
+            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
+            _ => out.push(ch),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The metadata value listing the buffers in order, as JSON a runtime wrapper can read:
+/// `[{"input": "...", "output": "...", "shape": ["N", 8, 56, 56]}, ...]`.
+pub fn buffers_json(buffers: &[Buffer]) -> String {
+    let items: Vec<String> = buffers
+        .iter()
+        .map(|b| {
+            let shape: Vec<String> = b
+                .shape_text()
+                .into_iter()
+                .map(|d| if d.parse::<i64>().is_ok() { d } else { json_string(&d) })
+                .collect();
+            format!(
+                "{{\"input\": {}, \"output\": {}, \"shape\": [{}]}}",
+                json_string(&b.input),
+                json_string(&b.output),
+                shape.join(", ")
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The metadata key under which online models list their buffers.
+pub const BUFFERS_KEY: &str = "tsm-rewrite.buffers";
+
+/// What an online rewrite needs beyond the plan: each site's height and width, and the frame
+/// input's batch dimension and element type, which the buffers share.
+pub struct OnlineShapes {
+    pub spatial: Vec<(i64, i64)>,
+    pub batch: tensor_shape_proto::Dimension,
+    pub elem_type: i32,
+}
+
 /// The patch for a whole plan.
 pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) -> Patch {
     let mut patch = Patch::default();
@@ -197,6 +311,33 @@ pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) ->
     }
     patch.metadata.push(StringStringEntryProto { key: "tsm-rewrite".into(), value: metadata_value });
     patch
+}
+
+/// The patch for an online rewrite of a plan, and its buffers in plan (network-depth) order.
+pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_value: String) -> (Patch, Vec<Buffer>) {
+    let mut patch = Patch::default();
+    let mut buffers = Vec::new();
+    for (site, &(h, w)) in plan.sites.iter().zip(&shapes.spatial) {
+        let (nodes, inits, out) = online_subgraph(site, opset);
+        patch.inserts.push((site.after, nodes));
+        patch.initializers.extend(inits);
+        patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
+        let known = |v: i64| tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(v)),
+            ..Default::default()
+        };
+        let buffer = Buffer {
+            input: format!("{}/buffer_in", site.prefix),
+            output: format!("{}/buffer_out", site.prefix),
+            shape: vec![shapes.batch.clone(), known(site.fold), known(h), known(w)],
+        };
+        patch.inputs.push(tensor_info(&buffer.input, shapes.elem_type, &buffer.shape));
+        patch.outputs.push(tensor_info(&buffer.output, shapes.elem_type, &buffer.shape));
+        buffers.push(buffer);
+    }
+    patch.metadata.push(StringStringEntryProto { key: "tsm-rewrite".into(), value: metadata_value });
+    patch.metadata.push(StringStringEntryProto { key: BUFFERS_KEY.into(), value: buffers_json(&buffers) });
+    (patch, buffers)
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ Exit codes:
 ///
 /// Finds every residual block, inserts a temporal shift of C/fold_div channels on its input, checks
 /// the result by running it in tract, and writes it atomically. The model then takes clips of T
-/// frames as a batch of [N*T, C, H, W].
+/// frames as a batch of [N*T, C, H, W]; with --online, one frame per stream at a time, with the
+/// shift buffers as extra inputs and outputs.
 #[derive(Parser, Debug)]
 #[command(version, after_help = EXIT_CODES)]
 struct Args {
@@ -39,9 +40,9 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Mode::Residual)]
     mode: Mode,
 
-    /// Which frames the shifted channels come from.
-    #[arg(long, value_enum, default_value_t = Direction::Bidirectional)]
-    direction: Direction,
+    /// Which frames the shifted channels come from [default: bidirectional, or past with --online].
+    #[arg(long, value_enum)]
+    direction: Option<Direction>,
 
     /// Which bidirectional group takes the next frame (paddle: Paddle's temporal_shift order).
     #[arg(long, value_enum, default_value_t = GroupOrder::Tsm)]
@@ -52,7 +53,15 @@ struct Args {
     #[arg(long, value_name = "K", default_value_t = 1)]
     every: usize,
 
-    /// Per-frame C,H,W for validation, where the model leaves them symbolic (e.g. 3,224,224).
+    /// Emit a per-frame (streaming) graph: each shift site gets a buffer input holding the previous
+    /// frame's shifted channels and a buffer output with the current frame's, to feed back. Frame by
+    /// frame it equals the offline --direction past model. T only sets how many frames validation
+    /// streams (2*T).
+    #[arg(long)]
+    online: bool,
+
+    /// Per-frame C,H,W where the model leaves them symbolic (e.g. 3,224,224): for validation, and
+    /// with --online also fixed in the emitted graph, since the buffers have a fixed size.
     #[arg(long, value_name = "C,H,W", value_parser = parse_shape)]
     input_shape: Option<FrameShape>,
 
@@ -87,11 +96,12 @@ fn config(args: &Args) -> Config {
         segments: args.segments,
         fold_div: args.fold_div,
         mode: args.mode,
-        direction: args.direction,
+        direction: args.direction.unwrap_or(if args.online { Direction::Past } else { Direction::Bidirectional }),
         group_order: args.group_order,
         every: args.every,
         input_shape: args.input_shape.as_ref().map(|s| s.0.clone()),
         validate: !args.no_validate,
+        online: args.online,
     }
 }
 
@@ -115,7 +125,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     let output = args.output.as_deref().expect("checked above");
     if let Some(r) = rewrite::finish(&prepared, output, &config)? {
-        eprint!("{}", report::validation(&r));
+        eprint!("{}", report::validated(&r));
     }
     // Only once the model is in place, so a failed run leaves no dump behind either.
     if let Some(dump) = &args.dump {

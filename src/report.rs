@@ -3,7 +3,7 @@
 
 use crate::blocks::Shortcut;
 use crate::config::{Config, Direction, Mode};
-use crate::rewrite::Prepared;
+use crate::rewrite::{Prepared, Validated};
 use crate::validate;
 use std::fmt::Write;
 
@@ -41,23 +41,32 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
         }
         out += &table(&rows);
     }
-    let dir = match config.direction {
-        Direction::Bidirectional => format!("bidirectional, {} order", config.group_order.name()),
-        Direction::Past => "past".into(),
+    let dir = match (config.online, config.direction) {
+        (true, _) => "online: past frame from a buffer".into(),
+        (false, Direction::Bidirectional) => format!("bidirectional, {} order", config.group_order.name()),
+        (false, Direction::Past) => "past".into(),
     };
+    let segments = if config.online { String::new() } else { format!("T={}, ", config.segments) };
     let _ = writeln!(
         out,
-        "{} residual block(s) found, {} shifted ({}, {dir}, T={}, fold_div={}{})",
+        "{} residual block(s) found, {} shifted ({}, {dir}, {segments}fold_div={}{})",
         p.findings.blocks.len(),
         p.plan.sites.len(),
         match config.mode {
             Mode::Residual => "residual: branch input only",
             Mode::Inplace => "inplace: block input",
         },
-        config.segments,
         config.fold_div,
         if config.every > 1 { format!(", every {}", config.every) } else { String::new() }
     );
+    if !p.buffers.is_empty() {
+        let _ = writeln!(out, "buffers (each '.../buffer_in' input takes the previous frame's '.../buffer_out' output; zeros at the start):");
+        let mut rows = vec![["#", "buffer input", "shape"].map(String::from).to_vec()];
+        for (k, b) in p.buffers.iter().enumerate() {
+            rows.push(vec![(k + 1).to_string(), b.input.clone(), format!("[{}]", b.shape_text().join(", "))]);
+        }
+        out += &table(&rows);
+    }
     for (name, why) in &p.plan.not_shifted {
         let _ = writeln!(out, "not shifted: {name}: {why}");
     }
@@ -67,10 +76,35 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
     out
 }
 
+fn shapes(v: &[(String, Vec<usize>)]) -> String {
+    v.iter().map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", ")
+}
+
+/// What validation ran and found.
+pub fn validated(v: &Validated) -> String {
+    match v {
+        Validated::Offline(r) => validation(r),
+        Validated::Online(r) => online_validation(r),
+    }
+}
+
+/// One line on online validation: the buffer loop against the offline reference, and the latency.
+pub fn online_validation(r: &validate::OnlineReport) -> String {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "validated in tract: {} stream(s) x {} frames with the buffers fed back, equal to the offline past-only rewrite \
+         (max abs diff {:.1e}), all values finite; {:.2} ms per frame online vs {:.2} ms for the 2D model ({:.2}x)\n",
+        r.streams,
+        r.frames,
+        r.max_diff,
+        ms(r.per_frame),
+        ms(r.per_frame_2d),
+        ms(r.per_frame) / ms(r.per_frame_2d).max(1e-9)
+    )
+}
+
 /// One line on what validation ran and found.
 pub fn validation(r: &validate::Report) -> String {
-    let shapes =
-        |v: &[(String, Vec<usize>)]| v.iter().map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", ");
     format!(
         "validated in tract: {} clip(s), {} -> {}, all values finite; {:.1} ms per clip\n",
         r.clips,

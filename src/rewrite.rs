@@ -27,6 +27,8 @@ pub struct Prepared {
     pub input_nodes: usize,
     pub findings: Findings,
     pub plan: Plan,
+    /// Online only: the shift buffers, in the order of the graph's extra inputs and outputs.
+    pub buffers: Vec<emit::Buffer>,
     pub model: ModelProto,
 }
 
@@ -62,6 +64,12 @@ fn check_batch(graph: &GraphProto, segments: usize) -> Result<(), Error> {
 
 /// Loads `input` and rewrites it in memory.
 pub fn prepare(input: &Path, config: &Config) -> Result<Prepared> {
+    rewrite_model(input, config, !config.online)
+}
+
+/// [`prepare`], where the online validation's offline reference (T = all the frames streamed) may
+/// skip the check that a fixed batch holds whole clips: it runs at its own batch size.
+fn rewrite_model(input: &Path, config: &Config, whole_clips: bool) -> Result<Prepared> {
     config.check()?;
     let loaded = load(input)?;
     let mut model = loaded.model;
@@ -80,19 +88,119 @@ pub fn prepare(input: &Path, config: &Config) -> Result<Prepared> {
     let input_nodes = graph.node.len();
     let df =
         Dataflow::build(graph).map_err(|e| Error::BadModel { path: input.to_path_buf(), reason: format!("{e:#}") })?;
-    check_batch(graph, config.segments)?;
-    if config.validate {
-        // Fail before any work if validation could not run.
+    if config.online {
+        if let Some(shape) = &config.input_shape {
+            pin_frame_shape(graph, shape)?;
+        }
+    }
+    if whole_clips {
+        check_batch(graph, config.segments)?;
+    }
+    // Fail before any work if validation could not run (online: after the buffers' shapes, whose
+    // error says more about a missing --input-shape).
+    if config.validate && !config.online {
         validate::input_shapes(graph, config.segments, config.input_shape.as_deref())?;
     }
     let shapes = Shapes::infer(graph);
     let findings = blocks::find(graph, &df, &shapes);
     let plan = plan::plan(graph, &df, &findings, config)?;
     let record = format!("tsm-rewrite {} {}", env!("CARGO_PKG_VERSION"), config.flags());
-    let patch = emit::emit(&plan, config, loaded.opset, record);
+    let mut buffers = Vec::new();
+    let patch = if config.online {
+        let online = online_shapes(input, graph, &plan, config)?;
+        if config.validate {
+            validate::input_shapes(graph, 1, config.input_shape.as_deref())?;
+        }
+        let (patch, b) = emit::emit_online(&plan, &online, loaded.opset, record);
+        buffers = b;
+        patch
+    } else {
+        emit::emit(&plan, config, loaded.opset, record)
+    };
     drop(df);
     patch.apply(graph, metadata_props);
-    Ok(Prepared { input: input.to_path_buf(), opset: loaded.opset, input_nodes, findings, plan, model })
+    Ok(Prepared { input: input.to_path_buf(), opset: loaded.opset, input_nodes, findings, plan, buffers, model })
+}
+
+/// Online buffers have a fixed size, so `--input-shape` becomes part of the emitted graph: the open
+/// C, H, W of each `[N, C, H, W]` data input are pinned (the batch, the number of streams, stays).
+fn pin_frame_shape(graph: &mut GraphProto, shape: &[usize]) -> Result<(), Error> {
+    use crate::onnx::tensor_shape_proto::dimension::Value;
+    use crate::onnx::type_proto;
+    let data: Vec<String> = data_inputs(graph).iter().map(|v| v.name.clone()).collect();
+    for vi in graph.input.iter_mut().filter(|v| data.contains(&v.name)) {
+        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) else {
+            continue;
+        };
+        let Some(dims) = t.shape.as_mut().map(|s| &mut s.dim).filter(|d| d.len() == 4) else {
+            return Err(Error::Config(format!(
+                "--input-shape gives the C,H,W of an [N, C, H, W] frame, but input '{}' is not a rank-4 tensor",
+                vi.name
+            )));
+        };
+        for (k, d) in dims.iter_mut().enumerate().skip(1) {
+            match d.value {
+                Some(Value::DimValue(v)) if v > 0 && v as usize != shape[k - 1] => {
+                    return Err(Error::Config(format!(
+                        "--input-shape {:?} does not fit input '{}', whose dim {k} is fixed at {v}",
+                        shape, vi.name
+                    )))
+                }
+                Some(Value::DimValue(v)) if v > 0 => {}
+                _ => {
+                    d.value = Some(Value::DimValue(shape[k - 1] as i64));
+                    d.denotation.clear();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The buffers' spatial sizes, from the model's shapes, or where they stay open after pinning the
+/// frame size, from tract's analysis of the model; and the batch dim and type they share with the
+/// frame input.
+fn online_shapes(input: &Path, graph: &GraphProto, plan: &Plan, config: &Config) -> Result<emit::OnlineShapes> {
+    use crate::onnx::{tensor_proto::DataType, tensor_shape_proto::Dimension, type_proto};
+    let frame = data_inputs(graph).first().copied().cloned();
+    let (batch, elem_type) = match frame.as_ref().and_then(|v| v.r#type.as_ref()).and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => {
+            (t.shape.as_ref().and_then(|s| s.dim.first()).cloned().unwrap_or_default(), t.elem_type)
+        }
+        _ => (Dimension::default(), DataType::Float as i32),
+    };
+    let mut spatial: Vec<Option<(i64, i64)>> =
+        plan.sites.iter().map(|s| s.height.known().zip(s.width.known())).collect();
+    if let Some(open) = plan.sites.iter().zip(&spatial).find(|(_, hw)| hw.is_none()).map(|(s, _)| s) {
+        if config.input_shape.is_none() {
+            return Err(Error::Config(format!(
+                "node {}: the online buffer for tensor '{}' needs its height and width, which the model leaves open                  ({} x {}): give the frame size with --input-shape C,H,W (online buffers have a fixed shape)",
+                open.block_name, open.tensor, open.height, open.width
+            ))
+            .into());
+        }
+        let (frames, _) = validate::input_shapes(graph, 1, config.input_shape.as_deref())?;
+        let tensors: Vec<&str> = plan.sites.iter().map(|s| s.tensor.as_str()).collect();
+        let found = validate::tensor_shapes(input, &frames, &tensors)
+            .context("reading the buffers' spatial sizes from tract's analysis of the model")?;
+        for ((hw, site), dims) in spatial.iter_mut().zip(&plan.sites).zip(found) {
+            if hw.is_none() {
+                *hw = dims.filter(|d| d.len() == 4).map(|d| (d[2] as i64, d[3] as i64));
+                if hw.is_none() {
+                    return Err(Error::Config(format!(
+                        "node {}: cannot tell the height and width of tensor '{}' for its online buffer, even with                          --input-shape",
+                        site.block_name, site.tensor
+                    ))
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(emit::OnlineShapes {
+        spatial: spatial.into_iter().map(|hw| hw.expect("filled above")).collect(),
+        batch,
+        elem_type,
+    })
 }
 
 /// The folder a file sits in (`.` for a bare file name).
@@ -131,8 +239,54 @@ fn check_external_data(prepared: &Prepared, out_folder: &Path) -> Result<(), Err
     )))
 }
 
+/// What validation checked, offline or online.
+#[derive(Debug, Clone)]
+pub enum Validated {
+    Offline(validate::Report),
+    Online(validate::OnlineReport),
+}
+
+/// Checks an online graph frame by frame against the offline past-only rewrite of the same model,
+/// with T = the 2*T frames streamed, so that the buffers carry state across more than one clip.
+fn validate_online(
+    prepared: &Prepared,
+    online: &Path,
+    output: &Path,
+    config: &Config,
+) -> Result<validate::OnlineReport> {
+    let frames = 2 * config.segments;
+    let offline = Config {
+        online: false,
+        direction: crate::config::Direction::Past,
+        segments: frames,
+        validate: false,
+        ..config.clone()
+    };
+    let reference = rewrite_model(&prepared.input, &offline, false).context("building the offline reference")?;
+    if reference.plan.sites.len() != prepared.plan.sites.len() {
+        return Err(Error::Validation(format!(
+            "the offline reference has {} shift sites, the online graph {}",
+            reference.plan.sites.len(),
+            prepared.plan.sites.len()
+        ))
+        .into());
+    }
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = TempOutput::encode(&output.with_file_name(format!("{name}.offline-reference")), &reference.model)?;
+    drop(reference);
+    Ok(validate::validate_online(
+        online,
+        prepared.graph(),
+        prepared.buffers.len(),
+        tmp.path(),
+        &prepared.input,
+        frames,
+        config.input_shape.as_deref(),
+    )?)
+}
+
 /// Writes the rewritten model to `output`, validating it first unless the config says not to.
-pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Option<validate::Report>> {
+pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Option<Validated>> {
     if same_file(&prepared.input, output) {
         return Err(Error::Config(format!(
             "output {} is the input file; write to another path (the input is never modified)",
@@ -146,10 +300,15 @@ pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Opt
     }
     check_external_data(prepared, parent)?;
     let tmp = TempOutput::encode(output, &prepared.model)?;
-    let report = if config.validate {
-        Some(validate::validate(tmp.path(), prepared.graph(), config.segments, config.input_shape.as_deref())?)
-    } else {
-        None
+    let report = match (config.validate, config.online) {
+        (false, _) => None,
+        (true, false) => Some(Validated::Offline(validate::validate(
+            tmp.path(),
+            prepared.graph(),
+            config.segments,
+            config.input_shape.as_deref(),
+        )?)),
+        (true, true) => Some(Validated::Online(validate_online(prepared, tmp.path(), output, config)?)),
     };
     tmp.persist().with_context(|| format!("writing {}", output.display()))?;
     Ok(report)

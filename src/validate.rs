@@ -8,6 +8,7 @@ use crate::shapes::{declared_dims, Dim};
 use crate::tensor::FloatArray;
 use anyhow::{Context, Result};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tract_onnx::prelude::*;
 
@@ -25,38 +26,76 @@ pub struct Report {
 
 /// Runs the model at `path` in tract on the given inputs (one per graph input, in order).
 pub fn run(path: &Path, inputs: &[FloatArray]) -> Result<Vec<FloatArray>> {
-    Ok(run_timed(path, inputs)?.0)
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(|a| a.shape.clone()).collect();
+    Runner::load(path, &shapes)?.run(inputs)
 }
 
-fn run_timed(path: &Path, inputs: &[FloatArray]) -> Result<(Vec<FloatArray>, Duration)> {
-    // value_info is only a hint, and exporters (torch's dynamo exporter) write it with the symbolic
-    // batch; with the batch pinned to whole clips here, tract would refuse to unify the two.
+/// A model loaded and optimized in tract for fixed input shapes, to run many times (frame by frame).
+pub struct Runner {
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl Runner {
+    pub fn load(path: &Path, input_shapes: &[Vec<usize>]) -> Result<Runner> {
+        // value_info is only a hint, and exporters (torch's dynamo exporter) write it with the symbolic
+        // batch; with the batch pinned here, tract would refuse to unify the two.
+        let mut model = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .model_for_path(path)
+            .with_context(|| format!("tract cannot load {}", path.display()))?;
+        for (i, s) in input_shapes.iter().enumerate() {
+            model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), s))?;
+        }
+        let plan = model
+            .into_optimized()
+            .context("tract cannot analyse or optimize the model")?
+            .into_runnable()
+            .context("tract cannot plan the model")?;
+        Ok(Runner { plan })
+    }
+
+    pub fn run(&self, inputs: &[FloatArray]) -> Result<Vec<FloatArray>> {
+        let values: TVec<TValue> = inputs
+            .iter()
+            .map(|a| Tensor::from_shape(&a.shape, &a.data).map(TValue::from))
+            .collect::<TractResult<_>>()?;
+        let outputs = self.plan.run(values).context("tract failed running the model")?;
+        outputs
+            .iter()
+            .map(|o| {
+                let v = o.cast_to::<f32>()?;
+                let view = v.to_plain_array_view::<f32>()?;
+                Ok(FloatArray { shape: view.shape().to_vec(), data: view.iter().copied().collect() })
+            })
+            .collect()
+    }
+
+    fn run_timed(&self, inputs: &[FloatArray]) -> Result<(Vec<FloatArray>, Duration)> {
+        let start = Instant::now();
+        let out = self.run(inputs)?;
+        Ok((out, start.elapsed()))
+    }
+}
+
+/// The shapes tract's analysis gives the named tensors of the model at `path`, for the given input
+/// shapes (`None` where it cannot tell, or the tensor is not in the model).
+pub fn tensor_shapes(path: &Path, inputs: &NamedShapes, tensors: &[&str]) -> Result<Vec<Option<Vec<usize>>>> {
     let mut model = tract_onnx::onnx()
         .with_ignore_value_info(true)
         .model_for_path(path)
         .with_context(|| format!("tract cannot load {}", path.display()))?;
-    for (i, a) in inputs.iter().enumerate() {
-        model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), &a.shape))?;
+    for (i, (_, s)) in inputs.iter().enumerate() {
+        model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), s))?;
     }
-    let plan = model
-        .into_optimized()
-        .context("tract cannot analyse or optimize the model")?
-        .into_runnable()
-        .context("tract cannot plan the model")?;
-    let values: TVec<TValue> =
-        inputs.iter().map(|a| Tensor::from_shape(&a.shape, &a.data).map(TValue::from)).collect::<TractResult<_>>()?;
-    let start = Instant::now();
-    let outputs = plan.run(values).context("tract failed running the model")?;
-    let elapsed = start.elapsed();
-    let outputs = outputs
+    // Partial analysis is enough: an op tract cannot type further down does not matter here.
+    let _ = model.analyse(false);
+    Ok(tensors
         .iter()
-        .map(|o| {
-            let v = o.cast_to::<f32>()?;
-            let view = v.to_plain_array_view::<f32>()?;
-            Ok(FloatArray { shape: view.shape().to_vec(), data: view.iter().copied().collect() })
+        .map(|t| {
+            let outlet = model.find_outlet_label(t)?;
+            model.outlet_fact(outlet).ok()?.shape.as_concrete_finite().ok()?.map(|d| d.to_vec())
         })
-        .collect::<Result<_>>()?;
-    Ok((outputs, elapsed))
+        .collect())
 }
 
 /// The graph inputs that are data (not initializers listed as inputs, as before IR 4).
@@ -125,7 +164,9 @@ pub fn validate(
     let (shapes, clips) = input_shapes(graph, segments, input_shape)?;
     let inputs: Vec<FloatArray> =
         shapes.iter().enumerate().map(|(i, (_, s))| FloatArray::random(s, 0x75_6d + i as u64)).collect();
-    let (outputs, elapsed) = run_timed(path, &inputs).map_err(|e| Error::Validation(format!("{e:#}")))?;
+    let runner = Runner::load(path, &shapes.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>());
+    let (outputs, elapsed) =
+        runner.and_then(|r| r.run_timed(&inputs)).map_err(|e| Error::Validation(format!("{e:#}")))?;
     let mut report = Report { inputs: shapes, outputs: Vec::new(), clips, per_clip: elapsed / clips.max(1) as u32 };
     for (out, vi) in outputs.iter().zip(&graph.output) {
         if let Some(dims) = declared_dims(vi) {
@@ -153,5 +194,160 @@ pub fn validate(
             graph.output.len()
         )));
     }
+    Ok(report)
+}
+
+/// What online validation checked.
+#[derive(Debug, Clone)]
+pub struct OnlineReport {
+    /// Frame inputs, then buffers.
+    pub inputs: NamedShapes,
+    pub outputs: NamedShapes,
+    pub streams: usize,
+    pub frames: usize,
+    /// Largest difference from the offline past-only rewrite over every frame and output.
+    pub max_diff: f32,
+    /// Median time of one frame (all streams) through the online graph and the original 2D model.
+    pub per_frame: Duration,
+    pub per_frame_2d: Duration,
+}
+
+/// Frame `t` of every stream, from clips laid out as `[streams * frames, ...]`.
+fn frame(clip: &FloatArray, streams: usize, frames: usize, t: usize) -> FloatArray {
+    let row = clip.data.len() / clip.shape[0];
+    let mut shape = clip.shape.clone();
+    shape[0] = streams;
+    let data = (0..streams).flat_map(|s| &clip.data[(s * frames + t) * row..][..row]).copied().collect();
+    FloatArray { shape, data }
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+/// Streams `frames` frames of seeded random input for each stream through the online graph at
+/// `online` (whose graph is `graph`, with `buffers` extra inputs and outputs), feeding the buffers
+/// back from zeros, and compares every frame with the clip-wise offline past-only rewrite at
+/// `reference` (T = `frames`). Times the online graph against the original 2D model at `original`.
+pub fn validate_online(
+    online: &Path,
+    graph: &GraphProto,
+    buffers: usize,
+    reference: &Path,
+    original: &Path,
+    frames: usize,
+    input_shape: Option<&[usize]>,
+) -> Result<OnlineReport, Error> {
+    let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
+    let (shapes, streams) = input_shapes(graph, 1, input_shape)?;
+    let (models_in, models_out) = (shapes.len() - buffers, graph.output.len() - buffers);
+    let clip_shapes: Vec<Vec<usize>> = shapes[..models_in]
+        .iter()
+        .map(|(_, s)| {
+            let mut c = s.clone();
+            c[0] = streams * frames;
+            c
+        })
+        .collect();
+    let clips: Vec<FloatArray> =
+        clip_shapes.iter().enumerate().map(|(i, s)| FloatArray::random(s, 0x75_6d + i as u64)).collect();
+    let expected = Runner::load(reference, &clip_shapes)
+        .and_then(|r| r.run(&clips))
+        .context("running the offline past-only rewrite used as the reference")
+        .map_err(fail)?;
+    for (o, vi) in expected.iter().zip(&graph.output) {
+        if o.shape.first() != Some(&(streams * frames)) {
+            return Err(Error::Validation(format!(
+                "output '{}' has shape {:?} for {} frames: online validation compares batch-first outputs frame by frame",
+                vi.name,
+                o.shape,
+                streams * frames
+            )));
+        }
+    }
+    let frame_inputs = |t: usize| clips.iter().map(|c| frame(c, streams, frames, t)).collect::<Vec<_>>();
+
+    let all_shapes: Vec<Vec<usize>> = shapes.iter().map(|(_, s)| s.clone()).collect();
+    let runner = Runner::load(online, &all_shapes).map_err(fail)?;
+    let mut state: Vec<FloatArray> = all_shapes[models_in..]
+        .iter()
+        .map(|s| FloatArray { shape: s.clone(), data: vec![0.0; s.iter().product()] })
+        .collect();
+    let mut report = OnlineReport {
+        inputs: shapes.clone(),
+        outputs: Vec::new(),
+        streams,
+        frames,
+        max_diff: 0.0,
+        per_frame: Duration::ZERO,
+        per_frame_2d: Duration::ZERO,
+    };
+    let mut times = Vec::with_capacity(frames);
+    for t in 0..frames {
+        let mut inputs = frame_inputs(t);
+        inputs.append(&mut state);
+        let (mut outputs, elapsed) = runner.run_timed(&inputs).with_context(|| format!("frame {t}")).map_err(fail)?;
+        times.push(elapsed);
+        for (k, (out, vi)) in outputs.iter().zip(&graph.output).enumerate() {
+            if let Some(bad) = out.data.iter().find(|v| !v.is_finite()) {
+                return Err(Error::Validation(format!(
+                    "frame {t}: output '{}' holds a non-finite value ({bad})",
+                    vi.name
+                )));
+            }
+            if k >= models_out {
+                let want = &all_shapes[models_in + k - models_out];
+                if &out.shape != want {
+                    return Err(Error::Validation(format!(
+                        "buffer output '{}' has shape {:?}, its buffer input is {want:?}",
+                        vi.name, out.shape
+                    )));
+                }
+                continue;
+            }
+            let want = frame(&expected[k], streams, frames, t);
+            let tolerance = 1e-4 * want.max_abs().max(1.0);
+            let diff = if out.shape == want.shape { out.max_abs_diff(&want) } else { f32::INFINITY };
+            if diff.is_nan() || diff > tolerance {
+                return Err(Error::Validation(format!(
+                    "frame {t}: output '{}' of the online graph differs from the offline past-only rewrite by {diff:e} \
+                     (shape {:?} vs {:?}, tolerance {tolerance:e})",
+                    vi.name, out.shape, want.shape
+                )));
+            }
+            report.max_diff = report.max_diff.max(diff);
+            if t == 0 {
+                report.outputs.push((vi.name.clone(), out.shape.clone()));
+            }
+        }
+        if t == 0 {
+            report.outputs.extend(
+                outputs[models_out..]
+                    .iter()
+                    .zip(&graph.output[models_out..])
+                    .map(|(o, vi)| (vi.name.clone(), o.shape.clone())),
+            );
+        }
+        state = outputs.split_off(models_out);
+    }
+    if state.len() != buffers {
+        return Err(Error::Validation(format!(
+            "tract returned {} outputs, the model declares {}",
+            models_out + state.len(),
+            graph.output.len()
+        )));
+    }
+    report.per_frame = median(times);
+    drop(runner);
+
+    let runner_2d = Runner::load(original, &all_shapes[..models_in])
+        .context("loading the original 2D model for the latency comparison")
+        .map_err(fail)?;
+    let mut times = Vec::with_capacity(frames);
+    for t in 0..frames {
+        times.push(runner_2d.run_timed(&frame_inputs(t)).map_err(fail)?.1);
+    }
+    report.per_frame_2d = median(times);
     Ok(report)
 }

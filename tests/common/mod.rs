@@ -18,8 +18,13 @@ pub fn data(name: &str) -> PathBuf {
     fixtures().join("data").join(name)
 }
 
-/// The config a data folder is named after: `{mode}-{direction|paddle}-fd{D}[-every{K}]`.
+/// The config a data folder is named after: `{mode}-{direction|paddle}-fd{D}[-every{K}]`, or
+/// `online-{mode}-fd{D}[-every{K}]`.
 pub fn config_for(folder: &str) -> Config {
+    if let Some(rest) = folder.strip_prefix("online-") {
+        let c = config_for(&rest.replacen('-', "-past-", 1));
+        return Config { online: true, ..c };
+    }
     let parts: Vec<&str> = folder.split('-').collect();
     let mut c = Config { validate: false, ..Config::default() };
     c.mode = match parts[0] {
@@ -52,7 +57,7 @@ pub fn reference_configs(name: &str) -> Vec<String> {
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("output_0.pb").exists())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "plain")
+        .filter(|n| n != "plain" && !n.starts_with("online-"))
         .collect();
     v.sort();
     v
@@ -64,4 +69,16 @@ pub fn input(name: &str) -> FloatArray {
 
 pub fn output(name: &str, config: &str) -> FloatArray {
     FloatArray::read_pb(&data(name).join(config).join("output_0.pb")).unwrap().1
+}
+
+/// The data folders holding streaming references (`online-*`), sorted.
+pub fn online_configs(name: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(data(name))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("online-"))
+        .collect();
+    v.sort();
+    v
 }
