@@ -149,3 +149,20 @@ impl Config {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn online_takes_the_past_only() {
+        let online = Config { online: true, direction: Direction::Past, ..Config::default() };
+        assert!(online.check().is_ok());
+        assert_eq!(online.flags(), "--online --fold-div 8 --mode residual --every 1");
+        let err = Config { direction: Direction::Bidirectional, ..online.clone() }.check().unwrap_err().to_string();
+        assert!(err.contains("--direction bidirectional cannot be used"), "{err}");
+        // One group of C/1 channels is allowed in the past direction, not two.
+        assert!(Config { fold_div: 1, ..online.clone() }.check().is_ok());
+        assert!(Config { fold_div: 1, ..Config::default() }.check().is_err());
+    }
+}

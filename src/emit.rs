@@ -404,6 +404,58 @@ mod tests {
     }
 
     #[test]
+    fn online_site_reads_the_buffer_and_gives_the_current_frame() {
+        let (nodes, inits, out) = online_subgraph(&site(Dim::Sym("H".into())), 13);
+        assert_eq!(ops(&nodes), ["Slice(4)", "Slice(4)", "Concat(2)"]);
+        assert_eq!(nodes[0].output, ["/l/tsm/buffer_out"]);
+        assert_eq!(nodes[2].input, ["/l/tsm/buffer_in", "/l/tsm/rest"]);
+        assert_eq!(out, "/l/tsm/shifted");
+        let v = |n: &str| inits.iter().find(|t| t.name == n).and_then(crate::tensor::int_values);
+        assert_eq!((v("/l/tsm/buffer_out_starts"), v("/l/tsm/buffer_out_ends")), (Some(vec![0]), Some(vec![2])));
+        assert_eq!((v("/l/tsm/rest_starts"), v("/l/tsm/rest_ends")), (Some(vec![2]), Some(vec![16])));
+        // Opset 9 takes Slice's attribute form; a fold of every channel leaves the buffer alone.
+        let all = Site { fold: 16, ..site(Dim::Known(4)) };
+        let (nodes, inits, _) = online_subgraph(&all, 9);
+        assert_eq!(ops(&nodes), ["Slice(1)", "Concat(1)"]);
+        assert!(inits.is_empty());
+    }
+
+    #[test]
+    fn online_patch_adds_buffers_after_the_data_inputs_and_lists_them() {
+        let plan = Plan { sites: vec![site(Dim::Known(4))], not_shifted: vec![] };
+        let batch = tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimParam("batch".into())),
+            ..Default::default()
+        };
+        let shapes = OnlineShapes { spatial: vec![(4, 4)], batch, elem_type: 1 };
+        let (mut patch, buffers) = emit_online(&plan, &shapes, 13, "rec".into());
+        assert_eq!(buffers[0].shape_text(), ["batch", "2", "4", "4"]);
+        assert_eq!(
+            patch.metadata[1].value,
+            r#"[{"input": "/l/tsm/buffer_in", "output": "/l/tsm/buffer_out", "shape": ["batch", 2, 4, 4]}]"#
+        );
+        // Before IR 4 an initializer may be listed as an input: the buffer goes before it.
+        let mut g = GraphProto {
+            input: vec![
+                ValueInfoProto { name: "x".into(), ..Default::default() },
+                ValueInfoProto { name: "w".into(), ..Default::default() },
+            ],
+            initializer: vec![crate::tensor::int64_vec("w", &[1])],
+            ..Default::default()
+        };
+        (patch.inserts, patch.rewires) = (vec![], vec![]);
+        patch.apply(&mut g, &mut vec![]);
+        let names: Vec<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["x", "/l/tsm/buffer_in", "w"]);
+        assert_eq!(g.output[0].name, "/l/tsm/buffer_out");
+    }
+
+    #[test]
+    fn buffer_names_are_escaped_in_the_metadata() {
+        assert_eq!(json_string("a\"b\\c\n"), r#""a\"b\\c\u000a""#);
+    }
+
+    #[test]
     fn apply_inserts_after_the_producer_and_rewires() {
         let mut g = GraphProto {
             node: (0..3)

@@ -172,14 +172,19 @@ fn online_shapes(input: &Path, graph: &GraphProto, plan: &Plan, config: &Config)
     let mut spatial: Vec<Option<(i64, i64)>> =
         plan.sites.iter().map(|s| s.height.known().zip(s.width.known())).collect();
     if let Some(open) = plan.sites.iter().zip(&spatial).find(|(_, hw)| hw.is_none()).map(|(s, _)| s) {
-        if config.input_shape.is_none() {
-            return Err(Error::Config(format!(
-                "node {}: the online buffer for tensor '{}' needs its height and width, which the model leaves open                  ({} x {}): give the frame size with --input-shape C,H,W (online buffers have a fixed shape)",
-                open.block_name, open.tensor, open.height, open.width
-            ))
-            .into());
-        }
-        let (frames, _) = validate::input_shapes(graph, 1, config.input_shape.as_deref())?;
+        // Where the model's own shapes do not say, tract's analysis at a concrete frame size does.
+        let frames = match validate::input_shapes(graph, 1, config.input_shape.as_deref()) {
+            Ok((frames, _)) => frames,
+            Err(_) if config.input_shape.is_none() => {
+                return Err(Error::Config(format!(
+                    "node {}: the online buffer for tensor '{}' needs its height and width, which the model leaves \
+                     open ({} x {}): give the frame size with --input-shape C,H,W (online buffers have a fixed shape)",
+                    open.block_name, open.tensor, open.height, open.width
+                ))
+                .into())
+            }
+            Err(e) => return Err(e.into()),
+        };
         let tensors: Vec<&str> = plan.sites.iter().map(|s| s.tensor.as_str()).collect();
         let found = validate::tensor_shapes(input, &frames, &tensors)
             .context("reading the buffers' spatial sizes from tract's analysis of the model")?;

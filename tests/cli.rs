@@ -348,3 +348,156 @@ fn validation_of_a_non_float32_input_is_refused_before_any_work() {
     let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-validate"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn online_rewrite_validates_frame_by_frame_and_lists_its_buffers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("online.onnx");
+    let o = tool(&[&fixture_arg("mobilenet_v2"), "-o", out.to_str().unwrap(), "--online"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("validated in tract: 2 stream(s) x 16 frames with the buffers fed back, equal to the offline past-only rewrite"),
+        "{err}"
+    );
+    assert!(err.contains("ms per frame online vs"), "{err}");
+    assert_eq!(files_in(dir.path()), ["online.onnx"], "the offline reference is not left behind");
+    let m = read_model(&out);
+    let buffers = m.metadata_props.iter().find(|p| p.key == "tsm-rewrite.buffers").unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_str(&buffers.value).unwrap();
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[0]["input"], "/features/features.3/tsm/buffer_in");
+    assert_eq!(list[0]["output"], "/features/features.3/tsm/buffer_out");
+    assert_eq!(list[0]["shape"], serde_json::json!(["batch", 2, 8, 8]));
+    let record = m.metadata_props.iter().find(|p| p.key == "tsm-rewrite").unwrap();
+    assert!(record.value.ends_with("--online --fold-div 8 --mode residual --every 1"), "{}", record.value);
+
+    // The plan shows the buffers; the summary (timings aside) is a golden file.
+    let o = tool(&[&fixture_arg("resnet_deep"), "--dry-run", "--online", "--mode", "inplace", "--every", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    insta::assert_snapshot!("summary_resnet_deep_online_inplace_every2", stderr(&o));
+}
+
+#[test]
+fn online_refuses_the_future_and_open_buffer_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("online.onnx");
+    let o =
+        tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--online", "--direction", "bidirectional"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--online shifts channels from the previous frame only"), "{}", stderr(&o));
+    // An explicit past is what --online does anyway.
+    let o = tool(&[&fixture_arg("resnet_basic"), "--dry-run", "--online", "--direction", "past"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    for extra in [&[][..], &["--no-validate"][..]] {
+        let mut args =
+            vec![fixture_arg("resnet_dynamic_hw"), "-o".into(), out.to_str().unwrap().into(), "--online".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            stderr(&o).contains("node /layer1/layer1.0/Add: the online buffer for tensor '/maxpool/MaxPool_output_0' needs its height and width, which the model leaves open")
+                && stderr(&o).contains("give the frame size with --input-shape C,H,W"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(files_in(dir.path()).is_empty());
+    }
+    let o =
+        tool(&[&fixture_arg("resnet_dynamic_hw"), "-o", out.to_str().unwrap(), "--online", "--input-shape", "3,48,40"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/layer4/layer4.1/tsm/buffer_in  [batch, 8, 3, 3]"), "{}", stderr(&o));
+    let dump = tsm_rewrite::dump::dump(&read_model(&out));
+    assert!(dump.contains("input input float [batch, 3, 48, 40]"), "the frame size is fixed in the graph");
+
+    let o = tool(&[&fixture_arg("resnet_basic"), "--dry-run", "--online", "--input-shape", "3,48,40"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("does not fit input 'input', whose dim 2 is fixed at 32"), "{}", stderr(&o));
+}
+
+#[test]
+fn online_validation_catches_a_model_that_mixes_the_batch() {
+    // Softmax over the batch axis couples the rows: per frame it sees 2 streams, per clip all 32
+    // frames, so the online graph cannot equal the offline one and must not be written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_basic"));
+    let g = m.graph.as_mut().unwrap();
+    g.node.last_mut().unwrap().output[0] = "raw".into();
+    g.node.push(tsm_rewrite::onnx::NodeProto {
+        op_type: "Softmax".into(),
+        name: "/mix/Softmax".into(),
+        input: vec!["raw".into()],
+        output: vec!["logits".into()],
+        attribute: vec![tsm_rewrite::onnx::AttributeProto {
+            name: "axis".into(),
+            r#type: tsm_rewrite::onnx::attribute_proto::AttributeType::Int as i32,
+            i: 0,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let p = write_model(dir.path(), "mix.onnx", &m);
+    let out = dir.path().join("online.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--online"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("validation failed: frame 0: output 'logits' of the online graph differs from the offline past-only rewrite"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(files_in(dir.path()), ["mix.onnx"], "no output, no offline reference, no temporary file");
+}
+
+#[test]
+fn online_with_a_fixed_batch_streams_that_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_basic"));
+    let input = &mut m.graph.as_mut().unwrap().input[0];
+    let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = input.r#type.as_mut().unwrap().value.as_mut()
+    else {
+        panic!()
+    };
+    t.shape.as_mut().unwrap().dim[0].value = Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(1));
+    let p = write_model(dir.path(), "batch1.onnx", &m);
+    let out = dir.path().join("online.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--online"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("validated in tract: 1 stream(s) x 16 frames"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/layer1/layer1.0/tsm/buffer_in  [1, 1, 16, 16]"), "{}", stderr(&o));
+}
+
+#[test]
+fn online_buffer_shapes_come_from_tract_where_the_model_shapes_stop() {
+    // A Resize by scales in front of the network: the tool's own shape inference does not follow
+    // it, tract's analysis at the declared 32x32 frame does (64x64 after the stem's /4: 16x16 -> 32x32).
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_basic"));
+    let g = m.graph.as_mut().unwrap();
+    let conv = g.node.iter().position(|n| n.input.first().map(String::as_str) == Some("input")).unwrap();
+    g.node[conv].input[0] = "up".into();
+    g.node.insert(
+        0,
+        tsm_rewrite::onnx::NodeProto {
+            op_type: "Resize".into(),
+            name: "/up/Resize".into(),
+            input: vec!["input".into(), String::new(), "up_scales".into()],
+            output: vec!["up".into()],
+            ..Default::default()
+        },
+    );
+    g.initializer.push(tsm_rewrite::onnx::TensorProto {
+        name: "up_scales".into(),
+        data_type: tsm_rewrite::onnx::tensor_proto::DataType::Float as i32,
+        dims: vec![4],
+        float_data: vec![1.0, 1.0, 2.0, 2.0],
+        ..Default::default()
+    });
+    let p = write_model(dir.path(), "up.onnx", &m);
+    let out = dir.path().join("online.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--online"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/layer1/layer1.0/tsm/buffer_in  [batch, 1, 32, 32]"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/layer4/layer4.1/tsm/buffer_in  [batch, 8, 4, 4]"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("equal to the offline past-only rewrite"), "{}", stderr(&o));
+}
