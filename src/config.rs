@@ -30,6 +30,15 @@ pub enum GroupOrder {
     Paddle,
 }
 
+/// Where the output's external tensors go, for an input that keeps tensors in external data files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExternalData {
+    /// Copy them into a data file beside the output, named after it (`OUTPUT.data`).
+    Write,
+    /// Refer to the input's data files as they are (the output must be in the input's folder).
+    Refer,
+}
+
 impl Mode {
     pub fn name(self) -> &'static str {
         match self {
@@ -76,6 +85,7 @@ pub struct Config {
     pub validate: bool,
     /// Emit a per-frame graph with shift buffers instead of a clip graph (implies `Direction::Past`).
     pub online: bool,
+    pub external_data: ExternalData,
 }
 
 impl Default for Config {
@@ -90,6 +100,7 @@ impl Default for Config {
             input_shape: None,
             validate: true,
             online: false,
+            external_data: ExternalData::Write,
         }
     }
 }

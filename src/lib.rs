@@ -11,6 +11,7 @@ pub mod config;
 pub mod dump;
 pub mod emit;
 pub mod error;
+pub mod external;
 pub mod graph;
 pub mod load;
 pub mod plan;

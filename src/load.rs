@@ -32,7 +32,7 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
     // SAFETY: the map is read-only and this tool never writes to its input; another process
     // truncating the file while we run is outside what any reader can defend against.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(path, format!("cannot map: {e}")))?;
-    let model = ModelProto::decode(Bytes::from_owner(map))
+    let mut model = ModelProto::decode(Bytes::from_owner(map))
         .map_err(|e| bad(path, format!("not an ONNX model (protobuf decoding failed: {e})")))?;
     let Some(graph) = &model.graph else {
         return Err(bad(path, "the model has no graph"));
@@ -52,5 +52,6 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
             format!("opset {opset} is older than this tool supports (9 and later); re-export with a newer opset"),
         ));
     }
+    crate::external::check(&mut model, path)?;
     Ok(Loaded { model, opset })
 }

@@ -4,6 +4,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tsm_rewrite::config::ExternalData;
 use tsm_rewrite::{report, rewrite, Config, Direction, GroupOrder, Mode};
 
 const EXIT_CODES: &str = "\
@@ -65,6 +66,12 @@ struct Args {
     #[arg(long, value_name = "C,H,W", value_parser = parse_shape)]
     input_shape: Option<FrameShape>,
 
+    /// For an input whose tensors live in external data files: copy them into a data file beside
+    /// the output named OUTPUT.data (write), or keep referring to the input's (refer; the output
+    /// must then be written into the input's folder).
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = ExternalData::Write)]
+    external_data: ExternalData,
+
     /// Print the plan and write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -102,6 +109,7 @@ fn config(args: &Args) -> Config {
         input_shape: args.input_shape.as_ref().map(|s| s.0.clone()),
         validate: !args.no_validate,
         online: args.online,
+        external_data: args.external_data,
     }
 }
 

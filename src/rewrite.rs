@@ -3,17 +3,19 @@
 //! shows); [`finish`] writes it atomically, validating the written file before it is kept.
 
 use crate::blocks::{self, Findings};
-use crate::config::Config;
+use crate::config::{Config, ExternalData};
 use crate::emit;
 use crate::error::Error;
+use crate::external;
 use crate::graph::Dataflow;
 use crate::load::load;
 use crate::onnx::{GraphProto, ModelProto};
 use crate::plan::{self, Plan};
 use crate::shapes::{declared_dims, Dim, Shapes};
 use crate::validate::{self, data_inputs};
-use crate::write::TempOutput;
+use crate::write::{Staging, TempOutput};
 use anyhow::{Context, Result};
+use prost::Message;
 use std::path::{Path, PathBuf};
 
 /// The metadata key recording the tool version and flags in every output.
@@ -209,12 +211,12 @@ fn online_shapes(input: &Path, graph: &GraphProto, plan: &Plan, config: &Config)
 }
 
 /// The folder a file sits in (`.` for a bare file name).
-fn folder_of(p: &Path) -> &Path {
+pub fn folder_of(p: &Path) -> &Path {
     p.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 /// Whether two paths name the same file (the second may not exist yet).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     let canon = |p: &Path| -> Option<PathBuf> {
         if let Ok(c) = p.canonicalize() {
             return Some(c);
@@ -224,11 +226,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
     matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
 
-/// Tensors kept in external data files are referred to by a path relative to the model's folder:
-/// the output keeps those references, so it must sit in the input's folder to find the data.
-fn check_external_data(prepared: &Prepared, out_folder: &Path) -> Result<(), Error> {
-    let external = crate::onnx::tensor_proto::DataLocation::External as i32;
-    let Some(t) = prepared.graph().initializer.iter().find(|t| t.data_location == external) else {
+/// With `--external-data refer` the output keeps the input's references, which are relative to the
+/// model's folder: it must sit in the input's folder to find the data.
+fn check_refer(prepared: &Prepared, out_folder: &Path) -> Result<(), Error> {
+    let Some(t) = prepared.graph().initializer.iter().find(|t| external::is_external(t)) else {
         return Ok(());
     };
     let in_folder = folder_of(&prepared.input);
@@ -237,8 +238,9 @@ fn check_external_data(prepared: &Prepared, out_folder: &Path) -> Result<(), Err
     }
     let location = t.external_data.iter().find(|e| e.key == "location").map_or("?", |e| e.value.as_str());
     Err(Error::Config(format!(
-        "tensor '{}' is stored in the external data file '{location}' beside the input; the output refers to it as is, \
-         so write the output into the input's folder ({})",
+        "tensor '{}' is stored in the external data file '{location}' beside the input; with --external-data refer \
+         the output refers to it as is, so write the output into the input's folder ({}), or leave out \
+         --external-data refer to get a data file of its own",
         t.name,
         in_folder.display()
     )))
@@ -267,7 +269,7 @@ fn validate_online(
         validate: false,
         ..config.clone()
     };
-    let reference = rewrite_model(&prepared.input, &offline, false).context("building the offline reference")?;
+    let mut reference = rewrite_model(&prepared.input, &offline, false).context("building the offline reference")?;
     if reference.plan.sites.len() != prepared.plan.sites.len() {
         return Err(Error::Validation(format!(
             "the offline reference has {} shift sites, the online graph {}",
@@ -276,14 +278,27 @@ fn validate_online(
         ))
         .into());
     }
-    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = TempOutput::encode(&output.with_file_name(format!("{name}.offline-reference")), &reference.model)?;
+    // Written beside the output, which need not be the input's folder: tensors the input keeps in
+    // external data go into a data file of the reference's own (tract refuses absolute locations).
+    let mut has_external = false;
+    external::for_each_tensor(&mut reference.model, &mut |t| has_external |= external::is_external(t));
+    let (mut staging, mut tmp) = (None, None);
+    let path = if has_external {
+        let stage = staging.insert(Staging::new(folder_of(output), "reference")?);
+        let data = external::plan_data_file(&mut reference.model, folder_of(&prepared.input), "reference.data", false)?;
+        stage.write_data(&data)?;
+        stage.encode("reference.onnx", &reference.model)?
+    } else {
+        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let target = output.with_file_name(format!("{name}.offline-reference"));
+        tmp.insert(TempOutput::encode(&target, &reference.model)?).path().to_path_buf()
+    };
     drop(reference);
     Ok(validate::validate_online(
         online,
         prepared.graph(),
         prepared.buffers.len(),
-        tmp.path(),
+        &path,
         &prepared.input,
         frames,
         config.input_shape.as_deref(),
@@ -303,19 +318,62 @@ pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Opt
     if !parent.is_dir() {
         return Err(Error::Config(format!("output folder {} does not exist", parent.display())).into());
     }
-    check_external_data(prepared, parent)?;
-    let tmp = TempOutput::encode(output, &prepared.model)?;
-    let report = match (config.validate, config.online) {
-        (false, _) => None,
-        (true, false) => Some(Validated::Offline(validate::validate(
-            tmp.path(),
-            prepared.graph(),
-            config.segments,
-            config.input_shape.as_deref(),
-        )?)),
-        (true, true) => Some(Validated::Online(validate_online(prepared, tmp.path(), output, config)?)),
+    let validated = |path: &Path| -> Result<Option<Validated>> {
+        Ok(match (config.validate, config.online) {
+            (false, _) => None,
+            (true, false) => Some(Validated::Offline(validate::validate(
+                path,
+                prepared.graph(),
+                config.segments,
+                config.input_shape.as_deref(),
+            )?)),
+            (true, true) => Some(Validated::Online(validate_online(prepared, path, output, config)?)),
+        })
     };
-    tmp.persist().with_context(|| format!("writing {}", output.display()))?;
+    let mut has_external = false;
+    let mut model = prepared.model.clone();
+    external::for_each_tensor(&mut model, &mut |t| has_external |= external::is_external(t));
+    let too_big = model.encoded_len() > external::PROTOBUF_LIMIT;
+    if !too_big && (!has_external || config.external_data == ExternalData::Refer) {
+        check_refer(prepared, parent)?;
+        let tmp = TempOutput::encode(output, &prepared.model)?;
+        let report = validated(tmp.path())?;
+        tmp.persist().with_context(|| format!("writing {}", output.display()))?;
+        return Ok(report);
+    }
+    if config.external_data == ExternalData::Refer {
+        return Err(Error::Config(format!(
+            "the rewritten model is {} bytes, over protobuf's 2 GiB limit: leave out --external-data refer so that \
+             its tensors go into a data file beside the output",
+            model.encoded_len()
+        ))
+        .into());
+    }
+    // The tensors go into OUTPUT.data, beside the output; the input's own data files are never
+    // written, even when the output sits beside them.
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let data = external::plan_data_file(&mut model, folder_of(&prepared.input), &format!("{name}.data"), too_big)?;
+    let data_path = parent.join(&data.name);
+    if let Some(src) = external::sources(&data).into_iter().find(|s| same_file(s, &data_path)) {
+        return Err(Error::Config(format!(
+            "the output's data file {} would overwrite the input's data file {}: choose another output name",
+            data_path.display(),
+            src.display()
+        ))
+        .into());
+    }
+    if model.encoded_len() > external::PROTOBUF_LIMIT {
+        return Err(Error::Config(format!(
+            "the rewritten model is {} bytes without its tensors' data, over protobuf's 2 GiB limit",
+            model.encoded_len()
+        ))
+        .into());
+    }
+    let mut staging = Staging::new(parent, "output")?;
+    staging.write_data(&data)?;
+    let staged = staging.encode(&name, &model)?;
+    let report = validated(&staged)?;
+    staging.persist().with_context(|| format!("writing {}", output.display()))?;
     Ok(report)
 }
 

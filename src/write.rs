@@ -4,7 +4,12 @@
 //!
 //! Encoding streams straight into the file in 1 MiB chunks, and large tensor payloads are written
 //! from the input's memory map directly, so the output never exists as a second copy in memory.
+//!
+//! A model with a data file beside it is written as a pair through a [`Staging`] folder: both
+//! files under their final names (so the model's relative `location` resolves while it is
+//! validated), then moved out, the data file first.
 
+use crate::external::{Chunk, DataFile};
 use anyhow::{Context, Result};
 use bytes::buf::UninitSlice;
 use bytes::{Buf, BufMut};
@@ -99,19 +104,23 @@ fn temp_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}.tsm-rewrite-{}.tmp", std::process::id()))
 }
 
+/// Encodes `message` into a new file at `path`, synced to disk.
+fn encode_to(path: &Path, message: &impl Message) -> Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut sink = FileSink { file, buf: Vec::with_capacity(CHUNK), error: None };
+    message.encode(&mut sink).expect("a FileSink never runs out of room");
+    sink.flush();
+    if let Some(e) = sink.error.take() {
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    sink.file.sync_all().with_context(|| format!("writing {}", path.display()))
+}
+
 impl TempOutput {
     /// Encodes `message` into a temporary file beside `target`, synced to disk.
     pub fn encode(target: &Path, message: &impl Message) -> Result<TempOutput> {
-        let path = temp_path(target);
-        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let out = TempOutput { path, target: target.to_path_buf(), persisted: false };
-        let mut sink = FileSink { file, buf: Vec::with_capacity(CHUNK), error: None };
-        message.encode(&mut sink).expect("a FileSink never runs out of room");
-        sink.flush();
-        if let Some(e) = sink.error.take() {
-            return Err(e).with_context(|| format!("writing {}", out.path.display()));
-        }
-        sink.file.sync_all().with_context(|| format!("writing {}", out.path.display()))?;
+        let out = TempOutput { path: temp_path(target), target: target.to_path_buf(), persisted: false };
+        encode_to(&out.path, message)?;
         Ok(out)
     }
 
@@ -141,6 +150,76 @@ impl Drop for TempOutput {
         if !self.persisted {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// A hidden folder in the output's folder holding files under their final names until they are
+/// moved out together; removed with whatever is left in it when dropped.
+pub struct Staging {
+    dir: PathBuf,
+    folder: PathBuf,
+    files: Vec<String>,
+}
+
+impl Staging {
+    /// `what` tells apart stagings of one process in one folder.
+    pub fn new(folder: &Path, what: &str) -> Result<Staging> {
+        let dir = folder.join(format!(".tsm-rewrite-{}-{what}.staging", std::process::id()));
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Staging { dir, folder: folder.to_path_buf(), files: Vec::new() })
+    }
+
+    /// Encodes `message` as the staged file `name`; returns its path.
+    pub fn encode(&mut self, name: &str, message: &impl Message) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        encode_to(&path, message)?;
+        self.files.push(name.into());
+        Ok(path)
+    }
+
+    /// Writes the data file `data` describes, copying each piece to its offset (zeros between).
+    pub fn write_data(&mut self, data: &DataFile) -> Result<()> {
+        let path = self.dir.join(&data.name);
+        let what = || format!("writing {}", path.display());
+        let mut maps = std::collections::BTreeMap::new();
+        for source in crate::external::sources(data) {
+            let f = File::open(source).with_context(|| format!("cannot open {}", source.display()))?;
+            // SAFETY: read-only map of an input data file, which this tool never writes.
+            let map = unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("cannot map {}", source.display()))?;
+            maps.insert(source.to_path_buf(), map);
+        }
+        let mut out = io::BufWriter::with_capacity(CHUNK, File::create(&path).with_context(what)?);
+        let mut at = 0u64;
+        for (offset, chunk) in &data.chunks {
+            let zeros = vec![0u8; (offset - at) as usize];
+            out.write_all(&zeros).with_context(what)?;
+            let bytes: &[u8] = match chunk {
+                Chunk::File(e) => &maps[&e.file][e.offset as usize..(e.offset + e.length) as usize],
+                Chunk::Inline(b) => b,
+            };
+            out.write_all(bytes).with_context(what)?;
+            at = offset + bytes.len() as u64;
+        }
+        let file = out.into_inner().map_err(|e| e.into_error()).with_context(what)?;
+        file.sync_all().with_context(what)?;
+        self.files.push(data.name.clone());
+        Ok(())
+    }
+
+    /// Moves the staged files into the output's folder, in the order they were staged.
+    pub fn persist(self) -> Result<()> {
+        for name in &self.files {
+            let (from, to) = (self.dir.join(name), self.folder.join(name));
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

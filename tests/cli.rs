@@ -294,39 +294,153 @@ fn value_info_with_a_symbolic_batch_does_not_break_validation() {
     assert_eq!(read_model(&out).graph.unwrap().value_info.len(), m.graph.unwrap().value_info.len());
 }
 
-#[test]
-fn external_data_is_referred_to_from_the_input_folder_only() {
+/// `resnet_basic` saved as an exporter with external data saves it: every tensor of at least 1 KiB
+/// in the data file `data_name` beside the model, back to back (unaligned), the rest inline.
+fn external_model(dir: &Path, data_name: &str) -> PathBuf {
     use tsm_rewrite::onnx::{tensor_proto::DataLocation, StringStringEntryProto};
-    let dir = tempfile::tempdir().unwrap();
     let mut m = read_model(&model("resnet_basic"));
-    let g = m.graph.as_mut().unwrap();
-    let t = g.initializer.iter_mut().find(|t| t.name == "fc.weight").unwrap();
-    let len = t.raw_data.len();
-    std::fs::write(dir.path().join("weights.bin"), &t.raw_data).unwrap();
-    t.raw_data = Default::default();
-    t.data_location = DataLocation::External as i32;
-    t.external_data = [("location", "weights.bin".to_string()), ("offset", "0".into()), ("length", len.to_string())]
-        .into_iter()
-        .map(|(k, v)| StringStringEntryProto { key: k.into(), value: v })
-        .collect();
-    let p = write_model(dir.path(), "ext.onnx", &m);
+    let mut data = Vec::new();
+    for t in &mut m.graph.as_mut().unwrap().initializer {
+        if t.raw_data.len() < 1024 {
+            continue;
+        }
+        let (offset, len) = (data.len(), t.raw_data.len());
+        data.extend_from_slice(&t.raw_data);
+        t.raw_data = Default::default();
+        t.data_location = DataLocation::External as i32;
+        t.external_data =
+            [("location", data_name.to_string()), ("offset", offset.to_string()), ("length", len.to_string())]
+                .into_iter()
+                .map(|(k, v)| StringStringEntryProto { key: k.into(), value: v })
+                .collect();
+    }
+    std::fs::write(dir.join(data_name), data).unwrap();
+    write_model(dir, "ext.onnx", &m)
+}
 
-    let beside = dir.path().join("tsm.onnx");
-    let o = tool(&[p.to_str().unwrap(), "-o", beside.to_str().unwrap()]);
+fn external_entries(m: &ModelProto) -> Vec<(String, u64, u64)> {
+    m.graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .filter(|t| !t.external_data.is_empty())
+        .map(|t| {
+            let get = |k: &str| t.external_data.iter().find(|e| e.key == k).unwrap().value.clone();
+            (get("location"), get("offset").parse().unwrap(), get("length").parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn external_data_goes_into_a_data_file_beside_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = external_model(dir.path(), "weights.bin");
+    let before = (std::fs::read(&p).unwrap(), std::fs::read(dir.path().join("weights.bin")).unwrap());
+    let inline = dir.path().join("inline-tsm.onnx");
+    let o = tool(&[&fixture_arg("resnet_basic"), "-o", inline.to_str().unwrap(), "--no-validate"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let want = tsm_rewrite::validate::run(&model("resnet_basic"), &[input("resnet_basic")]).unwrap();
-    assert_ne!(want, tsm_rewrite::validate::run(&beside, &[input("resnet_basic")]).unwrap(), "shifted");
+    let want = tsm_rewrite::validate::run(&inline, &[input("resnet_basic")]).unwrap();
+
+    for folder in [dir.path().to_path_buf(), tempfile::tempdir().unwrap().keep()] {
+        let out = folder.join("tsm.onnx");
+        let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("validated in tract"), "{}", stderr(&o));
+        assert!(folder.join("tsm.onnx.data").is_file());
+        let entries = external_entries(&read_model(&out));
+        assert!(entries.len() > 10);
+        assert!(entries.iter().all(|(loc, off, _)| loc == "tsm.onnx.data" && off % 4096 == 0), "{entries:?}");
+        // Same weights, same graph: the same numbers as the rewrite of the inline model.
+        assert_eq!(tsm_rewrite::validate::run(&out, &[input("resnet_basic")]).unwrap(), want);
+        let after = (std::fs::read(&p).unwrap(), std::fs::read(dir.path().join("weights.bin")).unwrap());
+        assert!(after == before, "the input or its data file changed");
+    }
+
+    // Online too: the offline reference used by validation finds the input's data from elsewhere.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = elsewhere.path().join("online.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--online"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(files_in(elsewhere.path()), ["online.onnx", "online.onnx.data"]);
+}
+
+#[test]
+fn external_data_is_never_written_over_the_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = external_model(dir.path(), "tsm.onnx.data");
+    let data_before = std::fs::read(dir.path().join("tsm.onnx.data")).unwrap();
+    let out = dir.path().join("tsm.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("would overwrite the input's data file"), "{}", stderr(&o));
+    assert_eq!(files_in(dir.path()), ["ext.onnx", "tsm.onnx.data"]);
+    assert_eq!(std::fs::read(dir.path().join("tsm.onnx.data")).unwrap(), data_before);
+}
+
+#[test]
+fn external_data_can_be_referred_to_from_the_input_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = external_model(dir.path(), "weights.bin");
+    let beside = dir.path().join("tsm.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", beside.to_str().unwrap(), "--external-data", "refer"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(files_in(dir.path()), ["ext.onnx", "tsm.onnx", "weights.bin"]);
+    assert!(external_entries(&read_model(&beside)).iter().all(|(loc, _, _)| loc == "weights.bin"));
 
     let elsewhere = tempfile::tempdir().unwrap();
     let out = elsewhere.path().join("tsm.onnx");
-    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--external-data", "refer"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("tensor 'fc.weight' is stored in the external data file 'weights.bin'"),
+        stderr(&o)
+            .contains("is stored in the external data file 'weights.bin' beside the input; with --external-data refer"),
         "{}",
         stderr(&o)
     );
     assert!(files_in(elsewhere.path()).is_empty());
+}
+
+#[test]
+fn external_data_locations_outside_the_model_folder_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("model");
+    std::fs::create_dir(&dir).unwrap();
+    let p = external_model(&dir, "weights.bin");
+    std::fs::rename(dir.join("weights.bin"), root.path().join("weights.bin")).unwrap();
+    let set_location = |loc: &str| {
+        let mut m = read_model(&p);
+        for t in &mut m.graph.as_mut().unwrap().initializer {
+            for e in t.external_data.iter_mut().filter(|e| e.key == "location") {
+                e.value = loc.into();
+            }
+        }
+        write_model(&dir, "bad.onnx", &m)
+    };
+    let out = root.path().join("out.onnx");
+    let outside = root.path().join("weights.bin");
+    std::os::unix::fs::symlink(&outside, dir.join("link.bin")).unwrap();
+    for (loc, why) in [
+        ("../weights.bin", "leaves the model's folder ('..')"),
+        (outside.to_str().unwrap(), "is not a path relative to the model's folder"),
+        ("link.bin", "through a link, outside the model's folder"),
+        ("nothing.bin", "'nothing.bin' cannot be opened"),
+    ] {
+        let bad = set_location(loc);
+        for extra in [&[][..], &["--dry-run"][..]] {
+            let mut args = vec![bad.to_str().unwrap(), "-o", out.to_str().unwrap()];
+            args.extend(extra);
+            let o = tool(&args);
+            assert_eq!(o.status.code(), Some(2), "{loc}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains("bad.onnx: tensor '") && stderr(&o).contains("': external data"),
+                "{}",
+                stderr(&o)
+            );
+            assert!(stderr(&o).contains(why), "{loc}: {}", stderr(&o));
+            assert!(!out.exists());
+        }
+    }
 }
 
 #[test]
