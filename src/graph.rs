@@ -160,9 +160,13 @@ impl Dataflow {
                 }
             }
         }
+        let mut listed = HashSet::new();
         for out in &graph.output {
             if !producer.contains_key(&out.name) {
                 bail!("graph output '{}' is produced by no node", out.name);
+            }
+            if !listed.insert(out.name.as_str()) {
+                bail!("graph output '{}' is listed twice", out.name);
             }
         }
         let dominators = dominators::simple_fast(&g, root);

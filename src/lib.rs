@@ -12,6 +12,7 @@ pub mod dump;
 pub mod emit;
 pub mod error;
 pub mod external;
+pub mod fields;
 pub mod graph;
 pub mod load;
 pub mod plan;

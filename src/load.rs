@@ -13,6 +13,8 @@ pub struct Loaded {
     pub model: ModelProto,
     /// The version of the default (`ai.onnx`) operator set.
     pub opset: i64,
+    /// What the user should know that does not stop the rewrite.
+    pub warnings: Vec<String>,
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
@@ -32,7 +34,12 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
     // SAFETY: the map is read-only and this tool never writes to its input; another process
     // truncating the file while we run is outside what any reader can defend against.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(path, format!("cannot map: {e}")))?;
-    let mut model = ModelProto::decode(Bytes::from_owner(map))
+    decode(Bytes::from_owner(map), path)
+}
+
+/// Decodes a model read from `path` (named in errors; external data is resolved beside it).
+pub fn decode(bytes: Bytes, path: &Path) -> Result<Loaded, Error> {
+    let mut model = ModelProto::decode(bytes.clone())
         .map_err(|e| bad(path, format!("not an ONNX model (protobuf decoding failed: {e})")))?;
     let Some(graph) = &model.graph else {
         return Err(bad(path, "the model has no graph"));
@@ -53,5 +60,16 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
         ));
     }
     crate::external::check(&mut model, path)?;
-    Ok(Loaded { model, opset })
+    let unknown = crate::fields::unknown_fields(&bytes);
+    let mut warnings = Vec::new();
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|(m, f, n)| format!("{m} field {f} ({n}x)")).collect();
+        warnings.push(format!(
+            "{}: holds fields this tool's ONNX schema (IR 13) does not know, which the output will not have: {}; \
+             the model may come from a newer ONNX",
+            path.display(),
+            list.join(", ")
+        ));
+    }
+    Ok(Loaded { model, opset, warnings })
 }

@@ -20,7 +20,8 @@ fn table(rows: &[Vec<String>]) -> String {
 
 /// The plan: one row per shift site, then the counts and every Add that was skipped.
 pub fn plan(p: &Prepared, config: &Config) -> String {
-    let mut out = format!("{}: opset {}, {} nodes\n", p.input.display(), p.opset, p.input_nodes);
+    let mut out: String = p.warnings.iter().map(|w| format!("warning: {w}\n")).collect();
+    let _ = writeln!(out, "{}: opset {}, {} nodes", p.input.display(), p.opset, p.input_nodes);
     if !p.plan.sites.is_empty() {
         let mut rows =
             vec![["#", "block (Add)", "shifted tensor", "C", "fold", "shortcut", "into"].map(String::from).to_vec()];

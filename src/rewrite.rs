@@ -29,6 +29,10 @@ pub struct Prepared {
     pub input_nodes: usize,
     pub findings: Findings,
     pub plan: Plan,
+    /// Warnings from loading and planning (printed before the plan).
+    pub warnings: Vec<String>,
+    /// Whether `finish` validates: the config's choice, unless tract cannot run the model.
+    pub validate: bool,
     /// Online only: the shift buffers, in the order of the graph's extra inputs and outputs.
     pub buffers: Vec<emit::Buffer>,
     pub model: ModelProto,
@@ -100,7 +104,20 @@ fn rewrite_model(input: &Path, config: &Config, whole_clips: bool) -> Result<Pre
     }
     // Fail before any work if validation could not run (online: after the buffers' shapes, whose
     // error says more about a missing --input-shape).
-    if config.validate && !config.online {
+    // Operators of other domains pass through untouched, but tract cannot run them.
+    let mut warnings = loaded.warnings;
+    let foreign = graph.node.iter().enumerate().find(|(_, n)| !n.domain.is_empty() && n.domain != "ai.onnx");
+    let validate = config.validate && foreign.is_none();
+    if let (true, Some((i, n))) = (config.validate, foreign) {
+        warnings.push(format!(
+            "node {}: operator {}::{} is outside the default domain; it is passed through untouched, but tract cannot \
+             run it, so the output is written without validation",
+            crate::graph::node_label(n, i),
+            n.domain,
+            n.op_type
+        ));
+    }
+    if validate && !config.online {
         validate::input_shapes(graph, config.segments, config.input_shape.as_deref())?;
     }
     let shapes = Shapes::infer(graph);
@@ -110,7 +127,7 @@ fn rewrite_model(input: &Path, config: &Config, whole_clips: bool) -> Result<Pre
     let mut buffers = Vec::new();
     let patch = if config.online {
         let online = online_shapes(input, graph, &plan, config)?;
-        if config.validate {
+        if validate {
             validate::input_shapes(graph, 1, config.input_shape.as_deref())?;
         }
         let (patch, b) = emit::emit_online(&plan, &online, loaded.opset, record);
@@ -121,7 +138,17 @@ fn rewrite_model(input: &Path, config: &Config, whole_clips: bool) -> Result<Pre
     };
     drop(df);
     patch.apply(graph, metadata_props);
-    Ok(Prepared { input: input.to_path_buf(), opset: loaded.opset, input_nodes, findings, plan, buffers, model })
+    Ok(Prepared {
+        input: input.to_path_buf(),
+        opset: loaded.opset,
+        input_nodes,
+        findings,
+        plan,
+        warnings,
+        validate,
+        buffers,
+        model,
+    })
 }
 
 /// Online buffers have a fixed size, so `--input-shape` becomes part of the emitted graph: the open
@@ -316,10 +343,11 @@ pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Opt
     }
     let parent = folder_of(output);
     if !parent.is_dir() {
-        return Err(Error::Config(format!("output folder {} does not exist", parent.display())).into());
+        let what = if parent.exists() { "is not a folder" } else { "does not exist" };
+        return Err(Error::Config(format!("output folder {} {what}", parent.display())).into());
     }
     let validated = |path: &Path| -> Result<Option<Validated>> {
-        Ok(match (config.validate, config.online) {
+        Ok(match (prepared.validate, config.online) {
             (false, _) => None,
             (true, false) => Some(Validated::Offline(validate::validate(
                 path,

@@ -1,0 +1,238 @@
+//! Bad input, end to end: every case gets a one-line message naming what is wrong and where, a
+//! non-zero exit, no panic, no output or temporary file, and an untouched input. (Missing, folder,
+//! empty and garbage files, zero folds, `--segments 0`, fixed batches and output = input are in
+//! `cli.rs`; external data locations there too.)
+
+mod common;
+
+use common::*;
+use prost::Message;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tsm_rewrite::onnx::{ModelProto, NodeProto, OperatorSetIdProto};
+
+fn tool(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tsm-rewrite"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+fn basic() -> ModelProto {
+    ModelProto::decode(&std::fs::read(model("resnet_basic")).unwrap()[..]).unwrap()
+}
+
+/// Runs the tool on `m` written to a temp folder; checks the failure contract and returns stderr.
+fn refused(m: &[u8], extra: &[&str], message: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.onnx");
+    std::fs::write(&input, m).unwrap();
+    let out = dir.path().join("out.onnx");
+    let mut args = vec![input.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend(extra);
+    let o = tool(&args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(message), "expected '{message}' in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(files_in(dir.path()), ["in.onnx"], "something was left behind");
+    assert_eq!(std::fs::read(&input).unwrap(), m, "the input changed");
+    err
+}
+
+#[test]
+fn a_model_truncated_at_any_byte_is_refused_or_still_a_model() {
+    let bytes = std::fs::read(model("resnet_deep")).unwrap();
+    let path = Path::new("resnet_deep.onnx");
+    let mut decoded = 0;
+    for len in 0..bytes.len() {
+        let cut = bytes::Bytes::copy_from_slice(&bytes[..len]);
+        match tsm_rewrite::load::decode(cut, path) {
+            Err(e) => assert!(matches!(e, tsm_rewrite::Error::BadModel { .. }), "{len}: {e}"),
+            // Cut between two top-level fields: a smaller, legal model. The rest of the pipeline
+            // must still only succeed or fail cleanly on it.
+            Ok(loaded) => {
+                decoded += 1;
+                let graph = loaded.model.graph.as_ref().unwrap();
+                if let Ok(df) = tsm_rewrite::graph::Dataflow::build(graph) {
+                    let shapes = tsm_rewrite::shapes::Shapes::infer(graph);
+                    let found = tsm_rewrite::blocks::find(graph, &df, &shapes);
+                    let _ = tsm_rewrite::plan::plan(graph, &df, &found, &Default::default());
+                }
+            }
+        }
+    }
+    // Only the cuts after the graph field decode (before and after opset_import, etc.).
+    assert!(decoded < 8, "{decoded} truncated files decoded");
+    // And end to end, at a few places: the header, inside the graph, inside a weight, near the end.
+    for len in [1, 7, 200, bytes.len() / 2, bytes.len() - 30, bytes.len() - 1] {
+        refused(&bytes[..len], &[], "not an ONNX model (protobuf decoding failed");
+    }
+}
+
+#[test]
+fn a_protobuf_that_is_not_a_model_is_refused() {
+    // A TensorProto, such as the reference inputs next to the fixtures.
+    let tensor = std::fs::read(data("resnet_basic").join("input_0.pb")).unwrap();
+    refused(&tensor, &[], "not an ONNX model");
+    // A model with no graph.
+    let empty = ModelProto { ir_version: 8, producer_name: "x".into(), ..Default::default() };
+    refused(&empty.encode_to_vec(), &[], "the model has no graph");
+    // A graph without the default operator set.
+    let mut m = basic();
+    m.opset_import = vec![OperatorSetIdProto { domain: "com.example".into(), version: 1 }];
+    refused(&m.encode_to_vec(), &[], "imports no default (ai.onnx) operator set");
+}
+
+#[test]
+fn broken_graphs_are_refused_naming_the_node_and_tensor() {
+    let mut m = basic();
+    let g = m.graph.as_mut().unwrap();
+    let conv = g.node.iter().position(|n| n.name == "/layer1/layer1.0/conv1/Conv").unwrap();
+    g.node[conv].input[0] = "nowhere".into();
+    refused(&m.encode_to_vec(), &[], "node /layer1/layer1.0/conv1/Conv: input 'nowhere' is produced by no node");
+
+    let mut m = basic();
+    let g = m.graph.as_mut().unwrap();
+    g.node[5].output[0] = g.node[3].output[0].clone();
+    refused(
+        &m.encode_to_vec(),
+        &[],
+        "node /layer1/layer1.0/conv2/Conv: output '/layer1/layer1.0/conv1/Conv_output_0' is already produced elsewhere \
+         (duplicate tensor name)",
+    );
+
+    // Two graph outputs of one name.
+    let mut m = basic();
+    let g = m.graph.as_mut().unwrap();
+    g.output.push(g.output[0].clone());
+    refused(&m.encode_to_vec(), &[], "graph output 'logits' is listed twice");
+
+    // A cycle: the stem's conv reads the last node's output.
+    let mut m = basic();
+    let g = m.graph.as_mut().unwrap();
+    let last = g.node.last().unwrap().output[0].clone();
+    g.node[0].input[0] = last.clone();
+    refused(
+        &m.encode_to_vec(),
+        &[],
+        &format!("node /conv1/Conv: input '{last}' is used before it is produced (nodes out of topological order, or a cycle)"),
+    );
+}
+
+#[test]
+fn unknown_operator_domains_pass_through_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = basic();
+    m.opset_import.push(OperatorSetIdProto { domain: "com.example".into(), version: 1 });
+    let g = m.graph.as_mut().unwrap();
+    g.node.last_mut().unwrap().output[0] = "raw".into();
+    let custom = NodeProto {
+        op_type: "Calibrate".into(),
+        domain: "com.example".into(),
+        name: "/head/Calibrate".into(),
+        input: vec!["raw".into()],
+        output: vec!["logits".into()],
+        ..Default::default()
+    };
+    g.node.push(custom.clone());
+    let input = dir.path().join("custom.onnx");
+    std::fs::write(&input, m.encode_to_vec()).unwrap();
+    let out = dir.path().join("out.onnx");
+    let o = tool(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("warning: node /head/Calibrate: operator com.example::Calibrate is outside the default domain"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("8 residual block(s) found, 8 shifted"), "{}", stderr(&o));
+    let written = ModelProto::decode(&std::fs::read(&out).unwrap()[..]).unwrap();
+    assert_eq!(written.graph.unwrap().node.last().unwrap(), &custom);
+    assert_eq!(written.opset_import, m.opset_import);
+}
+
+#[test]
+fn fields_the_schema_does_not_know_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(model("resnet_basic")).unwrap();
+    // ModelProto field 99 (varint 1), and GraphProto field 77 through a second, merged `graph`.
+    bytes.extend([0x98, 0x06, 0x01, 0x3a, 0x03, 0xe8, 0x04, 0x05]);
+    let input = dir.path().join("newer.onnx");
+    std::fs::write(&input, &bytes).unwrap();
+    let out = dir.path().join("out.onnx");
+    let o = tool(&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-validate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("holds fields this tool's ONNX schema (IR 13) does not know, which the output will not have: GraphProto field 77 (1x), ModelProto field 99 (1x)"),
+        "{}",
+        stderr(&o)
+    );
+    // Models the schema knows in full get no warning.
+    let o = tool(&[&format!("fixtures/models/resnet_dynamo.onnx"), "--dry-run"]);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_output_folder_that_cannot_be_written_is_reported() {
+    let m = std::fs::read(model("resnet_basic")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.onnx");
+    std::fs::write(&input, &m).unwrap();
+    // /proc/self exists but takes no new files, even for root.
+    let o = tool(&[input.to_str().unwrap(), "-o", "/proc/self/out.onnx", "--no-validate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot create /proc/self/.out.onnx.tsm-rewrite-"), "{}", stderr(&o));
+    // A file where the folder should be.
+    let o = tool(&[input.to_str().unwrap(), "-o", &format!("{}/out.onnx", input.display())]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("in.onnx is not a folder"), "{}", stderr(&o));
+    assert_eq!(files_in(dir.path()), ["in.onnx"]);
+}
+
+/// Runs the tool with writes capped at `limit` bytes per file, as on a full disk (the write fails;
+/// SIGXFSZ is ignored so that it fails with an error instead of killing the process).
+fn tool_with_file_limit(args: &[&str], limit: u64) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsm-rewrite"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0
+                || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("the binary runs")
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_the_old_output_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let out: PathBuf = dir.path().join("tsm.onnx");
+    std::fs::write(&out, b"the previous output").unwrap();
+    let o =
+        tool_with_file_limit(&[&format!("fixtures/models/resnet_basic.onnx"), "-o", out.to_str().unwrap()], 64 * 1024);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("writing ") && stderr(&o).contains("File too large"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), b"the previous output");
+    assert_eq!(files_in(dir.path()), ["tsm.onnx"]);
+}
