@@ -21,8 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     messages.sort_by(|a, b| a.0.cmp(&b.0));
     let index = |name: &str| messages.iter().position(|(n, _)| n == name);
     let mut table =
-        String::from("/// (message name, its fields: (number, index of the field's message type)), sorted by name.\n");
-    table += "pub static MESSAGES: &[(&str, &[(u32, Option<usize>)])] = &[\n";
+        String::from("/// A field: its number, and the index of its message type in `MESSAGES` if it holds one.\n");
+    table += "pub type Field = (u32, Option<usize>);\n";
+    table += "/// (message name, its fields), sorted by name.\n";
+    table += "pub static MESSAGES: &[(&str, &[Field])] = &[\n";
     for (name, m) in &messages {
         let mut fields: Vec<(i32, Option<usize>)> = m
             .field

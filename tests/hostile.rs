@@ -229,8 +229,7 @@ fn a_full_disk_fails_cleanly_and_the_old_output_survives() {
     let dir = tempfile::tempdir().unwrap();
     let out: PathBuf = dir.path().join("tsm.onnx");
     std::fs::write(&out, b"the previous output").unwrap();
-    let o =
-        tool_with_file_limit(&["fixtures/models/resnet_basic.onnx", "-o", out.to_str().unwrap()], 64 * 1024);
+    let o = tool_with_file_limit(&["fixtures/models/resnet_basic.onnx", "-o", out.to_str().unwrap()], 64 * 1024);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("writing ") && stderr(&o).contains("File too large"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&out).unwrap(), b"the previous output");
