@@ -1,10 +1,11 @@
 //! The emitted shift subgraph, alone in a model, run in tract and compared with a plain Rust shift on
 //! arrays written from the reference semantics: for every opset form (Slice and Pad with attributes
 //! before opsets 10 and 11, inputs after), both directions, both group orders, static and symbolic
-//! spatial sizes. The comparison is exact: a shift only moves values.
+//! spatial sizes. The comparison is exact: a shift only moves values. The same for the online form,
+//! fed frame by frame with its buffer, against the offline past-only reference.
 
 use tsm_rewrite::config::{Config, Direction, GroupOrder};
-use tsm_rewrite::emit::shift_subgraph;
+use tsm_rewrite::emit::{online_subgraph, shift_subgraph};
 use tsm_rewrite::onnx::{
     tensor_shape_proto::{dimension::Value, Dimension},
     type_proto, GraphProto, ModelProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
@@ -149,4 +150,74 @@ fn uneven_channels_and_fold_div_4() {
 fn symbolic_spatial_sizes_are_read_at_run_time() {
     check(13, &Config::default(), 16, true);
     check(9, &Config { direction: Direction::Past, ..Config::default() }, 16, true);
+}
+
+/// The online site alone: inputs x `[N, C, H, W]` and the buffer, outputs the shifted tensor and the
+/// buffer output.
+fn online_model(opset: i64, c: i64, fold: i64) -> ModelProto {
+    let site = Site {
+        block: 0,
+        block_name: "/b/Add".into(),
+        tensor: "x".into(),
+        channels: c,
+        fold,
+        height: Dim::Known(3),
+        width: Dim::Known(5),
+        edges: vec![],
+        into: vec![],
+        after: None,
+        prefix: "/b/tsm".into(),
+    };
+    let (node, initializer, out) = online_subgraph(&site, opset, 1);
+    let info = |name: &str, ch: i64| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(dims(&[None, Some(ch), Some(3), Some(5)])),
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: if opset < 10 { 4 } else { 7 },
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
+        graph: Some(GraphProto {
+            name: "online".into(),
+            input: vec![info("x", c), info("/b/tsm/buffer_in", fold)],
+            output: vec![info(&out, c), info("/b/tsm/buffer_out", fold)],
+            node,
+            initializer,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_online_form_streamed_equals_the_past_shift_exactly() {
+    let t = 5;
+    for (opset, c, fold_div) in [(9, 16, 8), (11, 16, 8), (13, 18, 4), (17, 8, 1), (21, 16, 8)] {
+        let fold = c / fold_div;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("online.onnx");
+        std::fs::write(&path, prost::Message::encode_to_vec(&online_model(opset, c, fold))).unwrap();
+        let (n, (c, fold)) = (2, (c as usize, fold as usize));
+        // Negative zeros and large values too: the mask-and-add form must move them unchanged.
+        let mut clip = FloatArray::random(&[n * t, c, 3, 5], 7);
+        clip.data[0] = -0.0;
+        clip.data[17] = 3.0e38;
+        let runner = tsm_rewrite::validate::Runner::load(&path, &[vec![n, c, 3, 5], vec![n, fold, 3, 5]]).unwrap();
+        let want = reference_shift(&clip, t, fold, Direction::Past, GroupOrder::Tsm);
+        let row = c * 15;
+        let pick = |a: &FloatArray, t0: usize, ch: std::ops::Range<usize>| -> Vec<f32> {
+            (0..n)
+                .flat_map(|s| ch.clone().flat_map(move |k| (0..15).map(move |p| (s * t + t0, k, p))))
+                .map(|(r, k, p)| a.data[r * row + k * 15 + p])
+                .collect()
+        };
+        let mut buffer = FloatArray { shape: vec![n, fold, 3, 5], data: vec![0.0; n * fold * 15] };
+        for frame in 0..t {
+            let x = FloatArray { shape: vec![n, c, 3, 5], data: pick(&clip, frame, 0..c) };
+            let out = runner.run(&[x, buffer]).unwrap_or_else(|e| panic!("opset {opset}: {e:#}"));
+            assert_eq!(out[0].data, pick(&want, frame, 0..c), "opset {opset}, frame {frame}");
+            assert_eq!(out[1].data, pick(&clip, frame, 0..fold), "opset {opset}, frame {frame}: buffer out");
+            buffer = out[1].clone();
+        }
+    }
 }
