@@ -8,7 +8,7 @@ use crate::emit;
 use crate::error::Error;
 use crate::external;
 use crate::graph::Dataflow;
-use crate::load::load;
+use crate::load::{load, Loaded};
 use crate::onnx::{GraphProto, ModelProto};
 use crate::plan::{self, Plan};
 use crate::shapes::{declared_dims, Dim, Shapes};
@@ -70,14 +70,20 @@ fn check_batch(graph: &GraphProto, segments: usize) -> Result<(), Error> {
 
 /// Loads `input` and rewrites it in memory.
 pub fn prepare(input: &Path, config: &Config) -> Result<Prepared> {
-    rewrite_model(input, config, !config.online)
+    config.check()?;
+    rewrite_model(load(input)?, input, config, !config.online)
+}
+
+/// [`prepare`] on the bytes of a model file (`input` names it in errors, and external data is
+/// looked for beside it): the whole in-memory pipeline, which is what the fuzz target drives.
+pub fn prepare_bytes(bytes: bytes::Bytes, input: &Path, config: &Config) -> Result<Prepared> {
+    config.check()?;
+    rewrite_model(crate::load::decode(bytes, input)?, input, config, !config.online)
 }
 
 /// [`prepare`], where the online validation's offline reference (T = all the frames streamed) may
 /// skip the check that a fixed batch holds whole clips: it runs at its own batch size.
-fn rewrite_model(input: &Path, config: &Config, whole_clips: bool) -> Result<Prepared> {
-    config.check()?;
-    let loaded = load(input)?;
+fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: bool) -> Result<Prepared> {
     let mut model = loaded.model;
     if let Some(m) = model.metadata_props.iter().find(|m| m.key == METADATA_KEY) {
         return Err(Error::BadModel {
@@ -296,7 +302,8 @@ fn validate_online(
         validate: false,
         ..config.clone()
     };
-    let mut reference = rewrite_model(&prepared.input, &offline, false).context("building the offline reference")?;
+    let mut reference = rewrite_model(load(&prepared.input)?, &prepared.input, &offline, false)
+        .context("building the offline reference")?;
     if reference.plan.sites.len() != prepared.plan.sites.len() {
         return Err(Error::Validation(format!(
             "the offline reference has {} shift sites, the online graph {}",

@@ -14,34 +14,8 @@ use tsm_rewrite::plan::Site;
 use tsm_rewrite::shapes::Dim;
 use tsm_rewrite::tensor::FloatArray;
 
-/// The reference: `x` is [N*T, C, H, W]; returns the shifted array.
-fn reference_shift(x: &FloatArray, t: usize, fold: usize, direction: Direction, order: GroupOrder) -> FloatArray {
-    let (nt, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3]);
-    let mut out = x.clone();
-    // For each shifted channel group: (first channel, frame offset the values come from).
-    let groups: Vec<(usize, i64)> = match (direction, order) {
-        (Direction::Bidirectional, GroupOrder::Tsm) => vec![(0, 1), (fold, -1)],
-        (Direction::Bidirectional, GroupOrder::Paddle) => vec![(0, -1), (fold, 1)],
-        (Direction::Past, _) => vec![(0, -1)],
-    };
-    for i in 0..nt {
-        let frame = (i % t) as i64;
-        for &(start, offset) in &groups {
-            let src = frame + offset;
-            for ch in start..start + fold {
-                for k in 0..hw {
-                    let dst = (i * c + ch) * hw + k;
-                    out.data[dst] = if (0..t as i64).contains(&src) {
-                        x.data[(((i as i64 + offset) as usize) * c + ch) * hw + k]
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-    }
-    out
-}
+mod common;
+use common::reference_shift;
 
 fn dims(d: &[Option<i64>]) -> TypeProto {
     TypeProto {
