@@ -230,34 +230,15 @@ impl Buffer {
     }
 }
 
-/// A `[1, C, 1, 1]` tensor of `elem_type` that is 0 on channels `[0, fold)` and 1 elsewhere.
-fn channel_mask(name: &str, elem_type: i32, c: i64, fold: i64) -> TensorProto {
-    use crate::onnx::tensor_proto::DataType;
-    // 1.0 in each type's little-endian encoding (0.0 is all zero bits in every one).
-    let (one, data_type): (&[u8], DataType) = match DataType::try_from(elem_type) {
-        Ok(t @ DataType::Float16) => (&[0x00, 0x3c], t),
-        Ok(t @ DataType::Bfloat16) => (&[0x80, 0x3f], t),
-        Ok(t @ DataType::Double) => (&[0, 0, 0, 0, 0, 0, 0xf0, 0x3f], t),
-        _ => (&[0x00, 0x00, 0x80, 0x3f], DataType::Float),
-    };
-    let data: Vec<u8> = (0..c).flat_map(|ch| one.iter().map(move |&b| if ch < fold { 0 } else { b })).collect();
-    TensorProto {
-        name: name.into(),
-        data_type: data_type as i32,
-        dims: vec![1, c, 1, 1],
-        raw_data: data.into(),
-        ..Default::default()
-    }
-}
-
-/// The online form of one site: the site's consumers read `x * mask + pad(buffer_in)`, which is
-/// `x` with channels `[0, fold)` replaced by the buffer, and `buffer_out = x[:, :fold]`. Returns
-/// the nodes, initializers and shifted tensor.
+/// The online form of one site: the site's consumers read `x` with channels `[0, fold)` replaced by
+/// `buffer_in`, and `buffer_out = x[:, :fold]`. Returns the nodes, initializers and shifted tensor.
 ///
-/// Multiplying by 1 or 0 and adding 0 or the buffer is exact for finite activations. It is the
-/// form runtimes execute fastest: tract folds a Concat feeding a convolution into one matrix
-/// product per part, which costs MobileNetV2 about 8% per frame; the mask and add cost about 1%.
-pub fn online_subgraph(site: &Site, opset: i64, elem_type: i32) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
+/// The replacement is a Concat of the buffer and `x[:, fold:]`, done on each frame flattened to
+/// `[N, C*H*W]` (Reshapes are free), pure data movement and so exact for any value. Flattened,
+/// because tract turns a channel-axis Concat that feeds a 1x1 convolution into one matrix product
+/// per part, which costs more than the copy: on ResNet-50 per frame the channel Concat cost about
+/// 8%, `x * mask + pad(buffer)` about 7%, the flat Concat about 4% (`bench/online_latency.sh`).
+pub fn online_subgraph(site: &Site, opset: i64, (h, w): (i64, i64)) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
     let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new() };
     let (c, fold) = (site.channels, site.fold);
     e.slice("buffer_out", &site.tensor, &[0], &[fold], &[1]);
@@ -266,11 +247,13 @@ pub fn online_subgraph(site: &Site, opset: i64, elem_type: i32) -> (Vec<NodeProt
         let out = e.node("Identity", "Identity", vec![buffer_in], "shifted", vec![]);
         return (e.nodes, e.inits, out);
     }
-    let padded = e.pad("buffer", &buffer_in, &[0, 0, 0, 0, 0, c - fold, 0, 0]);
-    let mask = e.name("keep_mask");
-    e.inits.push(channel_mask(&mask, elem_type, c, fold));
-    let kept = e.node("Mul", "Mul", vec![site.tensor.clone(), mask], "kept", vec![]);
-    let out = e.node("Add", "Add", vec![kept, padded], "shifted", vec![]);
+    let flat = e.constant("flat_shape", &[0, -1]);
+    let x = e.node("Reshape", "Reshape_x", vec![site.tensor.clone(), flat.clone()], "x_flat", vec![]);
+    let rest = e.slice("rest", &x, &[fold * h * w], &[c * h * w], &[1]);
+    let buffer = e.node("Reshape", "Reshape_buffer", vec![buffer_in, flat], "buffer_flat", vec![]);
+    let joined = e.node("Concat", "Concat", vec![buffer, rest], "shifted_flat", vec![int_attr("axis", 1)]);
+    let shape = e.constant("frame_shape", &[-1, c, h, w]);
+    let out = e.node("Reshape", "Reshape_frame", vec![joined, shape], "shifted", vec![]);
     (e.nodes, e.inits, out)
 }
 
@@ -353,7 +336,7 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
     let mut patch = Patch::default();
     let mut buffers = Vec::new();
     for (site, &(h, w)) in plan.sites.iter().zip(&shapes.spatial) {
-        let (nodes, inits, out) = online_subgraph(site, opset, shapes.elem_type);
+        let (nodes, inits, out) = online_subgraph(site, opset, (h, w));
         patch.inserts.push((site.after, nodes));
         patch.initializers.extend(inits);
         patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
@@ -440,27 +423,23 @@ mod tests {
 
     #[test]
     fn online_site_reads_the_buffer_and_gives_the_current_frame() {
-        let (nodes, inits, out) = online_subgraph(&site(Dim::Sym("H".into())), 13, 1);
-        assert_eq!(ops(&nodes), ["Slice(4)", "Pad(2)", "Mul(2)", "Add(2)"]);
+        let (nodes, inits, out) = online_subgraph(&site(Dim::Sym("H".into())), 13, (3, 4));
+        assert_eq!(ops(&nodes), ["Slice(4)", "Reshape(2)", "Slice(4)", "Reshape(2)", "Concat(2)", "Reshape(2)"]);
         assert_eq!(nodes[0].output, ["/l/tsm/buffer_out"]);
-        assert_eq!(nodes[1].input[0], "/l/tsm/buffer_in");
-        assert_eq!(nodes[2].input, ["x", "/l/tsm/keep_mask"]);
+        assert_eq!(nodes[3].input[0], "/l/tsm/buffer_in");
+        assert_eq!(nodes[4].input, ["/l/tsm/buffer_flat", "/l/tsm/rest"]);
         assert_eq!(out, "/l/tsm/shifted");
         let v = |n: &str| inits.iter().find(|t| t.name == n).and_then(crate::tensor::int_values);
         assert_eq!((v("/l/tsm/buffer_out_starts"), v("/l/tsm/buffer_out_ends")), (Some(vec![0]), Some(vec![2])));
-        assert_eq!(v("/l/tsm/buffer_pads"), Some(vec![0, 0, 0, 0, 0, 14, 0, 0]));
-        let mask = inits.iter().find(|t| t.name == "/l/tsm/keep_mask").unwrap();
-        assert_eq!(mask.dims, [1, 16, 1, 1]);
-        let floats: Vec<f32> = mask.raw_data.chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-        assert_eq!(floats, [[0.0; 2].as_slice(), &[1.0; 14]].concat());
-        // float16 activations get a float16 mask; opset 9 takes the attribute forms.
-        let (nodes, inits, _) = online_subgraph(&site(Dim::Known(4)), 9, 10);
-        assert_eq!(ops(&nodes), ["Slice(1)", "Pad(1)", "Mul(2)", "Add(2)"]);
-        assert_eq!(inits[0].data_type, 10);
-        assert_eq!(&inits[0].raw_data[..6], &[0, 0, 0, 0, 0x00, 0x3c]);
+        // Channels [2, 16) of a 3x4 frame, flattened.
+        assert_eq!((v("/l/tsm/rest_starts"), v("/l/tsm/rest_ends")), (Some(vec![24]), Some(vec![192])));
+        assert_eq!(v("/l/tsm/frame_shape"), Some(vec![-1, 16, 3, 4]));
+        // Opset 9 takes Slice's attribute form.
+        let (nodes, _, _) = online_subgraph(&site(Dim::Known(4)), 9, (4, 4));
+        assert_eq!(ops(&nodes), ["Slice(1)", "Reshape(2)", "Slice(1)", "Reshape(2)", "Concat(2)", "Reshape(2)"]);
         // A fold of every channel: the buffer is the shifted tensor.
         let all = Site { fold: 16, ..site(Dim::Known(4)) };
-        let (nodes, _, _) = online_subgraph(&all, 13, 1);
+        let (nodes, _, _) = online_subgraph(&all, 13, (4, 4));
         assert_eq!(ops(&nodes), ["Slice(4)", "Identity(1)"]);
     }
 

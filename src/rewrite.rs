@@ -341,6 +341,11 @@ fn validate_online(
 
 /// Writes the rewritten model to `output`, validating it first unless the config says not to.
 pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Option<Validated>> {
+    finish_within(prepared, output, config, external::PROTOBUF_LIMIT)
+}
+
+/// [`finish`] for a model file of at most `limit` bytes (a test sets a small one).
+fn finish_within(prepared: &Prepared, output: &Path, config: &Config, limit: usize) -> Result<Option<Validated>> {
     if same_file(&prepared.input, output) {
         return Err(Error::Config(format!(
             "output {} is the input file; write to another path (the input is never modified)",
@@ -368,7 +373,7 @@ pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Opt
     let mut has_external = false;
     let mut model = prepared.model.clone();
     external::for_each_tensor(&mut model, &mut |t| has_external |= external::is_external(t));
-    let too_big = model.encoded_len() > external::PROTOBUF_LIMIT;
+    let too_big = model.encoded_len() > limit;
     if !too_big && (!has_external || config.external_data == ExternalData::Refer) {
         check_refer(prepared, parent)?;
         let tmp = TempOutput::encode(output, &prepared.model)?;
@@ -397,7 +402,7 @@ pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Opt
         ))
         .into());
     }
-    if model.encoded_len() > external::PROTOBUF_LIMIT {
+    if model.encoded_len() > limit {
         return Err(Error::Config(format!(
             "the rewritten model is {} bytes without its tensors' data, over protobuf's 2 GiB limit",
             model.encoded_len()
@@ -415,4 +420,31 @@ pub fn finish(prepared: &Prepared, output: &Path, config: &Config) -> Result<Opt
 /// Writes the text dump of the rewritten model (see [`crate::dump`]).
 pub fn write_dump(prepared: &Prepared, path: &Path) -> Result<()> {
     TempOutput::text(path, &crate::dump::dump(&prepared.model))?.persist()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_over_the_size_limit_gets_its_tensors_in_a_data_file() {
+        // resnet_basic is 0.7 MB inline; with a limit of 64 KiB its weights must move out.
+        let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/resnet_basic.onnx");
+        let config = Config::default();
+        let prepared = prepare(&input, &config).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (inline, split) = (dir.path().join("inline.onnx"), dir.path().join("split.onnx"));
+        finish(&prepared, &inline, &config).unwrap();
+        let report = finish_within(&prepared, &split, &config, 64 * 1024).unwrap();
+        assert!(report.is_some(), "validated");
+        let size = std::fs::metadata(&split).unwrap().len();
+        assert!(size < 64 * 1024, "{size} bytes");
+        assert!(dir.path().join("split.onnx.data").is_file());
+        let x = crate::tensor::FloatArray::random(&[16, 3, 32, 32], 1);
+        assert_eq!(validate::run(&inline, std::slice::from_ref(&x)).unwrap(), validate::run(&split, &[x]).unwrap());
+        // Even without its tensors a model can be too large: then it says so.
+        let err = finish_within(&prepared, &dir.path().join("tiny.onnx"), &config, 1000).unwrap_err();
+        assert!(format!("{err:#}").contains("without its tensors' data, over protobuf's 2 GiB limit"), "{err:#}");
+        assert!(!dir.path().join("tiny.onnx").exists() && !dir.path().join("tiny.onnx.data").exists());
+    }
 }

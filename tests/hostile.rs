@@ -235,3 +235,32 @@ fn a_full_disk_fails_cleanly_and_the_old_output_survives() {
     assert_eq!(std::fs::read(&out).unwrap(), b"the previous output");
     assert_eq!(files_in(dir.path()), ["tsm.onnx"]);
 }
+
+#[test]
+fn the_same_input_and_flags_give_the_same_bytes_on_any_core_count() {
+    // The tool is single-threaded, and tract (validation) does not change what is written; pinning
+    // the process to one core, or not, must not change a byte, offline or online.
+    let dir = tempfile::tempdir().unwrap();
+    for flags in [&["--mode", "inplace"][..], &["--online", "--fold-div", "4"][..]] {
+        let mut outputs = vec![];
+        for (k, pin) in [false, true, false].into_iter().enumerate() {
+            let out = dir.path().join(format!("out{k}.onnx"));
+            let mut cmd = if pin {
+                let mut c = Command::new("taskset");
+                c.args(["-c", "0", env!("CARGO_BIN_EXE_tsm-rewrite")]);
+                c
+            } else {
+                Command::new(env!("CARGO_BIN_EXE_tsm-rewrite"))
+            };
+            let o = cmd
+                .args(["fixtures/models/mobilenet_v2.onnx", "-o", out.to_str().unwrap()])
+                .args(flags)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            outputs.push(std::fs::read(&out).unwrap());
+        }
+        assert!(outputs.windows(2).all(|w| w[0] == w[1]), "{flags:?}: outputs differ");
+    }
+}

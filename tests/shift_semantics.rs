@@ -142,7 +142,7 @@ fn online_model(opset: i64, c: i64, fold: i64) -> ModelProto {
         after: None,
         prefix: "/b/tsm".into(),
     };
-    let (node, initializer, out) = online_subgraph(&site, opset, 1);
+    let (node, initializer, out) = online_subgraph(&site, opset, (3, 5));
     let info = |name: &str, ch: i64| ValueInfoProto {
         name: name.into(),
         r#type: Some(dims(&[None, Some(ch), Some(3), Some(5)])),
@@ -172,10 +172,11 @@ fn the_online_form_streamed_equals_the_past_shift_exactly() {
         let path = dir.path().join("online.onnx");
         std::fs::write(&path, prost::Message::encode_to_vec(&online_model(opset, c, fold))).unwrap();
         let (n, (c, fold)) = (2, (c as usize, fold as usize));
-        // Negative zeros and large values too: the mask-and-add form must move them unchanged.
+        // Negative zeros, huge and non-finite values too: the shift only moves them.
         let mut clip = FloatArray::random(&[n * t, c, 3, 5], 7);
         clip.data[0] = -0.0;
         clip.data[17] = 3.0e38;
+        clip.data[20] = f32::INFINITY;
         let runner = tsm_rewrite::validate::Runner::load(&path, &[vec![n, c, 3, 5], vec![n, fold, 3, 5]]).unwrap();
         let want = reference_shift(&clip, t, fold, Direction::Past, GroupOrder::Tsm);
         let row = c * 15;
