@@ -56,7 +56,7 @@ import verify_full as vf  # noqa: E402  (also imports fixtures/export.py as vf.r
 
 ref = vf.ref
 
-BIN = os.environ.get("TSM_BIN", "/tmp/tsm-online-bin/tsm-rewrite")
+BIN = os.environ.get("TSM_BIN", os.path.join(REPO, "target", "release", "tsm-rewrite"))
 WORK = "/tmp/tsm-online"
 RESULTS_MD = os.path.join(HERE, "RESULTS-online.md")
 

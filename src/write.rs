@@ -153,6 +153,13 @@ impl Drop for TempOutput {
     }
 }
 
+fn chunk_len(c: &Chunk) -> u64 {
+    match c {
+        Chunk::File(e) => e.length,
+        Chunk::Inline(b) => b.len() as u64,
+    }
+}
+
 /// A hidden folder in the output's folder holding files under their final names until they are
 /// moved out together; removed with whatever is left in it when dropped.
 pub struct Staging {
@@ -178,30 +185,33 @@ impl Staging {
     }
 
     /// Writes the data file `data` describes, copying each piece to its offset (zeros between).
+    /// Ranges of input files are copied by the kernel (`copy_file_range` through `io::copy`), so a
+    /// data file of any size passes through without being held in this process's memory.
     pub fn write_data(&mut self, data: &DataFile) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
         let path = self.dir.join(&data.name);
         let what = || format!("writing {}", path.display());
-        let mut maps = std::collections::BTreeMap::new();
-        for source in crate::external::sources(data) {
-            let f = File::open(source).with_context(|| format!("cannot open {}", source.display()))?;
-            // SAFETY: read-only map of an input data file, which this tool never writes.
-            let map = unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("cannot map {}", source.display()))?;
-            maps.insert(source.to_path_buf(), map);
-        }
-        let mut out = io::BufWriter::with_capacity(CHUNK, File::create(&path).with_context(what)?);
+        let mut out = File::create(&path).with_context(what)?;
         let mut at = 0u64;
         for (offset, chunk) in &data.chunks {
-            let zeros = vec![0u8; (offset - at) as usize];
-            out.write_all(&zeros).with_context(what)?;
-            let bytes: &[u8] = match chunk {
-                Chunk::File(e) => &maps[&e.file][e.offset as usize..(e.offset + e.length) as usize],
-                Chunk::Inline(b) => b,
+            out.write_all(&vec![0u8; (offset - at) as usize]).with_context(what)?;
+            let copied = match chunk {
+                Chunk::File(e) => {
+                    let mut src = File::open(&e.file).with_context(|| format!("cannot open {}", e.file.display()))?;
+                    src.seek(SeekFrom::Start(e.offset)).with_context(|| format!("reading {}", e.file.display()))?;
+                    io::copy(&mut src.take(e.length), &mut out).with_context(what)?
+                }
+                Chunk::Inline(b) => {
+                    out.write_all(b).with_context(what)?;
+                    b.len() as u64
+                }
             };
-            out.write_all(bytes).with_context(what)?;
-            at = offset + bytes.len() as u64;
+            if copied != chunk_len(chunk) {
+                anyhow::bail!("{}: the input's data file ended early (it changed while being read?)", what());
+            }
+            at = offset + copied;
         }
-        let file = out.into_inner().map_err(|e| e.into_error()).with_context(what)?;
-        file.sync_all().with_context(what)?;
+        out.sync_all().with_context(what)?;
         self.files.push(data.name.clone());
         Ok(())
     }
