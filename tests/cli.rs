@@ -4,43 +4,8 @@
 mod common;
 
 use common::*;
-use prost::Message;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use tsm_rewrite::onnx::ModelProto;
-
-fn tool(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tsm-rewrite"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn fixture_arg(name: &str) -> String {
-    format!("fixtures/models/{name}.onnx")
-}
-
-fn read_model(p: &Path) -> ModelProto {
-    ModelProto::decode(&std::fs::read(p).unwrap()[..]).unwrap()
-}
-
-fn write_model(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, m.encode_to_vec()).unwrap();
-    p
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn rewrites_validates_and_keeps_the_input() {
@@ -218,20 +183,22 @@ fn bad_input_gets_a_clear_error_and_exit_2() {
     }
 }
 
+/// `resnet_basic` with its batch fixed at `b`, written into `dir`.
+fn with_batch(dir: &Path, b: i64) -> PathBuf {
+    let mut m = read_model(&model("resnet_basic"));
+    let input = &mut m.graph.as_mut().unwrap().input[0];
+    let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = input.r#type.as_mut().unwrap().value.as_mut()
+    else {
+        panic!()
+    };
+    t.shape.as_mut().unwrap().dim[0].value = Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(b));
+    write_model(dir, &format!("batch{b}.onnx"), &m)
+}
+
 #[test]
 fn fixed_batch_must_hold_whole_clips() {
     let dir = tempfile::tempdir().unwrap();
-    let set_batch = |b: i64| {
-        let mut m = read_model(&model("resnet_basic"));
-        let input = &mut m.graph.as_mut().unwrap().input[0];
-        let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = input.r#type.as_mut().unwrap().value.as_mut()
-        else {
-            panic!()
-        };
-        t.shape.as_mut().unwrap().dim[0].value =
-            Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(b));
-        write_model(dir.path(), &format!("batch{b}.onnx"), &m)
-    };
+    let set_batch = |b: i64| with_batch(dir.path(), b);
     let out = dir.path().join("out.onnx");
     let p = set_batch(1);
     let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);

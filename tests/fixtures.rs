@@ -85,20 +85,7 @@ macro_rules! fixture_tests {
     };
 }
 
-fixture_tests!(
-    resnet_basic,
-    resnet_bottleneck,
-    resnext,
-    resnet_deep,
-    mobilenet_v2,
-    resnet_unfused_bn,
-    resnet_opset9,
-    preact_resnet,
-    se_block_net,
-    convnext_block_net,
-    resnet_dynamic_hw,
-    resnet_dynamo
-);
+for_each_fixture!(fixture_tests);
 
 #[test]
 fn every_fixture_is_covered() {
@@ -107,20 +94,8 @@ fn every_fixture_is_covered() {
         .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let mut listed = vec![
-        "resnet_basic",
-        "resnet_bottleneck",
-        "resnext",
-        "resnet_deep",
-        "mobilenet_v2",
-        "resnet_unfused_bn",
-        "resnet_opset9",
-        "preact_resnet",
-        "se_block_net",
-        "convnext_block_net",
-        "resnet_dynamic_hw",
-        "resnet_dynamo",
-    ];
+    macro_rules! listed { ($($name:ident),*) => { vec![$(stringify!($name)),*] }; }
+    let mut listed: Vec<&str> = for_each_fixture!(listed);
     listed.sort();
     assert_eq!(names, listed, "a fixture model has no test");
 }

@@ -12,25 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tsm_rewrite::onnx::{ModelProto, NodeProto, OperatorSetIdProto};
 
-fn tool(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tsm-rewrite"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    v.sort();
-    v
-}
-
 fn basic() -> ModelProto {
     ModelProto::decode(&std::fs::read(model("resnet_basic")).unwrap()[..]).unwrap()
 }

@@ -91,17 +91,4 @@ macro_rules! online_tests {
     ($($name:ident),*) => { $( #[test] fn $name() { check_online(stringify!($name)); } )* };
 }
 
-online_tests!(
-    resnet_basic,
-    resnet_bottleneck,
-    resnext,
-    resnet_deep,
-    mobilenet_v2,
-    resnet_unfused_bn,
-    resnet_opset9,
-    preact_resnet,
-    se_block_net,
-    convnext_block_net,
-    resnet_dynamic_hw,
-    resnet_dynamo
-);
+for_each_fixture!(online_tests);

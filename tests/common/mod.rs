@@ -2,8 +2,11 @@
 //! folders, and the tolerance used against the PyTorch references.
 #![allow(dead_code)]
 
+use prost::Message;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use tsm_rewrite::config::{Config, Direction, GroupOrder, Mode};
+use tsm_rewrite::onnx::ModelProto;
 use tsm_rewrite::tensor::FloatArray;
 
 pub fn fixtures() -> PathBuf {
@@ -111,4 +114,61 @@ pub fn reference_shift(x: &FloatArray, t: usize, fold: usize, direction: Directi
         }
     }
     out
+}
+
+/// Runs the binary from the repository's root.
+pub fn tool(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tsm-rewrite"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn fixture_arg(name: &str) -> String {
+    format!("fixtures/models/{name}.onnx")
+}
+
+pub fn read_model(p: &Path) -> ModelProto {
+    ModelProto::decode(&std::fs::read(p).unwrap()[..]).unwrap()
+}
+
+pub fn write_model(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    p
+}
+
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// Every committed fixture, as the identifiers the per-fixture test macros take: `fixtures.rs` and
+/// `online.rs` expand their test macro over this one list, and `every_fixture_is_covered` checks it
+/// against `fixtures/models/`.
+#[macro_export]
+macro_rules! for_each_fixture {
+    ($m:ident) => {
+        $m! {
+            resnet_basic,
+            resnet_bottleneck,
+            resnext,
+            resnet_deep,
+            mobilenet_v2,
+            resnet_unfused_bn,
+            resnet_opset9,
+            preact_resnet,
+            se_block_net,
+            convnext_block_net,
+            resnet_dynamic_hw,
+            resnet_dynamo
+        }
+    };
 }
