@@ -6,8 +6,8 @@
 //! time axis, Concat, Reshape back. No ScatterND, no zeros-then-assign.
 //!
 //! Online (`--online`), each site instead reads channels `[0, fold)` from a buffer input and gives
-//! the current frame's as a buffer output: two Slices and a Concat on the channel axis, no Reshape,
-//! so the per-frame graph costs no more than the 2D model it came from.
+//! the current frame's as a buffer output: Slices and a Concat of each frame flattened (see
+//! [`online_subgraph`] for why flattened), no time axis at all.
 
 use crate::config::{Config, Direction, GroupOrder};
 use crate::onnx::{

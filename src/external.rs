@@ -5,15 +5,16 @@
 //! (and, by keeping the reference, make later tools write) anywhere. [`check`] accepts only
 //! locations inside the model's folder: relative, without `..`, and still inside once symbolic
 //! links are resolved; it runs at load, before anything outside the model file is read. The data
-//! itself is never decoded: [`plan_data_file`] copies each tensor's byte range from the input's
-//! data files (memory-mapped) into the output's, at 4 KiB-aligned offsets.
+//! itself is never decoded: [`plan_data_file`] lays out each tensor's byte range of the input's
+//! data files in the output's, at 4 KiB-aligned offsets, and `write::Staging` has the kernel copy
+//! them.
 
 use crate::error::Error;
 use crate::onnx::{
     tensor_proto::DataLocation, AttributeProto, GraphProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto,
 };
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 /// Offsets of tensors in written data files are multiples of this (page-aligned, for mmap).
@@ -124,10 +125,13 @@ pub fn extent(t: &TensorProto, folder: &Path) -> Result<Extent, String> {
 }
 
 /// Checks every external tensor of a model read from `model_path`; the error names the tensor.
-pub fn check(model: &mut ModelProto, model_path: &Path) -> Result<(), Error> {
+/// Returns whether the model has any.
+pub fn check(model: &mut ModelProto, model_path: &Path) -> Result<bool, Error> {
     let folder = crate::rewrite::folder_of(model_path).to_path_buf();
     let mut first_error = None;
+    let mut any = false;
     for_each_tensor(model, &mut |t| {
+        any |= is_external(t);
         if first_error.is_none() && is_external(t) {
             if let Err(reason) = extent(t, &folder) {
                 first_error = Some(Error::BadModel {
@@ -137,7 +141,7 @@ pub fn check(model: &mut ModelProto, model_path: &Path) -> Result<(), Error> {
             }
         }
     });
-    first_error.map_or(Ok(()), Err)
+    first_error.map_or(Ok(any), Err)
 }
 
 /// Where one piece of the output's data file comes from.
@@ -147,6 +151,16 @@ pub enum Chunk {
     File(Extent),
     /// An inline tensor's raw bytes, moved out of a model too large to stay in one file.
     Inline(Bytes),
+}
+
+impl Chunk {
+    /// How many bytes the piece adds to the data file.
+    pub fn byte_len(&self) -> u64 {
+        match self {
+            Chunk::File(e) => e.length,
+            Chunk::Inline(b) => b.len() as u64,
+        }
+    }
 }
 
 /// The output's data file: its name (relative to the output's folder) and its pieces, each at an
@@ -193,10 +207,7 @@ pub fn plan_data_file(
         } else {
             return;
         };
-        let length = match &chunk {
-            Chunk::File(e) => e.length,
-            Chunk::Inline(b) => b.len() as u64,
-        };
+        let length = chunk.byte_len();
         let offset = data.len.div_ceil(ALIGN) * ALIGN;
         set_external(t, name, offset, length);
         data.chunks.push((offset, chunk));
@@ -207,13 +218,15 @@ pub fn plan_data_file(
 
 /// The distinct input data files a plan reads, canonical.
 pub fn sources(data: &DataFile) -> Vec<&Path> {
-    let mut files: BTreeMap<&Path, ()> = BTreeMap::new();
-    for (_, c) in &data.chunks {
-        if let Chunk::File(e) = c {
-            files.insert(&e.file, ());
-        }
-    }
-    files.into_keys().collect()
+    let files: BTreeSet<&Path> = data
+        .chunks
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Chunk::File(e) => Some(e.file.as_path()),
+            Chunk::Inline(_) => None,
+        })
+        .collect();
+    files.into_iter().collect()
 }
 
 #[cfg(test)]

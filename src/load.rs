@@ -13,6 +13,8 @@ pub struct Loaded {
     pub model: ModelProto,
     /// The version of the default (`ai.onnx`) operator set.
     pub opset: i64,
+    /// Whether any tensor is stored in an external data file (all of them checked).
+    pub external_data: bool,
     /// What the user should know that does not stop the rewrite.
     pub warnings: Vec<String>,
 }
@@ -59,7 +61,7 @@ pub fn decode(bytes: Bytes, path: &Path) -> Result<Loaded, Error> {
             format!("opset {opset} is older than this tool supports (9 and later); re-export with a newer opset"),
         ));
     }
-    crate::external::check(&mut model, path)?;
+    let external_data = crate::external::check(&mut model, path)?;
     let unknown = crate::fields::unknown_fields(&bytes);
     let mut warnings = Vec::new();
     if !unknown.is_empty() {
@@ -71,5 +73,5 @@ pub fn decode(bytes: Bytes, path: &Path) -> Result<Loaded, Error> {
             list.join(", ")
         ));
     }
-    Ok(Loaded { model, opset, warnings })
+    Ok(Loaded { model, opset, external_data, warnings })
 }

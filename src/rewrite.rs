@@ -33,6 +33,8 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     /// Whether `finish` validates: the config's choice, unless tract cannot run the model.
     pub validate: bool,
+    /// Whether the model keeps tensors in external data files (the rewrite adds none).
+    pub external_data: bool,
     /// Online only: the shift buffers, in the order of the graph's extra inputs and outputs.
     pub buffers: Vec<emit::Buffer>,
     pub model: ModelProto,
@@ -108,8 +110,6 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     if whole_clips {
         check_batch(graph, config.segments)?;
     }
-    // Fail before any work if validation could not run (online: after the buffers' shapes, whose
-    // error says more about a missing --input-shape).
     // Operators of other domains pass through untouched, but tract cannot run them.
     let mut warnings = loaded.warnings;
     let foreign = graph.node.iter().enumerate().find(|(_, n)| !n.domain.is_empty() && n.domain != "ai.onnx");
@@ -123,6 +123,8 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
             n.op_type
         ));
     }
+    // Fail before any work if validation could not run (online: after the buffers' shapes, whose
+    // error says more about a missing --input-shape).
     if validate && !config.online {
         validate::input_shapes(graph, config.segments, config.input_shape.as_deref())?;
     }
@@ -152,6 +154,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         plan,
         warnings,
         validate,
+        external_data: loaded.external_data,
         buffers,
         model,
     })
@@ -228,7 +231,8 @@ fn online_shapes(input: &Path, graph: &GraphProto, plan: &Plan, config: &Config)
                 *hw = dims.filter(|d| d.len() == 4).map(|d| (d[2] as i64, d[3] as i64));
                 if hw.is_none() {
                     return Err(Error::Config(format!(
-                        "node {}: cannot tell the height and width of tensor '{}' for its online buffer, even with                          --input-shape",
+                        "node {}: cannot tell the height and width of tensor '{}' for its online buffer, even with \
+                         --input-shape",
                         site.block_name, site.tensor
                     ))
                     .into());
@@ -314,10 +318,8 @@ fn validate_online(
     }
     // Written beside the output, which need not be the input's folder: tensors the input keeps in
     // external data go into a data file of the reference's own (tract refuses absolute locations).
-    let mut has_external = false;
-    external::for_each_tensor(&mut reference.model, &mut |t| has_external |= external::is_external(t));
     let (mut staging, mut tmp) = (None, None);
-    let path = if has_external {
+    let path = if reference.external_data {
         let stage = staging.insert(Staging::new(folder_of(output), "reference")?);
         let data = external::plan_data_file(&mut reference.model, folder_of(&prepared.input), "reference.data", false)?;
         stage.write_data(&data)?;
@@ -370,11 +372,8 @@ fn finish_within(prepared: &Prepared, output: &Path, config: &Config, limit: usi
             (true, true) => Some(Validated::Online(validate_online(prepared, path, output, config)?)),
         })
     };
-    let mut has_external = false;
-    let mut model = prepared.model.clone();
-    external::for_each_tensor(&mut model, &mut |t| has_external |= external::is_external(t));
-    let too_big = model.encoded_len() > limit;
-    if !too_big && (!has_external || config.external_data == ExternalData::Refer) {
+    let too_big = prepared.model.encoded_len() > limit;
+    if !too_big && (!prepared.external_data || config.external_data == ExternalData::Refer) {
         check_refer(prepared, parent)?;
         let tmp = TempOutput::encode(output, &prepared.model)?;
         let report = validated(tmp.path())?;
@@ -385,13 +384,14 @@ fn finish_within(prepared: &Prepared, output: &Path, config: &Config, limit: usi
         return Err(Error::Config(format!(
             "the rewritten model is {} bytes, over protobuf's 2 GiB limit: leave out --external-data refer so that \
              its tensors go into a data file beside the output",
-            model.encoded_len()
+            prepared.model.encoded_len()
         ))
         .into());
     }
     // The tensors go into OUTPUT.data, beside the output; the input's own data files are never
     // written, even when the output sits beside them.
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut model = prepared.model.clone();
     let data = external::plan_data_file(&mut model, folder_of(&prepared.input), &format!("{name}.data"), too_big)?;
     let data_path = parent.join(&data.name);
     if let Some(src) = external::sources(&data).into_iter().find(|s| same_file(s, &data_path)) {

@@ -35,18 +35,23 @@ pub struct Runner {
     plan: Arc<TypedRunnableModel>,
 }
 
+/// The model at `path` in tract, its float inputs set to the given shapes, not yet analysed.
+fn tract_model<'a>(path: &Path, input_shapes: impl IntoIterator<Item = &'a Vec<usize>>) -> Result<InferenceModel> {
+    // value_info is only a hint, and exporters (torch's dynamo exporter) write it with the symbolic
+    // batch; with the batch pinned here, tract would refuse to unify the two.
+    let mut model = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(path)
+        .with_context(|| format!("tract cannot load {}", path.display()))?;
+    for (i, s) in input_shapes.into_iter().enumerate() {
+        model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), s))?;
+    }
+    Ok(model)
+}
+
 impl Runner {
     pub fn load(path: &Path, input_shapes: &[Vec<usize>]) -> Result<Runner> {
-        // value_info is only a hint, and exporters (torch's dynamo exporter) write it with the symbolic
-        // batch; with the batch pinned here, tract would refuse to unify the two.
-        let mut model = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(path)
-            .with_context(|| format!("tract cannot load {}", path.display()))?;
-        for (i, s) in input_shapes.iter().enumerate() {
-            model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), s))?;
-        }
-        let plan = model
+        let plan = tract_model(path, input_shapes)?
             .into_optimized()
             .context("tract cannot analyse or optimize the model")?
             .into_runnable()
@@ -80,13 +85,7 @@ impl Runner {
 /// The shapes tract's analysis gives the named tensors of the model at `path`, for the given input
 /// shapes (`None` where it cannot tell, or the tensor is not in the model).
 pub fn tensor_shapes(path: &Path, inputs: &NamedShapes, tensors: &[&str]) -> Result<Vec<Option<Vec<usize>>>> {
-    let mut model = tract_onnx::onnx()
-        .with_ignore_value_info(true)
-        .model_for_path(path)
-        .with_context(|| format!("tract cannot load {}", path.display()))?;
-    for (i, (_, s)) in inputs.iter().enumerate() {
-        model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), s))?;
-    }
+    let mut model = tract_model(path, inputs.iter().map(|(_, s)| s))?;
     // Partial analysis is enough: an op tract cannot type further down does not matter here.
     let _ = model.analyse(false);
     Ok(tensors

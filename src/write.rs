@@ -153,13 +153,6 @@ impl Drop for TempOutput {
     }
 }
 
-fn chunk_len(c: &Chunk) -> u64 {
-    match c {
-        Chunk::File(e) => e.length,
-        Chunk::Inline(b) => b.len() as u64,
-    }
-}
-
 /// A hidden folder in the output's folder holding files under their final names until they are
 /// moved out together; removed with whatever is left in it when dropped.
 pub struct Staging {
@@ -206,7 +199,7 @@ impl Staging {
                     b.len() as u64
                 }
             };
-            if copied != chunk_len(chunk) {
+            if copied != chunk.byte_len() {
                 anyhow::bail!("{}: the input's data file ended early (it changed while being read?)", what());
             }
             at = offset + copied;
