@@ -76,7 +76,7 @@ pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
     let mut found = Findings::default();
     for (ni, node) in graph.node.iter().enumerate() {
         let is_join =
-            (node.op_type == "Add" || node.op_type == "Sum") && (node.domain.is_empty() || node.domain == "ai.onnx");
+            (node.op_type() == "Add" || node.op_type() == "Sum") && (node.domain().is_empty() || node.domain() == "ai.onnx");
         if !is_join {
             continue;
         }
@@ -111,7 +111,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
                 let op = match df.producer.get(t) {
                     Some(Producer::Node(p, _)) => format!(
                         " (produced by {}, an operator whose shape this tool does not infer)",
-                        graph.node[*p].op_type
+                        graph.node[*p].op_type()
                     ),
                     _ => String::new(),
                 };
@@ -150,7 +150,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     }
     // The fork tensor: the one output of the fork vertex that both paths (or the Add) consume.
     let fork_outputs: Vec<String> = match df.g[fork_vx] {
-        Vertex::Input(i) => vec![graph.input[i].name.clone()],
+        Vertex::Input(i) => vec![graph.input[i].name().to_owned()],
         Vertex::Node(f) => graph.node[f].output.iter().filter(|o| !o.is_empty()).cloned().collect(),
         Vertex::Root => unreachable!("the root was excluded above"),
     };
@@ -187,7 +187,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     let mut short_ops: Vec<&str> = short_set
         .iter()
         .filter_map(|v| match df.g[*v] {
-            Vertex::Node(n) => Some(graph.node[n].op_type.as_str()),
+            Vertex::Node(n) => Some(graph.node[n].op_type()),
             _ => None,
         })
         .collect();
@@ -256,14 +256,14 @@ fn pre_activation_input(graph: &GraphProto, df: &Dataflow, fork: &str) -> Option
         let node = &graph.node[*p];
         let Some(u) = node.input.first() else { break };
         let single_data_input = node.input.iter().skip(1).all(|i| i.is_empty() || df.constant.contains(i));
-        if !PRE_ACTIVATION_OPS.contains(&node.op_type.as_str()) || !single_data_input || df.consumers_of(u).len() != 1 {
+        if !PRE_ACTIVATION_OPS.contains(&node.op_type()) || !single_data_input || df.consumers_of(u).len() != 1 {
             break;
         }
-        if first && node.op_type == "BatchNormalization" {
+        if first && node.op_type() == "BatchNormalization" {
             return None;
         }
         first = false;
-        if node.op_type == "BatchNormalization" {
+        if node.op_type() == "BatchNormalization" {
             found = Some((u.clone(), *p));
         }
         t = u.clone();
@@ -272,7 +272,7 @@ fn pre_activation_input(graph: &GraphProto, df: &Dataflow, fork: &str) -> Option
     let Some(Producer::Node(p, _)) = df.producer.get(x) else { return None };
     let join = &graph.node[*p];
     let data_inputs = join.input.iter().filter(|i| !i.is_empty() && !df.constant.contains(*i)).count();
-    ((join.op_type == "Add" || join.op_type == "Sum") && data_inputs == 2).then_some(found?)
+    ((join.op_type() == "Add" || join.op_type() == "Sum") && data_inputs == 2).then_some(found?)
 }
 
 /// Numbers stages and blocks within them. A stage starts at the first block, at each block whose
@@ -304,7 +304,7 @@ fn chained_from(graph: &GraphProto, df: &Dataflow, tensor: &str, join: usize) ->
             return true;
         }
         let n = &graph.node[*p];
-        if !CHAIN_OPS.contains(&n.op_type.as_str()) {
+        if !CHAIN_OPS.contains(&n.op_type()) {
             return false;
         }
         match n.input.first() {

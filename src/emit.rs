@@ -56,7 +56,7 @@ impl Patch {
         // Before IR 4 initializers may be listed as inputs too; new inputs go after the data inputs
         // so that positional feeding sees the model's own inputs first.
         let at =
-            graph.input.iter().rposition(|i| !graph.initializer.iter().any(|t| t.name == i.name)).map_or(0, |p| p + 1);
+            graph.input.iter().rposition(|i| !graph.initializer.iter().any(|t| t.name() == i.name())).map_or(0, |p| p + 1);
         graph.input.splice(at..at, self.inputs);
         graph.output.extend(self.outputs);
         graph.initializer.extend(self.initializers);
@@ -65,11 +65,11 @@ impl Patch {
 }
 
 fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
 }
 
 fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
 }
 
 /// Builds the nodes of one site, naming everything under the site's prefix.
@@ -95,8 +95,8 @@ impl Emitter<'_> {
     ) -> String {
         let out = self.name(output);
         self.nodes.push(NodeProto {
-            op_type: op.into(),
-            name: self.name(name),
+            op_type: Some(op.into()),
+            name: Some(self.name(name)),
             input: inputs,
             output: vec![out.clone()],
             attribute,
@@ -111,18 +111,45 @@ impl Emitter<'_> {
         n
     }
 
-    /// `data[.., starts:ends, ..]` on `axes`; attributes before opset 10, inputs from 10.
-    fn slice(&mut self, what: &str, data: &str, starts: &[i64], ends: &[i64], axes: &[i64]) -> String {
+    /// `data[.., starts:ends, ..]` on `axes`, whose full sizes are `dims`; inputs from opset 10.
+    /// Before 10 Slice takes attributes, a form TVM's ONNX frontend cannot convert: a Split per
+    /// axis (into the parts before, inside and after the range, keeping the inside) says the same
+    /// in a form every runtime converts.
+    fn slice(&mut self, what: &str, data: &str, starts: &[i64], ends: &[i64], axes: &[i64], dims: &[i64]) -> String {
         let name = format!("Slice_{what}");
-        if self.opset < 10 {
-            let attrs = vec![ints_attr("starts", starts), ints_attr("ends", ends), ints_attr("axes", axes)];
-            self.node("Slice", &name, vec![data.into()], what, attrs)
-        } else {
+        if self.opset >= 10 {
             let s = self.constant(&format!("{what}_starts"), starts);
             let e = self.constant(&format!("{what}_ends"), ends);
             let a = self.constant(&format!("{what}_axes"), axes);
-            self.node("Slice", &name, vec![data.into(), s, e, a], what, vec![])
+            return self.node("Slice", &name, vec![data.into(), s, e, a], what, vec![]);
         }
+        let mut x = data.to_string();
+        for (k, &axis) in axes.iter().enumerate() {
+            let (start, end, dim) = (starts[k], ends[k], dims[k]);
+            if start == 0 && end >= dim {
+                continue;
+            }
+            let parts: Vec<i64> = [start, end - start, dim - end].into_iter().filter(|&p| p > 0).collect();
+            let keep = usize::from(start > 0);
+            let stem = if k + 1 == axes.len() { what.to_string() } else { format!("{what}_axis{axis}") };
+            let outputs: Vec<String> = (0..parts.len())
+                .map(|i| if i == keep { self.name(&stem) } else { self.name(&format!("{stem}_unused{i}")) })
+                .collect();
+            self.nodes.push(NodeProto {
+                op_type: Some("Split".into()),
+                name: Some(self.name(&format!("Split_{stem}"))),
+                input: vec![x],
+                output: outputs.clone(),
+                attribute: vec![int_attr("axis", axis), ints_attr("split", &parts)],
+                ..Default::default()
+            });
+            x = outputs[keep].clone();
+        }
+        if x == data {
+            // The whole tensor: still a tensor of this name (an online buffer output is one).
+            x = self.node("Identity", &format!("Identity_{what}"), vec![x], what, vec![]);
+        }
+        x
     }
 
     /// Zero frames on the time axis (axis 1 of `[N, T, C, HW]`): one before or one after.
@@ -138,16 +165,16 @@ impl Emitter<'_> {
         if self.opset < 11 {
             let attrs = vec![
                 AttributeProto {
-                    name: "mode".into(),
-                    r#type: AttributeType::String as i32,
-                    s: "constant".into(),
+                    name: Some("mode".into()),
+                    r#type: Some(AttributeType::String as i32),
+                    s: Some("constant".into()),
                     ..Default::default()
                 },
                 ints_attr("pads", pads),
                 AttributeProto {
-                    name: "value".into(),
-                    r#type: AttributeType::Float as i32,
-                    f: 0.0,
+                    name: Some("value".into()),
+                    r#type: Some(AttributeType::Float as i32),
+                    f: Some(0.0),
                     ..Default::default()
                 },
             ];
@@ -182,11 +209,11 @@ pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProt
     let clip = e.node("Reshape", "Reshape_clip", vec![x, clip_shape], "clip", vec![]);
     // Group g of `fold` channels starting at channel g*fold, taken from the next or previous frame.
     let from_next = |e: &mut Emitter, what: &str, g: i64| {
-        let s = e.slice(what, &clip, &[1, g * fold], &[t, (g + 1) * fold], &[1, 2]);
+        let s = e.slice(what, &clip, &[1, g * fold], &[t, (g + 1) * fold], &[1, 2], &[t, c]);
         e.pad_time(what, &s, false)
     };
     let from_prev = |e: &mut Emitter, what: &str, g: i64| {
-        let s = e.slice(what, &clip, &[0, g * fold], &[t - 1, (g + 1) * fold], &[1, 2]);
+        let s = e.slice(what, &clip, &[0, g * fold], &[t - 1, (g + 1) * fold], &[1, 2], &[t, c]);
         e.pad_time(what, &s, true)
     };
     let mut parts = match (config.direction, config.group_order) {
@@ -198,7 +225,7 @@ pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProt
     };
     let shifted_channels = fold * parts.len() as i64;
     if shifted_channels < c {
-        parts.push(e.slice("rest", &clip, &[shifted_channels], &[c], &[2]));
+        parts.push(e.slice("rest", &clip, &[shifted_channels], &[c], &[2], &[c]));
     }
     let joined = e.node("Concat", "Concat", parts, "shifted_clip", vec![int_attr("axis", 2)]);
     let out = e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], "shifted", vec![]);
@@ -241,7 +268,7 @@ impl Buffer {
 pub fn online_subgraph(site: &Site, opset: i64, (h, w): (i64, i64)) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
     let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new() };
     let (c, fold) = (site.channels, site.fold);
-    e.slice("buffer_out", &site.tensor, &[0], &[fold], &[1]);
+    e.slice("buffer_out", &site.tensor, &[0], &[fold], &[1], &[c]);
     let buffer_in = e.name("buffer_in");
     if fold == c {
         let out = e.node("Identity", "Identity", vec![buffer_in], "shifted", vec![]);
@@ -249,7 +276,7 @@ pub fn online_subgraph(site: &Site, opset: i64, (h, w): (i64, i64)) -> (Vec<Node
     }
     let flat = e.constant("flat_shape", &[0, -1]);
     let x = e.node("Reshape", "Reshape_x", vec![site.tensor.clone(), flat.clone()], "x_flat", vec![]);
-    let rest = e.slice("rest", &x, &[fold * h * w], &[c * h * w], &[1]);
+    let rest = e.slice("rest", &x, &[fold * h * w], &[c * h * w], &[1], &[c * h * w]);
     let buffer = e.node("Reshape", "Reshape_buffer", vec![buffer_in, flat], "buffer_flat", vec![]);
     let joined = e.node("Concat", "Concat", vec![buffer, rest], "shifted_flat", vec![int_attr("axis", 1)]);
     let shape = e.constant("frame_shape", &[-1, c, h, w]);
@@ -259,10 +286,10 @@ pub fn online_subgraph(site: &Site, opset: i64, (h, w): (i64, i64)) -> (Vec<Node
 
 fn tensor_info(name: &str, elem_type: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInfoProto {
     ValueInfoProto {
-        name: name.into(),
+        name: Some(name.into()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type,
+                elem_type: Some(elem_type),
                 shape: Some(TensorShapeProto { dim: dims.to_vec() }),
             })),
             ..Default::default()
@@ -327,7 +354,7 @@ pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) ->
         patch.initializers.extend(inits);
         patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
     }
-    patch.metadata.push(StringStringEntryProto { key: "tsm-rewrite".into(), value: metadata_value });
+    patch.metadata.push(StringStringEntryProto { key: Some("tsm-rewrite".into()), value: Some(metadata_value) });
     patch
 }
 
@@ -353,8 +380,8 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
         patch.outputs.push(tensor_info(&buffer.output, shapes.elem_type, &buffer.shape));
         buffers.push(buffer);
     }
-    patch.metadata.push(StringStringEntryProto { key: "tsm-rewrite".into(), value: metadata_value });
-    patch.metadata.push(StringStringEntryProto { key: BUFFERS_KEY.into(), value: buffers_json(&buffers) });
+    patch.metadata.push(StringStringEntryProto { key: Some("tsm-rewrite".into()), value: Some(metadata_value) });
+    patch.metadata.push(StringStringEntryProto { key: Some(BUFFERS_KEY.into()), value: Some(buffers_json(&buffers)) });
     (patch, buffers)
 }
 
@@ -380,17 +407,35 @@ mod tests {
     }
 
     fn ops(nodes: &[NodeProto]) -> Vec<String> {
-        nodes.iter().map(|n| format!("{}({})", n.op_type, n.input.len())).collect()
+        nodes.iter().map(|n| format!("{}({})", n.op_type(), n.input.len())).collect()
     }
 
     #[test]
     fn slice_and_pad_take_attributes_before_opsets_10_and_11() {
         let c = Config::default();
         let (n9, i9, out) = shift_subgraph(&site(Dim::Known(4)), &c, 9);
+        // Slice-1 becomes a Split per axis (TVM cannot convert Slice-1); the next group is frames
+        // [1, T) of channels [0, fold): Split on T into [1, 7], then on C into [2, 14].
         assert_eq!(
             ops(&n9),
-            ["Reshape(2)", "Slice(1)", "Pad(1)", "Slice(1)", "Pad(1)", "Slice(1)", "Concat(3)", "Reshape(2)"]
+            [
+                "Reshape(2)",
+                "Split(1)",
+                "Split(1)",
+                "Pad(1)",
+                "Split(1)",
+                "Split(1)",
+                "Pad(1)",
+                "Split(1)",
+                "Concat(3)",
+                "Reshape(2)"
+            ]
         );
+        let split = |n: &NodeProto| n.attribute.iter().find(|a| a.name() == "split").unwrap().ints.clone();
+        assert_eq!((split(&n9[1]), split(&n9[2])), (vec![1, 7], vec![2, 14]));
+        assert_eq!(n9[2].output, ["/l/tsm/next", "/l/tsm/next_unused1"]);
+        assert_eq!(n9[3].input, ["/l/tsm/next"]);
+        assert_eq!(split(&n9[7]), vec![4, 12]);
         assert_eq!(out, "/l/tsm/shifted");
         assert_eq!(i9.len(), 2);
         let (n10, _, _) = shift_subgraph(&site(Dim::Known(4)), &c, 10);
@@ -398,10 +443,10 @@ mod tests {
         let (n11, i11, _) = shift_subgraph(&site(Dim::Known(4)), &c, 11);
         assert_eq!(ops(&n11)[1..3], ["Slice(4)", "Pad(2)"]);
         assert_eq!(
-            i11.iter().find(|t| t.name == "/l/tsm/clip_shape").map(crate::tensor::int_values),
+            i11.iter().find(|t| t.name() == "/l/tsm/clip_shape").map(crate::tensor::int_values),
             Some(Some(vec![-1, 8, 16, 16]))
         );
-        let pads = i11.iter().find(|t| t.name == "/l/tsm/next_pads").unwrap();
+        let pads = i11.iter().find(|t| t.name() == "/l/tsm/next_pads").unwrap();
         assert_eq!(crate::tensor::int_values(pads), Some(vec![0, 0, 0, 0, 0, 1, 0, 0]));
     }
 
@@ -417,7 +462,7 @@ mod tests {
         let c = Config { direction: Direction::Past, ..Config::default() };
         let (nodes, inits, _) = shift_subgraph(&site(Dim::Known(4)), &c, 13);
         assert_eq!(ops(&nodes), ["Reshape(2)", "Slice(4)", "Pad(2)", "Slice(4)", "Concat(2)", "Reshape(2)"]);
-        let rest = inits.iter().find(|t| t.name == "/l/tsm/rest_starts").unwrap();
+        let rest = inits.iter().find(|t| t.name() == "/l/tsm/rest_starts").unwrap();
         assert_eq!(crate::tensor::int_values(rest), Some(vec![2]));
     }
 
@@ -429,14 +474,18 @@ mod tests {
         assert_eq!(nodes[3].input[0], "/l/tsm/buffer_in");
         assert_eq!(nodes[4].input, ["/l/tsm/buffer_flat", "/l/tsm/rest"]);
         assert_eq!(out, "/l/tsm/shifted");
-        let v = |n: &str| inits.iter().find(|t| t.name == n).and_then(crate::tensor::int_values);
+        let v = |n: &str| inits.iter().find(|t| t.name() == n).and_then(crate::tensor::int_values);
         assert_eq!((v("/l/tsm/buffer_out_starts"), v("/l/tsm/buffer_out_ends")), (Some(vec![0]), Some(vec![2])));
         // Channels [2, 16) of a 3x4 frame, flattened.
         assert_eq!((v("/l/tsm/rest_starts"), v("/l/tsm/rest_ends")), (Some(vec![24]), Some(vec![192])));
         assert_eq!(v("/l/tsm/frame_shape"), Some(vec![-1, 16, 3, 4]));
-        // Opset 9 takes Slice's attribute form.
+        // Opset 9: Splits, the buffer keeping its name.
         let (nodes, _, _) = online_subgraph(&site(Dim::Known(4)), 9, (4, 4));
-        assert_eq!(ops(&nodes), ["Slice(1)", "Reshape(2)", "Slice(1)", "Reshape(2)", "Concat(2)", "Reshape(2)"]);
+        assert_eq!(ops(&nodes), ["Split(1)", "Reshape(2)", "Split(1)", "Reshape(2)", "Concat(2)", "Reshape(2)"]);
+        assert_eq!(nodes[0].output, ["/l/tsm/buffer_out", "/l/tsm/buffer_out_unused1"]);
+        let all = Site { fold: 16, ..site(Dim::Known(4)) };
+        let (nodes, _, _) = online_subgraph(&all, 9, (4, 4));
+        assert_eq!((ops(&nodes), nodes[0].output.clone()), (vec!["Identity(1)".to_string(), "Identity(1)".into()], vec!["/l/tsm/buffer_out".to_string()]));
         // A fold of every channel: the buffer is the shifted tensor.
         let all = Site { fold: 16, ..site(Dim::Known(4)) };
         let (nodes, _, _) = online_subgraph(&all, 13, (4, 4));
@@ -454,23 +503,23 @@ mod tests {
         let (mut patch, buffers) = emit_online(&plan, &shapes, 13, "rec".into());
         assert_eq!(buffers[0].shape_text(), ["batch", "2", "4", "4"]);
         assert_eq!(
-            patch.metadata[1].value,
+            patch.metadata[1].value(),
             r#"[{"input": "/l/tsm/buffer_in", "output": "/l/tsm/buffer_out", "shape": ["batch", 2, 4, 4]}]"#
         );
         // Before IR 4 an initializer may be listed as an input: the buffer goes before it.
         let mut g = GraphProto {
             input: vec![
-                ValueInfoProto { name: "x".into(), ..Default::default() },
-                ValueInfoProto { name: "w".into(), ..Default::default() },
+                ValueInfoProto { name: Some("x".into()), ..Default::default() },
+                ValueInfoProto { name: Some("w".into()), ..Default::default() },
             ],
             initializer: vec![crate::tensor::int64_vec("w", &[1])],
             ..Default::default()
         };
         (patch.inserts, patch.rewires) = (vec![], vec![]);
         patch.apply(&mut g, &mut vec![]);
-        let names: Vec<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
+        let names: Vec<&str> = g.input.iter().map(|i| i.name()).collect();
         assert_eq!(names, ["x", "/l/tsm/buffer_in", "w"]);
-        assert_eq!(g.output[0].name, "/l/tsm/buffer_out");
+        assert_eq!(g.output[0].name(), "/l/tsm/buffer_out");
     }
 
     #[test]
@@ -482,11 +531,11 @@ mod tests {
     fn apply_inserts_after_the_producer_and_rewires() {
         let mut g = GraphProto {
             node: (0..3)
-                .map(|i| NodeProto { name: format!("n{i}"), input: vec!["a".into()], ..Default::default() })
+                .map(|i| NodeProto { name: Some(format!("n{i}")), input: vec!["a".into()], ..Default::default() })
                 .collect(),
             ..Default::default()
         };
-        let mk = |n: &str| NodeProto { name: n.into(), ..Default::default() };
+        let mk = |n: &str| NodeProto { name: Some(n.into()), ..Default::default() };
         let patch = Patch {
             inserts: vec![(Some(1), vec![mk("s1")]), (None, vec![mk("s0")]), (Some(1), vec![mk("s2")])],
             rewires: vec![(2, 0, "b".into())],
@@ -494,7 +543,7 @@ mod tests {
         };
         let mut md = vec![];
         patch.apply(&mut g, &mut md);
-        let names: Vec<&str> = g.node.iter().map(|n| n.name.as_str()).collect();
+        let names: Vec<&str> = g.node.iter().map(|n| n.name()).collect();
         assert_eq!(names, ["s0", "n0", "n1", "s1", "s2", "n2"]);
         assert_eq!(g.node[5].input[0], "b");
     }

@@ -65,7 +65,7 @@ pub fn for_each_tensor(model: &mut ModelProto, f: &mut impl FnMut(&mut TensorPro
 }
 
 pub fn is_external(t: &TensorProto) -> bool {
-    t.data_location == DataLocation::External as i32
+    t.data_location() == DataLocation::External
 }
 
 /// Where one external tensor's bytes are, checked.
@@ -78,7 +78,7 @@ pub struct Extent {
 }
 
 fn entry<'a>(t: &'a TensorProto, key: &str) -> Option<&'a str> {
-    t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str())
+    t.external_data.iter().find(|e| e.key() == key).map(|e| e.value())
 }
 
 /// Checks one external tensor's location against the model's folder and returns its extent.
@@ -136,7 +136,7 @@ pub fn check(model: &mut ModelProto, model_path: &Path) -> Result<bool, Error> {
             if let Err(reason) = extent(t, &folder) {
                 first_error = Some(Error::BadModel {
                     path: model_path.to_path_buf(),
-                    reason: format!("tensor '{}': {reason}", t.name),
+                    reason: format!("tensor '{}': {reason}", t.name()),
                 });
             }
         }
@@ -173,12 +173,12 @@ pub struct DataFile {
 }
 
 fn set_external(t: &mut TensorProto, name: &str, offset: u64, length: u64) {
-    t.data_location = DataLocation::External as i32;
-    t.raw_data = Bytes::new();
+    t.set_data_location(DataLocation::External);
+    t.raw_data = None;
     t.external_data = vec![
-        StringStringEntryProto { key: "location".into(), value: name.into() },
-        StringStringEntryProto { key: "offset".into(), value: offset.to_string() },
-        StringStringEntryProto { key: "length".into(), value: length.to_string() },
+        StringStringEntryProto { key: Some("location".into()), value: Some(name.into()) },
+        StringStringEntryProto { key: Some("offset".into()), value: Some(offset.to_string()) },
+        StringStringEntryProto { key: Some("length".into()), value: Some(length.to_string()) },
     ];
 }
 
@@ -198,12 +198,12 @@ pub fn plan_data_file(
             match extent(t, input_folder) {
                 Ok(e) => Chunk::File(e),
                 Err(reason) => {
-                    failure.get_or_insert(Error::Config(format!("tensor '{}': {reason}", t.name)));
+                    failure.get_or_insert(Error::Config(format!("tensor '{}': {reason}", t.name())));
                     return;
                 }
             }
-        } else if move_inline && t.raw_data.len() >= MIN_EXTERNAL {
-            Chunk::Inline(t.raw_data.clone())
+        } else if move_inline && t.raw_data().len() >= MIN_EXTERNAL {
+            Chunk::Inline(t.raw_data.clone().unwrap_or_default())
         } else {
             return;
         };
@@ -234,7 +234,7 @@ mod tests {
     use super::*;
 
     fn ext(location: &str, offset: u64, length: u64) -> TensorProto {
-        let mut t = TensorProto { name: "w".into(), ..Default::default() };
+        let mut t = TensorProto { name: Some("w".into()), ..Default::default() };
         set_external(&mut t, location, offset, length);
         t
     }
@@ -271,8 +271,8 @@ mod tests {
     fn data_file_offsets_are_aligned_and_small_tensors_stay_inline() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("in.bin"), vec![3u8; 5000]).unwrap();
-        let big = TensorProto { name: "big".into(), raw_data: vec![9u8; 2000].into(), ..Default::default() };
-        let small = TensorProto { name: "small".into(), raw_data: vec![9u8; 10].into(), ..Default::default() };
+        let big = TensorProto { name: Some("big".into()), raw_data: Some(vec![9u8; 2000].into()), ..Default::default() };
+        let small = TensorProto { name: Some("small".into()), raw_data: Some(vec![9u8; 10].into()), ..Default::default() };
         let mut model = ModelProto {
             graph: Some(GraphProto { initializer: vec![ext("in.bin", 100, 4900), small, big], ..Default::default() }),
             ..Default::default()
@@ -284,7 +284,7 @@ mod tests {
         let g = model.graph.unwrap();
         assert_eq!(entry(&g.initializer[0], "location"), Some("out.onnx.data"));
         assert_eq!(entry(&g.initializer[2], "offset"), Some("8192"));
-        assert!(!is_external(&g.initializer[1]) && g.initializer[1].raw_data.len() == 10);
-        assert!(g.initializer[2].raw_data.is_empty());
+        assert!(!is_external(&g.initializer[1]) && g.initializer[1].raw_data().len() == 10);
+        assert!(g.initializer[2].raw_data().is_empty());
     }
 }

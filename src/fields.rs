@@ -75,9 +75,9 @@ mod tests {
     #[test]
     fn known_models_have_no_unknown_fields_and_new_ones_are_found_where_they_are() {
         let model = ModelProto {
-            ir_version: 8,
+            ir_version: Some(8),
             graph: Some(GraphProto {
-                node: vec![NodeProto { op_type: "Relu".into(), ..Default::default() }],
+                node: vec![NodeProto { op_type: Some("Relu".into()), ..Default::default() }],
                 ..Default::default()
             }),
             ..Default::default()

@@ -43,10 +43,10 @@ pub struct Dataflow {
 
 /// Names a node by its name, or by op type and index when it has none.
 pub fn node_label(node: &NodeProto, index: usize) -> String {
-    if node.name.is_empty() {
-        format!("#{index} ({})", node.op_type)
+    if node.name().is_empty() {
+        format!("#{index} ({})", node.op_type())
     } else {
-        node.name.clone()
+        node.name().to_owned()
     }
 }
 
@@ -55,8 +55,8 @@ fn outer_names(node: &NodeProto, out: &mut Vec<String>) {
     for attr in &node.attribute {
         for g in attr.g.iter().chain(attr.graphs.iter()) {
             let mut defined: HashSet<&str> = HashSet::new();
-            defined.extend(g.input.iter().map(|v| v.name.as_str()));
-            defined.extend(g.initializer.iter().map(|t| t.name.as_str()));
+            defined.extend(g.input.iter().map(|v| v.name()));
+            defined.extend(g.initializer.iter().map(|t| t.name()));
             for n in &g.node {
                 defined.extend(n.output.iter().map(String::as_str));
             }
@@ -83,13 +83,13 @@ impl Dataflow {
         let mut producer: HashMap<String, Producer> = HashMap::new();
         let mut constant: HashSet<String> = HashSet::new();
         for t in &graph.initializer {
-            producer.insert(t.name.clone(), Producer::Initializer);
-            constant.insert(t.name.clone());
+            producer.insert(t.name().to_owned(), Producer::Initializer);
+            constant.insert(t.name().to_owned());
         }
         for t in &graph.sparse_initializer {
             if let Some(v) = &t.values {
-                producer.insert(v.name.clone(), Producer::Initializer);
-                constant.insert(v.name.clone());
+                producer.insert(v.name().to_owned(), Producer::Initializer);
+                constant.insert(v.name().to_owned());
             }
         }
         let mut input_vx = Vec::with_capacity(graph.input.len());
@@ -97,9 +97,9 @@ impl Dataflow {
             let v = g.add_node(Vertex::Input(i));
             input_vx.push(v);
             // Before IR 4 initializers were listed as inputs too; they stay constants.
-            if producer.get(&vi.name) != Some(&Producer::Initializer) {
-                if producer.insert(vi.name.clone(), Producer::Input(i)).is_some() {
-                    bail!("graph input '{}' is declared twice", vi.name);
+            if producer.get(vi.name()) != Some(&Producer::Initializer) {
+                if producer.insert(vi.name().to_owned(), Producer::Input(i)).is_some() {
+                    bail!("graph input '{}' is declared twice", vi.name());
                 }
                 g.add_edge(root, v, ());
             }
@@ -162,11 +162,11 @@ impl Dataflow {
         }
         let mut listed = HashSet::new();
         for out in &graph.output {
-            if !producer.contains_key(&out.name) {
-                bail!("graph output '{}' is produced by no node", out.name);
+            if !producer.contains_key(out.name()) {
+                bail!("graph output '{}' is produced by no node", out.name());
             }
-            if !listed.insert(out.name.as_str()) {
-                bail!("graph output '{}' is listed twice", out.name);
+            if !listed.insert(out.name()) {
+                bail!("graph output '{}' is listed twice", out.name());
             }
         }
         let dominators = dominators::simple_fast(&g, root);
@@ -208,8 +208,8 @@ pub(crate) mod tests {
 
     pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
         NodeProto {
-            op_type: op.into(),
-            name: name.into(),
+            op_type: Some(op.into()),
+            name: Some(name.into()),
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
@@ -219,10 +219,10 @@ pub(crate) mod tests {
     pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
         use crate::onnx::tensor_shape_proto::{dimension::Value, Dimension};
         ValueInfoProto {
-            name: name.into(),
+            name: Some(name.into()),
             r#type: Some(TypeProto {
                 value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: DataType::Float as i32,
+                    elem_type: Some(DataType::Float as i32),
                     shape: Some(TensorShapeProto {
                         dim: dims
                             .iter()

@@ -52,8 +52,8 @@ pub fn decode(bytes: Bytes, path: &Path) -> Result<Loaded, Error> {
     let opset = model
         .opset_import
         .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
+        .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
+        .map(|o| o.version())
         .ok_or_else(|| bad(path, "the model imports no default (ai.onnx) operator set"))?;
     if opset < 9 {
         return Err(bad(

@@ -44,8 +44,8 @@ pub struct Plan {
 /// The module path torch's dynamo exporter records on a node, `['', 'layer1', 'layer1.0', 'add_20']`
 /// in `pkg.torch.onnx.name_scopes`, as its parts.
 pub fn torch_name_scopes(node: &NodeProto) -> Option<Vec<&str>> {
-    let scopes = node.metadata_props.iter().find(|m| m.key == "pkg.torch.onnx.name_scopes")?;
-    Some(scopes.value.trim_matches(['[', ']']).split(", ").map(|s| s.trim_matches(['\'', '"'])).collect())
+    let scopes = node.metadata_props.iter().find(|m| m.key() == "pkg.torch.onnx.name_scopes")?;
+    Some(scopes.value().trim_matches(['[', ']']).split(", ").map(|s| s.trim_matches(['\'', '"'])).collect())
 }
 
 /// The prefix for a block's new names: the Add's scope plus `/tsm`. The scope is read from the
@@ -72,10 +72,10 @@ fn base_prefix(graph: &GraphProto, block: &Block, index: usize) -> String {
 /// Plans the shifts for the blocks found.
 pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Config) -> Result<Plan, Error> {
     let mut names: HashSet<&str> = HashSet::new();
-    names.extend(graph.node.iter().map(|n| n.name.as_str()));
+    names.extend(graph.node.iter().map(|n| n.name()));
     names.extend(graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)));
-    names.extend(graph.initializer.iter().map(|t| t.name.as_str()));
-    names.extend(graph.input.iter().map(|v| v.name.as_str()));
+    names.extend(graph.initializer.iter().map(|t| t.name()));
+    names.extend(graph.input.iter().map(|v| v.name()));
     let taken = |p: &str| names.iter().any(|n| n.starts_with(p) && n[p.len()..].starts_with('/'));
 
     let mut plan = Plan::default();
@@ -103,7 +103,7 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
         if let Some(e) = edges.iter().find(|e| claimed.contains(e)) {
             plan.not_shifted.push((
                 block.name.clone(),
-                format!("its input edge into {} is already shifted by an enclosing block", graph.node[e.0].name),
+                format!("its input edge into {} is already shifted by an enclosing block", graph.node[e.0].name()),
             ));
             continue;
         }

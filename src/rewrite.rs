@@ -62,7 +62,7 @@ fn check_batch(graph: &GraphProto, segments: usize) -> Result<(), Error> {
                 return Err(Error::Config(format!(
                     "input '{}' has a fixed batch of {b}, which cannot hold whole clips of {segments} frames: re-export with a \
                      dynamic batch axis (torch.onnx.export(..., dynamic_axes={{'{}': {{0: 'batch'}}}})) or a batch that is a multiple of --segments",
-                    vi.name, vi.name
+                    vi.name(), vi.name()
                 )));
             }
         }
@@ -87,12 +87,12 @@ pub fn prepare_bytes(bytes: bytes::Bytes, input: &Path, config: &Config) -> Resu
 /// skip the check that a fixed batch holds whole clips: it runs at its own batch size.
 fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: bool) -> Result<Prepared> {
     let mut model = loaded.model;
-    if let Some(m) = model.metadata_props.iter().find(|m| m.key == METADATA_KEY) {
+    if let Some(m) = model.metadata_props.iter().find(|m| m.key() == METADATA_KEY) {
         return Err(Error::BadModel {
             path: input.to_path_buf(),
             reason: format!(
                 "was already rewritten by tsm-rewrite ({}); rewrite the original 2D model instead",
-                m.value
+                m.value()
             ),
         }
         .into());
@@ -112,15 +112,15 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     }
     // Operators of other domains pass through untouched, but tract cannot run them.
     let mut warnings = loaded.warnings;
-    let foreign = graph.node.iter().enumerate().find(|(_, n)| !n.domain.is_empty() && n.domain != "ai.onnx");
+    let foreign = graph.node.iter().enumerate().find(|(_, n)| !n.domain().is_empty() && n.domain() != "ai.onnx");
     let validate = config.validate && foreign.is_none();
     if let (true, Some((i, n))) = (config.validate, foreign) {
         warnings.push(format!(
             "node {}: operator {}::{} is outside the default domain; it is passed through untouched, but tract cannot \
              run it, so the output is written without validation",
             crate::graph::node_label(n, i),
-            n.domain,
-            n.op_type
+            n.domain(),
+            n.op_type()
         ));
     }
     // Fail before any work if validation could not run (online: after the buffers' shapes, whose
@@ -165,15 +165,15 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
 fn pin_frame_shape(graph: &mut GraphProto, shape: &[usize]) -> Result<(), Error> {
     use crate::onnx::tensor_shape_proto::dimension::Value;
     use crate::onnx::type_proto;
-    let data: Vec<String> = data_inputs(graph).iter().map(|v| v.name.clone()).collect();
-    for vi in graph.input.iter_mut().filter(|v| data.contains(&v.name)) {
+    let data: Vec<String> = data_inputs(graph).iter().map(|v| v.name().to_owned()).collect();
+    for vi in graph.input.iter_mut().filter(|v| data.iter().any(|d| d == v.name())) {
         let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) else {
             continue;
         };
         let Some(dims) = t.shape.as_mut().map(|s| &mut s.dim).filter(|d| d.len() == 4) else {
             return Err(Error::Config(format!(
                 "--input-shape gives the C,H,W of an [N, C, H, W] frame, but input '{}' is not a rank-4 tensor",
-                vi.name
+                vi.name()
             )));
         };
         for (k, d) in dims.iter_mut().enumerate().skip(1) {
@@ -181,13 +181,13 @@ fn pin_frame_shape(graph: &mut GraphProto, shape: &[usize]) -> Result<(), Error>
                 Some(Value::DimValue(v)) if v > 0 && v as usize != shape[k - 1] => {
                     return Err(Error::Config(format!(
                         "--input-shape {:?} does not fit input '{}', whose dim {k} is fixed at {v}",
-                        shape, vi.name
+                        shape, vi.name()
                     )))
                 }
                 Some(Value::DimValue(v)) if v > 0 => {}
                 _ => {
                     d.value = Some(Value::DimValue(shape[k - 1] as i64));
-                    d.denotation.clear();
+                    d.denotation = None;
                 }
             }
         }
@@ -203,7 +203,7 @@ fn online_shapes(input: &Path, graph: &GraphProto, plan: &Plan, config: &Config)
     let frame = data_inputs(graph).first().copied().cloned();
     let (batch, elem_type) = match frame.as_ref().and_then(|v| v.r#type.as_ref()).and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => {
-            (t.shape.as_ref().and_then(|s| s.dim.first()).cloned().unwrap_or_default(), t.elem_type)
+            (t.shape.as_ref().and_then(|s| s.dim.first()).cloned().unwrap_or_default(), t.elem_type())
         }
         _ => (Dimension::default(), DataType::Float as i32),
     };
@@ -273,12 +273,12 @@ fn check_refer(prepared: &Prepared, out_folder: &Path) -> Result<(), Error> {
     if same_file(in_folder, out_folder) {
         return Ok(());
     }
-    let location = t.external_data.iter().find(|e| e.key == "location").map_or("?", |e| e.value.as_str());
+    let location = t.external_data.iter().find(|e| e.key() == "location").map_or("?", |e| e.value());
     Err(Error::Config(format!(
         "tensor '{}' is stored in the external data file '{location}' beside the input; with --external-data refer \
          the output refers to it as is, so write the output into the input's folder ({}), or leave out \
          --external-data refer to get a data file of its own",
-        t.name,
+        t.name(),
         in_folder.display()
     )))
 }
@@ -365,6 +365,7 @@ fn finish_within(prepared: &Prepared, output: &Path, config: &Config, limit: usi
             (false, _) => None,
             (true, false) => Some(Validated::Offline(validate::validate(
                 path,
+                &prepared.input,
                 prepared.graph(),
                 config.segments,
                 config.input_shape.as_deref(),

@@ -90,21 +90,21 @@ pub fn declared_dims(vi: &ValueInfoProto) -> Option<Vec<Dim>> {
 }
 
 fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a crate::onnx::AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
+    node.attribute.iter().find(|a| a.name() == name)
 }
 
 pub fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
-    attr(node, name).filter(|a| a.r#type == AttributeType::Int as i32).map(|a| a.i)
+    attr(node, name).filter(|a| a.r#type() == AttributeType::Int).map(|a| a.i())
 }
 
 pub fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    attr(node, name).filter(|a| a.r#type == AttributeType::Ints as i32).map(|a| a.ints.clone())
+    attr(node, name).filter(|a| a.r#type() == AttributeType::Ints).map(|a| a.ints.clone())
 }
 
 pub fn attr_string(node: &NodeProto, name: &str) -> Option<String> {
     attr(node, name)
-        .filter(|a| a.r#type == AttributeType::String as i32)
-        .map(|a| String::from_utf8_lossy(&a.s).into_owned())
+        .filter(|a| a.r#type() == AttributeType::String)
+        .map(|a| String::from_utf8_lossy(a.s()).into_owned())
 }
 
 fn merge(a: Dim, b: &Dim) -> Dim {
@@ -174,24 +174,24 @@ impl Shapes {
         let mut values: HashMap<&str, &TensorProto> = HashMap::new();
         for t in &graph.initializer {
             map.insert(
-                t.name.clone(),
+                t.name().to_owned(),
                 Info { dims: t.dims.iter().map(|&d| Dim::Known(d)).collect(), channel_axis: None },
             );
-            values.insert(&t.name, t);
+            values.insert(t.name(), t);
         }
         for vi in &graph.input {
-            if map.contains_key(&vi.name) {
+            if map.contains_key(vi.name()) {
                 continue;
             }
             if let Some(dims) = declared_dims(vi) {
                 let channel_axis = (dims.len() >= 3).then_some(1);
-                map.insert(vi.name.clone(), Info { dims, channel_axis });
+                map.insert(vi.name().to_owned(), Info { dims, channel_axis });
             }
         }
         let declared: HashMap<&str, &ValueInfoProto> =
-            graph.value_info.iter().chain(graph.output.iter()).map(|v| (v.name.as_str(), v)).collect();
+            graph.value_info.iter().chain(graph.output.iter()).map(|v| (v.name(), v)).collect();
         for node in &graph.node {
-            if node.op_type == "Constant" {
+            if node.op_type() == "Constant" {
                 if let (Some(a), Some(out)) = (attr(node, "value"), node.output.first()) {
                     if let Some(t) = &a.t {
                         map.insert(
@@ -237,7 +237,7 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&s
     let input = |k: usize| node.input.get(k).filter(|n| !n.is_empty()).and_then(|n| map.get(n));
     let value = |k: usize| node.input.get(k).and_then(|n| values.get(n.as_str())).and_then(|t| int_values(t));
     let x = input(0);
-    match node.op_type.as_str() {
+    match node.op_type() {
         "Relu"
         | "LeakyRelu"
         | "PRelu"
@@ -306,20 +306,20 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&s
         }
         "Conv" | "ConvInteger" | "QLinearConv" | "ConvTranspose" => {
             let x = x?;
-            let w_index = if node.op_type == "QLinearConv" { 3 } else { 1 };
+            let w_index = if node.op_type() == "QLinearConv" { 3 } else { 1 };
             let w = input(w_index)?;
             if x.rank() < 3 || w.rank() != x.rank() {
                 return None;
             }
             let group = attr_int(node, "group").unwrap_or(1);
-            let channels = if node.op_type == "ConvTranspose" {
+            let channels = if node.op_type() == "ConvTranspose" {
                 w.dims[1].known().map(|c| Dim::Known(c * group)).unwrap_or(Dim::Unknown)
             } else {
                 w.dims[0].clone()
             };
             let mut dims = vec![x.dims[0].clone(), channels];
             let n = x.rank() - 2;
-            if node.op_type == "ConvTranspose" {
+            if node.op_type() == "ConvTranspose" {
                 dims.extend(std::iter::repeat_n(Dim::Unknown, n));
             } else {
                 let kernel = attr_ints(node, "kernel_shape")
@@ -350,7 +350,7 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&s
             for d in dims.iter_mut().skip(1) {
                 *d = Dim::Unknown;
             }
-            if matches!(node.op_type.as_str(), "Resize" | "Upsample") {
+            if matches!(node.op_type(), "Resize" | "Upsample") {
                 dims[1] = x.dims[1].clone();
             }
             Some(Info { dims, channel_axis: x.channel_axis })
@@ -495,7 +495,7 @@ mod tests {
     use crate::tensor::int64;
 
     fn ints(name: &str, v: &[i64]) -> AttributeProto {
-        AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
+        AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
     }
 
     #[test]

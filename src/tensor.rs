@@ -11,10 +11,10 @@ use std::path::Path;
 /// An int64 tensor of the given shape.
 pub fn int64(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
     TensorProto {
-        name: name.to_string(),
+        name: Some(name.to_string()),
         dims: dims.to_vec(),
-        data_type: DataType::Int64 as i32,
-        raw_data: Bytes::from(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
+        data_type: Some(DataType::Int64 as i32),
+        raw_data: Some(Bytes::from(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())),
         ..Default::default()
     }
 }
@@ -26,12 +26,12 @@ pub fn int64_vec(name: &str, values: &[i64]) -> TensorProto {
 
 /// The values of an integer tensor held in the model itself (not external data), if it is one.
 pub fn int_values(t: &TensorProto) -> Option<Vec<i64>> {
-    if t.data_location == crate::onnx::tensor_proto::DataLocation::External as i32 {
+    if t.data_location() == crate::onnx::tensor_proto::DataLocation::External {
         return None;
     }
-    let dt = DataType::try_from(t.data_type).ok()?;
-    if !t.raw_data.is_empty() {
-        let raw = &t.raw_data[..];
+    let dt = DataType::try_from(t.data_type()).ok()?;
+    if !t.raw_data().is_empty() {
+        let raw = t.raw_data();
         return match dt {
             DataType::Int64 => Some(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
             DataType::Int32 => {
@@ -62,26 +62,26 @@ pub struct FloatArray {
 impl FloatArray {
     pub fn to_proto(&self, name: &str) -> TensorProto {
         TensorProto {
-            name: name.to_string(),
+            name: Some(name.to_string()),
             dims: self.shape.iter().map(|&d| d as i64).collect(),
-            data_type: DataType::Float as i32,
-            raw_data: Bytes::from(self.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
+            data_type: Some(DataType::Float as i32),
+            raw_data: Some(Bytes::from(self.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())),
             ..Default::default()
         }
     }
 
     pub fn from_proto(t: &TensorProto) -> Result<FloatArray> {
-        if t.data_type != DataType::Float as i32 {
-            bail!("tensor '{}' has data type {}, expected float32", t.name, t.data_type);
+        if t.data_type() != DataType::Float as i32 {
+            bail!("tensor '{}' has data type {}, expected float32", t.name(), t.data_type());
         }
         let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-        let data: Vec<f32> = if !t.raw_data.is_empty() {
-            t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+        let data: Vec<f32> = if !t.raw_data().is_empty() {
+            t.raw_data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
         } else {
             t.float_data.clone()
         };
         if data.len() != shape.iter().product::<usize>() {
-            bail!("tensor '{}' holds {} values for shape {:?}", t.name, data.len(), shape);
+            bail!("tensor '{}' holds {} values for shape {:?}", t.name(), data.len(), shape);
         }
         Ok(FloatArray { shape, data })
     }
@@ -91,7 +91,7 @@ impl FloatArray {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let t = TensorProto::decode(&bytes[..]).with_context(|| format!("{}: not a TensorProto", path.display()))?;
         let a = FloatArray::from_proto(&t).with_context(|| path.display().to_string())?;
-        Ok((t.name, a))
+        Ok((t.name().to_owned(), a))
     }
 
     /// Seeded pseudo-random values in [-1, 1): the same seed gives the same values everywhere.

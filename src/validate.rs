@@ -21,8 +21,14 @@ pub struct Report {
     pub inputs: NamedShapes,
     pub outputs: NamedShapes,
     pub clips: usize,
+    /// Median time of one clip through the rewritten model and through the original 2D model, run
+    /// alternately on the same input.
     pub per_clip: Duration,
+    pub per_clip_2d: Duration,
 }
+
+/// Rounds of the offline timing: each runs both models once, alternating which goes first.
+const TIMING_ROUNDS: usize = 3;
 
 /// Runs the model at `path` in tract on the given inputs (one per graph input, in order).
 pub fn run(path: &Path, inputs: &[FloatArray]) -> Result<Vec<FloatArray>> {
@@ -99,7 +105,7 @@ pub fn tensor_shapes(path: &Path, inputs: &NamedShapes, tensors: &[&str]) -> Res
 
 /// The graph inputs that are data (not initializers listed as inputs, as before IR 4).
 pub fn data_inputs(graph: &GraphProto) -> Vec<&ValueInfoProto> {
-    graph.input.iter().filter(|i| !graph.initializer.iter().any(|t| t.name == i.name)).collect()
+    graph.input.iter().filter(|i| !graph.initializer.iter().any(|t| t.name() == i.name())).collect()
 }
 
 /// The concrete input shapes validation uses: `clips * T` frames at the model's own size, with
@@ -115,18 +121,18 @@ pub fn input_shapes(
         let dims = declared_dims(vi).filter(|d| d.len() == 4).ok_or_else(|| {
             Error::Config(format!(
                 "validation feeds [N, C, H, W] images, but input '{}' is not a rank-4 tensor; use --no-validate",
-                vi.name
+                vi.name()
             ))
         })?;
         let elem = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-            Some(crate::onnx::type_proto::Value::TensorType(t)) => t.elem_type,
+            Some(crate::onnx::type_proto::Value::TensorType(t)) => t.elem_type(),
             _ => 0,
         };
         if elem != crate::onnx::tensor_proto::DataType::Float as i32 {
             let name = crate::onnx::tensor_proto::DataType::try_from(elem).map_or("unknown", |d| d.as_str_name());
             return Err(Error::Config(format!(
                 "validation feeds float32 images, but input '{}' is {name}; use --no-validate",
-                vi.name
+                vi.name()
             )));
         }
         if let Dim::Known(b) = dims[0] {
@@ -140,12 +146,12 @@ pub fn input_shapes(
                 (d, None) => {
                     return Err(Error::Config(format!(
                         "input '{}' leaves dim {k} open ({d}): give --input-shape C,H,W to validate, or --no-validate",
-                        vi.name
+                        vi.name()
                     )))
                 }
             };
         }
-        shapes.push((vi.name.clone(), shape));
+        shapes.push((vi.name().to_owned(), shape));
     }
     for (_, s) in &mut shapes {
         s[0] = clips * segments;
@@ -153,20 +159,42 @@ pub fn input_shapes(
     Ok((shapes, clips))
 }
 
-/// Validates the model at `path`, whose graph is `graph`.
+/// Validates the model at `path`, whose graph is `graph`, and times it against the original 2D
+/// model at `original` on the same input.
 pub fn validate(
     path: &Path,
+    original: &Path,
     graph: &GraphProto,
     segments: usize,
     input_shape: Option<&[usize]>,
 ) -> Result<Report, Error> {
+    let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let (shapes, clips) = input_shapes(graph, segments, input_shape)?;
     let inputs: Vec<FloatArray> =
         shapes.iter().enumerate().map(|(i, (_, s))| FloatArray::random(s, 0x75_6d + i as u64)).collect();
-    let runner = Runner::load(path, &shapes.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>());
-    let (outputs, elapsed) =
-        runner.and_then(|r| r.run_timed(&inputs)).map_err(|e| Error::Validation(format!("{e:#}")))?;
-    let mut report = Report { inputs: shapes, outputs: Vec::new(), clips, per_clip: elapsed / clips.max(1) as u32 };
+    let concrete: Vec<Vec<usize>> = shapes.iter().map(|(_, s)| s.clone()).collect();
+    let runner = Runner::load(path, &concrete).map_err(fail)?;
+    let (outputs, first) = runner.run_timed(&inputs).map_err(fail)?;
+    // The 2D model takes the same clips as frames; alternating which model runs first in each
+    // round keeps a drift of the machine's speed out of the ratio.
+    let runner_2d = Runner::load(original, &concrete)
+        .context("loading the original 2D model for the timing comparison")
+        .map_err(fail)?;
+    let (mut times, mut times_2d) = (vec![first], Vec::new());
+    for round in 0..TIMING_ROUNDS {
+        if round % 2 == 0 {
+            times_2d.push(runner_2d.run_timed(&inputs).map_err(fail)?.1);
+        }
+        if round > 0 {
+            times.push(runner.run_timed(&inputs).map_err(fail)?.1);
+        }
+        if round % 2 == 1 {
+            times_2d.push(runner_2d.run_timed(&inputs).map_err(fail)?.1);
+        }
+    }
+    let per = |t: Vec<Duration>| median(t) / clips.max(1) as u32;
+    let mut report =
+        Report { inputs: shapes, outputs: Vec::new(), clips, per_clip: per(times), per_clip_2d: per(times_2d) };
     for (out, vi) in outputs.iter().zip(&graph.output) {
         if let Some(dims) = declared_dims(vi) {
             let fits = dims.len() == out.shape.len()
@@ -175,16 +203,16 @@ pub fn validate(
                 let want: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
                 return Err(Error::Validation(format!(
                     "output '{}' has shape {:?}, the model declares [{}]",
-                    vi.name,
+                    vi.name(),
                     out.shape,
                     want.join(", ")
                 )));
             }
         }
         if let Some(bad) = out.data.iter().find(|v| !v.is_finite()) {
-            return Err(Error::Validation(format!("output '{}' holds a non-finite value ({bad})", vi.name)));
+            return Err(Error::Validation(format!("output '{}' holds a non-finite value ({bad})", vi.name())));
         }
-        report.outputs.push((vi.name.clone(), out.shape.clone()));
+        report.outputs.push((vi.name().to_owned(), out.shape.clone()));
     }
     if report.outputs.len() != graph.output.len() {
         return Err(Error::Validation(format!(
@@ -259,7 +287,7 @@ pub fn validate_online(
         if o.shape.first() != Some(&(streams * frames)) {
             return Err(Error::Validation(format!(
                 "output '{}' has shape {:?} for {} frames: online validation compares batch-first outputs frame by frame",
-                vi.name,
+                vi.name(),
                 o.shape,
                 streams * frames
             )));
@@ -292,7 +320,7 @@ pub fn validate_online(
             if let Some(bad) = out.data.iter().find(|v| !v.is_finite()) {
                 return Err(Error::Validation(format!(
                     "frame {t}: output '{}' holds a non-finite value ({bad})",
-                    vi.name
+                    vi.name()
                 )));
             }
             if k >= models_out {
@@ -300,7 +328,7 @@ pub fn validate_online(
                 if &out.shape != want {
                     return Err(Error::Validation(format!(
                         "buffer output '{}' has shape {:?}, its buffer input is {want:?}",
-                        vi.name, out.shape
+                        vi.name(), out.shape
                     )));
                 }
                 continue;
@@ -312,12 +340,12 @@ pub fn validate_online(
                 return Err(Error::Validation(format!(
                     "frame {t}: output '{}' of the online graph differs from the offline past-only rewrite by {diff:e} \
                      (shape {:?} vs {:?}, tolerance {tolerance:e})",
-                    vi.name, out.shape, want.shape
+                    vi.name(), out.shape, want.shape
                 )));
             }
             report.max_diff = report.max_diff.max(diff);
             if t == 0 {
-                report.outputs.push((vi.name.clone(), out.shape.clone()));
+                report.outputs.push((vi.name().to_owned(), out.shape.clone()));
             }
         }
         if t == 0 {
@@ -325,7 +353,7 @@ pub fn validate_online(
                 outputs[models_out..]
                     .iter()
                     .zip(&graph.output[models_out..])
-                    .map(|(o, vi)| (vi.name.clone(), o.shape.clone())),
+                    .map(|(o, vi)| (vi.name().to_owned(), o.shape.clone())),
             );
         }
         state = outputs.split_off(models_out);

@@ -28,7 +28,7 @@ fn rewrites_validates_and_keeps_the_input() {
     assert_eq!(rewritten.opset_import, original.opset_import);
     assert_eq!(rewritten.producer_name, original.producer_name);
     let (g0, g1) = (original.graph.unwrap(), rewritten.graph.unwrap());
-    let kept: Vec<_> = g1.node.iter().filter(|n| !n.name.contains("/tsm/")).collect();
+    let kept: Vec<_> = g1.node.iter().filter(|n| !n.name().contains("/tsm/")).collect();
     assert_eq!(kept.len(), g0.node.len());
     for (a, b) in g0.node.iter().zip(kept) {
         assert_eq!((&a.name, &a.op_type, &a.attribute, &a.output), (&b.name, &b.op_type, &b.attribute, &b.output));
@@ -37,9 +37,9 @@ fn rewrites_validates_and_keeps_the_input() {
     assert_eq!((g0.input, g0.output, g0.value_info), (g1.input, g1.output, g1.value_info));
     assert_eq!(&rewritten.metadata_props[..original.metadata_props.len()], &original.metadata_props[..]);
     let record = rewritten.metadata_props.last().unwrap();
-    assert_eq!(record.key, "tsm-rewrite");
+    assert_eq!(record.key(), "tsm-rewrite");
     assert!(record
-        .value
+        .value()
         .ends_with("--segments 8 --fold-div 8 --mode residual --direction bidirectional --group-order tsm --every 1"));
 }
 
@@ -110,9 +110,9 @@ fn a_model_without_residual_blocks_exits_1() {
     let mut m = read_model(&model("resnet_basic"));
     let g = m.graph.as_mut().unwrap();
     // Keep the stem only: conv, relu, maxpool, and make the maxpool output the graph output.
-    let pool = g.node.iter().position(|n| n.op_type == "MaxPool").unwrap();
+    let pool = g.node.iter().position(|n| n.op_type() == "MaxPool").unwrap();
     g.node.truncate(pool + 1);
-    g.output[0].name = g.node[pool].output[0].clone();
+    g.output[0].name = Some(g.node[pool].output[0].clone());
     g.output[0].r#type = None;
     let p = write_model(dir.path(), "stem.onnx", &m);
     let out = dir.path().join("out.onnx");
@@ -131,8 +131,8 @@ fn failed_validation_leaves_no_output() {
     let gemm = g.node.last_mut().unwrap();
     gemm.output[0] = "raw".into();
     let node = |op: &str, i: &[&str], o: &str| tsm_rewrite::onnx::NodeProto {
-        op_type: op.into(),
-        name: format!("/poison/{op}"),
+        op_type: Some(op.into()),
+        name: Some(format!("/poison/{op}")),
         input: i.iter().map(|s| s.to_string()).collect(),
         output: vec![o.into()],
         ..Default::default()
@@ -249,9 +249,9 @@ fn value_info_with_a_symbolic_batch_does_not_break_validation() {
                 ..Default::default()
             })
             .collect();
-        let tensor = type_proto::Tensor { elem_type: 1, shape: Some(TensorShapeProto { dim }) };
+        let tensor = type_proto::Tensor { elem_type: Some(1), shape: Some(TensorShapeProto { dim }) };
         let r#type = Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() });
-        g.value_info.push(ValueInfoProto { name, r#type, ..Default::default() });
+        g.value_info.push(ValueInfoProto { name: Some(name), r#type, ..Default::default() });
     }
     assert!(g.value_info.len() > 40);
     let p = write_model(dir.path(), "annotated.onnx", &m);
@@ -268,17 +268,17 @@ fn external_model(dir: &Path, data_name: &str) -> PathBuf {
     let mut m = read_model(&model("resnet_basic"));
     let mut data = Vec::new();
     for t in &mut m.graph.as_mut().unwrap().initializer {
-        if t.raw_data.len() < 1024 {
+        if t.raw_data().len() < 1024 {
             continue;
         }
-        let (offset, len) = (data.len(), t.raw_data.len());
-        data.extend_from_slice(&t.raw_data);
-        t.raw_data = Default::default();
-        t.data_location = DataLocation::External as i32;
+        let (offset, len) = (data.len(), t.raw_data().len());
+        data.extend_from_slice(t.raw_data());
+        t.raw_data = None;
+        t.set_data_location(DataLocation::External);
         t.external_data =
             [("location", data_name.to_string()), ("offset", offset.to_string()), ("length", len.to_string())]
                 .into_iter()
-                .map(|(k, v)| StringStringEntryProto { key: k.into(), value: v })
+                .map(|(k, v)| StringStringEntryProto { key: Some(k.into()), value: Some(v) })
                 .collect();
     }
     std::fs::write(dir.join(data_name), data).unwrap();
@@ -293,7 +293,7 @@ fn external_entries(m: &ModelProto) -> Vec<(String, u64, u64)> {
         .iter()
         .filter(|t| !t.external_data.is_empty())
         .map(|t| {
-            let get = |k: &str| t.external_data.iter().find(|e| e.key == k).unwrap().value.clone();
+            let get = |k: &str| t.external_data.iter().find(|e| e.key() == k).unwrap().value().to_owned();
             (get("location"), get("offset").parse().unwrap(), get("length").parse().unwrap())
         })
         .collect()
@@ -378,8 +378,8 @@ fn external_data_locations_outside_the_model_folder_are_refused() {
     let set_location = |loc: &str| {
         let mut m = read_model(&p);
         for t in &mut m.graph.as_mut().unwrap().initializer {
-            for e in t.external_data.iter_mut().filter(|e| e.key == "location") {
-                e.value = loc.into();
+            for e in t.external_data.iter_mut().filter(|e| e.key() == "location") {
+                e.value = Some(loc.into());
             }
         }
         write_model(&dir, "bad.onnx", &m)
@@ -419,7 +419,7 @@ fn validation_of_a_non_float32_input_is_refused_before_any_work() {
     else {
         panic!()
     };
-    t.elem_type = tsm_rewrite::onnx::tensor_proto::DataType::Float16 as i32;
+    t.elem_type = Some(tsm_rewrite::onnx::tensor_proto::DataType::Float16 as i32);
     let p = write_model(dir.path(), "half.onnx", &m);
     let out = dir.path().join("out.onnx");
     let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
@@ -444,14 +444,14 @@ fn online_rewrite_validates_frame_by_frame_and_lists_its_buffers() {
     assert!(err.contains("ms per frame online vs"), "{err}");
     assert_eq!(files_in(dir.path()), ["online.onnx"], "the offline reference is not left behind");
     let m = read_model(&out);
-    let buffers = m.metadata_props.iter().find(|p| p.key == "tsm-rewrite.buffers").unwrap();
-    let list: Vec<serde_json::Value> = serde_json::from_str(&buffers.value).unwrap();
+    let buffers = m.metadata_props.iter().find(|p| p.key() == "tsm-rewrite.buffers").unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_str(buffers.value()).unwrap();
     assert_eq!(list.len(), 4);
     assert_eq!(list[0]["input"], "/features/features.3/tsm/buffer_in");
     assert_eq!(list[0]["output"], "/features/features.3/tsm/buffer_out");
     assert_eq!(list[0]["shape"], serde_json::json!(["batch", 2, 8, 8]));
-    let record = m.metadata_props.iter().find(|p| p.key == "tsm-rewrite").unwrap();
-    assert!(record.value.ends_with("--online --fold-div 8 --mode residual --every 1"), "{}", record.value);
+    let record = m.metadata_props.iter().find(|p| p.key() == "tsm-rewrite").unwrap();
+    assert!(record.value().ends_with("--online --fold-div 8 --mode residual --every 1"), "{}", record.value());
 
     // The plan shows the buffers; the summary (timings aside) is a golden file.
     let o = tool(&[&fixture_arg("resnet_deep"), "--dry-run", "--online", "--mode", "inplace", "--every", "2"]);
@@ -506,14 +506,14 @@ fn online_validation_catches_a_model_that_mixes_the_batch() {
     let g = m.graph.as_mut().unwrap();
     g.node.last_mut().unwrap().output[0] = "raw".into();
     g.node.push(tsm_rewrite::onnx::NodeProto {
-        op_type: "Softmax".into(),
-        name: "/mix/Softmax".into(),
+        op_type: Some("Softmax".into()),
+        name: Some("/mix/Softmax".into()),
         input: vec!["raw".into()],
         output: vec!["logits".into()],
         attribute: vec![tsm_rewrite::onnx::AttributeProto {
-            name: "axis".into(),
-            r#type: tsm_rewrite::onnx::attribute_proto::AttributeType::Int as i32,
-            i: 0,
+            name: Some("axis".into()),
+            r#type: Some(tsm_rewrite::onnx::attribute_proto::AttributeType::Int as i32),
+            i: Some(0),
             ..Default::default()
         }],
         ..Default::default()
@@ -560,16 +560,16 @@ fn online_buffer_shapes_come_from_tract_where_the_model_shapes_stop() {
     g.node.insert(
         0,
         tsm_rewrite::onnx::NodeProto {
-            op_type: "Resize".into(),
-            name: "/up/Resize".into(),
+            op_type: Some("Resize".into()),
+            name: Some("/up/Resize".into()),
             input: vec!["input".into(), String::new(), "up_scales".into()],
             output: vec!["up".into()],
             ..Default::default()
         },
     );
     g.initializer.push(tsm_rewrite::onnx::TensorProto {
-        name: "up_scales".into(),
-        data_type: tsm_rewrite::onnx::tensor_proto::DataType::Float as i32,
+        name: Some("up_scales".into()),
+        data_type: Some(tsm_rewrite::onnx::tensor_proto::DataType::Float as i32),
         dims: vec![4],
         float_data: vec![1.0, 1.0, 2.0, 2.0],
         ..Default::default()

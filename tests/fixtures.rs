@@ -59,7 +59,7 @@ fn module_path(prepared: &rewrite::Prepared, add: &str) -> String {
         let segs: Vec<&str> = add.split('/').collect();
         return segs[segs.len() - 2].to_string();
     }
-    let node = prepared.graph().node.iter().find(|n| n.name == add).unwrap();
+    let node = prepared.graph().node.iter().find(|n| n.name() == add).unwrap();
     let scopes = tsm_rewrite::plan::torch_name_scopes(node).expect("an Add without a scope in its name or metadata");
     scopes[scopes.len() - 2].to_string()
 }

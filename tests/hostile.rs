@@ -70,11 +70,11 @@ fn a_protobuf_that_is_not_a_model_is_refused() {
     let tensor = std::fs::read(data("resnet_basic").join("input_0.pb")).unwrap();
     refused(&tensor, &[], "not an ONNX model");
     // A model with no graph.
-    let empty = ModelProto { ir_version: 8, producer_name: "x".into(), ..Default::default() };
+    let empty = ModelProto { ir_version: Some(8), producer_name: Some("x".into()), ..Default::default() };
     refused(&empty.encode_to_vec(), &[], "the model has no graph");
     // A graph without the default operator set.
     let mut m = basic();
-    m.opset_import = vec![OperatorSetIdProto { domain: "com.example".into(), version: 1 }];
+    m.opset_import = vec![OperatorSetIdProto { domain: Some("com.example".into()), version: Some(1) }];
     refused(&m.encode_to_vec(), &[], "imports no default (ai.onnx) operator set");
 }
 
@@ -82,7 +82,7 @@ fn a_protobuf_that_is_not_a_model_is_refused() {
 fn broken_graphs_are_refused_naming_the_node_and_tensor() {
     let mut m = basic();
     let g = m.graph.as_mut().unwrap();
-    let conv = g.node.iter().position(|n| n.name == "/layer1/layer1.0/conv1/Conv").unwrap();
+    let conv = g.node.iter().position(|n| n.name() == "/layer1/layer1.0/conv1/Conv").unwrap();
     g.node[conv].input[0] = "nowhere".into();
     refused(&m.encode_to_vec(), &[], "node /layer1/layer1.0/conv1/Conv: input 'nowhere' is produced by no node");
 
@@ -118,13 +118,13 @@ fn broken_graphs_are_refused_naming_the_node_and_tensor() {
 fn unknown_operator_domains_pass_through_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = basic();
-    m.opset_import.push(OperatorSetIdProto { domain: "com.example".into(), version: 1 });
+    m.opset_import.push(OperatorSetIdProto { domain: Some("com.example".into()), version: Some(1) });
     let g = m.graph.as_mut().unwrap();
     g.node.last_mut().unwrap().output[0] = "raw".into();
     let custom = NodeProto {
-        op_type: "Calibrate".into(),
-        domain: "com.example".into(),
-        name: "/head/Calibrate".into(),
+        op_type: Some("Calibrate".into()),
+        domain: Some("com.example".into()),
+        name: Some("/head/Calibrate".into()),
         input: vec!["raw".into()],
         output: vec!["logits".into()],
         ..Default::default()

@@ -45,11 +45,11 @@ fn check_online(name: &str) {
         // Inputs: the frame, then the buffers in depth order; outputs: the logits, then the buffers.
         let graph = prepared.graph();
         let data_inputs: Vec<&str> =
-            tsm_rewrite::validate::data_inputs(graph).iter().map(|v| v.name.as_str()).collect();
+            tsm_rewrite::validate::data_inputs(graph).iter().map(|v| v.name()).collect();
         let mut want_inputs = vec!["input"];
         want_inputs.extend(prepared.buffers.iter().map(|b| b.input.as_str()));
         assert_eq!(data_inputs, want_inputs, "{name} {folder}");
-        let outputs: Vec<&str> = graph.output.iter().map(|v| v.name.as_str()).collect();
+        let outputs: Vec<&str> = graph.output.iter().map(|v| v.name()).collect();
         assert_eq!(outputs[1..], prepared.buffers.iter().map(|b| b.output.as_str()).collect::<Vec<_>>()[..]);
 
         let buffer_shapes: Vec<Vec<usize>> = prepared

@@ -74,11 +74,11 @@ struct Builder {
 }
 
 fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
 }
 
 fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
 }
 
 impl Builder {
@@ -109,10 +109,10 @@ impl Builder {
             })
             .collect();
         self.inits.push(TensorProto {
-            name: name.clone(),
-            data_type: DataType::Float as i32,
+            name: Some(name.clone()),
+            data_type: Some(DataType::Float as i32),
             dims: dims.iter().map(|&d| d as i64).collect(),
-            raw_data: data.into(),
+            raw_data: Some(data.into()),
             ..Default::default()
         });
         name
@@ -123,8 +123,8 @@ impl Builder {
         let name = format!("{}/{op}_{}", self.prefix, self.n);
         let out = format!("{name}_output");
         self.nodes.push(NodeProto {
-            op_type: op.into(),
-            name: name.clone(),
+            op_type: Some(op.into()),
+            name: Some(name.clone()),
             input: inputs,
             output: vec![out.clone()],
             attribute: attrs,
@@ -169,7 +169,7 @@ fn block(b: &mut Builder, xb: &str, xs: &str, cin: usize, spec: &BlockSpec) -> (
     let shortcut =
         if spec.stride != 1 || cin != spec.out { b.conv(xs, cin, spec.out, 1, spec.stride) } else { xs.to_string() };
     let sum = b.op("Add", vec![branch, shortcut], vec![]);
-    let add = b.nodes.last().unwrap().name.clone();
+    let add = b.nodes.last().unwrap().name().to_owned();
     (b.op("Relu", vec![sum], vec![]), add)
 }
 
@@ -183,10 +183,10 @@ fn head(b: &mut Builder, x: &str, c: usize) -> String {
 
 fn info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
     ValueInfoProto {
-        name: name.into(),
+        name: Some(name.into()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: DataType::Float as i32,
+                elem_type: Some(DataType::Float as i32),
                 shape: Some(TensorShapeProto {
                     dim: dims
                         .iter()
@@ -208,10 +208,10 @@ fn info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
 
 fn model(opset: i64, b: Builder, inputs: Vec<ValueInfoProto>, output: ValueInfoProto) -> ModelProto {
     ModelProto {
-        ir_version: if opset < 10 { 4 } else { 8 },
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
+        ir_version: Some(if opset < 10 { 4 } else { 8 }),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
         graph: Some(GraphProto {
-            name: "net".into(),
+            name: Some("net".into()),
             node: b.nodes,
             initializer: b.inits,
             input: inputs,

@@ -20,7 +20,7 @@ use common::reference_shift;
 fn dims(d: &[Option<i64>]) -> TypeProto {
     TypeProto {
         value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-            elem_type: 1,
+            elem_type: Some(1),
             shape: Some(TensorShapeProto {
                 dim: d
                     .iter()
@@ -56,17 +56,17 @@ fn shift_model(opset: i64, config: &Config, c: i64, h: Dim, w: Dim) -> ModelProt
     let (node, initializer, out) = shift_subgraph(&site, config, opset);
     let spatial = [h.known(), w.known()];
     ModelProto {
-        ir_version: if opset < 10 { 4 } else { 7 },
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
+        ir_version: Some(if opset < 10 { 4 } else { 7 }),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
         graph: Some(GraphProto {
-            name: "shift".into(),
+            name: Some("shift".into()),
             input: vec![ValueInfoProto {
-                name: "x".into(),
+                name: Some("x".into()),
                 r#type: Some(dims(&[None, Some(c), spatial[0], spatial[1]])),
                 ..Default::default()
             }],
             output: vec![ValueInfoProto {
-                name: out,
+                name: Some(out),
                 r#type: Some(dims(&[None, Some(c), spatial[0], spatial[1]])),
                 ..Default::default()
             }],
@@ -144,15 +144,15 @@ fn online_model(opset: i64, c: i64, fold: i64) -> ModelProto {
     };
     let (node, initializer, out) = online_subgraph(&site, opset, (3, 5));
     let info = |name: &str, ch: i64| ValueInfoProto {
-        name: name.into(),
+        name: Some(name.into()),
         r#type: Some(dims(&[None, Some(ch), Some(3), Some(5)])),
         ..Default::default()
     };
     ModelProto {
-        ir_version: if opset < 10 { 4 } else { 7 },
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
+        ir_version: Some(if opset < 10 { 4 } else { 7 }),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
         graph: Some(GraphProto {
-            name: "online".into(),
+            name: Some("online".into()),
             input: vec![info("x", c), info("/b/tsm/buffer_in", fold)],
             output: vec![info(&out, c), info("/b/tsm/buffer_out", fold)],
             node,
