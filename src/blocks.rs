@@ -27,7 +27,8 @@ pub struct Block {
     pub name: String,
     /// The tensor both paths fork from: the block input.
     pub fork: String,
-    /// Channels, height and width of the fork tensor.
+    /// Batch, channels, height and width of the fork tensor.
+    pub batch: Dim,
     pub channels: i64,
     pub height: Dim,
     pub width: Dim,
@@ -225,6 +226,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         add: ni,
         name: node_label(node, ni),
         fork,
+        batch: info.dims[0].clone(),
         channels,
         height: info.dims[2].clone(),
         width: info.dims[3].clone(),

@@ -15,6 +15,7 @@ use crate::onnx::{
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::plan::{Plan, Site};
+use crate::shapes::Dim;
 use crate::tensor::int64_vec;
 
 /// Everything a rewrite changes, applied in one place.
@@ -28,6 +29,8 @@ pub struct Patch {
     /// Graph inputs to add right after the model's own data inputs, and graph outputs to append.
     pub inputs: Vec<ValueInfoProto>,
     pub outputs: Vec<ValueInfoProto>,
+    /// Shapes of the shifted tensors, appended to the graph's value_info.
+    pub value_info: Vec<ValueInfoProto>,
     pub metadata: Vec<StringStringEntryProto>,
 }
 
@@ -59,6 +62,7 @@ impl Patch {
             graph.input.iter().rposition(|i| !graph.initializer.iter().any(|t| t.name() == i.name())).map_or(0, |p| p + 1);
         graph.input.splice(at..at, self.inputs);
         graph.output.extend(self.outputs);
+        graph.value_info.extend(self.value_info);
         graph.initializer.extend(self.initializers);
         metadata.extend(self.metadata);
     }
@@ -345,11 +349,32 @@ pub struct OnlineShapes {
     pub elem_type: i32,
 }
 
+fn dimension(d: &Dim) -> tensor_shape_proto::Dimension {
+    let value = match d {
+        Dim::Known(v) => Some(tensor_shape_proto::dimension::Value::DimValue(*v)),
+        Dim::Sym(s) => Some(tensor_shape_proto::dimension::Value::DimParam(s.clone())),
+        Dim::Unknown => None,
+    };
+    tensor_shape_proto::Dimension { value, ..Default::default() }
+}
+
+/// The declared shape of a site's shifted tensor: the site tensor's `[N, C, H, W]`, with `batch`.
+///
+/// Shape inference loses the batch of a tensor that went through a Reshape to `-1`; onnxruntime
+/// then cannot prove the two inputs of the block's residual Add the same shape and leaves the Add
+/// and its Relu unfused from the convolution before them (16 of each on ResNet-50, about 0.15 of
+/// the 2D model's time, `bench/RESULTS-forms.md`). Declared, the shape survives inference.
+fn shifted_info(site: &Site, out: &str, batch: tensor_shape_proto::Dimension, h: &Dim, w: &Dim) -> Option<ValueInfoProto> {
+    let dims = [batch, dimension(&Dim::Known(site.channels)), dimension(h), dimension(w)];
+    Some(tensor_info(out, site.elem_type?, &dims))
+}
+
 /// The patch for a whole plan.
 pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) -> Patch {
     let mut patch = Patch::default();
     for site in &plan.sites {
         let (nodes, inits, out) = shift_subgraph(site, config, opset);
+        patch.value_info.extend(shifted_info(site, &out, dimension(&site.batch), &site.height, &site.width));
         patch.inserts.push((site.after, nodes));
         patch.initializers.extend(inits);
         patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
@@ -364,13 +389,11 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
     let mut buffers = Vec::new();
     for (site, &(h, w)) in plan.sites.iter().zip(&shapes.spatial) {
         let (nodes, inits, out) = online_subgraph(site, opset, (h, w));
+        patch.value_info.extend(shifted_info(site, &out, shapes.batch.clone(), &Dim::Known(h), &Dim::Known(w)));
         patch.inserts.push((site.after, nodes));
         patch.initializers.extend(inits);
         patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
-        let known = |v: i64| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(v)),
-            ..Default::default()
-        };
+        let known = |v: i64| dimension(&Dim::Known(v));
         let buffer = Buffer {
             input: format!("{}/buffer_in", site.prefix),
             output: format!("{}/buffer_out", site.prefix),
@@ -395,10 +418,12 @@ mod tests {
             block: 0,
             block_name: "/l/Add".into(),
             tensor: "x".into(),
+            batch: Dim::Sym("N".into()),
             channels: 16,
             fold: 2,
             height: h,
             width: Dim::Known(4),
+            elem_type: Some(1),
             edges: vec![(3, 0)],
             into: vec!["conv".into()],
             after: Some(1),
@@ -520,6 +545,20 @@ mod tests {
         let names: Vec<&str> = g.input.iter().map(|i| i.name()).collect();
         assert_eq!(names, ["x", "/l/tsm/buffer_in", "w"]);
         assert_eq!(g.output[0].name(), "/l/tsm/buffer_out");
+    }
+
+    #[test]
+    fn shifted_tensors_declare_the_site_shape_with_its_batch() {
+        let plan = Plan { sites: vec![site(Dim::Sym("H".into()))], not_shifted: vec![] };
+        let patch = emit(&plan, &Config::default(), 13, "rec".into());
+        let vi = &patch.value_info[0];
+        assert_eq!(vi.name(), "/l/tsm/shifted");
+        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else { panic!() };
+        let dims = crate::shapes::declared_dims(vi).unwrap();
+        assert_eq!((t.elem_type(), dims), (1, vec![Dim::Sym("N".into()), Dim::Known(16), Dim::Sym("H".into()), Dim::Known(4)]));
+        // No element type known: nothing declared rather than a wrong type.
+        let plan = Plan { sites: vec![Site { elem_type: None, ..site(Dim::Known(4)) }], not_shifted: vec![] };
+        assert!(emit(&plan, &Config::default(), 13, "rec".into()).value_info.is_empty());
     }
 
     #[test]

@@ -19,10 +19,13 @@ pub struct Site {
     pub block_name: String,
     /// The tensor that is shifted (the block input).
     pub tensor: String,
+    pub batch: Dim,
     pub channels: i64,
     pub fold: i64,
     pub height: Dim,
     pub width: Dim,
+    /// The tensor's element type (an ONNX `DataType`), where the model tells it.
+    pub elem_type: Option<i32>,
     /// Consumers (node, input slot) that will read the shifted tensor instead.
     pub edges: Vec<(usize, usize)>,
     /// Names of those consumers (indices change once the patch is applied).
@@ -31,6 +34,19 @@ pub struct Site {
     pub after: Option<usize>,
     /// Prefix of every name the subgraph adds, e.g. `/layer1/layer1.0/tsm`.
     pub prefix: String,
+}
+
+/// The element type of `tensor`: declared in the graph, or else that of the weights its consumers
+/// (at `edges`) apply to it, which a convolution shares with its input.
+fn elem_type(graph: &GraphProto, tensor: &str, edges: &[(usize, usize)]) -> Option<i32> {
+    use crate::onnx::type_proto::Value;
+    let declared = graph.value_info.iter().chain(&graph.input).chain(&graph.output).find(|v| v.name() == tensor);
+    if let Some(Value::TensorType(t)) = declared.and_then(|v| v.r#type.as_ref()).and_then(|t| t.value.as_ref()) {
+        return t.elem_type;
+    }
+    edges.iter().find_map(|&(n, _)| {
+        graph.node[n].input.iter().find_map(|i| graph.initializer.iter().find(|t| t.name() == i.as_str())?.data_type)
+    })
 }
 
 /// The whole rewrite, before anything is changed.
@@ -124,10 +140,12 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
             block: k,
             block_name: block.name.clone(),
             tensor: tensor.clone(),
+            batch: block.batch.clone(),
             channels: block.channels,
             fold,
             height: block.height.clone(),
             width: block.width.clone(),
+            elem_type: elem_type(graph, tensor, &edges),
             into: edges.iter().map(|&(n, _)| node_label(&graph.node[n], n)).collect(),
             edges,
             after,
