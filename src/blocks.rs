@@ -76,8 +76,8 @@ const CHAIN_OPS: &[&str] =
 pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
     let mut found = Findings::default();
     for (ni, node) in graph.node.iter().enumerate() {
-        let is_join =
-            (node.op_type() == "Add" || node.op_type() == "Sum") && (node.domain().is_empty() || node.domain() == "ai.onnx");
+        let is_join = (node.op_type() == "Add" || node.op_type() == "Sum")
+            && (node.domain().is_empty() || node.domain() == "ai.onnx");
         if !is_join {
             continue;
         }

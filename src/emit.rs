@@ -58,8 +58,11 @@ impl Patch {
         graph.node = nodes;
         // Before IR 4 initializers may be listed as inputs too; new inputs go after the data inputs
         // so that positional feeding sees the model's own inputs first.
-        let at =
-            graph.input.iter().rposition(|i| !graph.initializer.iter().any(|t| t.name() == i.name())).map_or(0, |p| p + 1);
+        let at = graph
+            .input
+            .iter()
+            .rposition(|i| !graph.initializer.iter().any(|t| t.name() == i.name()))
+            .map_or(0, |p| p + 1);
         graph.input.splice(at..at, self.inputs);
         graph.output.extend(self.outputs);
         graph.value_info.extend(self.value_info);
@@ -69,11 +72,21 @@ impl Patch {
 }
 
 fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
 }
 
 /// Builds the nodes of one site, naming everything under the site's prefix.
@@ -364,7 +377,13 @@ fn dimension(d: &Dim) -> tensor_shape_proto::Dimension {
 /// then cannot prove the two inputs of the block's residual Add the same shape and leaves the Add
 /// and its Relu unfused from the convolution before them (16 of each on ResNet-50, about 0.15 of
 /// the 2D model's time, `bench/RESULTS-forms.md`). Declared, the shape survives inference.
-fn shifted_info(site: &Site, out: &str, batch: tensor_shape_proto::Dimension, h: &Dim, w: &Dim) -> Option<ValueInfoProto> {
+fn shifted_info(
+    site: &Site,
+    out: &str,
+    batch: tensor_shape_proto::Dimension,
+    h: &Dim,
+    w: &Dim,
+) -> Option<ValueInfoProto> {
     let dims = [batch, dimension(&Dim::Known(site.channels)), dimension(h), dimension(w)];
     Some(tensor_info(out, site.elem_type?, &dims))
 }
@@ -510,7 +529,10 @@ mod tests {
         assert_eq!(nodes[0].output, ["/l/tsm/buffer_out", "/l/tsm/buffer_out_unused1"]);
         let all = Site { fold: 16, ..site(Dim::Known(4)) };
         let (nodes, _, _) = online_subgraph(&all, 9, (4, 4));
-        assert_eq!((ops(&nodes), nodes[0].output.clone()), (vec!["Identity(1)".to_string(), "Identity(1)".into()], vec!["/l/tsm/buffer_out".to_string()]));
+        assert_eq!(
+            (ops(&nodes), nodes[0].output.clone()),
+            (vec!["Identity(1)".to_string(), "Identity(1)".into()], vec!["/l/tsm/buffer_out".to_string()])
+        );
         // A fold of every channel: the buffer is the shifted tensor.
         let all = Site { fold: 16, ..site(Dim::Known(4)) };
         let (nodes, _, _) = online_subgraph(&all, 13, (4, 4));
@@ -553,9 +575,14 @@ mod tests {
         let patch = emit(&plan, &Config::default(), 13, "rec".into());
         let vi = &patch.value_info[0];
         assert_eq!(vi.name(), "/l/tsm/shifted");
-        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else { panic!() };
+        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+            panic!()
+        };
         let dims = crate::shapes::declared_dims(vi).unwrap();
-        assert_eq!((t.elem_type(), dims), (1, vec![Dim::Sym("N".into()), Dim::Known(16), Dim::Sym("H".into()), Dim::Known(4)]));
+        assert_eq!(
+            (t.elem_type(), dims),
+            (1, vec![Dim::Sym("N".into()), Dim::Known(16), Dim::Sym("H".into()), Dim::Known(4)])
+        );
         // No element type known: nothing declared rather than a wrong type.
         let plan = Plan { sites: vec![Site { elem_type: None, ..site(Dim::Known(4)) }], not_shifted: vec![] };
         assert!(emit(&plan, &Config::default(), 13, "rec".into()).value_info.is_empty());

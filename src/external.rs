@@ -271,8 +271,10 @@ mod tests {
     fn data_file_offsets_are_aligned_and_small_tensors_stay_inline() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("in.bin"), vec![3u8; 5000]).unwrap();
-        let big = TensorProto { name: Some("big".into()), raw_data: Some(vec![9u8; 2000].into()), ..Default::default() };
-        let small = TensorProto { name: Some("small".into()), raw_data: Some(vec![9u8; 10].into()), ..Default::default() };
+        let big =
+            TensorProto { name: Some("big".into()), raw_data: Some(vec![9u8; 2000].into()), ..Default::default() };
+        let small =
+            TensorProto { name: Some("small".into()), raw_data: Some(vec![9u8; 10].into()), ..Default::default() };
         let mut model = ModelProto {
             graph: Some(GraphProto { initializer: vec![ext("in.bin", 100, 4900), small, big], ..Default::default() }),
             ..Default::default()

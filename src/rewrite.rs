@@ -181,7 +181,8 @@ fn pin_frame_shape(graph: &mut GraphProto, shape: &[usize]) -> Result<(), Error>
                 Some(Value::DimValue(v)) if v > 0 && v as usize != shape[k - 1] => {
                     return Err(Error::Config(format!(
                         "--input-shape {:?} does not fit input '{}', whose dim {k} is fixed at {v}",
-                        shape, vi.name()
+                        shape,
+                        vi.name()
                     )))
                 }
                 Some(Value::DimValue(v)) if v > 0 => {}

@@ -328,7 +328,8 @@ pub fn validate_online(
                 if &out.shape != want {
                     return Err(Error::Validation(format!(
                         "buffer output '{}' has shape {:?}, its buffer input is {want:?}",
-                        vi.name(), out.shape
+                        vi.name(),
+                        out.shape
                     )));
                 }
                 continue;

@@ -233,7 +233,11 @@ mod tests {
 
     #[test]
     fn streamed_encoding_equals_encode_to_vec() {
-        let big = TensorProto { name: Some("w".into()), raw_data: Some(vec![7u8; 3 * CHUNK + 5].into()), ..Default::default() };
+        let big = TensorProto {
+            name: Some("w".into()),
+            raw_data: Some(vec![7u8; 3 * CHUNK + 5].into()),
+            ..Default::default()
+        };
         let small = TensorProto { name: Some("b".into()), raw_data: Some(vec![1u8; 100].into()), ..Default::default() };
         let model = ModelProto {
             producer_name: Some("test".into()),

@@ -44,8 +44,7 @@ fn check_online(name: &str) {
 
         // Inputs: the frame, then the buffers in depth order; outputs: the logits, then the buffers.
         let graph = prepared.graph();
-        let data_inputs: Vec<&str> =
-            tsm_rewrite::validate::data_inputs(graph).iter().map(|v| v.name()).collect();
+        let data_inputs: Vec<&str> = tsm_rewrite::validate::data_inputs(graph).iter().map(|v| v.name()).collect();
         let mut want_inputs = vec!["input"];
         want_inputs.extend(prepared.buffers.iter().map(|b| b.input.as_str()));
         assert_eq!(data_inputs, want_inputs, "{name} {folder}");

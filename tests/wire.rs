@@ -144,7 +144,8 @@ fn rewrite(input: &Path, dir: &Path, extra: &[&str]) -> Vec<u8> {
 }
 
 fn models() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures().join("models")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(fixtures().join("models")).unwrap().map(|e| e.unwrap().path()).collect();
     v.sort();
     if let Ok(extra) = std::env::var("TSM_WIRE_MODELS") {
         v.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
