@@ -19,6 +19,32 @@ pub fn int64(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
     }
 }
 
+/// A bool tensor of the given shape.
+pub fn bool_tensor(name: &str, dims: &[i64], values: &[bool]) -> TensorProto {
+    TensorProto {
+        name: Some(name.to_string()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Bool as i32),
+        raw_data: Some(Bytes::from(values.iter().map(|&v| u8::from(v)).collect::<Vec<u8>>())),
+        ..Default::default()
+    }
+}
+
+/// A scalar zero of the floating-point type `data_type` (all its bytes zero, whatever its width).
+pub fn zero_scalar(name: &str, data_type: i32) -> TensorProto {
+    let width = match DataType::try_from(data_type) {
+        Ok(DataType::Double) => 8,
+        Ok(DataType::Float16 | DataType::Bfloat16) => 2,
+        _ => 4,
+    };
+    TensorProto {
+        name: Some(name.to_string()),
+        data_type: Some(data_type),
+        raw_data: Some(Bytes::from(vec![0u8; width])),
+        ..Default::default()
+    }
+}
+
 /// A 1-D int64 tensor.
 pub fn int64_vec(name: &str, values: &[i64]) -> TensorProto {
     int64(name, &[values.len() as i64], values)

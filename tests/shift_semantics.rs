@@ -200,3 +200,27 @@ fn the_online_form_streamed_equals_the_past_shift_exactly() {
         }
     }
 }
+
+#[test]
+fn zeros_at_clip_borders_are_zeros_whatever_the_neighbour_holds() {
+    // Each clip's first and last frames hold inf, -inf, NaN and -0: a border zero made by
+    // multiplying with a 0/1 mask would turn the neighbouring clip's inf into NaN.
+    let config = Config::default();
+    let model = shift_model(13, &config, 16, Dim::Known(3), Dim::Known(5));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shift.onnx");
+    std::fs::write(&path, prost::Message::encode_to_vec(&model)).unwrap();
+    let t = config.segments;
+    let mut x = FloatArray::random(&[2 * t, 16, 3, 5], 7);
+    let frame = x.data.len() / x.shape[0];
+    let specials = [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -0.0];
+    for clip_frame in [0, t - 1, t, 2 * t - 1] {
+        for (k, v) in x.data[clip_frame * frame..][..frame].iter_mut().enumerate() {
+            *v = specials[k % 4];
+        }
+    }
+    let got = tsm_rewrite::validate::run(&path, std::slice::from_ref(&x)).unwrap();
+    let want = reference_shift(&x, t, 2, config.direction, config.group_order);
+    let bits = |a: &FloatArray| a.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got[0]), bits(&want));
+}

@@ -1,15 +1,16 @@
 //! Turns a plan into a [`Patch`]: the shift subgraphs, written in the operator forms the model's
 //! opset defines, and the edges to rewire. [`Patch::apply`] is the one place the model changes.
 //!
-//! The shift is plain ONNX every runtime handles: Reshape to `[N, T, C, H*W]` (4D, as mmaction2
-//! does, since some backends reject 5D tensors), Slice the channel groups, Pad one zero frame on the
-//! time axis, Concat, Reshape back. No ScatterND, no zeros-then-assign.
-//!
-//! Online (`--online`), each site instead reads channels `[0, fold)` from a buffer input and gives
-//! the current frame's as a buffer output: Slices and a Concat of each frame flattened (see
-//! [`online_subgraph`] for why flattened), no time axis at all.
+//! The shift is plain ONNX that onnxruntime, OpenVINO, tract and TVM all convert (no ScatterND, no
+//! zeros-then-assign), one form per file: [`batch`] (offline, from opset 10: along the batch axis,
+//! no Reshape), [`clip`] (offline before opset 10: on a `[N, T, C, H*W]` view), [`online`] (one
+//! frame, with buffers).
 
-use crate::config::{Config, Direction, GroupOrder};
+mod batch;
+mod clip;
+mod online;
+
+use crate::config::Config;
 use crate::onnx::{
     attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, GraphProto, NodeProto,
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
@@ -29,8 +30,6 @@ pub struct Patch {
     /// Graph inputs to add right after the model's own data inputs, and graph outputs to append.
     pub inputs: Vec<ValueInfoProto>,
     pub outputs: Vec<ValueInfoProto>,
-    /// Shapes of the shifted tensors, appended to the graph's value_info.
-    pub value_info: Vec<ValueInfoProto>,
     pub metadata: Vec<StringStringEntryProto>,
 }
 
@@ -65,7 +64,6 @@ impl Patch {
             .map_or(0, |p| p + 1);
         graph.input.splice(at..at, self.inputs);
         graph.output.extend(self.outputs);
-        graph.value_info.extend(self.value_info);
         graph.initializer.extend(self.initializers);
         metadata.extend(self.metadata);
     }
@@ -206,46 +204,15 @@ impl Emitter<'_> {
 /// The shift subgraph of one site; returns its nodes, initializers and the shifted tensor's name.
 pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
     let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new() };
-    let (t, c, fold) = (config.segments as i64, site.channels, site.fold);
-    let x = site.tensor.clone();
-    // Static H and W give constant shapes; symbolic ones are read from the tensor at run time.
-    let (clip_shape, frame_shape) = match (site.height.known(), site.width.known()) {
-        (Some(h), Some(w)) => (e.constant("clip_shape", &[-1, t, c, h * w]), e.constant("frame_shape", &[-1, c, h, w])),
-        _ => {
-            let shape = e.node("Shape", "Shape", vec![x.clone()], "shape", vec![]);
-            let hi = e.constant("h_index", &[2]);
-            let wi = e.constant("w_index", &[3]);
-            let h = e.node("Gather", "Gather_h", vec![shape.clone(), hi], "h", vec![int_attr("axis", 0)]);
-            let w = e.node("Gather", "Gather_w", vec![shape.clone(), wi], "w", vec![int_attr("axis", 0)]);
-            let hw = e.node("Mul", "Mul_hw", vec![h, w], "hw", vec![]);
-            let lead = e.constant("clip_shape_lead", &[-1, t, c]);
-            let clip_shape = e.node("Concat", "Concat_shape", vec![lead, hw], "clip_shape", vec![int_attr("axis", 0)]);
-            (clip_shape, shape)
-        }
-    };
-    let clip = e.node("Reshape", "Reshape_clip", vec![x, clip_shape], "clip", vec![]);
-    // Group g of `fold` channels starting at channel g*fold, taken from the next or previous frame.
-    let from_next = |e: &mut Emitter, what: &str, g: i64| {
-        let s = e.slice(what, &clip, &[1, g * fold], &[t, (g + 1) * fold], &[1, 2], &[t, c]);
-        e.pad_time(what, &s, false)
-    };
-    let from_prev = |e: &mut Emitter, what: &str, g: i64| {
-        let s = e.slice(what, &clip, &[0, g * fold], &[t - 1, (g + 1) * fold], &[1, 2], &[t, c]);
-        e.pad_time(what, &s, true)
-    };
-    let mut parts = match (config.direction, config.group_order) {
-        (Direction::Bidirectional, GroupOrder::Tsm) => vec![from_next(&mut e, "next", 0), from_prev(&mut e, "prev", 1)],
-        (Direction::Bidirectional, GroupOrder::Paddle) => {
-            vec![from_prev(&mut e, "prev", 0), from_next(&mut e, "next", 1)]
-        }
-        (Direction::Past, _) => vec![from_prev(&mut e, "prev", 0)],
-    };
-    let shifted_channels = fold * parts.len() as i64;
-    if shifted_channels < c {
-        parts.push(e.slice("rest", &clip, &[shifted_channels], &[c], &[2], &[c]));
-    }
-    let joined = e.node("Concat", "Concat", parts, "shifted_clip", vec![int_attr("axis", 2)]);
-    let out = e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], "shifted", vec![]);
+    let out = if opset >= 10 { batch::subgraph(&mut e, site, config) } else { clip::subgraph(&mut e, site, config) };
+    (e.nodes, e.inits, out)
+}
+
+/// The online form of one site (see [`online`]): returns its nodes, initializers and the shifted
+/// tensor's name.
+pub fn online_subgraph(site: &Site, opset: i64, spatial: (i64, i64)) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
+    let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new() };
+    let out = online::subgraph(&mut e, site, spatial);
     (e.nodes, e.inits, out)
 }
 
@@ -272,33 +239,6 @@ impl Buffer {
             })
             .collect()
     }
-}
-
-/// The online form of one site: the site's consumers read `x` with channels `[0, fold)` replaced by
-/// `buffer_in`, and `buffer_out = x[:, :fold]`. Returns the nodes, initializers and shifted tensor.
-///
-/// The replacement is a Concat of the buffer and `x[:, fold:]`, done on each frame flattened to
-/// `[N, C*H*W]` (Reshapes are free), pure data movement and so exact for any value. Flattened,
-/// because tract turns a channel-axis Concat that feeds a 1x1 convolution into one matrix product
-/// per part, which costs more than the copy: on ResNet-50 per frame the channel Concat cost about
-/// 8%, `x * mask + pad(buffer)` about 7%, the flat Concat about 4% (`bench/online_latency.sh`).
-pub fn online_subgraph(site: &Site, opset: i64, (h, w): (i64, i64)) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
-    let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new() };
-    let (c, fold) = (site.channels, site.fold);
-    e.slice("buffer_out", &site.tensor, &[0], &[fold], &[1], &[c]);
-    let buffer_in = e.name("buffer_in");
-    if fold == c {
-        let out = e.node("Identity", "Identity", vec![buffer_in], "shifted", vec![]);
-        return (e.nodes, e.inits, out);
-    }
-    let flat = e.constant("flat_shape", &[0, -1]);
-    let x = e.node("Reshape", "Reshape_x", vec![site.tensor.clone(), flat.clone()], "x_flat", vec![]);
-    let rest = e.slice("rest", &x, &[fold * h * w], &[c * h * w], &[1], &[c * h * w]);
-    let buffer = e.node("Reshape", "Reshape_buffer", vec![buffer_in, flat], "buffer_flat", vec![]);
-    let joined = e.node("Concat", "Concat", vec![buffer, rest], "shifted_flat", vec![int_attr("axis", 1)]);
-    let shape = e.constant("frame_shape", &[-1, c, h, w]);
-    let out = e.node("Reshape", "Reshape_frame", vec![joined, shape], "shifted", vec![]);
-    (e.nodes, e.inits, out)
 }
 
 fn tensor_info(name: &str, elem_type: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInfoProto {
@@ -371,29 +311,11 @@ fn dimension(d: &Dim) -> tensor_shape_proto::Dimension {
     tensor_shape_proto::Dimension { value, ..Default::default() }
 }
 
-/// The declared shape of a site's shifted tensor: the site tensor's `[N, C, H, W]`, with `batch`.
-///
-/// Shape inference loses the batch of a tensor that went through a Reshape to `-1`; onnxruntime
-/// then cannot prove the two inputs of the block's residual Add the same shape and leaves the Add
-/// and its Relu unfused from the convolution before them (16 of each on ResNet-50, about 0.15 of
-/// the 2D model's time, `bench/RESULTS-forms.md`). Declared, the shape survives inference.
-fn shifted_info(
-    site: &Site,
-    out: &str,
-    batch: tensor_shape_proto::Dimension,
-    h: &Dim,
-    w: &Dim,
-) -> Option<ValueInfoProto> {
-    let dims = [batch, dimension(&Dim::Known(site.channels)), dimension(h), dimension(w)];
-    Some(tensor_info(out, site.elem_type?, &dims))
-}
-
 /// The patch for a whole plan.
 pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) -> Patch {
     let mut patch = Patch::default();
     for site in &plan.sites {
         let (nodes, inits, out) = shift_subgraph(site, config, opset);
-        patch.value_info.extend(shifted_info(site, &out, dimension(&site.batch), &site.height, &site.width));
         patch.inserts.push((site.after, nodes));
         patch.initializers.extend(inits);
         patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
@@ -408,7 +330,6 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
     let mut buffers = Vec::new();
     for (site, &(h, w)) in plan.sites.iter().zip(&shapes.spatial) {
         let (nodes, inits, out) = online_subgraph(site, opset, (h, w));
-        patch.value_info.extend(shifted_info(site, &out, shapes.batch.clone(), &Dim::Known(h), &Dim::Known(w)));
         patch.inserts.push((site.after, nodes));
         patch.initializers.extend(inits);
         patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
@@ -430,6 +351,7 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Direction;
     use crate::shapes::Dim;
 
     fn site(h: Dim) -> Site {
@@ -482,32 +404,76 @@ mod tests {
         assert_eq!(split(&n9[7]), vec![4, 12]);
         assert_eq!(out, "/l/tsm/shifted");
         assert_eq!(i9.len(), 2);
-        let (n10, _, _) = shift_subgraph(&site(Dim::Known(4)), &c, 10);
-        assert_eq!(ops(&n10)[1..3], ["Slice(4)", "Pad(1)"]);
-        let (n11, i11, _) = shift_subgraph(&site(Dim::Known(4)), &c, 11);
-        assert_eq!(ops(&n11)[1..3], ["Slice(4)", "Pad(2)"]);
-        assert_eq!(
-            i11.iter().find(|t| t.name() == "/l/tsm/clip_shape").map(crate::tensor::int_values),
-            Some(Some(vec![-1, 8, 16, 16]))
-        );
-        let pads = i11.iter().find(|t| t.name() == "/l/tsm/next_pads").unwrap();
-        assert_eq!(crate::tensor::int_values(pads), Some(vec![0, 0, 0, 0, 0, 1, 0, 0]));
-    }
-
-    #[test]
-    fn symbolic_spatial_dims_are_read_at_run_time() {
-        let (nodes, _, _) = shift_subgraph(&site(Dim::Sym("H".into())), &Config::default(), 13);
+        // Symbolic H and W are read at run time in the clip view.
+        let (nodes, _, _) = shift_subgraph(&site(Dim::Sym("H".into())), &c, 9);
         assert_eq!(ops(&nodes)[..5], ["Shape(1)", "Gather(2)", "Gather(2)", "Mul(2)", "Concat(2)"]);
         assert_eq!(nodes.last().unwrap().input[1], "/l/tsm/shape");
     }
 
     #[test]
-    fn past_shifts_one_group() {
+    fn from_opset_10_the_shift_runs_along_the_batch_axis() {
+        let c = Config::default();
+        let (nodes, inits, out) = shift_subgraph(&site(Dim::Sym("H".into())), &c, 13);
+        // next: frames [1, end) of channels [0, 2), a zero frame after, kept where the frame has a
+        // next one in its clip (a [T,1,1,1] constant expanded to the clips at run time).
+        assert_eq!(
+            ops(&nodes),
+            [
+                "Shape(1)",
+                "Slice(4)",
+                "Div(2)",
+                "Concat(2)",
+                "Expand(2)",
+                "Reshape(2)",
+                "Slice(4)",
+                "Pad(2)",
+                "Where(3)",
+                "Expand(2)",
+                "Reshape(2)",
+                "Slice(4)",
+                "Pad(2)",
+                "Where(3)",
+                "Slice(4)",
+                "Concat(3)"
+            ]
+        );
+        assert_eq!(out, "/l/tsm/shifted");
+        assert_eq!(nodes[15].input, ["/l/tsm/next_kept", "/l/tsm/prev_kept", "/l/tsm/rest"]);
+        let v = |n: &str| inits.iter().find(|t| t.name() == n).and_then(crate::tensor::int_values);
+        assert_eq!((v("/l/tsm/next_starts"), v("/l/tsm/next_ends")), (Some(vec![1, 0]), Some(vec![i64::MAX, 2])));
+        assert_eq!((v("/l/tsm/prev_starts"), v("/l/tsm/prev_ends")), (Some(vec![0, 2]), Some(vec![-1, 4])));
+        assert_eq!(
+            (v("/l/tsm/next_pads"), v("/l/tsm/prev_pads")),
+            (Some(vec![0, 0, 0, 0, 1, 0, 0, 0]), Some(vec![1, 0, 0, 0, 0, 0, 0, 0]))
+        );
+        let mask = |n: &str| inits.iter().find(|t| t.name() == n).unwrap().raw_data().to_vec();
+        assert_eq!(mask("/l/tsm/has_next_in_clip"), [1, 1, 1, 1, 1, 1, 1, 0]);
+        assert_eq!(mask("/l/tsm/has_prev_in_clip"), [0, 1, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(mask("/l/tsm/zero"), [0, 0, 0, 0]);
+        // Opset 10: Pad still takes attributes.
+        let (n10, _, _) = shift_subgraph(&Site { batch: Dim::Known(8), ..site(Dim::Known(4)) }, &c, 10);
+        assert_eq!(ops(&n10)[..2], ["Slice(4)", "Pad(1)"]);
+    }
+
+    #[test]
+    fn a_fixed_batch_of_whole_clips_gets_constant_masks() {
+        let fixed = Site { batch: Dim::Known(16), elem_type: Some(10), ..site(Dim::Known(4)) };
         let c = Config { direction: Direction::Past, ..Config::default() };
-        let (nodes, inits, _) = shift_subgraph(&site(Dim::Known(4)), &c, 13);
-        assert_eq!(ops(&nodes), ["Reshape(2)", "Slice(4)", "Pad(2)", "Slice(4)", "Concat(2)", "Reshape(2)"]);
+        let (nodes, inits, _) = shift_subgraph(&fixed, &c, 13);
+        assert_eq!(ops(&nodes), ["Slice(4)", "Pad(2)", "Where(3)", "Slice(4)", "Concat(2)"]);
+        let has_prev = inits.iter().find(|t| t.name() == "/l/tsm/has_prev").unwrap();
+        assert_eq!(has_prev.dims, [16, 1, 1, 1]);
+        let want: Vec<u8> = (0..16).map(|i| u8::from(i % 8 > 0)).collect();
+        assert_eq!(has_prev.raw_data(), &want[..]);
+        // The zero has the tensor's own type (float16 here).
+        let zero = inits.iter().find(|t| t.name() == "/l/tsm/zero").unwrap();
+        assert_eq!((zero.data_type(), zero.raw_data()), (10, &[0u8, 0][..]));
         let rest = inits.iter().find(|t| t.name() == "/l/tsm/rest_starts").unwrap();
         assert_eq!(crate::tensor::int_values(rest), Some(vec![2]));
+        // A fixed batch that does not hold whole clips: the masks are computed at run time.
+        let odd = Site { batch: Dim::Known(1), ..fixed };
+        let (nodes, _, _) = shift_subgraph(&odd, &c, 13);
+        assert!(ops(&nodes).contains(&"Expand(2)".to_string()));
     }
 
     #[test]
@@ -522,7 +488,8 @@ mod tests {
         assert_eq!((v("/l/tsm/buffer_out_starts"), v("/l/tsm/buffer_out_ends")), (Some(vec![0]), Some(vec![2])));
         // Channels [2, 16) of a 3x4 frame, flattened.
         assert_eq!((v("/l/tsm/rest_starts"), v("/l/tsm/rest_ends")), (Some(vec![24]), Some(vec![192])));
-        assert_eq!(v("/l/tsm/frame_shape"), Some(vec![-1, 16, 3, 4]));
+        // 0 copies the batch, so shape inference keeps its symbol.
+        assert_eq!(v("/l/tsm/frame_shape"), Some(vec![0, 16, 3, 4]));
         // Opset 9: Splits, the buffer keeping its name.
         let (nodes, _, _) = online_subgraph(&site(Dim::Known(4)), 9, (4, 4));
         assert_eq!(ops(&nodes), ["Split(1)", "Reshape(2)", "Split(1)", "Reshape(2)", "Concat(2)", "Reshape(2)"]);
@@ -567,25 +534,6 @@ mod tests {
         let names: Vec<&str> = g.input.iter().map(|i| i.name()).collect();
         assert_eq!(names, ["x", "/l/tsm/buffer_in", "w"]);
         assert_eq!(g.output[0].name(), "/l/tsm/buffer_out");
-    }
-
-    #[test]
-    fn shifted_tensors_declare_the_site_shape_with_its_batch() {
-        let plan = Plan { sites: vec![site(Dim::Sym("H".into()))], not_shifted: vec![] };
-        let patch = emit(&plan, &Config::default(), 13, "rec".into());
-        let vi = &patch.value_info[0];
-        assert_eq!(vi.name(), "/l/tsm/shifted");
-        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-            panic!()
-        };
-        let dims = crate::shapes::declared_dims(vi).unwrap();
-        assert_eq!(
-            (t.elem_type(), dims),
-            (1, vec![Dim::Sym("N".into()), Dim::Known(16), Dim::Sym("H".into()), Dim::Known(4)])
-        );
-        // No element type known: nothing declared rather than a wrong type.
-        let plan = Plan { sites: vec![Site { elem_type: None, ..site(Dim::Known(4)) }], not_shifted: vec![] };
-        assert!(emit(&plan, &Config::default(), 13, "rec".into()).value_info.is_empty());
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! The offline shift on a clip view, the form before opset 10: Reshape `[N*T, C, H, W]` to
+//! `[N, T, C, H*W]` (4D, as mmaction2 does, since some backends reject 5D tensors), take the
+//! channel groups on the time axis, Pad one zero frame, Concat, Reshape back.
+//!
+//! From opset 10 [`super::batch`] is emitted instead: it needs Slice with inputs (an axis-0 range
+//! whose end is the dynamic batch), which Slice-1's attributes can say but TVM cannot convert, and
+//! the Reshape here costs a layout round trip in OpenVINO and loses the batch symbol in shape
+//! inference (onnxruntime then leaves each block's residual Add unfused).
+
+use super::{int_attr, Emitter};
+use crate::config::{Config, Direction, GroupOrder};
+use crate::plan::Site;
+
+/// The site's shift, viewing the tensor as clips; returns the shifted tensor's name.
+pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String {
+    let (t, c, fold) = (config.segments as i64, site.channels, site.fold);
+    let x = site.tensor.clone();
+    // Static H and W give constant shapes; symbolic ones are read from the tensor at run time.
+    let (clip_shape, frame_shape) = match (site.height.known(), site.width.known()) {
+        (Some(h), Some(w)) => (e.constant("clip_shape", &[-1, t, c, h * w]), e.constant("frame_shape", &[-1, c, h, w])),
+        _ => {
+            let shape = e.node("Shape", "Shape", vec![x.clone()], "shape", vec![]);
+            let hi = e.constant("h_index", &[2]);
+            let wi = e.constant("w_index", &[3]);
+            let h = e.node("Gather", "Gather_h", vec![shape.clone(), hi], "h", vec![int_attr("axis", 0)]);
+            let w = e.node("Gather", "Gather_w", vec![shape.clone(), wi], "w", vec![int_attr("axis", 0)]);
+            let hw = e.node("Mul", "Mul_hw", vec![h, w], "hw", vec![]);
+            let lead = e.constant("clip_shape_lead", &[-1, t, c]);
+            let clip_shape = e.node("Concat", "Concat_shape", vec![lead, hw], "clip_shape", vec![int_attr("axis", 0)]);
+            (clip_shape, shape)
+        }
+    };
+    let clip = e.node("Reshape", "Reshape_clip", vec![x, clip_shape], "clip", vec![]);
+    // Group g of `fold` channels starting at channel g*fold, taken from the next or previous frame.
+    let from_next = |e: &mut Emitter, what: &str, g: i64| {
+        let s = e.slice(what, &clip, &[1, g * fold], &[t, (g + 1) * fold], &[1, 2], &[t, c]);
+        e.pad_time(what, &s, false)
+    };
+    let from_prev = |e: &mut Emitter, what: &str, g: i64| {
+        let s = e.slice(what, &clip, &[0, g * fold], &[t - 1, (g + 1) * fold], &[1, 2], &[t, c]);
+        e.pad_time(what, &s, true)
+    };
+    let mut parts = match (config.direction, config.group_order) {
+        (Direction::Bidirectional, GroupOrder::Tsm) => vec![from_next(e, "next", 0), from_prev(e, "prev", 1)],
+        (Direction::Bidirectional, GroupOrder::Paddle) => {
+            vec![from_prev(e, "prev", 0), from_next(e, "next", 1)]
+        }
+        (Direction::Past, _) => vec![from_prev(e, "prev", 0)],
+    };
+    let shifted_channels = fold * parts.len() as i64;
+    if shifted_channels < c {
+        parts.push(e.slice("rest", &clip, &[shifted_channels], &[c], &[2], &[c]));
+    }
+    let joined = e.node("Concat", "Concat", parts, "shifted_clip", vec![int_attr("axis", 2)]);
+    e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], "shifted", vec![])
+}

@@ -1,0 +1,31 @@
+//! The online (per-frame) form of a site: channels `[0, fold)` come from a buffer input holding the
+//! previous frame's, and a buffer output gives the current frame's.
+
+use super::{int_attr, Emitter};
+use crate::plan::Site;
+
+/// The online form of one site: the site's consumers read `x` with channels `[0, fold)` replaced by
+/// `buffer_in`, and `buffer_out = x[:, :fold]`. Returns the nodes, initializers and shifted tensor.
+///
+/// The replacement is a Concat of the buffer and `x[:, fold:]`, done on each frame flattened to
+/// `[N, C*H*W]` (Reshapes are free), pure data movement and so exact for any value. Flattened,
+/// because tract turns a channel-axis Concat that feeds a 1x1 convolution into one matrix product
+/// per part, which costs more than the copy: on ResNet-50 per frame the channel Concat cost about
+/// 8%, `x * mask + pad(buffer)` about 7%, the flat Concat about 4% (`bench/online_latency.sh`).
+pub(super) fn subgraph(e: &mut Emitter, site: &Site, (h, w): (i64, i64)) -> String {
+    let (c, fold) = (site.channels, site.fold);
+    e.slice("buffer_out", &site.tensor, &[0], &[fold], &[1], &[c]);
+    let buffer_in = e.name("buffer_in");
+    if fold == c {
+        return e.node("Identity", "Identity", vec![buffer_in], "shifted", vec![]);
+    }
+    let flat = e.constant("flat_shape", &[0, -1]);
+    let x = e.node("Reshape", "Reshape_x", vec![site.tensor.clone(), flat.clone()], "x_flat", vec![]);
+    let rest = e.slice("rest", &x, &[fold * h * w], &[c * h * w], &[1], &[c * h * w]);
+    let buffer = e.node("Reshape", "Reshape_buffer", vec![buffer_in, flat], "buffer_flat", vec![]);
+    let joined = e.node("Concat", "Concat", vec![buffer, rest], "shifted_flat", vec![int_attr("axis", 1)]);
+    // 0, not -1: the batch is copied, so shape inference keeps its symbol (with -1 onnxruntime
+    // cannot prove the block's residual Add inputs equal and leaves the Add unfused).
+    let shape = e.constant("frame_shape", &[0, c, h, w]);
+    e.node("Reshape", "Reshape_frame", vec![joined, shape], "shifted", vec![])
+}
