@@ -1,0 +1,687 @@
+#!/usr/bin/env python3
+"""Inference overhead of the TSM shift (issue 8): the rewritten model against its own 2D model, per
+runtime, from paired interleaved rounds in one process.
+
+    python bench/overhead.py                          # everything, writes bench/RESULTS-overhead.md
+    python bench/overhead.py --runtime ort --model resnet50 --rounds 21
+    python bench/overhead.py --runtime tract --variant /tmp/x.onnx --variant /tmp/y.onnx
+    python bench/overhead.py --mode online --runtime openvino
+
+Models (built once, cached in --work, /tmp/h-bench by default): torchvision resnet50 and
+mobilenet_v2 (weights=None, seeded, BN statistics calibrated as bench/verify_full.py does so the
+shift has a visible effect), legacy exporter, opset 17, dynamic batch. Rows, each a ratio to the 2D
+model measured in the same rounds:
+
+- null: a byte-different copy of the 2D model (the harness's own noise and order bias);
+- roundtrip: the 2D model with each site's branch input through a channel Split + Concat, an exact
+  identity (each runtime's floor for touching the tensor at each site);
+- tsm: `tsm-rewrite --no-validate` with default offline flags (`--online` for per frame);
+- mmaction2: the PyTorch TSM written as mmaction2 does ([N, T, C, H*W] view, zeros from x - x,
+  slices, Concat along T then C), exported with the same exporter;
+- any --variant file (same input and output as the TSM model).
+
+Offline: one clip of T=8 frames per run ([8, 3, 224, 224]). Online: per frame (batch 1) with the
+buffers fed back; onnxruntime through I/O binding (two bindings whose buffer OrtValues swap roles
+every frame), OpenVINO through two infer requests whose tensors are set once and swap roles, tract
+by feeding the output tensors back. Each round runs every model once (offline) or --frames frames
+(online), in an order that rotates every round; the ratio of a round is model time / 2D time of the
+same round. Reported: median ratio, interquartile range and min-max over the rounds.
+
+Every variant is checked for exactness in onnxruntime against the PyTorch TSM reference
+(fixtures/export.py's temporal_shift through bench/verify_full.py's make_tsm) before timing:
+max |diff| <= 1e-4 * max(1, max |ref|).
+"""
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+from onnx import helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "fixtures"))
+import verify_full as vf  # noqa: E402  (build, make_tsm, shift_sites, SEEDS)
+import export as ref  # noqa: E402  (temporal_shift, OnlineShift, apply_residual_shift)
+
+BIN = os.environ.get("TSM_BIN", "/work/bin/tsm-rewrite")
+T = 8
+FOLD_DIV = 8
+HW = 224
+OPSET = 17
+REL_TOL = 1e-4
+ARCHS = ["resnet50", "mobilenet_v2"]
+RUNTIMES = ["ort", "openvino", "tract", "tvm"]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------
+
+class MmactionShift(nn.Module):
+    """mmaction2's TemporalShift.shift (mmaction/models/backbones/resnet_tsm.py), shift_div=8."""
+
+    def __init__(self, num_segments=T, shift_div=FOLD_DIV):
+        super().__init__()
+        self.num_segments, self.shift_div = num_segments, shift_div
+
+    def forward(self, x):
+        n, c, h, w = x.size()
+        x = x.view(-1, self.num_segments, c, h * w)
+        fold = c // self.shift_div
+        left_split = x[:, :, :fold, :]
+        mid_split = x[:, :, fold:2 * fold, :]
+        right_split = x[:, :, 2 * fold:, :]
+        zeros = left_split - left_split
+        blank = zeros[:, :1, :, :]
+        left_split = left_split[:, 1:, :, :]
+        left_split = torch.cat((left_split, blank), 1)
+        zeros = mid_split - mid_split
+        blank = zeros[:, :1, :, :]
+        mid_split = mid_split[:, :-1, :, :]
+        mid_split = torch.cat((blank, mid_split), 1)
+        out = torch.cat((left_split, mid_split, right_split), 2)
+        return out.view(n, c, h, w)
+
+
+def make_mmaction(model):
+    tsm = copy.deepcopy(model)
+    for u in vf.shift_sites(tsm):
+        ref.apply_residual_shift(tsm.get_submodule(u.path), MmactionShift())
+    return tsm.eval()
+
+
+def make_online_ref(model):
+    tsm = copy.deepcopy(model)
+    for u in vf.shift_sites(tsm):
+        ref.apply_residual_shift(tsm.get_submodule(u.path), ref.OnlineShift(FOLD_DIV))
+    return tsm.eval()
+
+
+def export(model, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2 * T, 3, HW, HW),), path, dynamo=False, opset_version=OPSET,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+def run_tool(args):
+    p = subprocess.run([BIN] + args, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"tsm-rewrite {' '.join(args)}: {p.stderr[-2000:]}")
+    return p.stderr
+
+
+def clip_input(arch, clips=2):
+    rng = np.random.default_rng(vf.SEEDS[arch] + 700)
+    return rng.standard_normal((clips * T, 3, HW, HW)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# Sites of a rewritten model, and forms to put in their place
+# --------------------------------------------------------------------------
+
+def init_values(model):
+    return {t.name: t for t in model.graph.initializer}
+
+
+def offline_sites(model):
+    """[(prefix, x, C, H, W, fold)] of a model written by tsm-rewrite (offline, constant H, W)."""
+    inits = init_values(model)
+    sites = []
+    for n in model.graph.node:
+        if n.op_type == "Reshape" and n.output[0].endswith("/tsm/clip"):
+            prefix = n.output[0][: -len("/clip")]
+            frame = numpy_helper.to_array(inits[prefix + "/frame_shape"]).tolist()
+            _, c, h, w = frame
+            sites.append((prefix, n.input[0], c, h, w, c // FOLD_DIV))
+    return sites
+
+
+def online_sites(model):
+    """[(prefix, x, C, H, W, fold)] of a model written by tsm-rewrite --online."""
+    inits = init_values(model)
+    sites = []
+    for n in model.graph.node:
+        if n.op_type == "Slice" and n.name.endswith("/Slice_buffer_out"):
+            prefix = n.name[: -len("/Slice_buffer_out")]
+            frame = numpy_helper.to_array(inits[prefix + "/frame_shape"]).tolist()
+            _, c, h, w = frame
+            fold = int(numpy_helper.to_array(inits[prefix + "/buffer_out_ends"])[0])
+            sites.append((prefix, n.input[0], c, h, w, fold))
+    return sites
+
+
+class Builder:
+    """Collects the nodes and initializers of one site's form, named under the site's prefix."""
+
+    def __init__(self, prefix):
+        self.prefix, self.nodes, self.inits, self.k = prefix, [], [], 0
+
+    def name(self, what):
+        return f"{self.prefix}/{what}"
+
+    def const(self, what, values, dtype=np.int64):
+        n = self.name(what)
+        self.inits.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), n))
+        return n
+
+    def op(self, op, inputs, out=None, n_out=1, **attrs):
+        self.k += 1
+        base = out or f"{op}_{self.k}"
+        outs = [self.name(base)] if n_out == 1 else [self.name(f"{base}_{i}") for i in range(n_out)]
+        self.nodes.append(helper.make_node(op, inputs, outs, name=self.name(f"{op}_{self.k}_{base}"), **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def slice(self, x, starts, ends, axes, out=None):
+        s = self.const(f"s{self.k + 1}_starts", starts)
+        e = self.const(f"s{self.k + 1}_ends", ends)
+        a = self.const(f"s{self.k + 1}_axes", axes)
+        return self.op("Slice", [x, s, e, a], out)
+
+
+def replace_sites(model, sites, form, value_info=False):
+    """A copy of model with each site's subgraph (nodes and initializers under `<prefix>/`) replaced
+    by form(builder, x, C, H, W, fold) -> output tensor; the output is renamed `<prefix>/shifted`, so
+    the consumers stay wired. value_info=True also declares `<prefix>/shifted` as [batch, C, H, W]."""
+    m = copy.deepcopy(model)
+    g = m.graph
+    batch = g.input[0].type.tensor_type.shape.dim[0]
+    for prefix, x, c, h, w, fold in sites:
+        pre = prefix + "/"
+        idx = [i for i, n in enumerate(g.node) if n.name.startswith(pre)]
+        first = idx[0]
+        keep = [n for i, n in enumerate(g.node) if i not in set(idx)]
+        b = Builder(prefix)
+        out = form(b, x, c, h, w, fold)
+        target = pre + "shifted"
+        if out != target:
+            if out == x:  # identity form
+                b.op("Identity", [x], "shifted")
+            else:
+                for n in b.nodes:
+                    for j, o in enumerate(n.output):
+                        if o == out:
+                            n.output[j] = target
+        g.ClearField("node")
+        g.node.extend(keep[:first] + b.nodes + keep[first:])
+        others = [t for t in g.initializer if not t.name.startswith(pre)]
+        g.ClearField("initializer")
+        g.initializer.extend(others + b.inits)
+        if value_info:
+            vi = helper.make_tensor_value_info(target, onnx.TensorProto.FLOAT, [None, c, h, w])
+            vi.type.tensor_type.shape.dim[0].CopyFrom(batch)
+            g.value_info.append(vi)
+    return m
+
+
+# ---- offline forms (bidirectional, tsm order: [0,fold) <- t+1, [fold,2fold) <- t-1) ----
+
+def form_roundtrip(b, x, c, h, w, fold):
+    """Exact identity: channel Split in three + Concat."""
+    parts = b.op("Split", [x, b.const("split", [fold, fold, c - 2 * fold])], "part", n_out=3, axis=1)
+    return b.op("Concat", parts, "shifted", axis=1)
+
+
+def load_forms():
+    """bench/forms.py's OFFLINE and ONLINE form tables (name -> (doc, form))."""
+    import forms
+    return forms.OFFLINE, forms.ONLINE
+
+
+# --------------------------------------------------------------------------
+# Exactness
+# --------------------------------------------------------------------------
+
+def check_offline(path, expected, x):
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    err = float(np.abs(y - expected).max())
+    tol = REL_TOL * max(1.0, float(np.abs(expected).max()))
+    return err, tol
+
+
+def check_online(path, expected, frames):
+    """Streams frames [F, 1, 3, H, W] (zeros in the buffers first); expected [F, 1, classes]."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    ins, outs = sess.get_inputs(), sess.get_outputs()
+    bufs = [np.zeros([1] + list(i.shape[1:]), np.float32) for i in ins[1:]]
+    err = 0.0
+    for f, e in zip(frames, expected):
+        res = sess.run(None, dict(zip([i.name for i in ins], [f] + bufs)))
+        bufs = res[1:]
+        err = max(err, float(np.abs(res[0] - e).max()))
+    return err, REL_TOL * max(1.0, float(np.abs(expected).max()))
+
+
+# --------------------------------------------------------------------------
+# Build
+# --------------------------------------------------------------------------
+
+def build(arch, work, log_=log):
+    d = os.path.join(work, arch)
+    os.makedirs(d, exist_ok=True)
+    p = {k: os.path.join(d, f"{k}.onnx") for k in
+         ("plain", "null", "tsm", "roundtrip", "mmaction2", "online", "online_roundtrip")}
+    p["ref"] = os.path.join(d, "ref.npz")
+    if all(os.path.exists(v) for v in p.values()):
+        return p
+    log_(f"[{arch}] building models in {d}")
+    model = vf.build(arch)
+    if not os.path.exists(p["plain"]):
+        export(model, p["plain"])
+    if not os.path.exists(p["mmaction2"]):
+        export(make_mmaction(model), p["mmaction2"])
+    if not os.path.exists(p["ref"]):
+        x = clip_input(arch)
+        with torch.no_grad():
+            tsm_ref = vf.make_tsm(model, "residual", "bidirectional", FOLD_DIV)[0](torch.from_numpy(x)).numpy()
+            plain_ref = model(torch.from_numpy(x)).numpy()
+            frames = x[:T].reshape(T, 1, 3, HW, HW)
+            onl = make_online_ref(model)
+            online_ref = np.stack([onl(torch.from_numpy(f)).numpy() for f in frames])
+        np.savez(p["ref"], x=x, tsm=tsm_ref, plain=plain_ref, online=online_ref)
+    while not os.path.exists(BIN):
+        log_(f"waiting for {BIN}")
+        time.sleep(20)
+    run_tool([p["plain"], "-o", p["tsm"], "--no-validate"])
+    run_tool([p["plain"], "-o", p["online"], "--no-validate", "--online"])
+    m = onnx.load(p["plain"])
+    md = m.metadata_props.add()
+    md.key, md.value = "overhead-null", "copy"
+    onnx.save(m, p["null"])
+    tsm = onnx.load(p["tsm"])
+    onnx.save(replace_sites(tsm, offline_sites(tsm), form_roundtrip), p["roundtrip"])
+    onx = onnx.load(p["online"])
+    rt = replace_sites(onx, online_sites(onx), form_roundtrip)
+    # the round trip has no buffers: drop them from the online model's inputs and outputs
+    for coll in (rt.graph.input, rt.graph.output):
+        keep = [v for v in coll if "/tsm/buffer_" not in v.name]
+        del coll[:]
+        coll.extend(keep)
+    del rt.metadata_props[:]
+    onnx.save(rt, p["online_roundtrip"])
+    return p
+
+
+def check_all(p, variants, log_=log):
+    r = np.load(p["ref"])
+    x = r["x"]
+    out = {}
+    for name, path in [("null", p["null"]), ("roundtrip", p["roundtrip"])]:
+        out[name] = check_offline(path, r["plain"], x)
+    for name, path in [("tsm", p["tsm"]), ("mmaction2", p["mmaction2"])] + list(variants):
+        out[name] = check_offline(path, r["tsm"], x)
+    frames = x[:T].reshape(T, 1, 3, HW, HW)
+    out["online"] = check_online(p["online"], r["online"], frames)
+    for k, (e, t) in out.items():
+        log_(f"  exact? {k:<24} max|diff| {e:.2e} (tol {t:.2e}) {'ok' if e <= t else 'FAIL'}")
+    return out
+
+
+# --------------------------------------------------------------------------
+# Runners: each returns a zero-argument function that runs one inference on preallocated data
+# --------------------------------------------------------------------------
+
+def ort_offline(path, x):
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])  # default options
+    name = sess.get_inputs()[0].name
+    outs = [o.name for o in sess.get_outputs()]
+    feed = {name: x}
+    return lambda: sess.run(outs, feed)
+
+
+def ort_online(path, frame):
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    ins, outs = sess.get_inputs(), sess.get_outputs()
+    xv = ort.OrtValue.ortvalue_from_numpy(frame)
+    logits = [ort.OrtValue.ortvalue_from_shape_and_type([1] + list(o.shape[1:]), np.float32) for o in outs[:1]]
+    nb = len(ins) - 1
+    shapes = [[1] + list(i.shape[1:]) for i in ins[1:]]
+    sets = [[ort.OrtValue.ortvalue_from_numpy(np.zeros(s, np.float32)) for s in shapes] for _ in range(2)]
+    binds = []
+    for k in range(2):
+        io = sess.io_binding()
+        io.bind_ortvalue_input(ins[0].name, xv)
+        io.bind_ortvalue_output(outs[0].name, logits[0])
+        for j in range(nb):
+            io.bind_ortvalue_input(ins[1 + j].name, sets[k][j])
+            io.bind_ortvalue_output(outs[1 + j].name, sets[1 - k][j])
+        binds.append(io)
+    state = [0]
+
+    def run():
+        sess.run_with_iobinding(binds[state[0]])
+        state[0] ^= 1
+    return run
+
+
+def ov_compile(path, batch):
+    import openvino as ov
+    core = ov.Core()
+    m = core.read_model(path)
+    shapes = {}
+    for i in m.inputs:
+        s = i.get_partial_shape()
+        s[0] = batch
+        shapes[i.get_any_name()] = s
+    m.reshape(shapes)
+    return ov, core.compile_model(m, "CPU")
+
+
+def ov_offline(path, x):
+    ov, cm = ov_compile(path, x.shape[0])
+    req = cm.create_infer_request()
+    req.set_input_tensor(0, ov.Tensor(x))
+    return lambda: req.infer()
+
+
+def ov_online(path, frame):
+    ov, cm = ov_compile(path, 1)
+    ins, outs = cm.inputs, cm.outputs
+    nb = len(ins) - 1
+    xt = ov.Tensor(frame)
+    logits = ov.Tensor(ov.Type.f32, outs[0].get_shape())
+    sets = [[ov.Tensor(np.zeros(tuple(i.get_shape()), np.float32)) for i in ins[1:]] for _ in range(2)]
+    reqs = []
+    for k in range(2):
+        r = cm.create_infer_request()
+        r.set_tensor(ins[0], xt)
+        r.set_tensor(outs[0], logits)
+        for j in range(nb):
+            r.set_tensor(ins[1 + j], sets[k][j])
+            r.set_tensor(outs[1 + j], sets[1 - k][j])
+        reqs.append(r)
+    state = [0]
+
+    def run():
+        reqs[state[0]].infer()
+        state[0] ^= 1
+    return run
+
+
+def tract_load(path, batch, n_inputs_shapes=None):
+    import tract
+    m = tract.onnx().load(path)
+    for i in range(m.input_count()):
+        if i == 0:
+            m.set_input_fact(i, f"{batch},3,{HW},{HW},f32")
+        else:
+            m.set_input_fact(i, ",".join(str(d) for d in [batch] + n_inputs_shapes[i - 1]) + ",f32")
+    return m.into_model().into_runnable()
+
+
+def tract_offline(path, x):
+    r = tract_load(path, x.shape[0])
+    return lambda: r.run([x])
+
+
+def tract_online(path, frame):
+    shapes = [[d.dim_value for d in v.type.tensor_type.shape.dim[1:]] for v in onnx.load(path, load_external_data=False).graph.input[1:]]
+    r = tract_load(path, 1, shapes)
+    bufs = [np.zeros([1] + s, np.float32) for s in shapes]
+    state = [bufs]
+
+    def run():
+        res = r.run([frame] + state[0])
+        state[0] = [t.to_numpy() for t in res[1:]] if len(res) > 1 else state[0]
+    return run
+
+
+def tvm_offline(path, x):
+    """TVM Relax, no tuning: from_onnx, DecomposeOpsForInference, the default build pipeline for
+    llvm with the host CPU's features (dlight-free, so absolute times are far from tuned TVM)."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+    m = onnx.load(path)
+    mod = from_onnx(m, shape_dict={m.graph.input[0].name: list(x.shape)}, keep_params_in_input=False)
+    mod = relax.transform.DecomposeOpsForInference()(mod)
+    cpu = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu()}) \
+        if hasattr(tvm.target, "codegen") else tvm.target.Target({"kind": "llvm"})
+    ex = tvm.compile(mod, target=cpu)
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    xv = tvm.runtime.tensor(x) if hasattr(tvm.runtime, "tensor") else tvm.nd.array(x)
+    f = vm["main"]
+    return lambda: f(xv)
+
+
+RUNNERS = {
+    "ort": (ort_offline, ort_online),
+    "openvino": (ov_offline, ov_online),
+    "tract": (tract_offline, tract_online),
+    "tvm": (tvm_offline, None),
+}
+
+
+# --------------------------------------------------------------------------
+# Paired interleaved rounds
+# --------------------------------------------------------------------------
+
+def measure(fns, rounds, warmup=2, reps=1, log_=log, label=""):
+    """fns: {name: run} with "2d" among them. Each round runs every fn `reps` times, in an order that
+    rotates every round (and reverses every other round). Returns {name: [ratio per round]}."""
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    ratios = {n: [] for n in names if n != "2d"}
+    times = {n: [] for n in names}
+    for r in range(rounds):
+        k = r % len(names)
+        order = names[k:] + names[:k]
+        if (r // len(names)) % 2:
+            order = order[::-1]
+        t = {}
+        for n in order:
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fns[n]()
+            t[n] = (time.perf_counter() - t0) / reps
+        for n in names:
+            times[n].append(t[n])
+            if n != "2d":
+                ratios[n].append(t[n] / t["2d"])
+        if log_ and (r + 1) % max(1, rounds // 4) == 0:
+            log_(f"  {label} round {r + 1}/{rounds}: 2d {t['2d'] * 1e3:.1f} ms; "
+                 + ", ".join(f"{n} {ratios[n][-1]:.3f}" for n in ratios))
+    return ratios, times
+
+
+def summarize(v):
+    a = np.asarray(v)
+    return {"median": float(np.median(a)), "q1": float(np.percentile(a, 25)), "q3": float(np.percentile(a, 75)),
+            "min": float(a.min()), "max": float(a.max()), "n": len(a)}
+
+
+def fmt(s):
+    return f"{s['median']:.3f} [{s['q1']:.3f}-{s['q3']:.3f}] ({s['min']:.2f}-{s['max']:.2f})"
+
+
+def bench(arch, runtime, mode, models, rounds, frames, log_=log):
+    """models: {name: path} (with "2d"); returns ({name: summary}, 2d ms)."""
+    r = np.load(models["__ref"])
+    offline_fn, online_fn = RUNNERS[runtime]
+    fns = {}
+    if mode == "offline":
+        x = np.ascontiguousarray(r["x"][:T])  # one clip
+        for n, path in models.items():
+            if n.startswith("__"):
+                continue
+            try:
+                fns[n] = offline_fn(path, x)
+            except Exception as e:  # noqa: BLE001
+                log_(f"  {runtime} cannot load {n}: {type(e).__name__}: {str(e)[:300]}")
+        reps = 1
+    else:
+        frame = np.ascontiguousarray(r["x"][:1])
+        for n, path in models.items():
+            if n.startswith("__"):
+                continue
+            try:
+                fns[n] = online_fn(path, frame)
+            except Exception as e:  # noqa: BLE001
+                log_(f"  {runtime} cannot load {n}: {type(e).__name__}: {str(e)[:300]}")
+        reps = frames
+    if "2d" not in fns:
+        return {}, None
+    ratios, times = measure(fns, rounds, reps=reps, log_=log_, label=f"{arch} {runtime} {mode}")
+    return {n: summarize(v) for n, v in ratios.items()}, float(np.median(times["2d"])) * 1e3
+
+
+# --------------------------------------------------------------------------
+# ORT fusion counts
+# --------------------------------------------------------------------------
+
+def ort_fusion(path, work):
+    so = ort.SessionOptions()
+    out = os.path.join(work, "ort_opt_" + os.path.basename(path))
+    so.optimized_model_filepath = out
+    so.log_severity_level = 3
+    ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    g = onnx.load(out).graph
+    cnt = {}
+    for n in g.node:
+        cnt[n.op_type] = cnt.get(n.op_type, 0) + 1
+    fused_sum = sum(1 for n in g.node if n.op_type == "Conv" and n.domain == "com.microsoft.nchwc" and len(n.input) > 3)
+    return {"ReorderInput": cnt.get("ReorderInput", 0), "ReorderOutput": cnt.get("ReorderOutput", 0),
+            "Add": cnt.get("Add", 0) + cnt.get("Sum", 0), "Relu": cnt.get("Relu", 0), "conv+sum": fused_sum}
+
+
+# --------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runtime", action="append", choices=RUNTIMES)
+    ap.add_argument("--model", action="append", choices=ARCHS)
+    ap.add_argument("--mode", choices=["offline", "online", "both"], default="both")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--frames", type=int, default=10, help="frames per model per online round")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="extra offline ONNX (name=path or path; {arch} in it is replaced by the model name)")
+    ap.add_argument("--online-variant", action="append", default=[], help="extra online ONNX (name=path or path)")
+    ap.add_argument("--no-standard", action="store_true", help="only 2d, null and the --variant files")
+    ap.add_argument("--work", default="/tmp/h-bench")
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-overhead.md"), help="'-' for none")
+    ap.add_argument("--json", help="also write the results as JSON here")
+    args = ap.parse_args()
+    runtimes = args.runtime or ["ort", "openvino", "tract", "tvm"]
+    archs = args.model or ARCHS
+    modes = ["offline", "online"] if args.mode == "both" else [args.mode]
+
+    def named(spec):
+        if "=" in spec:
+            n, p = spec.split("=", 1)
+        else:
+            n, p = os.path.splitext(os.path.basename(spec))[0], spec
+        return n, p
+
+    results = []
+    t_start = time.time()
+    for arch in archs:
+        p = build(arch, args.work)
+        variants = [named(v.replace("{arch}", arch)) for v in args.variant]
+        checks = check_all(p, variants)
+        bad = [k for k, (e, t) in checks.items() if e > t]
+        if bad:
+            log(f"NOT EXACT: {bad}")
+        for mode in modes:
+            if mode == "offline":
+                models = {"2d": p["plain"], "null": p["null"]}
+                if not args.no_standard:
+                    models.update(roundtrip=p["roundtrip"], tsm=p["tsm"], mmaction2=p["mmaction2"])
+                models.update(dict(variants))
+            else:
+                models = {"2d": p["plain"], "null": p["null"]}
+                if not args.no_standard:
+                    models.update(roundtrip=p["online_roundtrip"], tsm=p["online"])
+                models.update(dict(named(v.replace("{arch}", arch)) for v in args.online_variant))
+            models["__ref"] = p["ref"]
+            for rt in runtimes:
+                if mode == "online" and RUNNERS[rt][1] is None:
+                    continue
+                log(f"[{arch}] {rt} {mode}: {', '.join(k for k in models if not k.startswith('__'))}")
+                try:
+                    summ, ms = bench(arch, rt, mode, models, args.rounds, args.frames)
+                except Exception as e:  # noqa: BLE001
+                    log(f"  {rt} failed: {type(e).__name__}: {str(e)[:400]}")
+                    summ, ms = {}, None
+                fusion = {}
+                if rt == "ort" and mode == "offline":
+                    for n, path in models.items():
+                        if not n.startswith("__"):
+                            fusion[n] = ort_fusion(path, os.path.join(args.work, arch))
+                results.append(dict(arch=arch, runtime=rt, mode=mode, ms_2d=ms, rows=summ, fusion=fusion,
+                                    exact={k: v for k, v in checks.items()}))
+                for n, s in summ.items():
+                    log(f"  {arch:<12} {rt:<8} {mode:<7} {n:<22} {fmt(s)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if args.out != "-":
+        write_md(results, args, time.time() - t_start)
+
+
+def write_md(results, args, secs):
+    lines = ["# Inference overhead of the shift (bench/overhead.py)", "",
+             f"Command: `python bench/overhead.py {' '.join(sys.argv[1:])}`; {secs / 60:.0f} min.",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared, noisy); onnxruntime {ort.__version__}"
+             f" (default session options), openvino, tract, tvm from /work/venv.", "",
+             "Each cell: median ratio to the 2D model measured in the same rounds, [interquartile range], "
+             "(min-max), over the rounds. Offline: one clip of 8 frames at 224x224 per run. Online: per frame "
+             f"(batch 1), {args.frames} frames per model per round, buffers fed back through preallocated "
+             "tensors. null = a copy of the 2D model; roundtrip = each site's branch input through a channel "
+             "Split+Concat (exact identity); tsm = tsm-rewrite's current form; mmaction2 = the mmaction2-style "
+             "PyTorch export.", ""]
+    for arch in dict.fromkeys(r["arch"] for r in results):
+        for mode in ("offline", "online"):
+            rs = [r for r in results if r["arch"] == arch and r["mode"] == mode and r["rows"]]
+            if not rs:
+                continue
+            names = list(dict.fromkeys(n for r in rs for n in r["rows"]))
+            lines += [f"## {arch}, {mode}", "", "| row | " + " | ".join(
+                f"{r['runtime']} (2D {r['ms_2d']:.1f} ms, {r['rows'][names[0]]['n']} rounds)" for r in rs) + " |",
+                "|---|" + "---|" * len(rs)]
+            for n in names:
+                lines.append(f"| {n} | " + " | ".join(fmt(r["rows"][n]) if n in r["rows"] else "n/a" for r in rs) + " |")
+            lines.append("")
+            for r in rs:
+                if r["fusion"]:
+                    lines += ["onnxruntime optimized graph (ReorderInput / ReorderOutput / standalone Add / Relu / "
+                              "NCHWc convs with a fused Sum input):", ""]
+                    for n, f in r["fusion"].items():
+                        lines.append(f"- {n}: {f['ReorderInput']} / {f['ReorderOutput']} / {f['Add']} / {f['Relu']}"
+                                     f" / {f['conv+sum']}")
+                    lines.append("")
+        ex = next(r["exact"] for r in results if r["arch"] == arch)
+        lines += [f"Exactness ({arch}, onnxruntime vs PyTorch, max|diff| / tolerance): "
+                  + ", ".join(f"{k} {e:.1e}/{t:.1e}" for k, (e, t) in ex.items()), ""]
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
