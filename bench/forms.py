@@ -201,6 +201,22 @@ def batch_masks(b, x):
     return b.op("Tile", [mn, reps], "has_next"), b.op("Tile", [mp, reps], "has_prev")
 
 
+def batch_masks_expand(b, x):
+    """As batch_masks, with Expand of [T,1,1,1] to [N,T,1,1,1] and Reshape [-1,1,1,1] instead of
+    Tile (TVM's Relax frontend cannot Tile by a shape expression)."""
+    shape = b.op("Shape", [x], "shape")
+    nt = b.slice(shape, [0], [1], [0], "nt")
+    n = b.op("Div", [nt, b.const("t", [T])], "n")
+    shp = b.op("Concat", [n, b.const("t1111", [T, 1, 1, 1])], "mask_shape", axis=0)
+    flat = b.const("mask_flat", [-1, 1, 1, 1])
+    out = []
+    for what, m in (("next", [t < T - 1 for t in range(T)]), ("prev", [t > 0 for t in range(T)])):
+        mk = b.const(f"mask_{what}", np.array(m).reshape(T, 1, 1, 1), dtype=bool)
+        e = b.op("Expand", [mk, shp], f"has_{what}_clip")
+        out.append(b.op("Reshape", [e, flat], f"has_{what}"))
+    return out
+
+
 def form_batch4d(b, x, c, h, w, f, split=False, mask="where"):
     """No Reshape of activations: next = Pad(x[1:, 0:f], one zero frame at the end of axis 0),
     prev = Pad(x[:-1, f:2f], one at the start), both Where(frame has a neighbour in its clip, ., 0)
@@ -216,7 +232,7 @@ def form_batch4d(b, x, c, h, w, f, split=False, mask="where"):
         rest = b.slice(x, [2 * f], [c], [1], "rest")
     n = b.op("Pad", [n, b.const("pads_end", [0, 0, 0, 0, 1, 0, 0, 0])], "next_all")
     p = b.op("Pad", [p, b.const("pads_start", [1, 0, 0, 0, 0, 0, 0, 0])], "prev_all")
-    hn, hp = batch_masks(b, x)
+    hn, hp = batch_masks_expand(b, x) if mask == "expand" else batch_masks(b, x)
     zero = b.const("zero", np.float32(0), dtype=np.float32)
     n = b.op("Where", [hn, n, zero], "next")
     p = b.op("Where", [hp, p, zero], "prev")
@@ -275,16 +291,39 @@ def form_batch2(b, x, c, h, w, f, split=True, one_where=False):
 
 
 
+def form_padwhere(b, x, c, h, w, f):
+    """No activation Reshape and no Concat into the conv: next = Where(has_next, Pad(x[1:, 0:f])),
+    prev = Where(has_prev, Pad(x[:-1, f:2f])) (axis-0 shifts, zero frames at clip borders, as
+    batch4d); moved = Concat(next, prev) axis 1 ([NT, 2f, H, W]); Pad its channels with zeros up
+    to C; shifted = Where(channel < 2f ([1,C,1,1] constant), padded, x)."""
+    big = 2 ** 62
+    n = b.slice(x, [1, 0], [big, f], [0, 1])
+    p = b.slice(x, [0, f], [-1, 2 * f], [0, 1])
+    n = b.op("Pad", [n, b.const("pads_end", [0, 0, 0, 0, 1, 0, 0, 0])], "next_all")
+    p = b.op("Pad", [p, b.const("pads_start", [1, 0, 0, 0, 0, 0, 0, 0])], "prev_all")
+    hn, hp = batch_masks(b, x)
+    zero = b.const("zero", np.float32(0), dtype=np.float32)
+    n = b.op("Where", [hn, n, zero], "next")
+    p = b.op("Where", [hp, p, zero], "prev")
+    m = b.op("Concat", [n, p], "moved", axis=1)
+    m = b.op("Pad", [m, b.const("pads_channels", [0, 0, 0, 0, 0, c - 2 * f, 0, 0])], "moved_full")
+    cm = b.const("moved_channels", (np.arange(c) < 2 * f).reshape(1, c, 1, 1), dtype=bool)
+    return b.op("Where", [cm, m, x], "shifted")
+
+
+
 def vi(form):
     return ("vi", form)
 
 
 # name -> (description, form or "tool" (the tool's own model) , value_info)
 OFFLINE = {
+    "padwhere": ("batch4d's next/prev (axis-0 Slice+Pad, Where on tiled masks), Concat(next, prev), Pad channels to C, Where([1,C,1,1] channel<2f, ., x): no Reshape, no Concat into the conv", form_padwhere, False),
     "batch2": ("Split [2f|C-2f]; on the 2f part: Pad(a[1:,0:f]) / Pad(a[:-1,f:2f]) on axis 0, each Where(tiled mask, ., 0), Concat(next, prev); Concat(moved, rest) axis 1", form_batch2, False),
     "batch2-slice": ("batch2 with two Slices instead of the Split", lambda b, *a: form_batch2(b, *a, split=False), False),
     "batch2-1w": ("batch2 with one Where on Concat(next_all, prev_all) ([T,2f,1,1] mask tiled)", lambda b, *a: form_batch2(b, *a, one_where=True), False),
     "batch4d": ("no activation Reshape: Pad(x[1:,0:f]) / Pad(x[:-1,f:2f]) on axis 0, Where(tiled [T,1,1,1] mask, ., 0), Concat(next, prev, x[:,2f:]) axis 1", form_batch4d, False),
+    "batch4d-expand": ("batch4d with the masks made by Expand [T,1,1,1] -> [N,T,1,1,1] + Reshape [-1,1,1,1] (TVM cannot Tile by a shape expression)", lambda b, *a: form_batch4d(b, *a, mask="expand"), False),
     "batch4d-split": ("batch4d with Split [f|f|C-2f] first", lambda b, *a: form_batch4d(b, *a, split=True), False),
     "nhwc": ("Transpose NHWC, Reshape [-1,T,HW,C], Slice+Pad on T, Concat axis 3, Reshape, Transpose back", form_nhwc, False),
     "current": ("tool's form as written (Reshape [-1,T,C,HW], Slice+Pad x2, Slice rest, Concat axis 2, Reshape back)", None, False),
