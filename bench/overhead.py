@@ -144,15 +144,22 @@ def init_values(model):
 
 
 def offline_sites(model):
-    """[(prefix, x, C, H, W, fold)] of a model written by tsm-rewrite (offline, constant H, W)."""
-    inits = init_values(model)
+    """[(prefix, x, C, H, W, fold)] of a model written by tsm-rewrite (offline, constant H, W):
+    each site's output is `<prefix>/shifted` and its input feeds `<prefix>/Slice_next` (the batch
+    form, opset 10 on) or `<prefix>/Reshape_clip` (the clip view, before 10)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+              for vi in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    by_name = {n.name: n for n in model.graph.node}
     sites = []
     for n in model.graph.node:
-        if n.op_type == "Reshape" and n.output[0].endswith("/tsm/clip"):
-            prefix = n.output[0][: -len("/clip")]
-            frame = numpy_helper.to_array(inits[prefix + "/frame_shape"]).tolist()
-            _, c, h, w = frame
-            sites.append((prefix, n.input[0], c, h, w, c // FOLD_DIV))
+        if n.output and n.output[0].endswith("/tsm/shifted"):
+            prefix = n.output[0][: -len("/shifted")]
+            first = next(by_name[prefix + s] for s in ("/Slice_next", "/Slice_prev", "/Reshape_clip")
+                         if prefix + s in by_name)
+            x = first.input[0]
+            _, c, h, w = shapes[x]
+            sites.append((prefix, x, c, h, w, c // FOLD_DIV))
     return sites
 
 

@@ -30,6 +30,15 @@ pub enum GroupOrder {
     Paddle,
 }
 
+/// How the offline shift is written (the result is the same; what each runtime runs fastest is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShiftForm {
+    /// Along the batch axis, no Reshape: fastest in onnxruntime and OpenVINO (from opset 10).
+    Batch,
+    /// On a [N, T, C, H*W] clip view: fastest in tract (always used before opset 10).
+    Clip,
+}
+
 /// Where the output's external tensors go, for an input that keeps tensors in external data files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExternalData {
@@ -53,6 +62,15 @@ impl Direction {
         match self {
             Direction::Bidirectional => "bidirectional",
             Direction::Past => "past",
+        }
+    }
+}
+
+impl ShiftForm {
+    pub fn name(self) -> &'static str {
+        match self {
+            ShiftForm::Batch => "batch",
+            ShiftForm::Clip => "clip",
         }
     }
 }
@@ -83,6 +101,7 @@ pub struct Config {
     pub input_shape: Option<Vec<usize>>,
     /// Run the written model in tract before keeping it.
     pub validate: bool,
+    pub shift_form: ShiftForm,
     /// Emit a per-frame graph with shift buffers instead of a clip graph (implies `Direction::Past`).
     pub online: bool,
     pub external_data: ExternalData,
@@ -99,6 +118,7 @@ impl Default for Config {
             every: 1,
             input_shape: None,
             validate: true,
+            shift_form: ShiftForm::Batch,
             online: false,
             external_data: ExternalData::Write,
         }
@@ -125,6 +145,11 @@ impl Config {
                 "--online shifts channels from the previous frame only: the next frame is not available while streaming, \
                  so --direction bidirectional cannot be used (leave --direction out, or give --direction past)"
                     .into(),
+            ));
+        }
+        if self.online && self.shift_form == ShiftForm::Clip {
+            return Err(Error::Config(
+                "--shift-form chooses how the offline shift is written; --online writes its own per-frame form".into(),
             ));
         }
         if self.every == 0 {
@@ -157,6 +182,9 @@ impl Config {
             s += &format!(" --group-order {}", self.group_order.name());
         }
         s += &format!(" --every {}", self.every);
+        if self.shift_form != ShiftForm::Batch {
+            s += &format!(" --shift-form {}", self.shift_form.name());
+        }
         s
     }
 }

@@ -29,5 +29,5 @@ pub mod onnx {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
-pub use config::{Config, Direction, GroupOrder, Mode};
+pub use config::{Config, Direction, GroupOrder, Mode, ShiftForm};
 pub use error::Error;

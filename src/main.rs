@@ -5,7 +5,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tsm_rewrite::config::ExternalData;
-use tsm_rewrite::{report, rewrite, Config, Direction, GroupOrder, Mode};
+use tsm_rewrite::{report, rewrite, Config, Direction, GroupOrder, Mode, ShiftForm};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -53,6 +53,12 @@ struct Args {
     /// (the paper's code uses 2 for ResNet-101).
     #[arg(long, value_name = "K", default_value_t = 1)]
     every: usize,
+
+    /// How the offline shift is written: batch (along the batch axis, no Reshape; fastest in
+    /// onnxruntime and OpenVINO) or clip (on a [N, T, C, H*W] view; fastest in tract). The model
+    /// computes the same either way; before opset 10 the clip view is always used.
+    #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Batch)]
+    shift_form: ShiftForm,
 
     /// Emit a per-frame (streaming) graph: each shift site gets a buffer input holding the previous
     /// frame's shifted channels and a buffer output with the current frame's, to feed back. Frame by
@@ -108,6 +114,7 @@ fn config(args: &Args) -> Config {
         every: args.every,
         input_shape: args.input_shape.as_ref().map(|s| s.0.clone()),
         validate: !args.no_validate,
+        shift_form: args.shift_form,
         online: args.online,
         external_data: args.external_data,
     }

@@ -56,6 +56,29 @@ fn same_input_and_flags_give_identical_bytes() {
 }
 
 #[test]
+fn shift_form_clip_writes_the_clip_view_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clip.onnx");
+    let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--shift-form", "clip"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("validated in tract"), "{}", stderr(&o));
+    let m = read_model(&out);
+    let ops: Vec<&str> = m.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
+    assert!(ops.contains(&"Reshape") && !ops.contains(&"Where"), "{ops:?}");
+    let record = m.metadata_props.iter().find(|p| p.key() == "tsm-rewrite").unwrap();
+    assert!(record.value().ends_with("--every 1 --shift-form clip"), "{}", record.value());
+    // The default is the batch-axis form, and --online has a form of its own.
+    let out = dir.path().join("batch.onnx");
+    let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--no-validate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = read_model(&out);
+    assert!(m.graph.unwrap().node.iter().any(|n| n.op_type() == "Where"));
+    let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--online", "--shift-form", "clip"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--online writes its own per-frame form"), "{}", stderr(&o));
+}
+
+#[test]
 fn summary_is_stable() {
     let o = tool(&[&fixture_arg("resnet_deep"), "--dry-run", "--every", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));

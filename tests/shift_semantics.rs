@@ -104,6 +104,18 @@ fn every_opset_form_shifts_exactly() {
 }
 
 #[test]
+fn the_clip_view_form_shifts_exactly_too() {
+    use tsm_rewrite::ShiftForm;
+    let clip = Config { shift_form: ShiftForm::Clip, ..Config::default() };
+    for opset in [10, 13, 18, 21] {
+        check(opset, &clip, 16, false);
+    }
+    check(13, &clip, 16, true);
+    check(13, &Config { direction: Direction::Past, ..clip.clone() }, 16, false);
+    check(13, &Config { group_order: GroupOrder::Paddle, ..clip }, 16, false);
+}
+
+#[test]
 fn directions_and_group_orders() {
     for (direction, group_order) in [(Direction::Past, GroupOrder::Tsm), (Direction::Bidirectional, GroupOrder::Paddle)]
     {

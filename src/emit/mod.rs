@@ -10,7 +10,7 @@ mod batch;
 mod clip;
 mod online;
 
-use crate::config::Config;
+use crate::config::{Config, ShiftForm};
 use crate::onnx::{
     attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, GraphProto, NodeProto,
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
@@ -204,7 +204,11 @@ impl Emitter<'_> {
 /// The shift subgraph of one site; returns its nodes, initializers and the shifted tensor's name.
 pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
     let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new() };
-    let out = if opset >= 10 { batch::subgraph(&mut e, site, config) } else { clip::subgraph(&mut e, site, config) };
+    let out = if opset >= 10 && config.shift_form == ShiftForm::Batch {
+        batch::subgraph(&mut e, site, config)
+    } else {
+        clip::subgraph(&mut e, site, config)
+    };
     (e.nodes, e.inits, out)
 }
 
