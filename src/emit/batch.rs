@@ -18,7 +18,6 @@
 use super::{int_attr, Emitter};
 use crate::config::{Config, Direction, GroupOrder};
 use crate::plan::Site;
-use crate::shapes::Dim;
 use crate::tensor::{bool_tensor, zero_scalar};
 
 /// The site's shift along the batch axis; returns the shifted tensor's name.
@@ -32,7 +31,7 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
         let name = e.name(&format!("has_{what}"));
         // (A fixed batch that is not whole clips is the online validation's reference, which runs
         // the model at another batch: computed at run time then.)
-        if let Dim::Known(b) = site.batch.clone().known().filter(|b| b % t == 0).map_or(Dim::Unknown, Dim::Known) {
+        if let Some(b) = site.batch.known().filter(|b| b % t == 0) {
             e.inits.push(bool_tensor(&name, &[b, 1, 1, 1], &(0..b).map(|i| keep(i % t)).collect::<Vec<_>>()));
             return name;
         }

@@ -16,7 +16,6 @@ use crate::onnx::{
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::plan::{Plan, Site};
-use crate::shapes::Dim;
 use crate::tensor::int64_vec;
 
 /// Everything a rewrite changes, applied in one place.
@@ -306,15 +305,6 @@ pub struct OnlineShapes {
     pub elem_type: i32,
 }
 
-fn dimension(d: &Dim) -> tensor_shape_proto::Dimension {
-    let value = match d {
-        Dim::Known(v) => Some(tensor_shape_proto::dimension::Value::DimValue(*v)),
-        Dim::Sym(s) => Some(tensor_shape_proto::dimension::Value::DimParam(s.clone())),
-        Dim::Unknown => None,
-    };
-    tensor_shape_proto::Dimension { value, ..Default::default() }
-}
-
 /// The patch for a whole plan.
 pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) -> Patch {
     let mut patch = Patch::default();
@@ -337,7 +327,10 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
         patch.inserts.push((site.after, nodes));
         patch.initializers.extend(inits);
         patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
-        let known = |v: i64| dimension(&Dim::Known(v));
+        let known = |v: i64| tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(v)),
+            ..Default::default()
+        };
         let buffer = Buffer {
             input: format!("{}/buffer_in", site.prefix),
             output: format!("{}/buffer_out", site.prefix),
