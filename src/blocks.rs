@@ -67,10 +67,15 @@ pub struct Findings {
 const SHORTCUT_OPS: &[&str] =
     &["Conv", "BatchNormalization", "AveragePool", "MaxPool", "Identity", "Pad", "Mul", "Add"];
 const MAX_SHORTCUT_NODES: usize = 4;
+/// Ops that only change how a tensor is stored (quantized, or in another float type): a QDQ model's
+/// shortcut reads `DequantizeLinear -> Conv -> QuantizeLinear -> DequantizeLinear`, which is the
+/// float model's one-Conv projection, so they neither count towards a shortcut's length nor make it
+/// something else than a projection.
+const STORAGE_OPS: &[&str] = &["QuantizeLinear", "DequantizeLinear", "Cast"];
 /// Ops that do not end a chain of blocks: a block whose input comes from the previous block's
 /// join through these stays in the previous block's stage.
 const CHAIN_OPS: &[&str] =
-    &["Relu", "Clip", "LeakyRelu", "PRelu", "Identity", "Dropout", "HardSwish", "Gelu", "Elu", "Selu", "Celu"];
+    &["Relu", "Clip", "LeakyRelu", "PRelu", "Identity", "Dropout", "HardSwish", "Gelu", "Elu", "Selu", "Celu", "QuantizeLinear", "DequantizeLinear", "Cast"];
 
 /// Finds the residual blocks of `graph`, in node (network-depth) order.
 pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
@@ -191,9 +196,10 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
             Vertex::Node(n) => Some(graph.node[n].op_type()),
             _ => None,
         })
+        .filter(|op| !STORAGE_OPS.contains(op))
         .collect();
     short_ops.sort_unstable();
-    if short_set.len() > MAX_SHORTCUT_NODES || short_ops.iter().any(|op| !SHORTCUT_OPS.contains(op)) {
+    if short_ops.len() > MAX_SHORTCUT_NODES || short_ops.iter().any(|op| !SHORTCUT_OPS.contains(op)) {
         return Err(format!(
             "the shorter path from '{fork}' ({}) is not an identity or projection shortcut",
             short_ops.join(", ")
@@ -230,7 +236,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         channels,
         height: info.dims[2].clone(),
         width: info.dims[3].clone(),
-        shortcut: if short_set.is_empty() { Shortcut::Identity } else { Shortcut::Projection(short_set.len()) },
+        shortcut: if short_ops.is_empty() { Shortcut::Identity } else { Shortcut::Projection(short_ops.len()) },
         branch_len: branch_set.len(),
         branch_edges,
         shortcut_edges,

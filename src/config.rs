@@ -39,6 +39,24 @@ pub enum ShiftForm {
     Clip,
 }
 
+/// How the frames of a clip are joined into the clip's output (`--consensus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Consensus {
+    /// The mean over the T frames (the paper's default).
+    Avg,
+    /// The maximum over the T frames.
+    Max,
+}
+
+impl Consensus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Consensus::Avg => "avg",
+            Consensus::Max => "max",
+        }
+    }
+}
+
 /// Where the output's external tensors go, for an input that keeps tensors in external data files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExternalData {
@@ -104,6 +122,8 @@ pub struct Config {
     pub shift_form: ShiftForm,
     /// Emit a per-frame graph with shift buffers instead of a clip graph (implies `Direction::Past`).
     pub online: bool,
+    /// Offline: join each output's frames into one row per clip.
+    pub consensus: Option<Consensus>,
     pub external_data: ExternalData,
 }
 
@@ -120,6 +140,7 @@ impl Default for Config {
             validate: true,
             shift_form: ShiftForm::Batch,
             online: false,
+            consensus: None,
             external_data: ExternalData::Write,
         }
     }
@@ -151,6 +172,13 @@ impl Config {
             return Err(Error::Config(
                 "--shift-form chooses how the offline shift is written; --online writes its own per-frame form".into(),
             ));
+        }
+        if let (true, Some(c)) = (self.online, self.consensus) {
+            return Err(Error::Config(format!(
+                "--consensus {} joins the T frames of each clip, but --online gives one frame at a time: average the \
+                 per-frame outputs over the frames you stream instead",
+                c.name()
+            )));
         }
         if self.every == 0 {
             return Err(Error::Config("--every must be at least 1".into()));
@@ -184,6 +212,9 @@ impl Config {
         s += &format!(" --every {}", self.every);
         if self.shift_form != ShiftForm::Batch {
             s += &format!(" --shift-form {}", self.shift_form.name());
+        }
+        if let Some(c) = self.consensus {
+            s += &format!(" --consensus {}", c.name());
         }
         s
     }

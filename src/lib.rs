@@ -19,8 +19,10 @@ pub mod plan;
 pub mod report;
 pub mod rewrite;
 pub mod shapes;
+pub mod symbolic_batch;
 pub mod tensor;
 pub mod validate;
+pub mod widen;
 pub mod write;
 
 /// The ONNX protobuf types, generated from `proto/onnx.proto` by `build.rs`.
@@ -29,5 +31,5 @@ pub mod onnx {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
-pub use config::{Config, Direction, GroupOrder, Mode, ShiftForm};
+pub use config::{Config, Consensus, Direction, GroupOrder, Mode, ShiftForm};
 pub use error::Error;

@@ -5,7 +5,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tsm_rewrite::config::ExternalData;
-use tsm_rewrite::{report, rewrite, Config, Direction, GroupOrder, Mode, ShiftForm};
+use tsm_rewrite::{report, rewrite, Config, Consensus, Direction, GroupOrder, Mode, ShiftForm};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -67,6 +67,12 @@ struct Args {
     #[arg(long)]
     online: bool,
 
+    /// Also join each clip's T frames into one output row (avg: the mean, the paper's default; max):
+    /// an output of [N*T, K] becomes [N, K] under its own name, the per-frame output stays in the
+    /// graph as OUTPUT/frames. Offline only.
+    #[arg(long, value_enum, value_name = "HOW")]
+    consensus: Option<Consensus>,
+
     /// Per-frame C,H,W where the model leaves them symbolic (e.g. 3,224,224): for validation, and
     /// with --online also fixed in the emitted graph, since the buffers have a fixed size.
     #[arg(long, value_name = "C,H,W", value_parser = parse_shape)]
@@ -116,6 +122,7 @@ fn config(args: &Args) -> Config {
         validate: !args.no_validate,
         shift_form: args.shift_form,
         online: args.online,
+        consensus: args.consensus,
         external_data: args.external_data,
     }
 }

@@ -26,6 +26,9 @@ pub struct Site {
     pub width: Dim,
     /// The tensor's element type (an ONNX `DataType`), where the model tells it.
     pub elem_type: Option<i32>,
+    /// Where the tensor is the output of a per-tensor `DequantizeLinear` (a QDQ model): the shift
+    /// moves the quantized values instead, so that the consumers still read a `DequantizeLinear`.
+    pub quant: Option<Quant>,
     /// Consumers (node, input slot) that will read the shifted tensor instead.
     pub edges: Vec<(usize, usize)>,
     /// Names of those consumers (indices change once the patch is applied).
@@ -34,6 +37,36 @@ pub struct Site {
     pub after: Option<usize>,
     /// Prefix of every name the subgraph adds, e.g. `/layer1/layer1.0/tsm`.
     pub prefix: String,
+}
+
+/// The quantized tensor behind a shifted `DequantizeLinear` output, and its quantization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quant {
+    /// The `DequantizeLinear`'s input.
+    pub tensor: String,
+    pub scale: String,
+    /// The zero point: what a real zero is in the quantized tensor, so what the shift pads with.
+    pub zero_point: String,
+    /// The quantized type (the zero point's).
+    pub elem_type: i32,
+}
+
+/// The quantization of `tensor`, when it is the output of a `DequantizeLinear` with a scalar scale
+/// and zero point given as initializers (per-tensor, as quantizers write activations). A
+/// per-channel or computed quantization stays `None`: the shift then moves the float values.
+fn quant(graph: &GraphProto, df: &Dataflow, tensor: &str) -> Option<Quant> {
+    let Some(Producer::Node(p, 0)) = df.producer.get(tensor) else { return None };
+    let dq = &graph.node[*p];
+    if dq.op_type() != "DequantizeLinear" || !(dq.domain().is_empty() || dq.domain() == "ai.onnx") {
+        return None;
+    }
+    let scalar = |name: &str| {
+        graph.initializer.iter().find(|t| t.name() == name).filter(|t| t.dims.iter().product::<i64>() == 1)
+    };
+    let (x, scale, zp) = (dq.input.first()?, dq.input.get(1)?, dq.input.get(2).filter(|z| !z.is_empty())?);
+    scalar(scale)?;
+    let elem_type = scalar(zp)?.data_type?;
+    Some(Quant { tensor: x.clone(), scale: scale.clone(), zero_point: zp.clone(), elem_type })
 }
 
 /// The element type of `tensor`: declared in the graph, or else that of the weights its consumers
@@ -146,6 +179,7 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
             height: block.height.clone(),
             width: block.width.clone(),
             elem_type: elem_type(graph, tensor, &edges),
+            quant: quant(graph, df, tensor),
             into: edges.iter().map(|&(n, _)| node_label(&graph.node[n], n)).collect(),
             edges,
             after,

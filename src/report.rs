@@ -22,6 +22,12 @@ fn table(rows: &[Vec<String>]) -> String {
 pub fn plan(p: &Prepared, config: &Config) -> String {
     let mut out: String = p.warnings.iter().map(|w| format!("warning: {w}\n")).collect();
     let _ = writeln!(out, "{}: opset {}, {} nodes", p.input.display(), p.opset, p.input_nodes);
+    if !p.batch_changes.is_empty() {
+        let _ = writeln!(out, "exported with a fixed batch of 1; made symbolic, so that it takes clips:");
+        for c in &p.batch_changes {
+            let _ = writeln!(out, "  {c}");
+        }
+    }
     if !p.plan.sites.is_empty() {
         let mut rows =
             vec![["#", "block (Add)", "shifted tensor", "C", "fold", "shortcut", "into"].map(String::from).to_vec()];
@@ -106,7 +112,15 @@ pub fn online_validation(r: &validate::OnlineReport) -> String {
 
 /// One line on what validation ran and found.
 pub fn validation(r: &validate::Report) -> String {
-    format!(
+    let mut out = String::new();
+    if let Some(why) = &r.float32 {
+        let _ = writeln!(
+            out,
+            "note: tract cannot run this float16 model, nor the input model ({why}); validated the same graphs computed \
+             in float32 instead (float16 values widened exactly, Casts to float16 made float32)"
+        );
+    }
+    out + &format!(
         "validated in tract: {} clip(s), {} -> {}, all values finite; {:.1} ms per clip vs {:.1} ms for the 2D model \
          ({:.2}x)\n",
         r.clips,

@@ -31,6 +31,11 @@ pub struct Prepared {
     pub plan: Plan,
     /// Warnings from loading and planning (printed before the plan).
     pub warnings: Vec<String>,
+    /// What was changed to free a batch fixed at 1 (see [`crate::symbolic_batch`]).
+    pub batch_changes: Vec<String>,
+    /// The 2D graph with that batch freed, which validation times the rewrite against (the input
+    /// itself only runs one image at a time).
+    pub freed_2d: Option<GraphProto>,
     /// Whether `finish` validates: the config's choice, unless tract cannot run the model.
     pub validate: bool,
     /// Whether the model keeps tensors in external data files (the rewrite adds none).
@@ -100,8 +105,14 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     let ModelProto { graph, metadata_props, .. } = &mut model;
     let graph = graph.as_mut().expect("load() refuses models without a graph");
     let input_nodes = graph.node.len();
-    let df =
-        Dataflow::build(graph).map_err(|e| Error::BadModel { path: input.to_path_buf(), reason: format!("{e:#}") })?;
+    let bad = |e: anyhow::Error| Error::BadModel { path: input.to_path_buf(), reason: format!("{e:#}") };
+    let mut df = Dataflow::build(graph).map_err(bad)?;
+    let batch_changes = if config.online { Vec::new() } else { crate::symbolic_batch::free(graph)? };
+    let mut freed_2d = None;
+    if !batch_changes.is_empty() {
+        df = Dataflow::build(graph).map_err(bad)?;
+        freed_2d = Some(graph.clone());
+    }
     if config.online {
         if let Some(shape) = &config.input_shape {
             pin_frame_shape(graph, shape)?;
@@ -142,7 +153,11 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         buffers = b;
         patch
     } else {
-        emit::emit(&plan, config, loaded.opset, record)
+        let mut patch = emit::emit(&plan, config, loaded.opset, record);
+        if let Some(c) = config.consensus {
+            emit::consensus::add(&mut patch, graph, &shapes, config, c, loaded.opset)?;
+        }
+        patch
     };
     drop(df);
     patch.apply(graph, metadata_props);
@@ -153,6 +168,8 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         findings,
         plan,
         warnings,
+        batch_changes,
+        freed_2d,
         validate,
         external_data: loaded.external_data,
         buffers,
@@ -291,6 +308,28 @@ pub enum Validated {
     Online(validate::OnlineReport),
 }
 
+/// A model written beside the output for validation only, removed when dropped.
+struct Staged {
+    path: PathBuf,
+    _keep: (Option<Staging>, Option<TempOutput>),
+}
+
+/// Writes `model` (read from `input`) beside `output` as `<output>.<what>`, for tract to load.
+/// The output need not be in the input's folder: tensors the input keeps in external data go into
+/// a data file of the staged model's own (tract refuses absolute locations).
+fn stage_model(model: &mut ModelProto, external_data: bool, input: &Path, output: &Path, what: &str) -> Result<Staged> {
+    if external_data {
+        let mut stage = Staging::new(folder_of(output), what)?;
+        let data = external::plan_data_file(model, folder_of(input), &format!("{what}.data"), false)?;
+        stage.write_data(&data)?;
+        let path = stage.encode(&format!("{what}.onnx"), model)?;
+        return Ok(Staged { path, _keep: (Some(stage), None) });
+    }
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = TempOutput::encode(&output.with_file_name(format!("{name}.{what}")), model)?;
+    Ok(Staged { path: tmp.path().to_path_buf(), _keep: (None, Some(tmp)) })
+}
+
 /// Checks an online graph frame by frame against the offline past-only rewrite of the same model,
 /// with T = the 2*T frames streamed, so that the buffers carry state across more than one clip.
 fn validate_online(
@@ -317,20 +356,9 @@ fn validate_online(
         ))
         .into());
     }
-    // Written beside the output, which need not be the input's folder: tensors the input keeps in
-    // external data go into a data file of the reference's own (tract refuses absolute locations).
-    let (mut staging, mut tmp) = (None, None);
-    let path = if reference.external_data {
-        let stage = staging.insert(Staging::new(folder_of(output), "reference")?);
-        let data = external::plan_data_file(&mut reference.model, folder_of(&prepared.input), "reference.data", false)?;
-        stage.write_data(&data)?;
-        stage.encode("reference.onnx", &reference.model)?
-    } else {
-        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let target = output.with_file_name(format!("{name}.offline-reference"));
-        tmp.insert(TempOutput::encode(&target, &reference.model)?).path().to_path_buf()
-    };
+    let staged = stage_model(&mut reference.model, reference.external_data, &prepared.input, output, "offline-reference")?;
     drop(reference);
+    let path = staged.path.clone();
     Ok(validate::validate_online(
         online,
         prepared.graph(),
@@ -340,6 +368,14 @@ fn validate_online(
         frames,
         config.input_shape.as_deref(),
     )?)
+}
+
+/// The 2D model validation times the rewrite against, where it is not the input file.
+fn original_2d(prepared: &Prepared, output: &Path) -> Result<Option<Staged>> {
+    let Some(graph) = &prepared.freed_2d else { return Ok(None) };
+    let mut model = ModelProto { graph: None, ..prepared.model.clone() };
+    model.graph = Some(graph.clone());
+    stage_model(&mut model, prepared.external_data, &prepared.input, output, "2d-reference").map(Some)
 }
 
 /// Writes the rewritten model to `output`, validating it first unless the config says not to.
@@ -366,7 +402,7 @@ fn finish_within(prepared: &Prepared, output: &Path, config: &Config, limit: usi
             (false, _) => None,
             (true, false) => Some(Validated::Offline(validate::validate(
                 path,
-                &prepared.input,
+                &original_2d(prepared, output)?.as_ref().map_or(prepared.input.clone(), |s| s.path.clone()),
                 prepared.graph(),
                 config.segments,
                 config.input_shape.as_deref(),

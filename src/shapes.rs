@@ -419,7 +419,9 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&s
             let prod = |ds: &[Dim]| {
                 ds.iter().try_fold(1i64, |acc, d| d.known().map(|v| acc * v)).map(Dim::Known).unwrap_or(Dim::Unknown)
             };
-            Some(Info { dims: vec![prod(&x.dims[..axis]), prod(&x.dims[axis..])], channel_axis: None })
+            // One dim before the axis is kept as it is: a symbolic batch stays the batch.
+            let lead = if axis == 1 { x.dims[0].clone() } else { prod(&x.dims[..axis]) };
+            Some(Info { dims: vec![lead, prod(&x.dims[axis..])], channel_axis: None })
         }
         "Reshape" => {
             let x = x?;
@@ -444,6 +446,15 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&s
                 if let (Some(t), Some(r)) = (total, rest) {
                     if r > 0 && t % r == 0 {
                         dims[pos] = Dim::Known(t / r);
+                    }
+                }
+                // [-1, rest...] of [batch, rest...]: the same rest, so the batch stays (a flatten).
+                let per_item = |ds: &[Dim]| ds.iter().try_fold(1i64, |acc, d| d.known().map(|v| acc * v));
+                if pos == 0 && dims[0] == Dim::Unknown && x.rank() >= 1 {
+                    if let (Some(a), Some(b)) = (per_item(&x.dims[1..]), per_item(&dims[1..])) {
+                        if a == b {
+                            dims[0] = x.dims[0].clone();
+                        }
                     }
                 }
             }

@@ -33,8 +33,9 @@ pub fn bool_tensor(name: &str, dims: &[i64], values: &[bool]) -> TensorProto {
 /// A scalar zero of the floating-point type `data_type` (all its bytes zero, whatever its width).
 pub fn zero_scalar(name: &str, data_type: i32) -> TensorProto {
     let width = match DataType::try_from(data_type) {
-        Ok(DataType::Double) => 8,
-        Ok(DataType::Float16 | DataType::Bfloat16) => 2,
+        Ok(DataType::Double | DataType::Int64 | DataType::Uint64) => 8,
+        Ok(DataType::Float16 | DataType::Bfloat16 | DataType::Int16 | DataType::Uint16) => 2,
+        Ok(DataType::Int8 | DataType::Uint8 | DataType::Bool) => 1,
         _ => 4,
     };
     TensorProto {

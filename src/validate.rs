@@ -25,6 +25,9 @@ pub struct Report {
     /// alternately on the same input.
     pub per_clip: Duration,
     pub per_clip_2d: Duration,
+    /// Where tract cannot run the float16 model, nor the input model: tract's message. Then what
+    /// was run is the float32 copy of both (see [`crate::widen`]).
+    pub float32: Option<String>,
 }
 
 /// Rounds of the offline timing: each runs both models once, alternating which goes first.
@@ -39,6 +42,8 @@ pub fn run(path: &Path, inputs: &[FloatArray]) -> Result<Vec<FloatArray>> {
 /// A model loaded and optimized in tract for fixed input shapes, to run many times (frame by frame).
 pub struct Runner {
     plan: Arc<TypedRunnableModel>,
+    /// What each input takes: float32 data is cast to it (a float16 model's).
+    input_types: Vec<DatumType>,
 }
 
 /// The model at `path` in tract, its float inputs set to the given shapes, not yet analysed.
@@ -50,7 +55,10 @@ fn tract_model<'a>(path: &Path, input_shapes: impl IntoIterator<Item = &'a Vec<u
         .model_for_path(path)
         .with_context(|| format!("tract cannot load {}", path.display()))?;
     for (i, s) in input_shapes.into_iter().enumerate() {
-        model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), s))?;
+        // Float inputs keep their declared type (float16, double); what tests and validation feed
+        // is float32, cast on the way in.
+        let declared = tract_onnx::tract_hir::infer::Factoid::concretize(&model.input_fact(i)?.datum_type).filter(|d| d.is_float());
+        model.set_input_fact(i, InferenceFact::dt_shape(declared.unwrap_or(f32::datum_type()), s))?;
     }
     Ok(model)
 }
@@ -62,13 +70,17 @@ impl Runner {
             .context("tract cannot analyse or optimize the model")?
             .into_runnable()
             .context("tract cannot plan the model")?;
-        Ok(Runner { plan })
+        let input_types = (0..plan.model().inputs.len())
+            .map(|i| Ok(plan.model().input_fact(i)?.datum_type))
+            .collect::<TractResult<_>>()?;
+        Ok(Runner { plan, input_types })
     }
 
     pub fn run(&self, inputs: &[FloatArray]) -> Result<Vec<FloatArray>> {
         let values: TVec<TValue> = inputs
             .iter()
-            .map(|a| Tensor::from_shape(&a.shape, &a.data).map(TValue::from))
+            .zip(&self.input_types)
+            .map(|(a, &dt)| Ok(Tensor::from_shape(&a.shape, &a.data)?.cast_to_dt(dt)?.into_owned().into()))
             .collect::<TractResult<_>>()?;
         let outputs = self.plan.run(values).context("tract failed running the model")?;
         outputs
@@ -128,10 +140,11 @@ pub fn input_shapes(
             Some(crate::onnx::type_proto::Value::TensorType(t)) => t.elem_type(),
             _ => 0,
         };
-        if elem != crate::onnx::tensor_proto::DataType::Float as i32 {
-            let name = crate::onnx::tensor_proto::DataType::try_from(elem).map_or("unknown", |d| d.as_str_name());
+        use crate::onnx::tensor_proto::DataType;
+        if ![DataType::Float, DataType::Float16, DataType::Double].iter().any(|&d| d as i32 == elem) {
+            let name = DataType::try_from(elem).map_or("unknown", |d| d.as_str_name());
             return Err(Error::Config(format!(
-                "validation feeds float32 images, but input '{}' is {name}; use --no-validate",
+                "validation feeds float images, but input '{}' is {name}; use --no-validate",
                 vi.name()
             )));
         }
@@ -173,7 +186,10 @@ pub fn validate(
     let inputs: Vec<FloatArray> =
         shapes.iter().enumerate().map(|(i, (_, s))| FloatArray::random(s, 0x75_6d + i as u64)).collect();
     let concrete: Vec<Vec<usize>> = shapes.iter().map(|(_, s)| s.clone()).collect();
-    let runner = Runner::load(path, &concrete).map_err(fail)?;
+    let runner = match Runner::load(path, &concrete) {
+        Ok(r) => r,
+        Err(e) => return float32_fallback(e, path, original, graph, segments, input_shape, &concrete),
+    };
     let (outputs, first) = runner.run_timed(&inputs).map_err(fail)?;
     // The 2D model takes the same clips as frames; alternating which model runs first in each
     // round keeps a drift of the machine's speed out of the ratio.
@@ -193,8 +209,14 @@ pub fn validate(
         }
     }
     let per = |t: Vec<Duration>| median(t) / clips.max(1) as u32;
-    let mut report =
-        Report { inputs: shapes, outputs: Vec::new(), clips, per_clip: per(times), per_clip_2d: per(times_2d) };
+    let mut report = Report {
+        inputs: shapes,
+        outputs: Vec::new(),
+        clips,
+        per_clip: per(times),
+        per_clip_2d: per(times_2d),
+        float32: None,
+    };
     for (out, vi) in outputs.iter().zip(&graph.output) {
         if let Some(dims) = declared_dims(vi) {
             let fits = dims.len() == out.shape.len()
@@ -221,6 +243,36 @@ pub fn validate(
             graph.output.len()
         )));
     }
+    Ok(report)
+}
+
+/// Where tract cannot load the rewrite at `path`: if the model is float16 and tract cannot load the
+/// input model at `original` either, tract is at fault, not the rewrite; the float32 copies of both
+/// are validated instead and the report says so. Otherwise tract's error is the validation error.
+fn float32_fallback(
+    e: anyhow::Error,
+    path: &Path,
+    original: &Path,
+    graph: &GraphProto,
+    segments: usize,
+    input_shape: Option<&[usize]>,
+    concrete: &[Vec<usize>],
+) -> Result<Report, Error> {
+    let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
+    let Ok(loaded) = crate::load::load(path) else { return Err(fail(e)) };
+    let external = loaded.model.graph.as_ref().is_some_and(|g| g.initializer.iter().any(crate::external::is_external));
+    if !crate::widen::has_float16(&loaded.model) || external || Runner::load(original, concrete).is_ok() {
+        return Err(fail(e));
+    }
+    let original_model = crate::load::load(original).map_err(|e| fail(e.into()))?.model;
+    let stage = |target: &Path, m: &crate::onnx::ModelProto| {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        crate::write::TempOutput::encode(&path.with_file_name(format!("{name}.float32")), &crate::widen::to_float32(m))
+    };
+    let wide = stage(path, &loaded.model).map_err(fail)?;
+    let wide_2d = stage(&path.with_file_name("2d"), &original_model).map_err(fail)?;
+    let mut report = validate(wide.path(), wide_2d.path(), graph, segments, input_shape)?;
+    report.float32 = Some(format!("{e:#}"));
     Ok(report)
 }
 

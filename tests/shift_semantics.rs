@@ -21,6 +21,7 @@ fn dims(d: &[Option<i64>]) -> TypeProto {
     TypeProto {
         value: Some(type_proto::Value::TensorType(type_proto::Tensor {
             elem_type: Some(1),
+            quant: None,
             shape: Some(TensorShapeProto {
                 dim: d
                     .iter()
@@ -50,6 +51,7 @@ fn shift_model(opset: i64, config: &Config, c: i64, h: Dim, w: Dim) -> ModelProt
         height: h.clone(),
         width: w.clone(),
         elem_type: Some(1),
+        quant: None,
         edges: vec![],
         into: vec![],
         after: None,
@@ -153,6 +155,7 @@ fn online_model(opset: i64, c: i64, fold: i64) -> ModelProto {
         height: Dim::Known(3),
         width: Dim::Known(5),
         elem_type: Some(1),
+        quant: None,
         edges: vec![],
         into: vec![],
         after: None,

@@ -47,8 +47,14 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
         );
         e.node("Reshape", &format!("Reshape_has_{what}"), vec![clips, frames_shape], &format!("has_{what}"), vec![])
     };
-    let zero = e.name("zero");
-    e.inits.push(zero_scalar(&zero, site.elem_type.unwrap_or(1)));
+    let zero = match e.zero.clone() {
+        Some(z) => z,
+        None => {
+            let z = e.name("zero");
+            e.inits.push(zero_scalar(&z, site.elem_type.unwrap_or(1)));
+            z
+        }
+    };
     let moved = |e: &mut Emitter, what: &str, g: i64, from_next: bool| {
         let (start, end, pads, has): (i64, i64, [i64; 8], String) = if from_next {
             (1, i64::MAX, [0, 0, 0, 0, 1, 0, 0, 0], condition(e, "next", &|f| f < t - 1))

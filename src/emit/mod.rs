@@ -8,6 +8,7 @@
 
 mod batch;
 mod clip;
+pub mod consensus;
 mod online;
 
 use crate::config::{Config, ShiftForm};
@@ -30,6 +31,11 @@ pub struct Patch {
     pub inputs: Vec<ValueInfoProto>,
     pub outputs: Vec<ValueInfoProto>,
     pub metadata: Vec<StringStringEntryProto>,
+    /// Tensors renamed everywhere but in the graph's outputs (old, new): a new node then produces
+    /// the output under its old name.
+    pub renames: Vec<(String, String)>,
+    /// New dims of graph outputs whose shape the patch changes.
+    pub output_dims: Vec<(String, Vec<tensor_shape_proto::Dimension>)>,
 }
 
 impl Patch {
@@ -37,6 +43,22 @@ impl Patch {
     pub fn apply(self, graph: &mut GraphProto, metadata: &mut Vec<StringStringEntryProto>) {
         for (node, slot, name) in self.rewires {
             graph.node[node].input[slot] = name;
+        }
+        for (old, new) in &self.renames {
+            for n in &mut graph.node {
+                for t in n.input.iter_mut().chain(n.output.iter_mut()).filter(|t| *t == old) {
+                    t.clone_from(new);
+                }
+            }
+            for vi in graph.value_info.iter_mut().filter(|v| v.name() == old) {
+                vi.name = Some(new.clone());
+            }
+        }
+        for (name, dims) in self.output_dims {
+            let out = graph.output.iter_mut().find(|o| o.name() == name);
+            if let Some(type_proto::Value::TensorType(t)) = out.and_then(|o| o.r#type.as_mut()).and_then(|t| t.value.as_mut()) {
+                t.shape = Some(TensorShapeProto { dim: dims });
+            }
         }
         let mut inserts = self.inserts;
         // Stable: sites after the same node keep plan order.
@@ -68,7 +90,7 @@ impl Patch {
     }
 }
 
-fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+pub(crate) fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Ints as i32),
@@ -77,7 +99,7 @@ fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
-fn int_attr(name: &str, v: i64) -> AttributeProto {
+pub(crate) fn int_attr(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Int as i32),
@@ -92,6 +114,9 @@ struct Emitter<'a> {
     opset: i64,
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
+    /// The tensor holding what a real zero is in the shifted tensor's type, where it is not 0 (a
+    /// quantized tensor's zero point): frames outside the clip are padded with it.
+    zero: Option<String>,
 }
 
 impl Emitter<'_> {
@@ -195,18 +220,37 @@ impl Emitter<'_> {
             self.node("Pad", &name, vec![data.into()], &out, attrs)
         } else {
             let p = self.constant(&format!("{what}_pads"), pads);
-            self.node("Pad", &name, vec![data.into(), p], &out, vec![])
+            let inputs = [data.to_string(), p].into_iter().chain(self.zero.clone()).collect();
+            self.node("Pad", &name, inputs, &out, vec![])
         }
     }
 }
 
 /// The shift subgraph of one site; returns its nodes, initializers and the shifted tensor's name.
 pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
-    let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new() };
-    let out = if opset >= 10 && config.shift_form == ShiftForm::Batch {
-        batch::subgraph(&mut e, site, config)
-    } else {
-        clip::subgraph(&mut e, site, config)
+    let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None };
+    let batch_form = opset >= 10 && config.shift_form == ShiftForm::Batch;
+    let form = |e: &mut Emitter, site: &Site| {
+        if batch_form {
+            batch::subgraph(e, site, config)
+        } else {
+            clip::subgraph(e, site, config)
+        }
+    };
+    // A QDQ model's consumers read a DequantizeLinear, which runtimes fuse into a quantized
+    // convolution: the shift moves the quantized values, padding with the zero point (a real zero
+    // once dequantized), and a copy of the DequantizeLinear follows. Moving values is exact in any
+    // type, so this equals the float shift of the dequantized tensor. (The clip form pads by the
+    // Pad's `value` attribute before opset 11, a float: it shifts the floats there.)
+    let out = match site.quant.as_ref().filter(|_| batch_form || opset >= 11) {
+        Some(q) => {
+            e.zero = Some(q.zero_point.clone());
+            let inner = Site { tensor: q.tensor.clone(), elem_type: Some(q.elem_type), ..site.clone() };
+            let shifted = form(&mut e, &inner);
+            let inputs = vec![shifted, q.scale.clone(), q.zero_point.clone()];
+            e.node("DequantizeLinear", "DequantizeLinear", inputs, "shifted_dequantized", vec![])
+        }
+        None => form(&mut e, site),
     };
     (e.nodes, e.inits, out)
 }
@@ -214,7 +258,7 @@ pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProt
 /// The online form of one site (see [`online`]): returns its nodes, initializers and the shifted
 /// tensor's name.
 pub fn online_subgraph(site: &Site, opset: i64, spatial: (i64, i64)) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
-    let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new() };
+    let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None };
     let out = online::subgraph(&mut e, site, spatial);
     (e.nodes, e.inits, out)
 }
@@ -362,6 +406,7 @@ mod tests {
             height: h,
             width: Dim::Known(4),
             elem_type: Some(1),
+            quant: None,
             edges: vec![(3, 0)],
             into: vec!["conv".into()],
             after: Some(1),

@@ -12,20 +12,40 @@ use crate::plan::Site;
 /// because tract turns a channel-axis Concat that feeds a 1x1 convolution into one matrix product
 /// per part, which costs more than the copy: on ResNet-50 per frame the channel Concat cost about
 /// 8%, `x * mask + pad(buffer)` about 7%, the flat Concat about 4% (`bench/online_latency.sh`).
+///
+/// In a QDQ model (the tensor is a per-tensor `DequantizeLinear`'s output) the buffers still carry
+/// floats, so that zeros before the first frame mean zeros whatever the zero point; the join is
+/// done on the quantized values (the buffer quantized again, exactly, as it was dequantized with the
+/// same scale) and dequantized after, so the consumer still reads a `DequantizeLinear`.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, (h, w): (i64, i64)) -> String {
     let (c, fold) = (site.channels, site.fold);
     e.slice("buffer_out", &site.tensor, &[0], &[fold], &[1], &[c]);
     let buffer_in = e.name("buffer_in");
-    if fold == c {
-        return e.node("Identity", "Identity", vec![buffer_in], "shifted", vec![]);
+    let (x, buffer_in) = match &site.quant {
+        Some(q) => {
+            let inputs = vec![buffer_in, q.scale.clone(), q.zero_point.clone()];
+            (q.tensor.clone(), e.node("QuantizeLinear", "QuantizeLinear_buffer", inputs, "buffer_quantized", vec![]))
+        }
+        None => (site.tensor.clone(), buffer_in),
+    };
+    let shifted = if fold == c {
+        e.node("Identity", "Identity", vec![buffer_in], "shifted", vec![])
+    } else {
+        let flat = e.constant("flat_shape", &[0, -1]);
+        let x = e.node("Reshape", "Reshape_x", vec![x, flat.clone()], "x_flat", vec![]);
+        let rest = e.slice("rest", &x, &[fold * h * w], &[c * h * w], &[1], &[c * h * w]);
+        let buffer = e.node("Reshape", "Reshape_buffer", vec![buffer_in, flat], "buffer_flat", vec![]);
+        let joined = e.node("Concat", "Concat", vec![buffer, rest], "shifted_flat", vec![int_attr("axis", 1)]);
+        // 0, not -1: the batch is copied, so shape inference keeps its symbol (with -1 onnxruntime
+        // cannot prove the block's residual Add inputs equal and leaves the Add unfused).
+        let shape = e.constant("frame_shape", &[0, c, h, w]);
+        e.node("Reshape", "Reshape_frame", vec![joined, shape], "shifted", vec![])
+    };
+    match &site.quant {
+        Some(q) => {
+            let inputs = vec![shifted, q.scale.clone(), q.zero_point.clone()];
+            e.node("DequantizeLinear", "DequantizeLinear", inputs, "shifted_dequantized", vec![])
+        }
+        None => shifted,
     }
-    let flat = e.constant("flat_shape", &[0, -1]);
-    let x = e.node("Reshape", "Reshape_x", vec![site.tensor.clone(), flat.clone()], "x_flat", vec![]);
-    let rest = e.slice("rest", &x, &[fold * h * w], &[c * h * w], &[1], &[c * h * w]);
-    let buffer = e.node("Reshape", "Reshape_buffer", vec![buffer_in, flat], "buffer_flat", vec![]);
-    let joined = e.node("Concat", "Concat", vec![buffer, rest], "shifted_flat", vec![int_attr("axis", 1)]);
-    // 0, not -1: the batch is copied, so shape inference keeps its symbol (with -1 onnxruntime
-    // cannot prove the block's residual Add inputs equal and leaves the Add unfused).
-    let shape = e.constant("frame_shape", &[0, c, h, w]);
-    e.node("Reshape", "Reshape_frame", vec![joined, shape], "shifted", vec![])
 }
