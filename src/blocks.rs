@@ -74,8 +74,22 @@ const MAX_SHORTCUT_NODES: usize = 4;
 const STORAGE_OPS: &[&str] = &["QuantizeLinear", "DequantizeLinear", "Cast"];
 /// Ops that do not end a chain of blocks: a block whose input comes from the previous block's
 /// join through these stays in the previous block's stage.
-const CHAIN_OPS: &[&str] =
-    &["Relu", "Clip", "LeakyRelu", "PRelu", "Identity", "Dropout", "HardSwish", "Gelu", "Elu", "Selu", "Celu", "QuantizeLinear", "DequantizeLinear", "Cast"];
+const CHAIN_OPS: &[&str] = &[
+    "Relu",
+    "Clip",
+    "LeakyRelu",
+    "PRelu",
+    "Identity",
+    "Dropout",
+    "HardSwish",
+    "Gelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Cast",
+];
 
 /// Finds the residual blocks of `graph`, in node (network-depth) order.
 pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {

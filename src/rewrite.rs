@@ -356,7 +356,8 @@ fn validate_online(
         ))
         .into());
     }
-    let staged = stage_model(&mut reference.model, reference.external_data, &prepared.input, output, "offline-reference")?;
+    let staged =
+        stage_model(&mut reference.model, reference.external_data, &prepared.input, output, "offline-reference")?;
     drop(reference);
     let path = staged.path.clone();
     Ok(validate::validate_online(

@@ -24,9 +24,9 @@ fn dims_mut(vi: &mut ValueInfoProto) -> Option<&mut Vec<Dimension>> {
 
 fn batch_is_one(vi: &ValueInfoProto) -> bool {
     match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(type_proto::Value::TensorType(t)) => t.shape.as_ref().is_some_and(|s| {
-            s.dim.len() >= 2 && matches!(s.dim[0].value, Some(Value::DimValue(1)))
-        }),
+        Some(type_proto::Value::TensorType(t)) => {
+            t.shape.as_ref().is_some_and(|s| s.dim.len() >= 2 && matches!(s.dim[0].value, Some(Value::DimValue(1))))
+        }
         _ => false,
     }
 }
@@ -49,9 +49,13 @@ pub fn free(graph: &mut GraphProto) -> Result<Vec<String>, Error> {
         return Ok(Vec::new());
     }
     let mut symbol = String::from("batch");
-    while graph.input.iter().chain(&graph.output).chain(&graph.value_info).any(|vi| {
-        crate::shapes::declared_dims(vi).is_some_and(|d| d.contains(&Dim::Sym(symbol.clone())))
-    }) {
+    while graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.value_info)
+        .any(|vi| crate::shapes::declared_dims(vi).is_some_and(|d| d.contains(&Dim::Sym(symbol.clone()))))
+    {
         symbol.push('_');
     }
     let mut changes = Vec::new();
@@ -69,7 +73,8 @@ pub fn free(graph: &mut GraphProto) -> Result<Vec<String>, Error> {
             opened.push(vi.name().to_owned());
         }
     }
-    let carries = |shapes: &Shapes, t: &str| shapes.get(t).is_some_and(|i| i.dims.first() == Some(&Dim::Sym(symbol.clone())));
+    let carries =
+        |shapes: &Shapes, t: &str| shapes.get(t).is_some_and(|i| i.dims.first() == Some(&Dim::Sym(symbol.clone())));
     // A Reshape to [1, ...] of a tensor that carries the batch: keep it (0 copies the input's dim).
     let mut k = 0;
     while k < graph.node.len() {
@@ -127,9 +132,11 @@ pub fn free(graph: &mut GraphProto) -> Result<Vec<String>, Error> {
             kept += 1;
         }
     }
-    let outputs: Vec<&str> = graph.output.iter().filter(|o| opened.iter().any(|p| p == o.name())).map(|o| o.name()).collect();
+    let outputs: Vec<&str> =
+        graph.output.iter().filter(|o| opened.iter().any(|p| p == o.name())).map(|o| o.name()).collect();
     for o in outputs {
-        changes.push(format!("output '{o}': batch 1 -> {}", if carries(&shapes, o) { symbol.as_str() } else { "open" }));
+        changes
+            .push(format!("output '{o}': batch 1 -> {}", if carries(&shapes, o) { symbol.as_str() } else { "open" }));
     }
     let value_info = opened.len() - graph.output.iter().filter(|o| opened.iter().any(|p| p == o.name())).count();
     if value_info > 0 {
@@ -194,7 +201,10 @@ mod tests {
     fn a_constant_that_pins_the_batch_is_refused_by_name() {
         let mut g = pinned(&[1, 8], true);
         let err = free(&mut g).unwrap_err().to_string();
-        assert!(err.starts_with("node /token/Concat: Concat turns 'p', which carries the batch, into [1, 8, 1, 1]"), "{err}");
+        assert!(
+            err.starts_with("node /token/Concat: Concat turns 'p', which carries the batch, into [1, 8, 1, 1]"),
+            "{err}"
+        );
     }
 
     #[test]

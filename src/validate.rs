@@ -57,7 +57,8 @@ fn tract_model<'a>(path: &Path, input_shapes: impl IntoIterator<Item = &'a Vec<u
     for (i, s) in input_shapes.into_iter().enumerate() {
         // Float inputs keep their declared type (float16, double); what tests and validation feed
         // is float32, cast on the way in.
-        let declared = tract_onnx::tract_hir::infer::Factoid::concretize(&model.input_fact(i)?.datum_type).filter(|d| d.is_float());
+        let declared = tract_onnx::tract_hir::infer::Factoid::concretize(&model.input_fact(i)?.datum_type)
+            .filter(|d| d.is_float());
         model.set_input_fact(i, InferenceFact::dt_shape(declared.unwrap_or(f32::datum_type()), s))?;
     }
     Ok(model)

@@ -85,7 +85,8 @@ mod tests {
     fn float16_values_become_the_same_float32_values() {
         let halves = [f16::from_f32(1.5), f16::from_f32(-0.0), f16::from_f32(65504.0), f16::from_f32(6e-8)];
         let raw: Vec<u8> = halves.iter().flat_map(|h| h.to_bits().to_le_bytes()).collect();
-        let mut t = TensorProto { data_type: Some(F16), raw_data: Some(Bytes::from(raw)), dims: vec![4], ..Default::default() };
+        let mut t =
+            TensorProto { data_type: Some(F16), raw_data: Some(Bytes::from(raw)), dims: vec![4], ..Default::default() };
         let mut u = TensorProto {
             data_type: Some(F16),
             int32_data: halves.iter().map(|h| h.to_bits() as i32).collect(),
@@ -97,7 +98,8 @@ mod tests {
         let want: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
         for x in [&t, &u] {
             assert_eq!(x.data_type(), F32);
-            let got: Vec<f32> = x.raw_data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            let got: Vec<f32> =
+                x.raw_data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
             assert_eq!(got, want);
         }
     }

@@ -96,6 +96,17 @@ fn every_fixture_is_covered() {
     names.sort();
     macro_rules! listed { ($($name:ident),*) => { vec![$(stringify!($name)),*] }; }
     let mut listed: Vec<&str> = for_each_fixture!(listed);
+    // The deployment formats have tests of their own, in tests/deploy.rs.
+    listed.extend([
+        "resnet_batch1",
+        "resnet_batch1_dynamo",
+        "resnet_basic_fp16",
+        "resnet_basic_fp16io",
+        "mobilenet_v2_fp16",
+        "resnet_basic_qdq",
+        "resnet_bottleneck_qdq_pc",
+        "mobilenet_v2_qdq_pc",
+    ]);
     listed.sort();
     assert_eq!(names, listed, "a fixture model has no test");
 }

@@ -11,7 +11,14 @@ use crate::onnx::GraphProto;
 use crate::shapes::{declared_dims, Dim, Shapes};
 
 /// Adds the consensus of every graph output to `patch`, after the graph's last node.
-pub fn add(patch: &mut Patch, graph: &GraphProto, shapes: &Shapes, config: &Config, consensus: Consensus, opset: i64) -> Result<(), Error> {
+pub fn add(
+    patch: &mut Patch,
+    graph: &GraphProto,
+    shapes: &Shapes,
+    config: &Config,
+    consensus: Consensus,
+    opset: i64,
+) -> Result<(), Error> {
     let t = config.segments as i64;
     let last = graph.node.len().checked_sub(1);
     for out in &graph.output {

@@ -56,7 +56,9 @@ impl Patch {
         }
         for (name, dims) in self.output_dims {
             let out = graph.output.iter_mut().find(|o| o.name() == name);
-            if let Some(type_proto::Value::TensorType(t)) = out.and_then(|o| o.r#type.as_mut()).and_then(|t| t.value.as_mut()) {
+            if let Some(type_proto::Value::TensorType(t)) =
+                out.and_then(|o| o.r#type.as_mut()).and_then(|t| t.value.as_mut())
+            {
                 t.shape = Some(TensorShapeProto { dim: dims });
             }
         }
