@@ -21,7 +21,6 @@ fn dims(d: &[Option<i64>]) -> TypeProto {
     TypeProto {
         value: Some(type_proto::Value::TensorType(type_proto::Tensor {
             elem_type: Some(1),
-            quant: None,
             shape: Some(TensorShapeProto {
                 dim: d
                     .iter()
