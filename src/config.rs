@@ -124,6 +124,8 @@ pub struct Config {
     pub online: bool,
     /// Offline: join each output's frames into one row per clip.
     pub consensus: Option<Consensus>,
+    /// Offline: the paper's temporal pool at the second stage's input (T/2 frames after it).
+    pub temporal_pool: bool,
     pub external_data: ExternalData,
 }
 
@@ -141,12 +143,22 @@ impl Default for Config {
             shift_form: ShiftForm::Batch,
             online: false,
             consensus: None,
+            temporal_pool: false,
             external_data: ExternalData::Write,
         }
     }
 }
 
 impl Config {
+    /// Frames per clip at the model's outputs: T, or T/2 after `--temporal-pool`.
+    pub fn output_segments(&self) -> usize {
+        if self.temporal_pool {
+            self.segments / 2
+        } else {
+            self.segments
+        }
+    }
+
     /// Checks what can be checked without a model.
     pub fn check(&self) -> Result<(), Error> {
         if self.segments == 0 {
@@ -178,6 +190,19 @@ impl Config {
                 "--consensus {} joins the T frames of each clip, but --online gives one frame at a time: average the \
                  per-frame outputs over the frames you stream instead",
                 c.name()
+            )));
+        }
+        if self.temporal_pool && self.online {
+            return Err(Error::Config(
+                "--temporal-pool takes the max over frames t-1, t and t+1: the next frame is not available while \
+                 streaming, so it cannot be used with --online"
+                    .into(),
+            ));
+        }
+        if self.temporal_pool && (self.segments < 2 || self.segments % 2 != 0) {
+            return Err(Error::Config(format!(
+                "--temporal-pool halves the frames of each clip (stride 2), so --segments must be even, got {}",
+                self.segments
             )));
         }
         if self.every == 0 {
@@ -212,6 +237,9 @@ impl Config {
         s += &format!(" --every {}", self.every);
         if self.shift_form != ShiftForm::Batch {
             s += &format!(" --shift-form {}", self.shift_form.name());
+        }
+        if self.temporal_pool {
+            s += " --temporal-pool";
         }
         if let Some(c) = self.consensus {
             s += &format!(" --consensus {}", c.name());

@@ -73,6 +73,12 @@ struct Args {
     #[arg(long, value_enum, value_name = "HOW")]
     consensus: Option<Consensus>,
 
+    /// The paper's temporal pool (make_temporal_pool): a max over time (kernel 3, stride 2, padding 1)
+    /// at the input of the second stage, so the later stages and the outputs see T/2 frames per
+    /// clip. Offline only; --segments must be even.
+    #[arg(long)]
+    temporal_pool: bool,
+
     /// Per-frame C,H,W where the model leaves them symbolic (e.g. 3,224,224): for validation, and
     /// with --online also fixed in the emitted graph, since the buffers have a fixed size.
     #[arg(long, value_name = "C,H,W", value_parser = parse_shape)]
@@ -123,6 +129,7 @@ fn config(args: &Args) -> Config {
         shift_form: args.shift_form,
         online: args.online,
         consensus: args.consensus,
+        temporal_pool: args.temporal_pool,
         external_data: args.external_data,
     }
 }

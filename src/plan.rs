@@ -29,6 +29,8 @@ pub struct Site {
     /// Where the tensor is the output of a per-tensor `DequantizeLinear` (a QDQ model): the shift
     /// moves the quantized values instead, so that the consumers still read a `DequantizeLinear`.
     pub quant: Option<Quant>,
+    /// Frames per clip where this site runs: `--segments`, halved after a `--temporal-pool`.
+    pub segments: usize,
     /// Consumers (node, input slot) that will read the shifted tensor instead.
     pub edges: Vec<(usize, usize)>,
     /// Names of those consumers (indices change once the patch is applied).
@@ -88,6 +90,81 @@ pub struct Plan {
     pub sites: Vec<Site>,
     /// Blocks found but not shifted, with the reason (e.g. `--every`).
     pub not_shifted: Vec<(String, String)>,
+    /// `--temporal-pool`: where the frames are pooled.
+    pub pool: Option<Pool>,
+}
+
+/// The paper's temporal pool (`make_temporal_pool`): a max over time, kernel 3, stride 2, padding
+/// 1, on the input of the second stage; every later shift then sees T/2 frames.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// The first block of the second stage (its Add).
+    pub block_name: String,
+    /// The pooled tensor: that block's input.
+    pub tensor: String,
+    pub channels: i64,
+    pub height: i64,
+    pub width: i64,
+    /// Frames per clip before the pool.
+    pub segments: usize,
+    /// Consumers (node, input slot) that read the pooled tensor instead, but for those a shift
+    /// site claims (they read the shift of the pooled tensor).
+    pub edges: Vec<(usize, usize)>,
+    pub after: Option<usize>,
+    /// Prefix of the pool's names; its output is `<prefix>/pooled`.
+    pub prefix: String,
+}
+
+impl Pool {
+    pub fn output(&self) -> String {
+        format!("{}/pooled", self.prefix)
+    }
+}
+
+/// Where `--temporal-pool` goes: the input of the first block of the second stage, which must be a
+/// projection block (the paper pools torchvision's `layer2`); anything else is refused as ambiguous.
+fn pool_site(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Config) -> Result<Pool, Error> {
+    let Some((k, block)) = findings.blocks.iter().enumerate().find(|(_, b)| b.stage == 1) else {
+        return Err(Error::Config(format!(
+            "--temporal-pool pools the frames at the input of the second stage, but the {} block(s) found form one \
+             stage: no stage boundary to pool at",
+            findings.blocks.len()
+        )));
+    };
+    if block.shortcut == crate::blocks::Shortcut::Identity {
+        return Err(Error::Config(format!(
+            "node {}: --temporal-pool pools at the second stage's input, but the block that starts it has an identity \
+             shortcut (a stage that starts because its input does not come from the previous block): cannot tell \
+             which stage the paper's layer2 is",
+            block.name
+        )));
+    }
+    let (Some(height), Some(width)) = (block.height.known(), block.width.known()) else {
+        return Err(Error::Config(format!(
+            "node {}: --temporal-pool needs the height and width of tensor '{}', which the model leaves open ({} x {})",
+            block.name, block.input, block.height, block.width
+        )));
+    };
+    if let Dim::Known(b) = block.batch {
+        return Err(Error::Config(format!(
+            "--temporal-pool halves the batch, but the model fixes it at {b}: re-export with a dynamic batch axis"
+        )));
+    }
+    let after = match df.producer.get(&block.input) {
+        Some(Producer::Node(n, _)) => Some(*n),
+        _ => None,
+    };
+    Ok(Pool {
+        block_name: block.name.clone(),
+        tensor: block.input.clone(),
+        channels: block.channels,
+        height,
+        width,
+        segments: config.segments,
+        edges: df.consumers_of(&block.input).to_vec(),
+        after,
+        prefix: format!("{}/pool", base_prefix(graph, block, k)),
+    })
 }
 
 /// The module path torch's dynamo exporter records on a node, `['', 'layer1', 'layer1.0', 'add_20']`
@@ -180,11 +257,23 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
             width: block.width.clone(),
             elem_type: elem_type(graph, tensor, &edges),
             quant: quant(graph, df, tensor),
+            segments: config.segments,
             into: edges.iter().map(|&(n, _)| node_label(&graph.node[n], n)).collect(),
             edges,
             after,
             prefix,
         });
+    }
+    if config.temporal_pool {
+        let mut pool = pool_site(graph, df, findings, config)?;
+        for site in plan.sites.iter_mut().filter(|s| findings.blocks[s.block].stage >= 1) {
+            site.segments = config.segments / 2;
+            if site.tensor == pool.tensor {
+                site.tensor = pool.output();
+                pool.edges.retain(|e| !site.edges.contains(e));
+            }
+        }
+        plan.pool = Some(pool);
     }
     Ok(plan)
 }

@@ -66,6 +66,25 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
         config.fold_div,
         if config.every > 1 { format!(", every {}", config.every) } else { String::new() }
     );
+    if let Some(pool) = &p.plan.pool {
+        let later = p.plan.sites.iter().filter(|s| s.segments < pool.segments).count();
+        let _ = writeln!(
+            out,
+            "temporal pool: max over time (kernel 3, stride 2, padding 1) on '{}' before {}; the {later} later site(s) \
+             and the outputs see {} frames per clip",
+            pool.tensor,
+            pool.block_name,
+            pool.segments / 2
+        );
+    }
+    let quantized = p.plan.sites.iter().filter(|s| s.quant.is_some()).count();
+    if quantized > 0 {
+        let _ = writeln!(
+            out,
+            "QDQ: {quantized} site(s) shift the quantized tensor (frames outside the clip get its zero point, a real \
+             zero) and dequantize it again, so each consumer still reads a DequantizeLinear"
+        );
+    }
     if !p.buffers.is_empty() {
         let _ = writeln!(out, "buffers (each '.../buffer_in' input takes the previous frame's '.../buffer_out' output; zeros at the start):");
         let mut rows = vec![["#", "buffer input", "shape"].map(String::from).to_vec()];

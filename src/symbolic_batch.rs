@@ -140,10 +140,11 @@ pub fn free(graph: &mut GraphProto) -> Result<Vec<String>, Error> {
     }
     let value_info = opened.len() - graph.output.iter().filter(|o| opened.iter().any(|p| p == o.name())).count();
     if value_info > 0 {
+        let kept = kept.min(value_info);
+        let rest = if kept == value_info { String::new() } else { format!(", {} open", value_info - kept) };
         changes.push(format!(
-            "{value_info} value_info entr{} with a batch of 1: {} now {symbol}, the rest open",
+            "{value_info} value_info entr{} with a batch of 1: {kept} now {symbol}{rest}",
             if value_info == 1 { "y" } else { "ies" },
-            kept.min(value_info)
         ));
     }
     Ok(changes)

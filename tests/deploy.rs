@@ -190,3 +190,46 @@ fn float16_models_are_shifted_in_float16() {
         assert_close(&got, &want, 5e-3 * want.max_abs().max(1.0), name);
     }
 }
+
+#[test]
+fn temporal_pool_halves_the_frames_at_the_second_stage() {
+    for (consensus, folder) in
+        [(None, "residual-bidirectional-fd8-tpool"), (Some(Consensus::Avg), "residual-bidirectional-fd8-tpool-avg")]
+    {
+        let config = Config { temporal_pool: true, consensus, ..Config::default() };
+        let (prepared, report, dir) = rewrite("resnet_batch1", &config);
+        assert!(matches!(report, Some(Validated::Offline(_))));
+        let pool = prepared.plan.pool.as_ref().unwrap();
+        assert_eq!((pool.block_name.as_str(), pool.segments), ("/layer2/layer2.0/Add", 8));
+        // layer1's two sites shift over 8 frames, the later six over 4.
+        let segments: Vec<usize> = prepared.plan.sites.iter().map(|s| s.segments).collect();
+        assert_eq!(segments, [8, 8, 4, 4, 4, 4, 4, 4]);
+        assert_eq!(prepared.plan.sites[2].tensor, pool.output(), "layer2.0 shifts the pooled tensor");
+        if consensus.is_none() {
+            insta::assert_snapshot!("dump_resnet_batch1_temporal_pool", tsm_rewrite::dump::dump(&prepared.model));
+        }
+        let want = output("resnet_batch1", folder);
+        let got = validate::run(&dir.path().join("tsm.onnx"), &[input("resnet_batch1")]).unwrap().remove(0);
+        assert_close(&got, &want, tolerance(&want), folder);
+    }
+    // Where the second stage does not start with a projection block, which stage is the paper's
+    // layer2 is a guess: refused, naming the block.
+    let err = rewrite::prepare(&model("mobilenet_v2"), &Config { temporal_pool: true, ..Config::default() })
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with("node /features/features.5/Add: --temporal-pool pools at the second stage's input"),
+        "{err}"
+    );
+    for (args, message) in [
+        (&["--online"][..], "cannot be used with --online"),
+        (&["--segments", "5"][..], "--segments must be even, got 5"),
+    ] {
+        let mut all = vec!["fixtures/models/resnet_basic.onnx", "-o", "/nonexistent/x.onnx", "--temporal-pool"];
+        all.extend_from_slice(args);
+        let o = tool(&all);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains(message), "{}", stderr(&o));
+    }
+}

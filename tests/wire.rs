@@ -168,7 +168,12 @@ fn untouched_messages_keep_their_bytes_offline_and_online() {
     for p in models() {
         let input = std::fs::read(&p).unwrap();
         let name = p.display().to_string();
-        check_untouched(&input, &rewrite(&p, dir.path(), &[]), &format!("{name} offline"));
+        // A batch fixed at 1 is freed offline, on purpose (its inputs, outputs, value_info and a
+        // flattening Reshape's target): the rest is compared with the freed model.
+        let mut freed = ModelProto::decode(&input[..]).unwrap();
+        let changes = tsm_rewrite::symbolic_batch::free(freed.graph.as_mut().unwrap()).unwrap();
+        let offline_input = if changes.is_empty() { input.clone() } else { freed.encode_to_vec() };
+        check_untouched(&offline_input, &rewrite(&p, dir.path(), &[]), &format!("{name} offline"));
         let shape = if name.contains("dynamic_hw") { vec!["--input-shape", "3,32,32"] } else { vec![] };
         let online = rewrite(&p, dir.path(), &[&["--online"], &shape[..]].concat());
         if shape.is_empty() {

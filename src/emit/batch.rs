@@ -22,7 +22,7 @@ use crate::tensor::{bool_tensor, zero_scalar};
 
 /// The site's shift along the batch axis; returns the shifted tensor's name.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String {
-    let (t, c, fold) = (config.segments as i64, site.channels, site.fold);
+    let (t, c, fold) = (site.segments as i64, site.channels, site.fold);
     let x = site.tensor.clone();
     // Whether frame t of its clip has a next (or previous) frame, for every frame of the batch: a
     // constant for a fixed batch, else a [T, 1, 1, 1] constant expanded to [N, T, 1, 1, 1] and

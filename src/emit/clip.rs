@@ -13,7 +13,7 @@ use crate::plan::Site;
 
 /// The site's shift, viewing the tensor as clips; returns the shifted tensor's name.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String {
-    let (t, c, fold) = (config.segments as i64, site.channels, site.fold);
+    let (t, c, fold) = (site.segments as i64, site.channels, site.fold);
     let x = site.tensor.clone();
     // Static H and W give constant shapes; symbolic ones are read from the tensor at run time.
     let (clip_shape, frame_shape) = match (site.height.known(), site.width.known()) {

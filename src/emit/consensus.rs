@@ -19,7 +19,7 @@ pub fn add(
     consensus: Consensus,
     opset: i64,
 ) -> Result<(), Error> {
-    let t = config.segments as i64;
+    let t = config.output_segments() as i64;
     let last = graph.node.len().checked_sub(1);
     for out in &graph.output {
         let name = out.name();

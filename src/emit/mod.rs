@@ -10,6 +10,7 @@ mod batch;
 mod clip;
 pub mod consensus;
 mod online;
+mod temporal_pool;
 
 use crate::config::{Config, ShiftForm};
 use crate::onnx::{
@@ -354,6 +355,14 @@ pub struct OnlineShapes {
 /// The patch for a whole plan.
 pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) -> Patch {
     let mut patch = Patch::default();
+    // First, so that a shift of the pooled tensor inserted after the same node comes after it.
+    if let Some(pool) = &plan.pool {
+        let mut e = Emitter { prefix: &pool.prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None };
+        let out = temporal_pool::subgraph(&mut e, pool);
+        patch.inserts.push((pool.after, e.nodes));
+        patch.initializers.extend(e.inits);
+        patch.rewires.extend(pool.edges.iter().map(|&(n, s)| (n, s, out.clone())));
+    }
     for site in &plan.sites {
         let (nodes, inits, out) = shift_subgraph(site, config, opset);
         patch.inserts.push((site.after, nodes));
@@ -409,6 +418,7 @@ mod tests {
             width: Dim::Known(4),
             elem_type: Some(1),
             quant: None,
+            segments: 8,
             edges: vec![(3, 0)],
             into: vec!["conv".into()],
             after: Some(1),
@@ -552,7 +562,7 @@ mod tests {
 
     #[test]
     fn online_patch_adds_buffers_after_the_data_inputs_and_lists_them() {
-        let plan = Plan { sites: vec![site(Dim::Known(4))], not_shifted: vec![] };
+        let plan = Plan { sites: vec![site(Dim::Known(4))], not_shifted: vec![], pool: None };
         let batch = tensor_shape_proto::Dimension {
             value: Some(tensor_shape_proto::dimension::Value::DimParam("batch".into())),
             ..Default::default()
