@@ -233,3 +233,34 @@ fn temporal_pool_halves_the_frames_at_the_second_stage() {
         assert!(stderr(&o).contains(message), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn qdq_models_stream_with_float_buffers() {
+    let config = Config { online: true, direction: Direction::Past, ..Config::default() };
+    for (name, _) in QDQ {
+        let (prepared, report, _dir) = rewrite(name, &config);
+        // Validation streamed 16 frames with the buffers fed back from zeros against the offline
+        // past-only rewrite: equal, bit for bit (the join moves quantized values).
+        let Some(Validated::Online(r)) = report else { panic!("{name}: not validated online") };
+        assert_eq!(r.max_diff, 0.0, "{name}");
+        let g = prepared.graph();
+        for b in &prepared.buffers {
+            let vi = g.input.iter().find(|i| i.name() == b.input).unwrap();
+            let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) =
+                vi.r#type.as_ref().and_then(|t| t.value.as_ref())
+            else {
+                panic!()
+            };
+            assert_eq!(t.elem_type, Some(1), "{name}: buffers carry floats (zeros mean zeros)");
+        }
+        let quantize = g
+            .node
+            .iter()
+            .filter(|n| n.op_type() == "QuantizeLinear" && n.name().ends_with("/tsm/QuantizeLinear_buffer"))
+            .count();
+        assert_eq!(quantize, prepared.buffers.len(), "{name}");
+        if name == "resnet_basic_qdq" {
+            insta::assert_snapshot!("online_dump_resnet_basic_qdq", tsm_rewrite::dump::dump(&prepared.model));
+        }
+    }
+}
