@@ -98,6 +98,11 @@ struct Args {
     #[arg(long)]
     no_validate: bool,
 
+    /// Also write what was found, planned, validated and written as JSON to FILE ('-': stdout);
+    /// see the README for its fields.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+
     /// Also write a readable text dump of the rewritten model here (for golden files in CI).
     #[arg(long, value_name = "FILE")]
     dump: Option<PathBuf>,
@@ -149,19 +154,36 @@ fn run(args: &Args) -> anyhow::Result<()> {
         if let Some(dump) = &args.dump {
             rewrite::write_dump(&prepared, dump)?;
         }
+        write_report(args, &report::json(&prepared, &config, None, &[]))?;
         eprintln!("dry run: nothing written");
         return Ok(());
     }
     let output = args.output.as_deref().expect("checked above");
-    if let Some(r) = rewrite::finish(&prepared, output, &config)? {
-        eprint!("{}", report::validated(&r));
+    let validated = rewrite::finish(&prepared, output, &config)?;
+    if let Some(r) = &validated {
+        eprint!("{}", report::validated(r));
     }
     // Only once the model is in place, so a failed run leaves no dump behind either.
+    let mut files = vec![output.to_path_buf()];
+    files.extend(rewrite::data_file_written(&prepared, output, &config));
     if let Some(dump) = &args.dump {
         rewrite::write_dump(&prepared, dump)?;
+        files.push(dump.clone());
     }
+    write_report(args, &report::json(&prepared, &config, validated.as_ref(), &files))?;
     eprintln!("wrote {}", output.display());
     Ok(())
+}
+
+/// Writes the JSON report where `--report` says: a file (atomically) or stdout for `-`.
+fn write_report(args: &Args, report: &serde_json::Value) -> anyhow::Result<()> {
+    let Some(path) = &args.report else { return Ok(()) };
+    let text = serde_json::to_string_pretty(report)? + "\n";
+    if path.as_os_str() == "-" {
+        print!("{text}");
+        return Ok(());
+    }
+    tsm_rewrite::write::TempOutput::text(path, &text)?.persist()
 }
 
 fn main() -> ExitCode {

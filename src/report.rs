@@ -1,5 +1,6 @@
 //! What the user sees on stderr: the table of blocks and shifts, what was skipped and why, and what
-//! validation checked. Plain text, deterministic (no timings except in the validation line).
+//! validation checked. Plain text, deterministic (no timings except in the validation line). And
+//! the same as JSON (`--report`), for programs: [`json`].
 
 use crate::blocks::Shortcut;
 use crate::config::{Config, Direction, Mode};
@@ -149,4 +150,114 @@ pub fn validation(r: &validate::Report) -> String {
         r.per_clip_2d.as_secs_f64() * 1000.0,
         r.per_clip.as_secs_f64() / r.per_clip_2d.as_secs_f64().max(1e-12)
     )
+}
+
+/// The version of the JSON report's layout; bumped when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn named_shapes(v: &[(String, Vec<usize>)]) -> serde_json::Value {
+    v.iter().map(|(n, s)| serde_json::json!({"name": n, "shape": s})).collect()
+}
+
+/// The JSON report (`--report`): the model, the flags, every block with its shift (or why not),
+/// every skipped Add, the temporal pool, the online buffers, what validation measured, and the
+/// files written. `validated` is `None` when validation did not run; `files` is empty for a dry run.
+pub fn json(
+    p: &Prepared,
+    config: &Config,
+    validated: Option<&Validated>,
+    files: &[std::path::PathBuf],
+) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let blocks: Vec<Value> = p
+        .findings
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(k, b)| {
+            let site = p.plan.sites.iter().find(|s| s.block == k);
+            let not_shifted = p.plan.not_shifted.iter().find(|(n, _)| *n == b.name).map(|(_, why)| why.clone());
+            json!({
+                "add": b.name,
+                "stage": b.stage,
+                "index_in_stage": b.index_in_stage,
+                "channels": b.channels,
+                "shortcut": match b.shortcut { Shortcut::Identity => "identity", Shortcut::Projection(_) => "projection" },
+                "shortcut_nodes": match b.shortcut { Shortcut::Identity => 0, Shortcut::Projection(n) => n },
+                "shifted": site.is_some(),
+                "tensor": site.map(|s| s.tensor.clone()),
+                "fold": site.map(|s| s.fold),
+                "segments": site.map(|s| s.segments),
+                "into": site.map(|s| s.into.clone()),
+                "quantized": site.map(|s| s.quant.is_some()),
+                "not_shifted": not_shifted,
+            })
+        })
+        .collect();
+    let validation = validated.map(|v| match v {
+        Validated::Offline(r) => json!({
+            "kind": "offline",
+            "clips": r.clips,
+            "inputs": named_shapes(&r.inputs),
+            "outputs": named_shapes(&r.outputs),
+            "ms_per_clip": ms(r.per_clip),
+            "ms_per_clip_2d": ms(r.per_clip_2d),
+            "ratio_to_2d": r.per_clip.as_secs_f64() / r.per_clip_2d.as_secs_f64().max(1e-12),
+            "float32_copy_because": r.float32,
+        }),
+        Validated::Online(r) => json!({
+            "kind": "online",
+            "streams": r.streams,
+            "frames": r.frames,
+            "inputs": named_shapes(&r.inputs),
+            "outputs": named_shapes(&r.outputs),
+            "max_abs_diff": r.max_diff,
+            "ms_per_frame": ms(r.per_frame),
+            "ms_per_frame_2d": ms(r.per_frame_2d),
+            "ratio_to_2d": r.per_frame.as_secs_f64() / r.per_frame_2d.as_secs_f64().max(1e-12),
+        }),
+    });
+    json!({
+        "schema_version": SCHEMA_VERSION,
+        "tool": format!("tsm-rewrite {}", env!("CARGO_PKG_VERSION")),
+        "input": p.input.display().to_string(),
+        "opset": p.opset,
+        "nodes": p.input_nodes,
+        "flags": config.flags(),
+        "config": {
+            "segments": config.segments,
+            "fold_div": config.fold_div,
+            "mode": config.mode.name(),
+            "direction": config.direction.name(),
+            "group_order": config.group_order.name(),
+            "every": config.every,
+            "shift_form": config.shift_form.name(),
+            "online": config.online,
+            "consensus": config.consensus.map(|c| c.name()),
+            "temporal_pool": config.temporal_pool,
+            "input_shape": config.input_shape,
+            "validate": config.validate,
+        },
+        "warnings": p.warnings,
+        "batch_changes": p.batch_changes,
+        "blocks": blocks,
+        "shifted": p.plan.sites.len(),
+        "skipped": p.findings.skipped.iter().map(|s| json!({"node": s.node, "reason": s.reason})).collect::<Vec<_>>(),
+        "temporal_pool": p.plan.pool.as_ref().map(|pool| json!({
+            "before": pool.block_name,
+            "tensor": pool.tensor,
+            "segments_after": pool.segments / 2,
+        })),
+        "buffers": p.buffers.iter().map(|b| json!({
+            "input": b.input,
+            "output": b.output,
+            "shape": b.shape_text().into_iter().map(|d| d.parse::<i64>().map_or(Value::String(d), Value::from)).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "validation": validation,
+        "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+    })
 }

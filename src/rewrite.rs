@@ -456,6 +456,15 @@ fn finish_within(prepared: &Prepared, output: &Path, config: &Config, limit: usi
     Ok(report)
 }
 
+/// The data file [`finish`] wrote beside `output` for a model whose tensors go into one.
+pub fn data_file_written(prepared: &Prepared, output: &Path, config: &Config) -> Option<PathBuf> {
+    let name = output.file_name()?.to_string_lossy().into_owned();
+    let data = output.with_file_name(format!("{name}.data"));
+    let wrote = (prepared.external_data && config.external_data == ExternalData::Write)
+        || prepared.model.encoded_len() > external::PROTOBUF_LIMIT;
+    (wrote && data.is_file()).then_some(data)
+}
+
 /// Writes the text dump of the rewritten model (see [`crate::dump`]).
 pub fn write_dump(prepared: &Prepared, path: &Path) -> Result<()> {
     TempOutput::text(path, &crate::dump::dump(&prepared.model))?.persist()

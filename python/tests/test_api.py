@@ -1,0 +1,85 @@
+"""The Python API on the committed fixtures: rewrite() and its report, errors, Stream against the
+PyTorch streaming reference, and the command on the venv's PATH."""
+
+import os
+import shutil
+import subprocess
+import sysconfig
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+import tsm_rewrite
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODELS = os.path.join(ROOT, "fixtures", "models")
+DATA = os.path.join(ROOT, "fixtures", "data")
+
+
+def tensor(*parts):
+    t = onnx.TensorProto()
+    with open(os.path.join(DATA, *parts), "rb") as f:
+        t.ParseFromString(f.read())
+    return numpy_helper.to_array(t)
+
+
+def test_rewrite_returns_the_report_and_the_model_matches_pytorch(tmp_path):
+    out = tmp_path / "tsm.onnx"
+    report = tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), out)
+    assert report["schema_version"] == tsm_rewrite.SCHEMA_VERSION
+    assert report["shifted"] == 8 and all(b["shifted"] for b in report["blocks"])
+    assert report["blocks"][0]["add"] == "/layer1/layer1.0/Add"
+    assert report["blocks"][0]["fold"] == 1 and report["blocks"][0]["channels"] == 8
+    assert report["validation"]["kind"] == "offline" and report["validation"]["clips"] == 2
+    assert report["files"] == [str(out)]
+    x = tensor("resnet_basic", "input_0.pb")
+    want = tensor("resnet_basic", "residual-bidirectional-fd8", "output_0.pb")
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+
+
+def test_flags_are_keywords(tmp_path):
+    report = tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), None, dry_run=True,
+                                 fold_div=4, mode="inplace", direction="past", every=2)
+    assert report["config"]["mode"] == "inplace" and report["config"]["direction"] == "past"
+    assert report["validation"] is None and report["files"] == []
+    # every 2: each stage's first block, whose input has the previous stage's channels
+    assert [b["fold"] for b in report["blocks"] if b["shifted"]] == [2, 2, 4, 8]
+    assert sum(1 for b in report["blocks"] if b["not_shifted"]) == 4
+
+
+def test_errors_carry_the_message_and_exit_code(tmp_path):
+    with pytest.raises(tsm_rewrite.RewriteError) as e:
+        tsm_rewrite.rewrite(tmp_path / "missing.onnx", tmp_path / "out.onnx")
+    assert e.value.returncode == 2 and "missing.onnx" in e.value.message
+    with pytest.raises(tsm_rewrite.RewriteError) as e:
+        tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), tmp_path / "o.onnx", online=True,
+                            consensus="avg")
+    assert e.value.returncode == 2 and "--online" in e.value.message
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_stream_equals_the_pytorch_streaming_reference(tmp_path):
+    out = tmp_path / "online.onnx"
+    report = tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), out, online=True)
+    assert len(report["buffers"]) == 8 and report["validation"]["kind"] == "online"
+    x = tensor("resnet_basic", "input_0.pb")
+    want = tensor("resnet_basic", "online-residual-fd8", "output_0.pb")  # [frames, streams, 10]
+    stream = tsm_rewrite.Stream(out, streams=2)
+    tol = 1e-4 * max(1.0, np.abs(want).max())
+    for rerun in range(2):
+        for t in range(16):
+            frame = np.stack([x[t], x[15 - t]])  # stream 0 forwards, stream 1 backwards
+            got = stream.step(frame)["logits"]
+            assert np.abs(got - want[t]).max() <= tol, (rerun, t)
+        stream.reset()
+
+
+def test_the_command_is_on_the_path():
+    # The environment's scripts folder is what an activated venv puts on PATH.
+    exe = shutil.which("tsm-rewrite", path=os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")]))
+    assert exe is not None and os.path.samefile(exe, tsm_rewrite.find_binary())
+    assert subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.startswith("tsm-rewrite ")
