@@ -7,7 +7,14 @@ use std::process::ExitCode;
 use tsm_rewrite::config::ExternalData;
 use tsm_rewrite::{report, rewrite, Config, Consensus, Direction, GroupOrder, Mode, ShiftForm};
 
-const EXIT_CODES: &str = "\
+const AFTER_HELP: &str = "\
+Examples:
+  tsm-rewrite resnet50.onnx -o tsm.onnx                       the paper's offline TSM (T=8, 1/8+1/8)
+  tsm-rewrite resnet50.onnx -o tsm.onnx --consensus avg       one prediction per clip
+  tsm-rewrite mobilenet_v2.onnx -o online.onnx --online       per frame, shift buffers in and out
+  tsm-rewrite resnet50.onnx --dry-run --report -              what would be shifted, as JSON
+  tsm-rewrite --completions bash > /etc/bash_completion.d/tsm-rewrite
+
 Exit codes:
   0  the TSM model was written (and validated, unless --no-validate)
   1  no residual block was found: nothing to shift, nothing written
@@ -20,10 +27,15 @@ Exit codes:
 /// frames as a batch of [N*T, C, H, W]; with --online, one frame per stream at a time, with the
 /// shift buffers as extra inputs and outputs.
 #[derive(Parser, Debug)]
-#[command(version, after_help = EXIT_CODES)]
+#[command(version, after_help = AFTER_HELP)]
 struct Args {
     /// The 2D model to rewrite (ONNX file).
-    input: PathBuf,
+    #[arg(required_unless_present = "completions")]
+    input: Option<PathBuf>,
+
+    /// Print a completion script for this shell (bash, zsh, fish, elvish, powershell) and exit.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
 
     /// Where to write the TSM model (required unless --dry-run).
     #[arg(short, long, value_name = "FILE")]
@@ -147,7 +159,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         )
         .into());
     }
-    let prepared = rewrite::prepare(&args.input, &config)?;
+    let input = args.input.as_deref().expect("clap requires it without --completions");
+    let prepared = rewrite::prepare(input, &config)?;
     eprint!("{}", report::plan(&prepared, &config));
     prepared.ensure_sites()?;
     if args.dry_run {
@@ -188,6 +201,11 @@ fn write_report(args: &Args, report: &serde_json::Value) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(shell) = args.completions {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Args::command(), "tsm-rewrite", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -613,3 +613,57 @@ fn online_buffer_shapes_come_from_tract_where_the_model_shapes_stop() {
     assert!(stderr(&o).contains("/layer4/layer4.1/tsm/buffer_in  [batch, 8, 4, 4]"), "{}", stderr(&o));
     assert!(stderr(&o).contains("equal to the offline past-only rewrite"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_json_report_is_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tsm.onnx");
+    let o = tool(&[&fixture_arg("resnet_bottleneck"), "-o", out.to_str().unwrap(), "--report", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is the JSON report");
+    // Timings and the temp folder change from run to run.
+    for k in ["ms_per_clip", "ms_per_clip_2d", "ratio_to_2d"] {
+        assert!(v["validation"][k].as_f64().unwrap() > 0.0, "{k}");
+        v["validation"][k] = serde_json::json!(0);
+    }
+    assert_eq!(v["files"], serde_json::json!([out.display().to_string()]));
+    v["files"] = serde_json::json!(["tsm.onnx"]);
+    insta::assert_snapshot!("report_resnet_bottleneck", serde_json::to_string_pretty(&v).unwrap());
+
+    // To a file, online: the buffers and the streaming check.
+    let report = dir.path().join("report.json");
+    let online = dir.path().join("online.onnx");
+    let args = [
+        &fixture_arg("mobilenet_v2"),
+        "-o",
+        online.to_str().unwrap(),
+        "--online",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    let o = tool(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["validation"]["kind"], "online");
+    assert!(v["validation"]["max_abs_diff"].as_f64().unwrap() < 1e-5);
+    assert_eq!(v["buffers"].as_array().unwrap().len(), 4);
+    assert_eq!(v["buffers"][0]["shape"], serde_json::json!(["batch", 2, 8, 8]));
+    // A failed run writes no report.
+    let bad = dir.path().join("bad.json");
+    let o = tool(&["fixtures/models/nope.onnx", "-o", online.to_str().unwrap(), "--report", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!bad.exists());
+}
+
+#[test]
+fn help_has_examples_and_completions_are_generated() {
+    let o = tool(&["--help"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Examples:\n  tsm-rewrite resnet50.onnx -o tsm.onnx"));
+    for shell in ["bash", "zsh", "fish"] {
+        let o = tool(&["--completions", shell]);
+        assert!(o.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(script.contains("tsm-rewrite") && script.contains("temporal-pool"), "{shell}");
+    }
+}
