@@ -54,6 +54,8 @@ pub struct Block {
 pub struct Skipped {
     pub node: String,
     pub reason: String,
+    /// Index of the Add in `graph.node`.
+    pub index: usize,
 }
 
 /// What the finder saw, in node order.
@@ -103,7 +105,7 @@ pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
         let name = node_label(node, ni);
         match classify(graph, df, shapes, ni) {
             Ok(block) => found.blocks.push(block),
-            Err(reason) => found.skipped.push(Skipped { node: name, reason }),
+            Err(reason) => found.skipped.push(Skipped { node: name, reason, index: ni }),
         }
     }
     assign_stages(graph, df, &mut found.blocks);
@@ -259,6 +261,39 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     })
 }
 
+/// Skipped Adds that may be residual joins the finder could not judge for want of shapes: both
+/// inputs are activations that fork from one tensor (the Add's immediate dominator is a node or a
+/// graph input), and an input or the fork has no known channel count. Each with those tensors.
+pub fn open_joins(
+    graph: &GraphProto,
+    df: &Dataflow,
+    shapes: &Shapes,
+    findings: &Findings,
+) -> Vec<(String, Vec<String>)> {
+    let open = |t: &str| shapes.get(t).is_none_or(|i| i.rank() < 2 || i.dims[1].known().is_none());
+    let mut out = Vec::new();
+    for s in &findings.skipped {
+        let node = &graph.node[s.index];
+        let inputs: Vec<&String> = node.input.iter().filter(|n| !n.is_empty()).collect();
+        if inputs.len() != 2 || inputs.iter().any(|t| df.constant.contains(*t)) || inputs[0] == inputs[1] {
+            continue;
+        }
+        let fork: Vec<String> = match df.dominators.immediate_dominator(df.node_vx[s.index]) {
+            Some(v) if v != df.root => match df.g[v] {
+                Vertex::Input(i) => vec![graph.input[i].name().to_owned()],
+                Vertex::Node(f) => graph.node[f].output.iter().filter(|o| !o.is_empty()).cloned().collect(),
+                Vertex::Root => continue,
+            },
+            _ => continue,
+        };
+        let tensors: Vec<String> = inputs.iter().map(|t| t.to_string()).chain(fork).filter(|t| open(t)).collect();
+        if !tensors.is_empty() {
+            out.push((s.node.clone(), tensors));
+        }
+    }
+    out
+}
+
 /// Per-channel ops that may sit between a block's input and its fork.
 const PRE_ACTIVATION_OPS: &[&str] =
     &["BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "HardSwish", "Elu", "Selu", "Celu"];
@@ -400,7 +435,8 @@ pub(crate) mod tests {
             f.skipped,
             vec![Skipped {
                 node: "/head/Add".into(),
-                reason: "input 'bias' is a constant (a bias, not a residual join)".into()
+                reason: "input 'bias' is a constant (a bias, not a residual join)".into(),
+                index: 12
             }]
         );
     }

@@ -126,6 +126,9 @@ pub struct Config {
     pub consensus: Option<Consensus>,
     /// Offline: the paper's temporal pool at the second stage's input (T/2 frames after it).
     pub temporal_pool: bool,
+    /// Rewrite even where an Add that may be a residual join cannot be judged for want of shapes
+    /// (it stays unshifted and is listed); otherwise that is an error.
+    pub skip_unknown: bool,
     pub external_data: ExternalData,
 }
 
@@ -144,6 +147,7 @@ impl Default for Config {
             online: false,
             consensus: None,
             temporal_pool: false,
+            skip_unknown: false,
             external_data: ExternalData::Write,
         }
     }

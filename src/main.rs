@@ -91,6 +91,13 @@ struct Args {
     #[arg(long)]
     temporal_pool: bool,
 
+    /// Rewrite even where an Add that may be a residual join cannot be judged because the
+    /// channels of its inputs are unknown (even to tract's analysis): it stays unshifted and is
+    /// listed as skipped. Without this flag that is an error, so no model is ever written with
+    /// some blocks silently left out.
+    #[arg(long)]
+    skip_unknown: bool,
+
     /// Per-frame C,H,W where the model leaves them symbolic (e.g. 3,224,224): for validation, and
     /// with --online also fixed in the emitted graph, since the buffers have a fixed size.
     #[arg(long, value_name = "C,H,W", value_parser = parse_shape)]
@@ -147,6 +154,7 @@ fn config(args: &Args) -> Config {
         online: args.online,
         consensus: args.consensus,
         temporal_pool: args.temporal_pool,
+        skip_unknown: args.skip_unknown,
         external_data: args.external_data,
     }
 }

@@ -140,6 +140,13 @@ pub fn validation(r: &validate::Report) -> String {
              in float32 instead (float16 values widened exactly, Casts to float16 made float32)"
         );
     }
+    if let Some(why) = &r.unoptimized {
+        let _ = writeln!(
+            out,
+            "note: tract's optimizer fails on this model but not on the input model ({why}); a limitation of tract: \
+             validated both models as tract types them, unoptimized (the model is valid; other runtimes run it)"
+        );
+    }
     out + &format!(
         "validated in tract: {} clip(s), {} -> {}, all values finite; {:.1} ms per clip vs {:.1} ms for the 2D model \
          ({:.2}x)\n",
@@ -208,6 +215,7 @@ pub fn json(
             "ms_per_clip_2d": ms(r.per_clip_2d),
             "ratio_to_2d": r.per_clip.as_secs_f64() / r.per_clip_2d.as_secs_f64().max(1e-12),
             "float32_copy_because": r.float32,
+            "unoptimized_because": r.unoptimized,
         }),
         Validated::Online(r) => json!({
             "kind": "online",
@@ -239,6 +247,7 @@ pub fn json(
             "online": config.online,
             "consensus": config.consensus.map(|c| c.name()),
             "temporal_pool": config.temporal_pool,
+            "skip_unknown": config.skip_unknown,
             "input_shape": config.input_shape,
             "validate": config.validate,
         },

@@ -139,8 +139,40 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     if validate && !config.online {
         validate::input_shapes(graph, config.segments, config.input_shape.as_deref())?;
     }
-    let shapes = Shapes::infer(graph);
-    let findings = blocks::find(graph, &df, &shapes);
+    let mut shapes = Shapes::infer(graph);
+    let mut findings = blocks::find(graph, &df, &shapes);
+    let open = blocks::open_joins(graph, &df, &shapes, &findings);
+    let mut asked_tract = false;
+    if !open.is_empty() {
+        // Where the tool's own inference stops (an op it does not follow), tract's analysis at the
+        // model's own size tells the shapes; then the blocks are found again.
+        if let Ok((frames, _)) = validate::input_shapes(graph, 1, config.input_shape.as_deref()) {
+            let tensors: Vec<&str> = open.iter().flat_map(|(_, t)| t.iter().map(String::as_str)).collect();
+            if let Ok(found) = validate::tensor_shapes(input, &frames, &tensors) {
+                asked_tract = true;
+                for (t, dims) in tensors.iter().zip(found) {
+                    if let Some(d) = dims {
+                        shapes.fill(t, &d);
+                    }
+                }
+                findings = blocks::find(graph, &df, &shapes);
+            }
+        }
+    }
+    // A residual join left unshifted for want of shapes would give a model that is neither the 2D
+    // network nor TSM: an error, unless the user asks for it.
+    let still_open = blocks::open_joins(graph, &df, &shapes, &findings);
+    if let (Some((add, tensors)), false) = (still_open.first(), config.skip_unknown) {
+        return Err(Error::Config(format!(
+            "node {add}: may be a residual join, but the channels of {} are unknown{}; shifting the other blocks \
+             only would give a model that is neither the 2D network nor TSM. Give --input-shape C,H,W if the model \
+             leaves its frame size open, or --skip-unknown to rewrite without the {} join(s) concerned",
+            tensors.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", "),
+            if asked_tract { ", even to tract's analysis of the model" } else { "" },
+            still_open.len()
+        ))
+        .into());
+    }
     let plan = plan::plan(graph, &df, &findings, config)?;
     let record = format!("tsm-rewrite {} {}", env!("CARGO_PKG_VERSION"), config.flags());
     let mut buffers = Vec::new();

@@ -168,6 +168,24 @@ impl Shapes {
         self.map.get(tensor)
     }
 
+    /// Fills what inference left open in `tensor` from concrete `dims` (tract's analysis at the
+    /// model's own size), but the batch; a tensor inference never reached becomes a rank-4 NCHW
+    /// activation when it has rank 4 (an ONNX convolution's layout).
+    pub fn fill(&mut self, tensor: &str, dims: &[usize]) {
+        let info = self.map.entry(tensor.to_owned()).or_insert_with(|| Info {
+            dims: vec![Dim::Unknown; dims.len()],
+            channel_axis: (dims.len() == 4).then_some(1),
+        });
+        if info.rank() != dims.len() {
+            return;
+        }
+        for (k, (d, &v)) in info.dims.iter_mut().zip(dims).enumerate() {
+            if k > 0 && *d == Dim::Unknown {
+                *d = Dim::Known(v as i64);
+            }
+        }
+    }
+
     /// Infers shapes in node order (the graph is topologically sorted; `Dataflow` checked it).
     pub fn infer(graph: &GraphProto) -> Shapes {
         let mut map: HashMap<String, Info> = HashMap::new();
@@ -344,7 +362,33 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&s
             }
             Some(Info { dims, channel_axis: x.channel_axis })
         }
-        "Resize" | "Upsample" | "Pad" | "SpaceToDepth" | "DepthToSpace" => {
+        "Pad" => {
+            // pads: an attribute before opset 11, then a constant input (tf2onnx writes Keras's
+            // ZeroPadding2D so), with an optional `axes` input from opset 18.
+            let x = x?;
+            let pads = attr_ints(node, "pads").or_else(|| value(1));
+            let axes: Option<Vec<usize>> = match value(3) {
+                Some(a) => a.iter().map(|&a| norm_axis(a, x.rank())).collect(),
+                None => Some((0..x.rank()).collect()),
+            };
+            let mut dims: Vec<Dim> = x.dims.iter().map(|_| Dim::Unknown).collect();
+            dims[0] = x.dims[0].clone();
+            if let (Some(pads), Some(axes)) = (pads, axes) {
+                if pads.len() == 2 * axes.len() {
+                    dims = x.dims.clone();
+                    for (k, &a) in axes.iter().enumerate() {
+                        let (begin, end) = (pads[k], pads[k + axes.len()]);
+                        dims[a] = match &x.dims[a] {
+                            _ if begin == 0 && end == 0 => x.dims[a].clone(),
+                            Dim::Known(v) if v + begin + end > 0 => Dim::Known(v + begin + end),
+                            _ => Dim::Unknown,
+                        };
+                    }
+                }
+            }
+            Some(Info { dims, channel_axis: x.channel_axis })
+        }
+        "Resize" | "Upsample" | "SpaceToDepth" | "DepthToSpace" => {
             let x = x?;
             let mut dims = x.dims.clone();
             for d in dims.iter_mut().skip(1) {
@@ -540,6 +584,31 @@ mod tests {
         // Flatten at axis 1 keeps the batch symbol (a batch-1 export freed to a symbol stays one).
         assert_eq!(s.get("flat").unwrap().display(), "[N, 200704]");
         assert!(!s.get("flat").unwrap().is_nchw());
+    }
+
+    #[test]
+    fn pad_reads_its_pads_from_an_attribute_or_a_constant_input() {
+        // tf2onnx writes Keras's ZeroPadding2D on an NHWC tensor as Pad with the pads as an input.
+        let mut old = node("Pad", "p2", &["x"], &["a"]);
+        old.attribute = vec![ints("pads", &[0, 0, 1, 1, 0, 0, 2, 2])];
+        let graph = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 4, 4]), value_info("nhwc", &[-1, 224, 224, 3])],
+            initializer: vec![
+                int64("pads", &[8], &[0, 3, 3, 0, 0, 3, 3, 0]),
+                int64("pads_hw", &[4], &[1, 1, 1, 1]),
+                int64("axes", &[2], &[2, 3]),
+            ],
+            node: vec![
+                old,
+                node("Pad", "p11", &["nhwc", "pads"], &["b"]),
+                node("Pad", "p18", &["x", "pads_hw", "", "axes"], &["c"]),
+            ],
+            ..Default::default()
+        };
+        let s = Shapes::infer(&graph);
+        assert_eq!(s.get("a").unwrap().display(), "[N, 8, 7, 7]");
+        assert_eq!(s.get("b").unwrap().display(), "[N, 230, 230, 3]");
+        assert_eq!(s.get("c").unwrap().display(), "[N, 8, 6, 6]");
     }
 
     #[test]

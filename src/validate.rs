@@ -28,6 +28,9 @@ pub struct Report {
     /// Where tract cannot run the float16 model, nor the input model: tract's message. Then what
     /// was run is the float32 copy of both (see [`crate::widen`]).
     pub float32: Option<String>,
+    /// Where tract's optimizer fails on the rewrite but not on the input model: its message. Then
+    /// both were run as tract types them, unoptimized.
+    pub unoptimized: Option<String>,
 }
 
 /// Rounds of the offline timing: each runs both models once, alternating which goes first.
@@ -66,11 +69,19 @@ fn tract_model<'a>(path: &Path, input_shapes: impl IntoIterator<Item = &'a Vec<u
 
 impl Runner {
     pub fn load(path: &Path, input_shapes: &[Vec<usize>]) -> Result<Runner> {
-        let plan = tract_model(path, input_shapes)?
-            .into_optimized()
-            .context("tract cannot analyse or optimize the model")?
-            .into_runnable()
-            .context("tract cannot plan the model")?;
+        Runner::load_with(path, input_shapes, true)
+    }
+
+    /// [`Runner::load`], optimized as a deployment would (`optimize`), or only typed: what runs
+    /// where tract's optimizer fails on a valid graph.
+    pub fn load_with(path: &Path, input_shapes: &[Vec<usize>], optimize: bool) -> Result<Runner> {
+        let model = tract_model(path, input_shapes)?;
+        let typed = if optimize {
+            model.into_optimized().context("tract cannot analyse or optimize the model")?
+        } else {
+            model.into_typed().context("tract cannot analyse the model")?
+        };
+        let plan = typed.into_runnable().context("tract cannot plan the model")?;
         let input_types = (0..plan.model().inputs.len())
             .map(|i| Ok(plan.model().input_fact(i)?.datum_type))
             .collect::<TractResult<_>>()?;
@@ -81,7 +92,10 @@ impl Runner {
         let values: TVec<TValue> = inputs
             .iter()
             .zip(&self.input_types)
-            .map(|(a, &dt)| Ok(Tensor::from_shape(&a.shape, &a.data)?.cast_to_dt(dt)?.into_owned().into()))
+            .map(|(a, &dt)| {
+                let t = Tensor::from_shape(&a.shape, &a.data)?;
+                Ok(if t.datum_type() == dt { t } else { t.cast_to_dt(dt)?.into_owned() }.into())
+            })
             .collect::<TractResult<_>>()?;
         let outputs = self.plan.run(values).context("tract failed running the model")?;
         outputs
@@ -182,19 +196,31 @@ pub fn validate(
     segments: usize,
     input_shape: Option<&[usize]>,
 ) -> Result<Report, Error> {
+    validate_with(path, original, graph, segments, input_shape, true)
+}
+
+fn validate_with(
+    path: &Path,
+    original: &Path,
+    graph: &GraphProto,
+    segments: usize,
+    input_shape: Option<&[usize]>,
+    optimize: bool,
+) -> Result<Report, Error> {
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let (shapes, clips) = input_shapes(graph, segments, input_shape)?;
     let inputs: Vec<FloatArray> =
         shapes.iter().enumerate().map(|(i, (_, s))| FloatArray::random(s, 0x75_6d + i as u64)).collect();
     let concrete: Vec<Vec<usize>> = shapes.iter().map(|(_, s)| s.clone()).collect();
-    let runner = match Runner::load(path, &concrete) {
+    let runner = match Runner::load_with(path, &concrete, optimize) {
         Ok(r) => r,
-        Err(e) => return float32_fallback(e, path, original, graph, segments, input_shape, &concrete),
+        Err(e) if optimize => return fallback(e, path, original, graph, segments, input_shape, &concrete),
+        Err(e) => return Err(fail(e)),
     };
     let (outputs, first) = runner.run_timed(&inputs).map_err(fail)?;
     // The 2D model takes the same clips as frames; alternating which model runs first in each
     // round keeps a drift of the machine's speed out of the ratio.
-    let runner_2d = Runner::load(original, &concrete)
+    let runner_2d = Runner::load_with(original, &concrete, optimize)
         .context("loading the original 2D model for the timing comparison")
         .map_err(fail)?;
     let (mut times, mut times_2d) = (vec![first], Vec::new());
@@ -217,6 +243,7 @@ pub fn validate(
         per_clip: per(times),
         per_clip_2d: per(times_2d),
         float32: None,
+        unoptimized: None,
     };
     for (out, vi) in outputs.iter().zip(&graph.output) {
         if let Some(dims) = declared_dims(vi) {
@@ -247,10 +274,15 @@ pub fn validate(
     Ok(report)
 }
 
-/// Where tract cannot load the rewrite at `path`: if the model is float16 and tract cannot load the
-/// input model at `original` either, tract is at fault, not the rewrite; the float32 copies of both
-/// are validated instead and the report says so. Otherwise tract's error is the validation error.
-fn float32_fallback(
+/// Where tract cannot load the rewrite at `path`, optimized:
+/// - if the model is float16 and tract cannot load the input model at `original` either, tract is
+///   at fault, not the rewrite: the float32 copies of both are validated instead;
+/// - if the input model optimizes and the rewrite runs unoptimized, tract's optimizer fails on a
+///   valid graph (it cannot pull a strided 1x1 convolution's Downsample over a Reshape, see
+///   `tests/tract/`): both are validated unoptimized.
+///
+/// The report says which. Otherwise tract's error is the validation error.
+fn fallback(
     e: anyhow::Error,
     path: &Path,
     original: &Path,
@@ -262,7 +294,13 @@ fn float32_fallback(
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let Ok(loaded) = crate::load::load(path) else { return Err(fail(e)) };
     let external = loaded.model.graph.as_ref().is_some_and(|g| g.initializer.iter().any(crate::external::is_external));
-    if !crate::widen::has_float16(&loaded.model) || external || Runner::load(original, concrete).is_ok() {
+    let original_runs = Runner::load(original, concrete).is_ok();
+    if original_runs && Runner::load_with(path, concrete, false).is_ok() {
+        let mut report = validate_with(path, original, graph, segments, input_shape, false)?;
+        report.unoptimized = Some(format!("{e:#}"));
+        return Ok(report);
+    }
+    if !crate::widen::has_float16(&loaded.model) || external || original_runs {
         return Err(fail(e));
     }
     let original_model = crate::load::load(original).map_err(|e| fail(e.into()))?.model;

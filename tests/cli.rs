@@ -667,3 +667,34 @@ fn help_has_examples_and_completions_are_generated() {
         assert!(script.contains("tsm-rewrite") && script.contains("temporal-pool"), "{shell}");
     }
 }
+
+/// tract 0.23 cannot optimize a strided 1x1 convolution after a Reshape: its declutter pass turns
+/// the convolution into a Downsample and fails pulling it over the Reshape ("Invalid axis"). The
+/// smallest model that shows it is `tests/tract/downsample_over_reshape.onnx` (Reshape to
+/// `[-1, 2, 8, 64]`, Reshape back to `[-1, 8, 8, 8]`, Conv 1x1 stride 2). When this test fails,
+/// tract has fixed it and the unoptimized fallback of validation can go.
+#[test]
+fn tract_cannot_pull_a_downsample_over_a_reshape() {
+    let repro = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tract/downsample_over_reshape.onnx");
+    let shapes = [vec![4, 8, 8, 8]];
+    let err = format!("{:#}", tsm_rewrite::validate::Runner::load(&repro, &shapes).err().expect("tract still fails"));
+    assert!(err.contains("Downsample") && err.contains("Reshape"), "{err}");
+    assert!(tsm_rewrite::validate::Runner::load_with(&repro, &shapes, false).is_ok());
+
+    // The clip form feeds a ResNet v1's strided 1x1 convolution through such a Reshape: the input
+    // optimizes, the rewrite does not; validation runs both unoptimized and says why.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tsm.onnx");
+    let o = tool(&[&fixture_arg("resnet_v1"), "-o", out.to_str().unwrap(), "--shift-form", "clip"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("note: tract's optimizer fails on this model but not on the input model"),
+        "{}",
+        stderr(&o)
+    );
+    let x = input("resnet_v1");
+    let want = output("resnet_v1", "residual-bidirectional-fd8");
+    let runner = tsm_rewrite::validate::Runner::load_with(&out, &[x.shape.clone()], false).unwrap();
+    let got = runner.run(&[x]).unwrap().remove(0);
+    assert!(got.max_abs_diff(&want) <= tolerance(&want));
+}

@@ -168,7 +168,8 @@ macro_rules! for_each_fixture {
             se_block_net,
             convnext_block_net,
             resnet_dynamic_hw,
-            resnet_dynamo
+            resnet_dynamo,
+            resnet_v1
         }
     };
 }
