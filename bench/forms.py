@@ -82,6 +82,13 @@ def form_split2(b, x, c, h, w, f, op="Split", flat=False):
     """Split channels [2f | C-2f]; only the 2f part is reshaped to [-1, T, 2f, HW] (or flat
     [-1, T, 2f*HW]) and shifted; Reshape back to [-1, 2f, H, W]; channel Concat with the rest."""
     a, rest = _split2(b, x, c, f, op)
+    s = clip_moved(b, a, h, w, f, flat)
+    return b.op("Concat", [s, rest], "shifted", axis=1)
+
+
+def clip_moved(b, a, h, w, f, flat=False):
+    """The 2f fold channels a = [N*T, 2f, H, W] shifted through a clip view: Reshape [-1, T, 2f, HW]
+    (flat: [-1, T, 2f*HW]), Slice+Pad each group on T, Concat, Reshape [-1, 2f, H, W]."""
     hw = h * w
     if flat:
         a4 = b.op("Reshape", [a, b.const("clip_shape", [-1, T, 2 * f * hw])], "clip")
@@ -90,8 +97,7 @@ def form_split2(b, x, c, h, w, f, op="Split", flat=False):
         a4 = b.op("Reshape", [a, b.const("clip_shape", [-1, T, 2 * f, hw])], "clip")
         nxt, prv = shift_time(b, a4, f)
     j = b.op("Concat", [nxt, prv], "moved_clip", axis=2)
-    s = b.op("Reshape", [j, b.const("moved_shape", [-1, 2 * f, h, w])], "moved_shifted")
-    return b.op("Concat", [s, rest], "shifted", axis=1)
+    return b.op("Reshape", [j, b.const("moved_shape", [-1, 2 * f, h, w])], "moved_shifted")
 
 
 def form_split3(b, x, c, h, w, f, flatcat=False):
@@ -221,22 +227,33 @@ def form_batch4d(b, x, c, h, w, f, split=False, mask="where"):
     """No Reshape of activations: next = Pad(x[1:, 0:f], one zero frame at the end of axis 0),
     prev = Pad(x[:-1, f:2f], one at the start), both Where(frame has a neighbour in its clip, ., 0)
     with conditions tiled from [T,1,1,1] constants; Concat(next, prev, x[:, 2f:]) axis 1."""
-    big = 2 ** 62
     if split:
         g0, g1, rest = b.op("Split", [x, b.const("split", [f, f, c - 2 * f])], "part", n_out=3, axis=1)
-        n = b.slice(g0, [1], [big], [0])
-        p = b.slice(g1, [0], [-1], [0])
+        n, p = batch_shifted(b, x, f, mask, groups=(g0, g1))
+    else:
+        n, p = batch_shifted(b, x, f, mask)
+        rest = b.slice(x, [2 * f], [c], [1], "rest")
+    return b.op("Concat", [n, p, rest], "shifted", axis=1)
+
+
+def batch_shifted(b, x, f, mask="where", groups=None):
+    """The two shifted fold groups of x = [N*T, C, H, W] along the batch axis, each [N*T, f, H, W]:
+    next = Where(has_next, Pad(x[1:, 0:f]) one zero frame at the end, 0), prev = Where(has_prev,
+    Pad(x[:-1, f:2f]) one at the start, 0). groups=(g0, g1): the two groups already split off."""
+    big = 2 ** 62
+    if groups:
+        n = b.slice(groups[0], [1], [big], [0])
+        p = b.slice(groups[1], [0], [-1], [0])
     else:
         n = b.slice(x, [1, 0], [big, f], [0, 1])
         p = b.slice(x, [0, f], [-1, 2 * f], [0, 1])
-        rest = b.slice(x, [2 * f], [c], [1], "rest")
     n = b.op("Pad", [n, b.const("pads_end", [0, 0, 0, 0, 1, 0, 0, 0])], "next_all")
     p = b.op("Pad", [p, b.const("pads_start", [1, 0, 0, 0, 0, 0, 0, 0])], "prev_all")
     hn, hp = batch_masks_expand(b, x) if mask == "expand" else batch_masks(b, x)
     zero = b.const("zero", np.float32(0), dtype=np.float32)
     n = b.op("Where", [hn, n, zero], "next")
     p = b.op("Where", [hp, p, zero], "prev")
-    return b.op("Concat", [n, p, rest], "shifted", axis=1)
+    return n, p
 
 
 def form_nhwc(b, x, c, h, w, f):
@@ -467,20 +484,25 @@ def add_value_info(m, sites):
     return m
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser(doc, work, rounds, runtimes):
+    """The command line shared by the form scripts (this one and bench/forms_fold.py)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="resnet50", choices=oh.ARCHS)
-    ap.add_argument("--runtime", action="append", choices=oh.RUNTIMES)
+    ap.add_argument("--runtime", action="append", choices=runtimes)
     ap.add_argument("--forms", default="")
     ap.add_argument("--online", action="store_true")
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=rounds)
     ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--roundtrip", action="store_true", help="also time the round-trip row")
     ap.add_argument("--no-time", action="store_true", help="only build, check and count fusions")
-    ap.add_argument("--work", default="/tmp/h-bench")
-    ap.add_argument("--db", default="/tmp/h-bench/forms.json")
+    ap.add_argument("--work", default=work)
+    ap.add_argument("--db", default=os.path.join(work, "forms.json"))
     ap.add_argument("--write", action="store_true")
-    args = ap.parse_args()
+    return ap
+
+
+def main():
+    args = arg_parser(__doc__, "/tmp/h-bench", 9, oh.RUNTIMES).parse_args()
     db = json.load(open(args.db)) if os.path.exists(args.db) else []
     if args.forms:
         p = oh.build(args.model, args.work)
