@@ -258,7 +258,7 @@ class StreamSplit:
         self.node("Add", [rest, fold], conv.output[0])
 
 
-def stream_split(m, sites, online=True, keep_batch=False, aligned_only=False):
+def stream_split(m, sites, online=True, keep_batch=False, aligned_only=False, cat=False):
     """Online: each site's consumer Conv becomes Conv(x[:, f:], W[:, f:], b) + Conv(buffer_in,
     W[:, :f]), buffer_out = x[:, :f], both halves of x from StreamSplit. Offline: the halves are
     x[:, :2f] and x[:, 2f:]; the first is shifted along the batch axis (bench/forms.py's
@@ -267,7 +267,8 @@ def stream_split(m, sites, online=True, keep_batch=False, aligned_only=False):
     consumer becomes Conv(x[:, 2f:], W[:, 2f:], b) + Conv(moved, W[:, :2f]). Every other consumer
     of a split tensor is folded (Conv) or fed a channel Concat of the halves. aligned_only: a site
     whose x cannot be split into block-aligned Conv rows (can_split) gets fold-slice instead (True,
-    online) or keeps the tool's form ("keep").
+    online) or keeps the tool's form ("keep"). cat (online): no folds; the consumer Conv reads
+    Concat(buffer_in, x[:, f:]) and other consumers of a split tensor a Concat of its halves.
     Returns (model, sites)."""
     shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
               for vi in onnx.shape_inference.infer_shapes(m).graph.value_info}
@@ -292,6 +293,9 @@ def stream_split(m, sites, online=True, keep_batch=False, aligned_only=False):
         if online and not (aligned_only and not ss.can_split(x, f)):
             a, b = ss.split(x, f)
             renames[a] = prefix + "/buffer_out"
+            if cat:  # the consumer unchanged, on a channel Concat of the buffer and the second half
+                conv.input[0] = ss.node("Concat", [prefix + "/buffer_in", b], prefix + "/shifted", axis=1)
+                continue
             ss.fold_conv(conv, a, b, f, first=prefix + "/buffer_in")
         elif online:  # fold-slice at this site
             bd = oh.Builder(prefix)
@@ -319,7 +323,7 @@ def stream_split(m, sites, online=True, keep_batch=False, aligned_only=False):
             if t not in n.input or n.name in done or any(o in split_outs for o in n.output):
                 continue  # (an output split too: dead once its own consumers are rewired)
             group = next((x.i for x in n.attribute if x.name == "group"), 1)
-            if n.op_type == "Conv" and group == 1 and n.input[0] == t and n.input[1] in ss.inits:
+            if n.op_type == "Conv" and group == 1 and n.input[0] == t and n.input[1] in ss.inits and not cat:
                 ss.fold_conv(n, a, b, f)
                 done.add(n.name)
             else:
@@ -373,6 +377,8 @@ ONLINE = {
                "buffer_out = the first half; Add(Conv(x[:, f:], W[:, f:], b), Conv(buffer_in, W[:, :f])); other consumers of a split tensor folded (Conv) or fed a channel Concat", stream_split),
     "stream-al": ("stream where x splits into 16-aligned Conv row blocks, fold-slice at the other sites", lambda m, s: stream_split(m, s, aligned_only=True)),
     "stream-keep": ("stream where x splits into 16-aligned Conv row blocks, the tool's form at the other sites", lambda m, s: stream_split(m, s, aligned_only="keep")),
+    "stream-cat": ("stream-keep without folds: the consumer Conv unchanged on Concat(buffer_in, x[:, f:]) (block-aligned channel Concat), other consumers of split tensors on Concat(a, b)",
+                   lambda m, s: stream_split(m, s, aligned_only="keep", cat=True)),
     "fold-selconv": ("buffer_out = 1x1 Conv(x, 0/1 selection [f, C, 1, 1]); Add(Conv(x, W0, b), Conv(buffer_in, W[:, :f]))", online_fold("conv")),
 }
 OFFLINE = {
@@ -499,15 +505,41 @@ MobileNetV2's f = 3..20 the halves are unaligned and each costs reorders (`strea
 1.25 ORT), so `stream-keep` splits only where can_split finds aligned Conv row blocks and leaves the
 tool's form at the other sites (on MobileNetV2 online: no site qualifies, the model is the tool's).
 
-ResNet-50, medians over runs (each against its own 2D and null rows): online onnxruntime
-stream-keep / stream-al 1.04-1.06 (current 1.17-1.23, round trip 1.10-1.16: below the round-trip
-floor, since x itself is never reordered); OpenVINO 0.94-1.09 (current 1.20-1.50; the OpenVINO
-runs were the noisiest, null rows 0.88-1.02); tract 1.02-1.09, no better than the current form
-(0.98-1.10). Offline ostream-kb: onnxruntime 1.09-1.17 (current 1.25-1.41, round trip 1.21-1.34),
-OpenVINO 1.09-1.16 (current 1.13-1.56, round trip 0.96-0.98), tract 1.10 (current 1.12-1.15).
-MobileNetV2: every fold form is worse than the tool's in onnxruntime and tract, online and offline.
+ResNet-50, run medians (each against its own 2D and null rows; "Summary" below lists every run):
+online, onnxruntime: stream-al / stream-keep 1.03-1.07, stream 1.00-1.12 (its first run, 1.11, wrote
+buffer_out through an Identity, a copy), against current 1.17-1.23
+and round trip 1.09-1.16 (below the round-trip floor: x itself is never reordered); OpenVINO:
+stream-family 0.94-1.15 against current 1.20-1.50 (OpenVINO's runs were the noisiest; its profile
+shows the cost that is left: twice as many 1x1 convolutions, the smaller ones less efficient in
+brgemm, 11 of the fold Adds not fused, and reorders of the 16 buffers); tract 1.02-1.13, no better
+than the current form (0.98-1.10). Offline ostream-kb: onnxruntime 1.09-1.17 (current 1.25-1.41,
+round trip 1.21-1.34), OpenVINO 1.09-1.16 (current 1.14-1.56, round trip 0.96-0.98), tract 1.10-1.12
+(current 1.08-1.15). The 1.05 target is met only in some onnxruntime and OpenVINO runs; the noise
+(null rows 0.88-1.04) is as large as the remaining gap. stream-keep, stream-al and ostream-kb
+are also exact in OpenVINO and tract (max|diff| <= 9.5e-5 against tolerance 5.7e-4).
+MobileNetV2: every fold form is worse than the tool's in onnxruntime and tract, online and
+offline (unaligned channel blocks); stream-keep leaves MobileNetV2 online as the tool writes it.
+stream-cat (split producers, but the consumer unchanged on Concat(buffer_in, x[:, f:])) is worse
+in both: onnxruntime does not keep that Concat blocked (32 ReorderOutput), OpenVINO runs it as
+ref_f32 Concat (not in place): 1.23 / 1.15 against stream-keep 1.03 / 1.10 in the same run. The
+last runs (18:44 on) had load 5-7: their rows are the least trustworthy.
 
 """
+
+
+def summary(db):
+    """One line per (model, mode, form): each runtime's run medians, in run order."""
+    runtimes = ("ort", "openvino", "tract")
+    lines = ["### Summary: median ratio of each run (in time order), per runtime", "",
+             "| model, mode | form | " + " | ".join(runtimes) + " |", "|---|---|" + "---|" * len(runtimes)]
+    timed = [d for d in db if "median" in d]
+    for arch, mode in dict.fromkeys((d["arch"], d["mode"]) for d in timed):
+        rows = [d for d in timed if d["arch"] == arch and d["mode"] == mode]
+        for form in dict.fromkeys(d["form"] for d in rows):
+            cells = [", ".join(f"{d['median']:.2f}" for d in rows if d["form"] == form and d["runtime"] == rt) or "-"
+                     for rt in runtimes]
+            lines.append(f"| {arch}, {mode} | {form} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def write_md(db):
@@ -525,6 +557,7 @@ def write_md(db):
         descs[(m, "null")] = "copy of the 2D model"
         descs[(m, "current")] = "tsm-rewrite's form as written (/work/main/target/release, 15:57 build)"
         descs[(m, "roundtrip")] = "channel Split + Concat at each site (exact identity)"
+    lines += summary(db)
     for arch in dict.fromkeys(d["arch"] for d in db):
         for mode in ("offline", "online"):
             rows = [d for d in db if d["arch"] == arch and d["mode"] == mode]
