@@ -609,8 +609,11 @@ def write_md(db):
                 lines.append(f"| {d['stamp']} | {d['runtime']} | {d['form']} | {cell} | {d.get('n', '')} | {ms} | {fus} | "
                              f"{descs.get((mode, d['form']), '')} |")
             lines.append("")
+    # keep the section bench/forms_fold.py writes (from its begin marker to the end)
+    old = open(out).read() if os.path.exists(out) else ""
+    tail = old[old.index("<!-- conv-fold: begin"):] if "<!-- conv-fold: begin" in old else ""
     with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + tail)
     oh.log(f"wrote {out}")
 
 
