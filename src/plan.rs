@@ -31,6 +31,10 @@ pub struct Site {
     pub quant: Option<Quant>,
     /// Frames per clip where this site runs: `--segments`, halved after a `--temporal-pool`.
     pub segments: usize,
+    /// A consumer is a 1x1 convolution with a stride (ResNet v1's first conv, or a projection):
+    /// tract 0.23 turns it into a Downsample that it cannot pull over a Reshape, so the shift must
+    /// not end in one there (see `emit`).
+    pub strided_1x1: bool,
     /// Consumers (node, input slot) that will read the shifted tensor instead.
     pub edges: Vec<(usize, usize)>,
     /// Names of those consumers (indices change once the patch is applied).
@@ -69,6 +73,22 @@ fn quant(graph: &GraphProto, df: &Dataflow, tensor: &str) -> Option<Quant> {
     scalar(scale)?;
     let elem_type = scalar(zp)?.data_type?;
     Some(Quant { tensor: x.clone(), scale: scale.clone(), zero_point: zp.clone(), elem_type })
+}
+
+/// Whether a consumer at `edges` is a Conv with a 1x1 kernel and a stride above 1 on its data input.
+fn strided_1x1(graph: &GraphProto, edges: &[(usize, usize)]) -> bool {
+    use crate::shapes::attr_ints;
+    edges.iter().any(|&(n, slot)| {
+        let node = &graph.node[n];
+        let kernel = attr_ints(node, "kernel_shape").or_else(|| {
+            let w = graph.initializer.iter().find(|t| Some(t.name()) == node.input.get(1).map(String::as_str))?;
+            Some(w.dims.get(2..)?.to_vec())
+        });
+        node.op_type() == "Conv"
+            && slot == 0
+            && kernel.is_some_and(|k| !k.is_empty() && k.iter().all(|&d| d == 1))
+            && attr_ints(node, "strides").is_some_and(|s| s.iter().any(|&d| d > 1))
+    })
 }
 
 /// The element type of `tensor`: declared in the graph, or else that of the weights its consumers
@@ -258,6 +278,7 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
             elem_type: elem_type(graph, tensor, &edges),
             quant: quant(graph, df, tensor),
             segments: config.segments,
+            strided_1x1: strided_1x1(graph, &edges),
             into: edges.iter().map(|&(n, _)| node_label(&graph.node[n], n)).collect(),
             edges,
             after,

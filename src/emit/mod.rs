@@ -232,7 +232,9 @@ impl Emitter<'_> {
 /// The shift subgraph of one site; returns its nodes, initializers and the shifted tensor's name.
 pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
     let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None };
-    let batch_form = opset >= 10 && config.shift_form == ShiftForm::Batch;
+    // The clip view ends in a Reshape, over which tract cannot pull the Downsample of a strided 1x1
+    // convolution: such a site gets the batch form whenever the opset allows it.
+    let batch_form = opset >= 10 && (config.shift_form == ShiftForm::Batch || site.strided_1x1);
     let form = |e: &mut Emitter, site: &Site| {
         if batch_form {
             batch::subgraph(e, site, config)
@@ -419,6 +421,7 @@ mod tests {
             elem_type: Some(1),
             quant: None,
             segments: 8,
+            strided_1x1: false,
             edges: vec![(3, 0)],
             into: vec!["conv".into()],
             after: Some(1),

@@ -30,6 +30,11 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, (h, w): (i64, i64)) -> Stri
     };
     let shifted = if fold == c {
         e.node("Identity", "Identity", vec![buffer_in], "shifted", vec![])
+    } else if site.strided_1x1 {
+        // No flattening Reshape before a strided 1x1 convolution: tract cannot pull that
+        // convolution's Downsample over it. A channel Concat, which it can.
+        let rest = e.slice("rest", &x, &[fold], &[c], &[1], &[c]);
+        e.node("Concat", "Concat", vec![buffer_in, rest], "shifted", vec![int_attr("axis", 1)])
     } else {
         let flat = e.constant("flat_shape", &[0, -1]);
         let x = e.node("Reshape", "Reshape_x", vec![x, flat.clone()], "x_flat", vec![]);
