@@ -58,24 +58,29 @@ def rebuild(model, shifted, direction):
         mapping[id(layer.output)] = layer(args)
     return tf.keras.Model(inp, mapping[id(model.outputs[0])])
 
-name, size = sys.argv[1], int(sys.argv[2])
-tf.keras.utils.set_random_seed(0)
-model = getattr(tf.keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10, classifier_activation=None)
-os.makedirs("/tmp/keras", exist_ok=True)
-path = f"/tmp/keras/{name}_{size}.onnx"
-if not os.path.exists(path):
-    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),), opset=17, output_path=path)
-x = np.random.default_rng(1).standard_normal((2 * T, size, size, 3)).astype(np.float32)
-shifted = first_branch_layers(model)
-for direction in ("bidirectional", "past"):
-    ref = rebuild(model, set(shifted), direction)(x).numpy()
-    plain = model(x).numpy()
-    out = path.replace(".onnx", f"_{direction}.onnx")
-    p = subprocess.run([os.environ.get("TSM_BIN", "/work/main/target/release/tsm-rewrite"), path, "-o", out, "--direction", direction], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    summary = [l for l in p.stderr.splitlines() if "block(s) found" in l or l.startswith(("validated", "note"))]
-    y = ort.InferenceSession(out).run(None, {ort.InferenceSession(out).get_inputs()[0].name: x})[0]
-    print(f"{name} {direction}: {len(shifted)} branches shifted in Keras; {summary[0]}; max|tool - keras TSM| {np.abs(y - ref).max():.2e}, |keras TSM - plain| {np.abs(ref - plain).max():.2e}, |ref| {np.abs(ref).max():.2e}")
+def main():
+    name, size = sys.argv[1], int(sys.argv[2])
+    tf.keras.utils.set_random_seed(0)
+    model = getattr(tf.keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10, classifier_activation=None)
+    os.makedirs("/tmp/keras", exist_ok=True)
+    path = f"/tmp/keras/{name}_{size}.onnx"
+    if not os.path.exists(path):
+        tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),), opset=17, output_path=path)
+    x = np.random.default_rng(1).standard_normal((2 * T, size, size, 3)).astype(np.float32)
+    shifted = first_branch_layers(model)
+    for direction in ("bidirectional", "past"):
+        ref = rebuild(model, set(shifted), direction)(x).numpy()
+        plain = model(x).numpy()
+        out = path.replace(".onnx", f"_{direction}.onnx")
+        p = subprocess.run([os.environ.get("TSM_BIN", "/work/main/target/release/tsm-rewrite"), path, "-o", out, "--direction", direction], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        summary = [l for l in p.stderr.splitlines() if "block(s) found" in l or l.startswith(("validated", "note"))]
+        y = ort.InferenceSession(out).run(None, {ort.InferenceSession(out).get_inputs()[0].name: x})[0]
+        print(f"{name} {direction}: {len(shifted)} branches shifted in Keras; {summary[0]}; max|tool - keras TSM| {np.abs(y - ref).max():.2e}, |keras TSM - plain| {np.abs(ref - plain).max():.2e}, |ref| {np.abs(ref).max():.2e}")
 
-p = subprocess.run([os.environ.get("TSM_BIN", "/work/main/target/release/tsm-rewrite"), path, "-o", path.replace(".onnx", "_online.onnx"), "--online"], capture_output=True, text=True)
-print(f"{name} online: exit {p.returncode}; " + "; ".join(l for l in p.stderr.splitlines() if l.startswith(("validated", "tsm-rewrite: error", "note"))))
+    p = subprocess.run([os.environ.get("TSM_BIN", "/work/main/target/release/tsm-rewrite"), path, "-o", path.replace(".onnx", "_online.onnx"), "--online"], capture_output=True, text=True)
+    print(f"{name} online: exit {p.returncode}; " + "; ".join(l for l in p.stderr.splitlines() if l.startswith(("validated", "tsm-rewrite: error", "note"))))
+
+
+if __name__ == "__main__":
+    main()

@@ -92,15 +92,30 @@ fn strided_1x1(graph: &GraphProto, edges: &[(usize, usize)]) -> bool {
 }
 
 /// The element type of `tensor`: declared in the graph, or else that of the weights its consumers
-/// (at `edges`) apply to it, which a convolution shares with its input.
+/// (at `edges`) apply to it, which a convolution shares with its input, or else the data input's.
 fn elem_type(graph: &GraphProto, tensor: &str, edges: &[(usize, usize)]) -> Option<i32> {
     use crate::onnx::type_proto::Value;
     let declared = graph.value_info.iter().chain(&graph.input).chain(&graph.output).find(|v| v.name() == tensor);
     if let Some(Value::TensorType(t)) = declared.and_then(|v| v.r#type.as_ref()).and_then(|t| t.value.as_ref()) {
         return t.elem_type;
     }
-    edges.iter().find_map(|&(n, _)| {
-        graph.node[n].input.iter().find_map(|i| graph.initializer.iter().find(|t| t.name() == i.as_str())?.data_type)
+    // Only float weights say: a consumer's int64 input is a shape, pads or axes (tf2onnx's Pad).
+    use crate::onnx::tensor_proto::DataType;
+    let float = |d: &i32| {
+        [DataType::Float, DataType::Float16, DataType::Double, DataType::Bfloat16].iter().any(|&f| f as i32 == *d)
+    };
+    let weights = edges.iter().find_map(|&(n, _)| {
+        graph.node[n]
+            .input
+            .iter()
+            .find_map(|i| graph.initializer.iter().find(|t| t.name() == i.as_str())?.data_type.filter(float))
+    });
+    // Else the model's own float type, as its data input has it (a float16 model is float16 through).
+    weights.or_else(|| {
+        crate::validate::data_inputs(graph).iter().find_map(|v| match v.r#type.as_ref()?.value.as_ref()? {
+            Value::TensorType(t) => t.elem_type.filter(float),
+            _ => None,
+        })
     })
 }
 

@@ -106,6 +106,9 @@ fn every_fixture_is_covered() {
         "resnet_basic_qdq",
         "resnet_bottleneck_qdq_pc",
         "mobilenet_v2_qdq_pc",
+        // Other frameworks' exports, in tests/exporters.rs.
+        "keras_resnet_v1",
+        "keras_mobilenet_v2",
     ]);
     listed.sort();
     assert_eq!(names, listed, "a fixture model has no test");
