@@ -109,6 +109,7 @@ fn every_fixture_is_covered() {
         // Other frameworks' exports, in tests/exporters.rs.
         "keras_resnet_v1",
         "keras_mobilenet_v2",
+        "paddle_resnet",
     ]);
     listed.sort();
     assert_eq!(names, listed, "a fixture model has no test");
