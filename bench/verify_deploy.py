@@ -15,7 +15,6 @@ QDQ models: bench/qdq.py.
     python bench/verify_deploy.py            # writes bench/RESULTS-deploy.md
 """
 
-import copy
 import os
 import subprocess
 import sys
@@ -33,8 +32,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "fixtures"))
 import overhead as oh  # noqa: E402
 import verify_full as vf  # noqa: E402
-import export as ex  # noqa: E402
-from export_deploy import TemporalPool  # noqa: E402
+from export_deploy import make_tsm_temporal_pool  # noqa: E402
 
 ort.set_default_logger_severity(3)
 BIN = os.environ.get("TSM_BIN", os.path.join(REPO, "target", "release", "tsm-rewrite"))
@@ -76,15 +74,6 @@ def export(model, path, batch1=False, dynamo=False):
                               input_names=["input"], output_names=["logits"], **kw)
 
 
-def tsm_temporal_pool(model):
-    tsm = copy.deepcopy(model)
-    for u in vf.shift_sites(tsm):
-        n = T if u.path.startswith("layer1.") else T // 2
-        ex.apply_residual_shift(tsm.get_submodule(u.path), ex.TemporalShift(n, 8, "bidirectional", "tsm"))
-    tsm.layer2 = TemporalPool(tsm.layer2, T)
-    return tsm.eval()
-
-
 def row(rows, what, ref, outs, notes):
     scale = max(1.0, float(np.abs(ref).max()))
     cells = []
@@ -113,7 +102,7 @@ def main():
     export(r50, src)
     dst = os.path.join(WORK, "resnet50_tpool_avg.onnx")
     notes, _ = tool(src, dst, "--temporal-pool", "--consensus", "avg")
-    y = vf.torch_run(tsm_temporal_pool(r50), x)
+    y = vf.torch_run(make_tsm_temporal_pool(r50, vf.shift_sites), x)
     ref_tp = y.reshape(-1, T // 2, y.shape[-1]).mean(1)
     row(rows, "ResNet-50, --temporal-pool --consensus avg (output [2, 1000])", ref_tp,
         [("ORT", ort_run(dst, x)), ("OpenVINO", ov_run(dst, x))], "; ".join(n for n in notes if "validated" in n))

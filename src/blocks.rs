@@ -171,11 +171,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         return Err("its two paths share nodes after the fork".into());
     }
     // The fork tensor: the one output of the fork vertex that both paths (or the Add) consume.
-    let fork_outputs: Vec<String> = match df.g[fork_vx] {
-        Vertex::Input(i) => vec![graph.input[i].name().to_owned()],
-        Vertex::Node(f) => graph.node[f].output.iter().filter(|o| !o.is_empty()).cloned().collect(),
-        Vertex::Root => unreachable!("the root was excluded above"),
-    };
+    let fork_outputs = vertex_outputs(graph, df, fork_vx);
     let used_by = |set: &HashSet<NodeIndex>, t: &str| -> Vec<&String> {
         let on_path = |o: &String| o == t || df.consumers_of(o).iter().any(|(c, _)| set.contains(&df.node_vx[*c]));
         fork_outputs.iter().filter(|o| on_path(o)).collect()
@@ -261,6 +257,15 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     })
 }
 
+/// The tensors a dataflow vertex gives: a graph input's, or a node's outputs (none for the root).
+fn vertex_outputs(graph: &GraphProto, df: &Dataflow, v: NodeIndex) -> Vec<String> {
+    match df.g[v] {
+        Vertex::Input(i) => vec![graph.input[i].name().to_owned()],
+        Vertex::Node(f) => graph.node[f].output.iter().filter(|o| !o.is_empty()).cloned().collect(),
+        Vertex::Root => Vec::new(),
+    }
+}
+
 /// Skipped Adds that may be residual joins the finder could not judge for want of shapes: both
 /// inputs are activations that fork from one tensor (the Add's immediate dominator is a node or a
 /// graph input), and an input or the fork has no known channel count. Each with those tensors.
@@ -278,12 +283,8 @@ pub fn open_joins(
         if inputs.len() != 2 || inputs.iter().any(|t| df.constant.contains(*t)) || inputs[0] == inputs[1] {
             continue;
         }
-        let fork: Vec<String> = match df.dominators.immediate_dominator(df.node_vx[s.index]) {
-            Some(v) if v != df.root => match df.g[v] {
-                Vertex::Input(i) => vec![graph.input[i].name().to_owned()],
-                Vertex::Node(f) => graph.node[f].output.iter().filter(|o| !o.is_empty()).cloned().collect(),
-                Vertex::Root => continue,
-            },
+        let fork = match df.dominators.immediate_dominator(df.node_vx[s.index]) {
+            Some(v) if v != df.root => vertex_outputs(graph, df, v),
             _ => continue,
         };
         let tensors: Vec<String> = inputs.iter().map(|t| t.to_string()).chain(fork).filter(|t| open(t)).collect();

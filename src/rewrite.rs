@@ -33,9 +33,9 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     /// What was changed to free a batch fixed at 1 (see [`crate::symbolic_batch`]).
     pub batch_changes: Vec<String>,
-    /// The 2D graph with that batch freed, which validation times the rewrite against (the input
+    /// The 2D model with that batch freed, which validation times the rewrite against (the input
     /// itself only runs one image at a time).
-    pub freed_2d: Option<GraphProto>,
+    pub freed_2d: Option<ModelProto>,
     /// Whether `finish` validates: the config's choice, unless tract cannot run the model.
     pub validate: bool,
     /// Whether the model keeps tensors in external data files (the rewrite adds none).
@@ -193,6 +193,14 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     };
     drop(df);
     patch.apply(graph, metadata_props);
+    // The freed 2D model: the model's other fields around the graph kept from before the patch
+    // (swapped out so that the rewritten graph is not cloned too).
+    let freed_2d = freed_2d.map(|g| {
+        let rewritten = model.graph.replace(g);
+        let freed = model.clone();
+        model.graph = rewritten;
+        freed
+    });
     Ok(Prepared {
         input: input.to_path_buf(),
         opset: loaded.opset,
@@ -405,9 +413,8 @@ fn validate_online(
 
 /// The 2D model validation times the rewrite against, where it is not the input file.
 fn original_2d(prepared: &Prepared, output: &Path) -> Result<Option<Staged>> {
-    let Some(graph) = &prepared.freed_2d else { return Ok(None) };
-    let mut model = ModelProto { graph: None, ..prepared.model.clone() };
-    model.graph = Some(graph.clone());
+    let Some(freed) = &prepared.freed_2d else { return Ok(None) };
+    let mut model = freed.clone();
     stage_model(&mut model, prepared.external_data, &prepared.input, output, "2d-reference").map(Some)
 }
 

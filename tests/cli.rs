@@ -699,7 +699,7 @@ fn tract_cannot_pull_a_downsample_over_a_reshape() {
     assert!(stderr(&o).contains(note), "{}", stderr(&o));
     let x = input("resnet_v1");
     let want = output("resnet_v1", "residual-bidirectional-fd8");
-    let runner = tsm_rewrite::validate::Runner::load_with(&out, &[x.shape.clone()], false).unwrap();
+    let runner = tsm_rewrite::validate::Runner::load_with(&out, std::slice::from_ref(&x.shape), false).unwrap();
     let got = runner.run(&[x]).unwrap().remove(0);
     assert!(got.max_abs_diff(&want) <= tolerance(&want));
 }
