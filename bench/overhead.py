@@ -15,7 +15,9 @@ model measured in the same rounds:
 - null: a byte-different copy of the 2D model (the harness's own noise and order bias);
 - roundtrip: the 2D model with each site's branch input through a channel Split + Concat, an exact
   identity (each runtime's floor for touching the tensor at each site);
-- tsm: `tsm-rewrite --no-validate` with default offline flags (`--online` for per frame);
+- tsm: `tsm-rewrite --no-validate` with default offline flags (`--online` for per frame): the
+  stream form where the channel blocks align, the batch form elsewhere;
+- batch: the same with `--shift-form batch` (the form before the stream form);
 - mmaction2: the PyTorch TSM written as mmaction2 does ([N, T, C, H*W] view, zeros from x - x,
   slices, Concat along T then C), exported with the same exporter;
 - any --variant file (same input and output as the TSM model).
@@ -291,7 +293,8 @@ def build(arch, work, log_=log):
     d = os.path.join(work, arch)
     os.makedirs(d, exist_ok=True)
     p = {k: os.path.join(d, f"{k}.onnx") for k in
-         ("plain", "null", "tsm", "roundtrip", "mmaction2", "online", "online_roundtrip")}
+         ("plain", "null", "tsm", "batch", "roundtrip", "mmaction2", "online", "online_batch",
+                   "online_roundtrip")}
     p["ref"] = os.path.join(d, "ref.npz")
     if all(os.path.exists(v) for v in p.values()):
         return p
@@ -315,13 +318,16 @@ def build(arch, work, log_=log):
         time.sleep(20)
     run_tool([p["plain"], "-o", p["tsm"], "--no-validate"])
     run_tool([p["plain"], "-o", p["online"], "--no-validate", "--online"])
+    run_tool([p["plain"], "-o", p["batch"], "--no-validate", "--shift-form", "batch"])
+    run_tool([p["plain"], "-o", p["online_batch"], "--no-validate", "--online", "--shift-form", "batch"])
     m = onnx.load(p["plain"])
     md = m.metadata_props.add()
     md.key, md.value = "overhead-null", "copy"
     onnx.save(m, p["null"])
-    tsm = onnx.load(p["tsm"])
+    # The round trips are built on the batch form, whose sites the scripts can find.
+    tsm = onnx.load(p["batch"])
     onnx.save(replace_sites(tsm, offline_sites(tsm), form_roundtrip), p["roundtrip"])
-    onx = onnx.load(p["online"])
+    onx = onnx.load(p["online_batch"])
     rt = replace_sites(onx, online_sites(onx), form_roundtrip)
     # the round trip has no buffers: drop them from the online model's inputs and outputs
     for coll in (rt.graph.input, rt.graph.output):
@@ -339,10 +345,11 @@ def check_all(p, variants, log_=log):
     out = {}
     for name, path in [("null", p["null"]), ("roundtrip", p["roundtrip"])]:
         out[name] = check_offline(path, r["plain"], x)
-    for name, path in [("tsm", p["tsm"]), ("mmaction2", p["mmaction2"])] + list(variants):
+    for name, path in [("tsm", p["tsm"]), ("batch", p["batch"]), ("mmaction2", p["mmaction2"])] + list(variants):
         out[name] = check_offline(path, r["tsm"], x)
     frames = x[:T].reshape(T, 1, 3, HW, HW)
     out["online"] = check_online(p["online"], r["online"], frames)
+    out["online_batch"] = check_online(p["online_batch"], r["online"], frames)
     for k, (e, t) in out.items():
         log_(f"  exact? {k:<24} max|diff| {e:.2e} (tol {t:.2e}) {'ok' if e <= t else 'FAIL'}")
     return out
@@ -618,12 +625,12 @@ def main():
             if mode == "offline":
                 models = {"2d": p["plain"], "null": p["null"]}
                 if not args.no_standard:
-                    models.update(roundtrip=p["roundtrip"], tsm=p["tsm"], mmaction2=p["mmaction2"])
+                    models.update(roundtrip=p["roundtrip"], tsm=p["tsm"], batch=p["batch"], mmaction2=p["mmaction2"])
                 models.update(dict(variants))
             else:
                 models = {"2d": p["plain"], "null": p["null"]}
                 if not args.no_standard:
-                    models.update(roundtrip=p["online_roundtrip"], tsm=p["online"])
+                    models.update(roundtrip=p["online_roundtrip"], tsm=p["online"], batch=p["online_batch"])
                 models.update(dict(named(v.replace("{arch}", arch)) for v in args.online_variant))
             models["__ref"] = p["ref"]
             for rt in runtimes:
@@ -660,7 +667,8 @@ def write_md(results, args, secs):
              "(min-max), over the rounds. Offline: one clip of 8 frames at 224x224 per run. Online: per frame "
              f"(batch 1), {args.frames} frames per model per round, buffers fed back through preallocated "
              "tensors. null = a copy of the 2D model; roundtrip = each site's branch input through a channel "
-             "Split+Concat (exact identity); tsm = tsm-rewrite's current form; mmaction2 = the mmaction2-style "
+             "Split+Concat (exact identity); tsm = tsm-rewrite's default (the stream form where channels align); "
+             "batch = `--shift-form batch` (the previous default); mmaction2 = the mmaction2-style "
              "PyTorch export.", ""]
     for arch in dict.fromkeys(r["arch"] for r in results):
         for mode in ("offline", "online"):

@@ -66,10 +66,12 @@ struct Args {
     #[arg(long, value_name = "K", default_value_t = 1)]
     every: usize,
 
-    /// How the offline shift is written: batch (along the batch axis, no Reshape; fastest in
-    /// onnxruntime and OpenVINO) or clip (on a [N, T, C, H*W] view; fastest in tract). The model
-    /// computes the same either way; before opset 10 the clip view is always used.
-    #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Batch)]
+    /// How the shift is written (the model computes the same within rounding): stream (split the
+    /// convolutions around each site so that only the shifted channels move, where both parts are
+    /// whole blocks of 16 channels, and batch elsewhere; fastest in onnxruntime and OpenVINO), batch
+    /// (along the batch axis, no Reshape, weights untouched) or clip (on a [N, T, C, H*W] view,
+    /// offline only). Before opset 10 the offline shift is always the clip view.
+    #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Stream)]
     shift_form: ShiftForm,
 
     /// Emit a per-frame (streaming) graph: each shift site gets a buffer input holding the previous

@@ -35,6 +35,8 @@ pub struct Site {
     /// tract 0.23 turns it into a Downsample that it cannot pull over a Reshape, so the shift must
     /// not end in one there (see `emit`).
     pub strided_1x1: bool,
+    /// Set where the site takes the stream form (see `emit::stream`).
+    pub stream: Option<crate::emit::stream::Stream>,
     /// Consumers (node, input slot) that will read the shifted tensor instead.
     pub edges: Vec<(usize, usize)>,
     /// Names of those consumers (indices change once the patch is applied).
@@ -294,6 +296,7 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
             quant: quant(graph, df, tensor),
             segments: config.segments,
             strided_1x1: strided_1x1(graph, &edges),
+            stream: None,
             into: edges.iter().map(|&(n, _)| node_label(&graph.node[n], n)).collect(),
             edges,
             after,

@@ -78,6 +78,15 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
             pool.segments / 2
         );
     }
+    let streamed = p.plan.sites.iter().filter(|s| s.stream.is_some()).count();
+    if streamed > 0 {
+        let _ = writeln!(
+            out,
+            "stream form at {streamed} of {} site(s): the convolutions before and after are split at the shifted \
+             channels, so only those move (weights partitioned, not added); the other sites shift along the batch axis",
+            p.plan.sites.len()
+        );
+    }
     let quantized = p.plan.sites.iter().filter(|s| s.quant.is_some()).count();
     if quantized > 0 {
         let _ = writeln!(
@@ -201,6 +210,7 @@ pub fn json(
                 "segments": site.map(|s| s.segments),
                 "into": site.map(|s| s.into.clone()),
                 "quantized": site.map(|s| s.quant.is_some()),
+                "stream_split": site.and_then(|s| s.stream.as_ref().map(|st| st.split)),
                 "not_shifted": not_shifted,
             })
         })

@@ -173,10 +173,11 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         ))
         .into());
     }
-    let plan = plan::plan(graph, &df, &findings, config)?;
+    let mut plan = plan::plan(graph, &df, &findings, config)?;
+    emit::stream::choose(graph, &df, &mut plan, config, loaded.opset, folder_of(input));
     let record = format!("tsm-rewrite {} {}", env!("CARGO_PKG_VERSION"), config.flags());
     let mut buffers = Vec::new();
-    let patch = if config.online {
+    let mut patch = if config.online {
         let online = online_shapes(input, graph, &plan, config)?;
         if validate {
             validate::input_shapes(graph, 1, config.input_shape.as_deref())?;
@@ -191,6 +192,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         }
         patch
     };
+    emit::stream::emit(graph, &plan, config, loaded.opset, folder_of(input), &mut patch)?;
     drop(df);
     patch.apply(graph, metadata_props);
     // The freed 2D model: the model's other fields around the graph kept from before the patch

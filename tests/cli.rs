@@ -13,7 +13,9 @@ fn rewrites_validates_and_keeps_the_input() {
     let out = dir.path().join("tsm.onnx");
     let input = model("resnet_basic");
     let before = std::fs::read(&input).unwrap();
-    let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap()]);
+    // The batch form inserts the shift and changes nothing else (the default stream form also
+    // partitions the convolutions around the sites where the channels align).
+    let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--shift-form", "batch"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("8 residual block(s) found, 8 shifted"), "{err}");
@@ -40,7 +42,7 @@ fn rewrites_validates_and_keeps_the_input() {
     assert_eq!(record.key(), "tsm-rewrite");
     assert!(record
         .value()
-        .ends_with("--segments 8 --fold-div 8 --mode residual --direction bidirectional --group-order tsm --every 1"));
+        .ends_with("--segments 8 --fold-div 8 --mode residual --direction bidirectional --group-order tsm --every 1 --shift-form batch"));
 }
 
 #[test]
@@ -67,15 +69,24 @@ fn shift_form_clip_writes_the_clip_view_and_records_it() {
     assert!(ops.contains(&"Reshape") && !ops.contains(&"Where"), "{ops:?}");
     let record = m.metadata_props.iter().find(|p| p.key() == "tsm-rewrite").unwrap();
     assert!(record.value().ends_with("--every 1 --shift-form clip"), "{}", record.value());
-    // The default is the batch-axis form, and --online has a form of its own.
-    let out = dir.path().join("batch.onnx");
+    // The default: the stream form where the halves are whole blocks of 16 channels (the 64-channel
+    // site: 16 + 48), the batch-axis form elsewhere; --shift-form batch keeps every convolution.
+    let out = dir.path().join("default.onnx");
     let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--no-validate"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stream form at 1 of 8 site(s)"), "{}", stderr(&o));
+    let split =
+        |m: &ModelProto| m.graph.as_ref().unwrap().node.iter().filter(|n| n.name().ends_with("/from_shifted")).count();
     let m = read_model(&out);
-    assert!(m.graph.unwrap().node.iter().any(|n| n.op_type() == "Where"));
+    assert_eq!(split(&m), 1);
+    assert!(m.graph.as_ref().unwrap().node.iter().any(|n| n.op_type() == "Where"));
+    let o =
+        tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--no-validate", "--shift-form", "batch"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(split(&read_model(&out)), 0);
     let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--online", "--shift-form", "clip"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--online writes its own per-frame form"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--online takes --shift-form stream (the default) or batch"), "{}", stderr(&o));
 }
 
 #[test]
@@ -288,7 +299,13 @@ fn value_info_with_a_symbolic_batch_does_not_break_validation() {
     let out = dir.path().join("out.onnx");
     let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(read_model(&out).graph.unwrap().value_info.len(), m.graph.unwrap().value_info.len());
+    // Kept, but for the tensors the stream form computes as two halves (and never whole).
+    let g_out = read_model(&out).graph.unwrap();
+    let produced: std::collections::HashSet<&str> =
+        g_out.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+    let kept: Vec<_> = m.graph.unwrap().value_info.into_iter().filter(|v| produced.contains(v.name())).collect();
+    assert!(kept.len() > 40);
+    assert_eq!(g_out.value_info.iter().take(kept.len()).cloned().collect::<Vec<_>>(), kept);
 }
 
 /// `resnet_basic` saved as an exporter with external data saves it: every tensor of at least 1 KiB

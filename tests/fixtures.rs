@@ -59,7 +59,9 @@ fn module_path(prepared: &rewrite::Prepared, add: &str) -> String {
         let segs: Vec<&str> = add.split('/').collect();
         return segs[segs.len() - 2].to_string();
     }
-    let node = prepared.graph().node.iter().find(|n| n.name() == add).unwrap();
+    // The input model's node: the stream form replaces a block's Add by its two halves.
+    let input = tsm_rewrite::load::load(&prepared.input).unwrap().model.graph.unwrap();
+    let node = input.node.iter().find(|n| n.name() == add).unwrap();
     let scopes = tsm_rewrite::plan::torch_name_scopes(node).expect("an Add without a scope in its name or metadata");
     scopes[scopes.len() - 2].to_string()
 }

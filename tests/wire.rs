@@ -164,6 +164,7 @@ fn every_model_reencodes_to_its_own_bytes() {
 
 #[test]
 fn untouched_messages_keep_their_bytes_offline_and_online() {
+    // The batch form only inserts nodes and rewires inputs: everything else keeps its bytes.
     let dir = tempfile::tempdir().unwrap();
     for p in models() {
         let input = std::fs::read(&p).unwrap();
@@ -173,12 +174,43 @@ fn untouched_messages_keep_their_bytes_offline_and_online() {
         let mut freed = ModelProto::decode(&input[..]).unwrap();
         let changes = tsm_rewrite::symbolic_batch::free(freed.graph.as_mut().unwrap()).unwrap();
         let offline_input = if changes.is_empty() { input.clone() } else { freed.encode_to_vec() };
-        check_untouched(&offline_input, &rewrite(&p, dir.path(), &[]), &format!("{name} offline"));
+        let batch = ["--shift-form", "batch"];
+        check_untouched(&offline_input, &rewrite(&p, dir.path(), &batch), &format!("{name} offline"));
         let shape = if name.contains("dynamic_hw") { vec!["--input-shape", "3,32,32"] } else { vec![] };
-        let online = rewrite(&p, dir.path(), &[&["--online"], &shape[..]].concat());
+        let online = rewrite(&p, dir.path(), &[&["--online"], &batch[..], &shape[..]].concat());
         if shape.is_empty() {
             check_untouched(&input, &online, &format!("{name} online"));
         }
+        // The stream form replaces the convolutions around its sites (and partitions their weights):
+        // what keeps its name keeps its bytes, but for inputs rewired to a shift.
+        check_kept_names(&offline_input, &rewrite(&p, dir.path(), &[]), &format!("{name} offline stream"));
+    }
+}
+
+/// Every node and initializer of `out` named as one of `input` is that one, byte for byte (a node's
+/// inputs may be rewired to a shift's output).
+fn check_kept_names(input: &[u8], out: &[u8], what: &str) {
+    let (gi, go) = (graph_fields(input), graph_fields(out));
+    // (field of the message in the graph, field of its name): initializers name themselves in 8.
+    let named = |g: &[(u64, &[u8], &[u8])], number: u64, name: u64| -> std::collections::HashMap<String, Vec<u8>> {
+        let name_of = |m: &[u8]| {
+            fields(m)
+                .iter()
+                .find(|f| f.0 == name)
+                .map(|f| String::from_utf8_lossy(f.2).into_owned())
+                .unwrap_or_default()
+        };
+        of(g, number).into_iter().map(|m| (name_of(m), m.to_vec())).filter(|(n, _)| !n.is_empty()).collect()
+    };
+    let inits_in = named(&gi, 5, 8);
+    for (n, bytes) in named(&go, 5, 8) {
+        assert!(inits_in.get(&n).is_none_or(|b| *b == bytes), "{what}: initializer {n} changed");
+    }
+    let nodes_in = named(&gi, 1, 3);
+    for (n, bytes) in named(&go, 1, 3) {
+        let Some(a) = nodes_in.get(&n) else { continue };
+        let keep = |m: &[u8]| -> Vec<Vec<u8>> { fields(m).iter().filter(|x| x.0 != 1).map(|x| x.1.to_vec()).collect() };
+        assert_eq!(keep(a), keep(&bytes), "{what}: node {n} changed beyond its inputs");
     }
 }
 

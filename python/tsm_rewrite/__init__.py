@@ -66,7 +66,7 @@ def _flags(segments, fold_div, mode, direction, group_order, every, shift_form, 
         args += ["--direction", direction]
     if group_order != "tsm":
         args += ["--group-order", group_order]
-    if shift_form != "batch":
+    if shift_form != "stream":
         args += ["--shift-form", shift_form]
     if online:
         args.append("--online")
@@ -82,7 +82,7 @@ def _flags(segments, fold_div, mode, direction, group_order, every, shift_form, 
 
 
 def rewrite(src, dst=None, *, segments=8, fold_div=8, mode="residual", direction=None, group_order="tsm",
-            every=1, shift_form="batch", online=False, consensus=None, temporal_pool=False, input_shape=None,
+            every=1, shift_form="stream", online=False, consensus=None, temporal_pool=False, input_shape=None,
             validate=True, external_data="write", dry_run=False):
     """Rewrites the 2D model at ``src`` into a TSM model at ``dst`` (``dst=None`` with ``dry_run=True``
     only plans). The keywords are the command's flags (``tsm-rewrite --help``). Returns the report:

@@ -73,6 +73,8 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
     let shifted_channels = fold * parts.len() as i64;
     if shifted_channels < c {
         parts.push(e.slice("rest", &x, &[shifted_channels], &[c], &[1], &[]));
+    } else if e.keep_batch {
+        parts.push(e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]));
     }
     e.node("Concat", "Concat", parts, "shifted", vec![int_attr("axis", 1)])
 }

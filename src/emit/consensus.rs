@@ -40,7 +40,7 @@ pub fn add(
             return Err(Error::Config(format!("--consensus: output '{name}' is also a graph input")));
         }
         let prefix = format!("{name}/consensus");
-        let mut e = Emitter { prefix: &prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None };
+        let mut e = Emitter::new(&prefix, opset);
         let frames = format!("{name}/frames");
         let rest: Option<Vec<i64>> = dims[1..].iter().map(Dim::known).collect();
         let clip_shape = match rest {

@@ -1,15 +1,18 @@
 //! Turns a plan into a [`Patch`]: the shift subgraphs, written in the operator forms the model's
-//! opset defines, and the edges to rewire. [`Patch::apply`] is the one place the model changes.
+//! opset defines, the edges to rewire, and (the stream form) the nodes to replace.
+//! [`Patch::apply`] is the one place the model changes.
 //!
 //! The shift is plain ONNX that onnxruntime, OpenVINO, tract and TVM all convert (no ScatterND, no
-//! zeros-then-assign), one form per file: [`batch`] (offline, from opset 10: along the batch axis,
-//! no Reshape), [`clip`] (offline before opset 10: on a `[N, T, C, H*W]` view), [`online`] (one
-//! frame, with buffers).
+//! zeros-then-assign), one form per file: [`stream`] (where the channel blocks align: the site's
+//! tensor computed in two halves, the consumer convolution split), [`batch`] (offline, from opset
+//! 10: along the batch axis, no Reshape), [`clip`] (offline before opset 10: on a
+//! `[N, T, C, H*W]` view), [`online`] (one frame, with buffers).
 
 mod batch;
 mod clip;
 pub mod consensus;
 mod online;
+pub mod stream;
 mod temporal_pool;
 
 use crate::config::{Config, ShiftForm};
@@ -19,6 +22,7 @@ use crate::onnx::{
 };
 use crate::plan::{Plan, Site};
 use crate::tensor::int64_vec;
+use std::collections::{HashMap, HashSet};
 
 /// Everything a rewrite changes, applied in one place.
 #[derive(Debug, Default)]
@@ -37,6 +41,13 @@ pub struct Patch {
     pub renames: Vec<(String, String)>,
     /// New dims of graph outputs whose shape the patch changes.
     pub output_dims: Vec<(String, Vec<tensor_shape_proto::Dimension>)>,
+    /// Nodes replaced (the stream form's split convolutions): the node at the index gives way to
+    /// the nodes listed, in its place.
+    pub replacements: Vec<(usize, Vec<NodeProto>)>,
+    /// Initializers and value_info entries of tensors the patch leaves without a reader (weights
+    /// partitioned) or without a producer (tensors computed in halves).
+    pub removed_initializers: Vec<String>,
+    pub removed_value_info: Vec<String>,
 }
 
 impl Patch {
@@ -45,8 +56,9 @@ impl Patch {
         for (node, slot, name) in self.rewires {
             graph.node[node].input[slot] = name;
         }
+        let mut replacements: HashMap<usize, Vec<NodeProto>> = self.replacements.into_iter().collect();
         for (old, new) in &self.renames {
-            for n in &mut graph.node {
+            for n in graph.node.iter_mut().chain(replacements.values_mut().flatten()) {
                 for t in n.input.iter_mut().chain(n.output.iter_mut()).filter(|t| *t == old) {
                     t.clone_from(new);
                 }
@@ -73,7 +85,10 @@ impl Patch {
             nodes.extend(ns);
         }
         for (i, node) in old.into_iter().enumerate() {
-            nodes.push(node);
+            match replacements.remove(&i) {
+                Some(r) => nodes.extend(r),
+                None => nodes.push(node),
+            }
             while let Some((_, ns)) = pending.next_if(|(after, _)| *after == Some(i)) {
                 nodes.extend(ns);
             }
@@ -88,7 +103,11 @@ impl Patch {
             .map_or(0, |p| p + 1);
         graph.input.splice(at..at, self.inputs);
         graph.output.extend(self.outputs);
+        let removed: HashSet<&str> = self.removed_initializers.iter().map(String::as_str).collect();
+        graph.initializer.retain(|t| !removed.contains(t.name()));
         graph.initializer.extend(self.initializers);
+        let removed: HashSet<&str> = self.removed_value_info.iter().map(String::as_str).collect();
+        graph.value_info.retain(|v| !removed.contains(v.name()));
         metadata.extend(self.metadata);
     }
 }
@@ -120,9 +139,18 @@ struct Emitter<'a> {
     /// The tensor holding what a real zero is in the shifted tensor's type, where it is not 0 (a
     /// quantized tensor's zero point): frames outside the clip are padded with it.
     zero: Option<String>,
+    /// Where every channel moves (the stream form's head), the join gets an empty slice of the
+    /// input too: the Pads lose the batch symbol in shape inference, the Slice keeps it, and
+    /// without it onnxruntime cannot prove the block's residual Add inputs equal and leaves the Add
+    /// unfused.
+    keep_batch: bool,
 }
 
-impl Emitter<'_> {
+impl<'a> Emitter<'a> {
+    fn new(prefix: &'a str, opset: i64) -> Emitter<'a> {
+        Emitter { prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None, keep_batch: false }
+    }
+
     fn name(&self, what: &str) -> String {
         format!("{}/{what}", self.prefix)
     }
@@ -231,10 +259,10 @@ impl Emitter<'_> {
 
 /// The shift subgraph of one site; returns its nodes, initializers and the shifted tensor's name.
 pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
-    let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None };
+    let mut e = Emitter::new(&site.prefix, opset);
     // The clip view ends in a Reshape, over which tract cannot pull the Downsample of a strided 1x1
     // convolution: such a site gets the batch form whenever the opset allows it.
-    let batch_form = opset >= 10 && (config.shift_form == ShiftForm::Batch || site.strided_1x1);
+    let batch_form = opset >= 10 && (config.shift_form != ShiftForm::Clip || site.strided_1x1);
     let form = |e: &mut Emitter, site: &Site| {
         if batch_form {
             batch::subgraph(e, site, config)
@@ -263,7 +291,7 @@ pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProt
 /// The online form of one site (see [`online`]): returns its nodes, initializers and the shifted
 /// tensor's name.
 pub fn online_subgraph(site: &Site, opset: i64, spatial: (i64, i64)) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
-    let mut e = Emitter { prefix: &site.prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None };
+    let mut e = Emitter::new(&site.prefix, opset);
     let out = online::subgraph(&mut e, site, spatial);
     (e.nodes, e.inits, out)
 }
@@ -359,13 +387,13 @@ pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) ->
     let mut patch = Patch::default();
     // First, so that a shift of the pooled tensor inserted after the same node comes after it.
     if let Some(pool) = &plan.pool {
-        let mut e = Emitter { prefix: &pool.prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None };
+        let mut e = Emitter::new(&pool.prefix, opset);
         let out = temporal_pool::subgraph(&mut e, pool);
         patch.inserts.push((pool.after, e.nodes));
         patch.initializers.extend(e.inits);
         patch.rewires.extend(pool.edges.iter().map(|&(n, s)| (n, s, out.clone())));
     }
-    for site in &plan.sites {
+    for site in plan.sites.iter().filter(|s| s.stream.is_none()) {
         let (nodes, inits, out) = shift_subgraph(site, config, opset);
         patch.inserts.push((site.after, nodes));
         patch.initializers.extend(inits);
@@ -380,10 +408,13 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
     let mut patch = Patch::default();
     let mut buffers = Vec::new();
     for (site, &(h, w)) in plan.sites.iter().zip(&shapes.spatial) {
-        let (nodes, inits, out) = online_subgraph(site, opset, (h, w));
-        patch.inserts.push((site.after, nodes));
-        patch.initializers.extend(inits);
-        patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
+        // A stream site's buffers are written by `stream::apply`.
+        if site.stream.is_none() {
+            let (nodes, inits, out) = online_subgraph(site, opset, (h, w));
+            patch.inserts.push((site.after, nodes));
+            patch.initializers.extend(inits);
+            patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
+        }
         let known = |v: i64| tensor_shape_proto::Dimension {
             value: Some(tensor_shape_proto::dimension::Value::DimValue(v)),
             ..Default::default()
@@ -422,6 +453,7 @@ mod tests {
             quant: None,
             segments: 8,
             strided_1x1: false,
+            stream: None,
             edges: vec![(3, 0)],
             into: vec!["conv".into()],
             after: Some(1),

@@ -1,0 +1,775 @@
+//! The stream form (the default where channel blocks align): instead of slicing the shifted channels
+//! out of the site's tensor `x` and joining them back, `x` is computed as two tensors from the start,
+//! its head (channels `[0, s)`, the ones that move in time) and its tail (`[s, C)`), and the
+//! convolution that reads the shifted tensor becomes two convolutions and an Add.
+//!
+//! - Each convolution that produces (part of) `x` is split by output channel into a head and a tail
+//!   convolution; Relu and the like, pools, and the residual Add that lead to `x` are applied to
+//!   each half. That is how a ResNet's residual stream is carried: split once, it stays split from
+//!   block to block.
+//! - The consumer `Conv(x, W, B)` becomes `Conv(tail, W[:, s:], B) + Conv(moved, W[:, :s])`: `moved`
+//!   is the head shifted along the batch axis (the [`batch`](super::batch) form on `s` channels)
+//!   offline, and the buffer input online, where the head itself is the buffer output.
+//! - Any other convolution reading a split tensor is folded the same way
+//!   (`Conv(tail, W[:, s:], B) + Conv(head, W[:, :s])`); any other reader gets a channel Concat of
+//!   the halves under the tensor's old name.
+//!
+//! Why: the time axis is the batch axis, so any shift moves data across images, which no runtime
+//! fuses into a convolution. Every other form costs a pass over the whole tensor (a Slice of the
+//! rest and a Concat, and in onnxruntime a reorder out of its blocked NCHWc layout and back); here
+//! only the `s` shifted channels are touched, the rest never leaves the convolutions, and the
+//! residual Add still fuses into the convolution before it. The multiply-adds and the weights are
+//! the same (the weights are partitioned, not copied). Measured on ResNet-50 (`bench/RESULTS-forms.md`,
+//! `bench/RESULTS-overhead.md`): per frame, onnxruntime 1.03-1.07x of the 2D model against 1.17-1.23x
+//! for the previous form; per clip 1.09-1.17x against 1.25-1.41x.
+//!
+//! Where it applies: both halves must be whole blocks of 16 channels (onnxruntime's NCHWc block
+//! with AVX-512, 8 with AVX2; OpenVINO's blocked layouts are 16 wide): unaligned halves cost more
+//! than they save (MobileNetV2, measured). The consumer must be the site's only reader of the
+//! shifted tensor (residual placement), a group-1 Conv with constant weights and no more output
+//! channels than `x` has (its two partial sums are added in a pass over its output); every tensor
+//! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
+//! weights), a one-input elementwise op, a pool, an inference BatchNormalization or an Add. Other
+//! sites keep the batch form. The sums are split in two, so the output equals the other forms'
+//! within rounding, not bit for bit.
+
+use super::{batch, Emitter, Patch};
+use crate::config::{Config, Direction, ShiftForm};
+use crate::error::Error;
+use crate::graph::{Dataflow, Producer};
+use crate::onnx::{tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto};
+use crate::plan::{Plan, Site};
+use crate::shapes::attr_int;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+/// Both halves of a split tensor must be whole multiples of this many channels.
+pub const BLOCK: i64 = 16;
+
+/// One-input elementwise operators: applied to each half (any other input must be a scalar constant).
+const ELEMENTWISE: &[&str] = &[
+    "Relu",
+    "Clip",
+    "LeakyRelu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Elu",
+    "Selu",
+    "Softplus",
+    "Identity",
+];
+/// Pools act per channel: applied to each half. (BatchNormalization too, its constants partitioned.)
+const POOLS: &[&str] = &["MaxPool", "AveragePool"];
+
+/// How one site is written in the stream form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    /// The head is channels `[0, split)`: the fold, or both folds offline-bidirectional.
+    pub split: i64,
+    /// The output of the convolution that reads the shifted tensor (it keeps its name).
+    pub consumer: String,
+    /// Tensors this site splits, the site's tensor among them (those split for an earlier site
+    /// are listed there).
+    pub chain: Vec<String>,
+}
+
+fn default_domain(n: &NodeProto) -> bool {
+    n.domain().is_empty() || n.domain() == "ai.onnx"
+}
+
+/// Bytes per element of a float type whose values can be partitioned: held in `raw_data`, in
+/// `float_data`/`double_data`, or in an external data file inside `folder`.
+fn element_size(t: &TensorProto, folder: &Path) -> Option<usize> {
+    let (size, typed) = match DataType::try_from(t.data_type()).ok()? {
+        DataType::Float => (4, t.float_data.len()),
+        DataType::Double => (8, t.double_data.len()),
+        DataType::Float16 | DataType::Bfloat16 => (2, 0),
+        _ => return None,
+    };
+    let n = usize::try_from(crate::tensor::numel(t)).ok()?;
+    if crate::external::is_external(t) {
+        let extent = crate::external::extent(t, folder).ok()?;
+        return (extent.length == (n * size) as u64).then_some(size);
+    }
+    (t.raw_data().len() == n * size || (t.raw_data().is_empty() && typed == n)).then_some(size)
+}
+
+/// The little-endian bytes of a tensor that passed [`element_size`].
+fn tensor_bytes(t: &TensorProto, folder: &Path) -> std::io::Result<Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    if crate::external::is_external(t) {
+        let extent = crate::external::extent(t, folder).map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::open(&extent.file)?;
+        f.seek(SeekFrom::Start(extent.offset))?;
+        let mut buf = vec![0u8; extent.length as usize];
+        f.read_exact(&mut buf)?;
+        return Ok(Bytes::from(buf));
+    }
+    Ok(if !t.raw_data().is_empty() {
+        t.raw_data.clone().unwrap_or_default()
+    } else if !t.float_data.is_empty() {
+        Bytes::from(t.float_data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+    } else {
+        Bytes::from(t.double_data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+    })
+}
+
+/// A Conv with group 1, constant partitionable weights of rank >= 3 and an optional constant bias.
+fn conv_weights<'a>(n: &NodeProto, inits: &HashMap<&str, &'a TensorProto>, folder: &Path) -> Option<&'a TensorProto> {
+    if n.op_type() != "Conv" || !default_domain(n) || attr_int(n, "group").unwrap_or(1) != 1 || n.output.len() != 1 {
+        return None;
+    }
+    let w = inits.get(n.input.get(1)?.as_str()).copied().filter(|w| w.dims.len() >= 3)?;
+    element_size(w, folder)?;
+    if let Some(b) = n.input.get(2).filter(|b| !b.is_empty()) {
+        element_size(inits.get(b.as_str())?, folder)?;
+    }
+    Some(w)
+}
+
+/// Decides which sites take the stream form (setting `Site::stream`), before anything changes.
+/// `folder` is the model's, where its external data files are.
+pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Config, opset: i64, folder: &Path) {
+    // The offline head is shifted by the batch form, which needs Slice with inputs (opset 10).
+    if config.shift_form != ShiftForm::Stream || (!config.online && opset < 10) {
+        return;
+    }
+    let mut finder = Finder {
+        graph,
+        df,
+        inits: graph.initializer.iter().map(|t| (t.name(), t)).collect(),
+        outputs: graph.output.iter().map(|o| o.name()).collect(),
+        split: HashMap::new(),
+        consumers: HashSet::new(),
+        edges: plan
+            .sites
+            .iter()
+            .flat_map(|s| s.edges.iter().copied())
+            .chain(plan.pool.iter().flat_map(|p| p.edges.iter().copied()))
+            .collect(),
+        folder,
+    };
+    let past = config.online || config.direction == Direction::Past;
+    for site in &mut plan.sites {
+        site.stream = finder.site(site, if past { site.fold } else { 2 * site.fold });
+    }
+}
+
+struct Finder<'a> {
+    graph: &'a GraphProto,
+    df: &'a Dataflow,
+    inits: HashMap<&'a str, &'a TensorProto>,
+    outputs: HashSet<&'a str>,
+    /// Tensors split so far, and where.
+    split: HashMap<String, i64>,
+    /// Outputs of the sites' consumer convolutions (rewritten as joins, so never split).
+    consumers: HashSet<String>,
+    /// Inputs (node, slot) that another site's shift may take over: a node reading one is not
+    /// split by halves of its input (a convolution, which reads it whole, is).
+    edges: HashSet<(usize, usize)>,
+    folder: &'a Path,
+}
+
+impl Finder<'_> {
+    fn site(&mut self, site: &Site, s: i64) -> Option<Stream> {
+        let c = site.channels;
+        if site.quant.is_some() || site.edges.len() != 1 || site.edges[0].1 != 0 {
+            return None;
+        }
+        if s <= 0 || s >= c || s % BLOCK != 0 || (c - s) % BLOCK != 0 {
+            return None;
+        }
+        let k = &self.graph.node[site.edges[0].0];
+        let w = conv_weights(k, &self.inits, self.folder)?;
+        let consumer = k.output[0].clone();
+        // The two partial sums are added in one pass over the consumer's output; the batch form
+        // passes over x. Where the consumer widens (MobileNetV2's expansion, 6C), that Add costs
+        // more than it saves (measured: bench/RESULTS-overhead.md).
+        if w.dims[1] != c || w.dims[0] > c || self.split.contains_key(&consumer) {
+            return None;
+        }
+        let mut chain = Vec::new();
+        if !self.chain(&site.tensor, s, c, &mut chain) {
+            return None;
+        }
+        for t in &chain {
+            self.split.insert(t.clone(), s);
+        }
+        self.consumers.insert(consumer.clone());
+        Some(Stream { split: s, consumer, chain })
+    }
+
+    /// Whether `t` (of `c` channels) can be computed as two halves split at `s`; collects the
+    /// tensors to split in producer order.
+    fn chain(&self, t: &str, s: i64, c: i64, out: &mut Vec<String>) -> bool {
+        if let Some(&at) = self.split.get(t) {
+            return at == s;
+        }
+        if out.iter().any(|o| o == t) {
+            return true;
+        }
+        // A graph output keeps its name (and a consumer's output is rewritten as a join).
+        if self.outputs.contains(t) || self.consumers.contains(t) {
+            return false;
+        }
+        let Some(Producer::Node(p, 0)) = self.df.producer.get(t) else { return false };
+        let n = &self.graph.node[*p];
+        if !default_domain(n) || n.output.iter().skip(1).any(|o| !o.is_empty()) {
+            return false;
+        }
+        let op = n.op_type();
+        if op != "Conv" && (0..n.input.len()).any(|slot| self.edges.contains(&(*p, slot))) {
+            return false;
+        }
+        let scalar =
+            |i: &String| i.is_empty() || self.inits.get(i.as_str()).is_some_and(|t| crate::tensor::numel(t) == 1);
+        let ok = if op == "Conv" {
+            conv_weights(n, &self.inits, self.folder).is_some_and(|w| w.dims[0] == c)
+        } else if ELEMENTWISE.contains(&op) {
+            n.input.iter().skip(1).all(scalar) && self.chain(&n.input[0], s, c, out)
+        } else if POOLS.contains(&op) {
+            n.input.len() == 1 && self.chain(&n.input[0], s, c, out)
+        } else if op == "BatchNormalization" {
+            // Inference form (one output): per-channel constants, partitioned with the channels.
+            let per_channel = |i: &String| {
+                self.inits.get(i.as_str()).is_some_and(|t| t.dims == [c] && element_size(t, self.folder).is_some())
+            };
+            n.input.len() == 5 && n.input.iter().skip(1).all(per_channel) && self.chain(&n.input[0], s, c, out)
+        } else if op == "Add" {
+            n.input.len() == 2 && self.chain(&n.input[0], s, c, out) && self.chain(&n.input[1], s, c, out)
+        } else {
+            false
+        };
+        if ok && !out.iter().any(|o| o == t) {
+            out.push(t.to_string());
+        }
+        ok
+    }
+}
+
+/// Adds the stream sites of `plan` to `patch` (which holds the other sites already): the nodes
+/// that replace the producers and consumers of each split tensor, the partitioned weights, and the
+/// weights and shapes of tensors that no longer exist. An external weight that cannot be read is
+/// an error naming it.
+pub fn emit(
+    graph: &GraphProto,
+    plan: &Plan,
+    config: &Config,
+    opset: i64,
+    folder: &Path,
+    patch: &mut Patch,
+) -> Result<(), Error> {
+    let sites: Vec<&Site> = plan.sites.iter().filter(|s| s.stream.is_some()).collect();
+    if sites.is_empty() {
+        return Ok(());
+    }
+    let mut w = Writer {
+        split: HashMap::new(),
+        heads: HashMap::new(),
+        joins: HashMap::new(),
+        // A node the patch rewires to another site's shift reads that shift, not a split tensor.
+        rewired: patch.rewires.iter().map(|r| r.0).collect(),
+        inits: graph.initializer.iter().map(|t| (t.name().to_string(), t.clone())).collect(),
+        new_inits: BTreeMap::new(),
+        replaced_weights: HashSet::new(),
+        bytes: HashMap::new(),
+        error: None,
+        folder,
+        config,
+        opset,
+    };
+    for site in &sites {
+        let stream = site.stream.as_ref().expect("filtered");
+        for t in &stream.chain {
+            w.split.insert(t.clone(), stream.split);
+        }
+        if config.online {
+            w.heads.insert(site.tensor.clone(), format!("{}/buffer_out", site.prefix));
+        }
+        w.joins.insert(stream.consumer.clone(), site);
+    }
+    // A split tensor still read whole (by an op that is not rewritten, another site's shift, a
+    // subgraph or as a graph output) is joined back under its own name.
+    let mut whole: HashSet<String> = HashSet::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        if !w.reads_halves(i, n) {
+            whole.extend(n.input.iter().filter(|i| w.split.contains_key(*i)).cloned());
+        }
+        let mut inner = Vec::new();
+        nested_inputs(&n.attribute, &mut inner);
+        whole.extend(inner.into_iter().filter(|i| w.split.contains_key(i)));
+    }
+    whole.extend(graph.output.iter().map(|o| o.name().to_string()).filter(|o| w.split.contains_key(o)));
+
+    let mut read: HashSet<String> = HashSet::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        // A producer convolution whose input another site's shift (or the temporal pool) takes
+        // over reads that.
+        let rewired;
+        let n = if w.rewired.contains(&i) {
+            let mut m = n.clone();
+            for (_, slot, name) in patch.rewires.iter().filter(|r| r.0 == i) {
+                m.input[*slot].clone_from(name);
+            }
+            rewired = m;
+            &rewired
+        } else {
+            n
+        };
+        let out = n.output.first().cloned().unwrap_or_default();
+        let mut nodes = Vec::new();
+        if let Some(&s) = w.split.get(&out) {
+            w.split_node(n, s, &mut nodes);
+            if whole.contains(&out) {
+                let (head, tail) = w.halves(&out);
+                nodes.push(node("Concat", &format!("{}/join", label(n)), vec![head, tail], &out, vec![axis1()]));
+            }
+        } else if let Some(site) = w.joins.get(&out).copied() {
+            w.join(n, site, &mut nodes);
+        } else if w.foldable(i, n) {
+            let c = w.weight(n).dims[0];
+            w.conv(n, &n.input[0], (0, c), &out, "", &mut nodes);
+        } else {
+            read.extend(n.input.iter().cloned());
+            let mut inner = Vec::new();
+            nested_inputs(&n.attribute, &mut inner);
+            read.extend(inner);
+            continue;
+        }
+        read.extend(nodes.iter().flat_map(|n| n.input.iter().cloned()));
+        patch.replacements.push((i, nodes));
+    }
+    // Weights no node reads any more go (a weight also listed as a graph input stays: before IR 4
+    // it may be fed), and so do the shapes recorded for tensors that no longer exist.
+    let listed: HashSet<&str> = graph.input.iter().map(|i| i.name()).collect();
+    let mut gone: Vec<String> =
+        w.replaced_weights.iter().filter(|t| !read.contains(*t) && !listed.contains(t.as_str())).cloned().collect();
+    gone.sort();
+    patch.removed_initializers.extend(gone);
+    patch.removed_value_info.extend(
+        graph.value_info.iter().map(|v| v.name().to_string()).filter(|v| w.split.contains_key(v) && !whole.contains(v)),
+    );
+    patch.initializers.extend(w.new_inits.into_values());
+    match w.error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn label(n: &NodeProto) -> String {
+    if n.name().is_empty() {
+        n.output.first().cloned().unwrap_or_default()
+    } else {
+        n.name().to_string()
+    }
+}
+
+fn axis1() -> AttributeProto {
+    super::int_attr("axis", 1)
+}
+
+fn node(op: &str, name: &str, input: Vec<String>, output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input,
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+/// Every name read inside subgraphs (If/Loop bodies), which may come from the outer graph.
+fn nested_inputs(attrs: &[AttributeProto], out: &mut Vec<String>) {
+    for a in attrs {
+        for g in a.g.iter().chain(a.graphs.iter()) {
+            for n in &g.node {
+                out.extend(n.input.iter().cloned());
+                nested_inputs(&n.attribute, out);
+            }
+        }
+    }
+}
+
+struct Writer<'a> {
+    split: HashMap<String, i64>,
+    /// Head names given by the sites (online: the buffer output); others are `<tensor>/head`.
+    heads: HashMap<String, String>,
+    /// Consumer convolution outputs, and their site.
+    joins: HashMap<String, &'a Site>,
+    /// Nodes (by index) whose input the patch rewires to another site's shift.
+    rewired: HashSet<usize>,
+    inits: HashMap<String, TensorProto>,
+    new_inits: BTreeMap<String, TensorProto>,
+    /// Weights and biases of replaced convolutions: removed if nothing reads them after.
+    replaced_weights: HashSet<String>,
+    /// Weights read so far (an external one is read once).
+    bytes: HashMap<String, Bytes>,
+    /// The first weight that could not be read.
+    error: Option<Error>,
+    folder: &'a Path,
+    config: &'a Config,
+    opset: i64,
+}
+
+impl Writer<'_> {
+    fn halves(&self, t: &str) -> (String, String) {
+        let head = self.heads.get(t).cloned().unwrap_or_else(|| format!("{t}/head"));
+        (head, format!("{t}/tail"))
+    }
+
+    fn weight(&self, n: &NodeProto) -> &TensorProto {
+        &self.inits[n.input[1].as_str()]
+    }
+
+    /// A group-1 Conv with constant weights reading a split tensor, not otherwise rewritten.
+    fn foldable(&self, i: usize, n: &NodeProto) -> bool {
+        if self.rewired.contains(&i) {
+            return false;
+        }
+        let inits: HashMap<&str, &TensorProto> =
+            n.input.iter().skip(1).filter_map(|i| self.inits.get(i.as_str()).map(|t| (i.as_str(), t))).collect();
+        n.input.first().is_some_and(|i| self.split.contains_key(i)) && conv_weights(n, &inits, self.folder).is_some()
+    }
+
+    /// Whether the rewrite of `n` reads the halves of its split inputs (so not the whole tensor).
+    fn reads_halves(&self, i: usize, n: &NodeProto) -> bool {
+        let out = n.output.first().map(String::as_str).unwrap_or_default();
+        let data_only = n.input.iter().skip(1).all(|i| !self.split.contains_key(i));
+        self.split.contains_key(out) || ((self.joins.contains_key(out) || self.foldable(i, n)) && data_only)
+    }
+
+    /// Emits `n` (the producer of a split tensor) as its two halves.
+    fn split_node(&mut self, n: &NodeProto, s: i64, nodes: &mut Vec<NodeProto>) {
+        let out = &n.output[0];
+        let (head, tail) = self.halves(out);
+        if n.op_type() == "Conv" {
+            let input = n.input[0].clone();
+            let c = self.weight(n).dims[0];
+            self.conv(n, &input, (0, s), &head, "/head", nodes);
+            self.conv(n, &input, (s, c), &tail, "/tail", nodes);
+            return;
+        }
+        let c = self.inits.get(n.input.get(1).map(String::as_str).unwrap_or_default()).map_or(0, |t| t.dims[0]);
+        for (half, which) in [(head, 0), (tail, 1)] {
+            let mut m = n.clone();
+            for (k, i) in m.input.iter_mut().enumerate() {
+                if k == 0 || n.op_type() == "Add" {
+                    let (h, t) = self.halves(i);
+                    *i = if which == 0 { h } else { t };
+                } else if n.op_type() == "BatchNormalization" {
+                    let t = self.inits[i.as_str()].clone();
+                    self.replaced_weights.insert(t.name().to_string());
+                    *i = self.sliced(&t, if which == 0 { (0, s) } else { (s, c) }, (0, 1));
+                }
+            }
+            m.output = vec![half];
+            m.name = Some(format!("{}/{}", label(n), ["head", "tail"][which]));
+            nodes.push(m);
+        }
+    }
+
+    /// Output channels `rows` of the Conv `n` applied to `input` (split or not), as `out`.
+    fn conv(
+        &mut self,
+        n: &NodeProto,
+        input: &str,
+        rows: (i64, i64),
+        out: &str,
+        suffix: &str,
+        nodes: &mut Vec<NodeProto>,
+    ) {
+        let cin = self.weight(n).dims[1];
+        let name = format!("{}{suffix}", label(n));
+        match self.split.get(input).copied() {
+            Some(s_in) => {
+                let (head, tail) = self.halves(input);
+                let a = self.conv_part(
+                    n,
+                    &tail,
+                    rows,
+                    (s_in, cin),
+                    true,
+                    &format!("{out}/from_tail"),
+                    &format!("{name}/from_tail"),
+                );
+                nodes.push(a.0);
+                let b = self.conv_part(
+                    n,
+                    &head,
+                    rows,
+                    (0, s_in),
+                    false,
+                    &format!("{out}/from_head"),
+                    &format!("{name}/from_head"),
+                );
+                nodes.push(b.0);
+                nodes.push(node("Add", &format!("{name}/sum"), vec![a.1, b.1], out, vec![]));
+            }
+            None => nodes.push(self.conv_part(n, input, rows, (0, cin), true, out, &name).0),
+        }
+    }
+
+    /// The consumer of a stream site: the tail through its columns `[s, C)`, the moved head (or the
+    /// buffer) through `[0, s)`, summed.
+    fn join(&mut self, n: &NodeProto, site: &Site, nodes: &mut Vec<NodeProto>) {
+        let s = site.stream.as_ref().expect("a stream site").split;
+        let w = self.weight(n);
+        let (rows, c) = (w.dims[0], w.dims[1]);
+        let (head, tail) = self.halves(&site.tensor);
+        let moved = if self.config.online {
+            format!("{}/buffer_in", site.prefix)
+        } else {
+            let mut e = Emitter { keep_batch: true, ..Emitter::new(&site.prefix, self.opset) };
+            let head_site = Site { tensor: head, channels: s, ..site.clone() };
+            let moved = batch::subgraph(&mut e, &head_site, self.config);
+            nodes.append(&mut e.nodes);
+            self.new_inits.extend(e.inits.into_iter().map(|t| (t.name().to_string(), t)));
+            moved
+        };
+        let out = &n.output[0];
+        let name = label(n);
+        let a = self.conv_part(
+            n,
+            &tail,
+            (0, rows),
+            (s, c),
+            true,
+            &format!("{out}/from_tail"),
+            &format!("{name}/from_tail"),
+        );
+        let b = self.conv_part(
+            n,
+            &moved,
+            (0, rows),
+            (0, s),
+            false,
+            &format!("{out}/from_shifted"),
+            &format!("{name}/from_shifted"),
+        );
+        nodes.push(a.0);
+        nodes.push(b.0);
+        nodes.push(node("Add", &format!("{name}/sum"), vec![a.1, b.1], out, vec![]));
+    }
+
+    /// A copy of Conv `n` on `input` with weights `W[rows, cols]` (and bias `B[rows]` if `bias`).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_part(
+        &mut self,
+        n: &NodeProto,
+        input: &str,
+        rows: (i64, i64),
+        cols: (i64, i64),
+        bias: bool,
+        out: &str,
+        name: &str,
+    ) -> (NodeProto, String) {
+        let w = self.inits[n.input[1].as_str()].clone();
+        self.replaced_weights.insert(w.name().to_string());
+        let mut inputs = vec![input.to_string(), self.sliced(&w, rows, cols)];
+        if let Some(b) = n.input.get(2).filter(|b| !b.is_empty()) {
+            self.replaced_weights.insert(b.clone());
+            if bias {
+                let b = self.inits[b.as_str()].clone();
+                inputs.push(self.sliced(&b, rows, (0, 1)));
+            }
+        }
+        let mut m = n.clone();
+        m.input = inputs;
+        m.output = vec![out.to_string()];
+        m.name = Some(name.to_string());
+        (m, out.to_string())
+    }
+
+    /// The name of `t[rows, cols]` (`cols` ignored for a bias), added once as an initializer.
+    fn sliced(&mut self, t: &TensorProto, rows: (i64, i64), cols: (i64, i64)) -> String {
+        let (o, i) = (t.dims[0], t.dims.get(1).copied().unwrap_or(1));
+        let cols = if t.dims.len() == 1 { (0, 1) } else { cols };
+        if rows == (0, o) && cols == (0, i) {
+            return t.name().to_string();
+        }
+        let mut name = t.name().to_string();
+        if rows != (0, o) {
+            name += &format!("/rows_{}_{}", rows.0, rows.1);
+        }
+        if cols != (0, i) {
+            name += &format!("/cols_{}_{}", cols.0, cols.1);
+        }
+        if !self.new_inits.contains_key(&name) && !self.inits.contains_key(&name) {
+            if !self.bytes.contains_key(t.name()) {
+                match tensor_bytes(t, self.folder) {
+                    Ok(b) => {
+                        self.bytes.insert(t.name().to_string(), b);
+                    }
+                    Err(e) => {
+                        self.error.get_or_insert(Error::BadModel {
+                            path: self.folder.to_path_buf(),
+                            reason: format!("tensor '{}': cannot read its external data: {e}", t.name()),
+                        });
+                        return name;
+                    }
+                }
+            }
+            let width = element_size(t, self.folder).unwrap_or(4);
+            let sliced = slice_tensor(t, &self.bytes[t.name()], width, &name, rows, cols);
+            self.new_inits.insert(name.clone(), sliced);
+        }
+        name
+    }
+}
+
+/// `t[rows, cols, ...]` of a weight `[O, I, ...]` (or `t[rows]` of a bias) whose elements are
+/// `width` bytes in `bytes`, as a tensor of the same type.
+fn slice_tensor(
+    t: &TensorProto,
+    bytes: &[u8],
+    width: usize,
+    name: &str,
+    rows: (i64, i64),
+    cols: (i64, i64),
+) -> TensorProto {
+    let i = t.dims.get(1).copied().unwrap_or(1) as usize;
+    let inner: usize = t.dims.iter().skip(2).product::<i64>() as usize;
+    let mut raw = Vec::new();
+    for r in rows.0 as usize..rows.1 as usize {
+        let from = (r * i + cols.0 as usize) * inner * width;
+        let to = (r * i + cols.1 as usize) * inner * width;
+        raw.extend_from_slice(&bytes[from..to]);
+    }
+    let mut dims = t.dims.clone();
+    dims[0] = rows.1 - rows.0;
+    if dims.len() > 1 {
+        dims[1] = cols.1 - cols.0;
+    }
+    TensorProto {
+        name: Some(name.into()),
+        dims,
+        data_type: t.data_type,
+        raw_data: Some(Bytes::from(raw)),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::tests::{node, value_info};
+    use crate::shapes::Shapes;
+
+    /// stem Conv (3 -> c) -> Relu -> one identity block (conv1 -> Relu -> conv2, Add, Relu) ->
+    /// GlobalAveragePool, all 1x1 float convolutions.
+    fn one_block(c: i64) -> GraphProto {
+        let w = |name: &str, o: i64, i: i64| floats(name, &[o, i, 1, 1], (0..o * i).map(|v| v as f32));
+        GraphProto {
+            input: vec![value_info("x", &[-1, 3, 4, 4])],
+            initializer: vec![
+                w("w_stem", c, 3),
+                w("w1", c, c),
+                floats("b1", &[c], (0..c).map(|v| v as f32)),
+                w("w2", c, c),
+            ],
+            node: vec![
+                node("Conv", "/stem/Conv", &["x", "w_stem"], &["s"]),
+                node("Relu", "/stem/Relu", &["s"], &["s_r"]),
+                node("Conv", "/b/conv1/Conv", &["s_r", "w1", "b1"], &["a1"]),
+                node("Relu", "/b/relu/Relu", &["a1"], &["a2"]),
+                node("Conv", "/b/conv2/Conv", &["a2", "w2"], &["a3"]),
+                node("Add", "/b/Add", &["a3", "s_r"], &["b0"]),
+                node("Relu", "/b/relu_1/Relu", &["b0"], &["b0r"]),
+                node("GlobalAveragePool", "/pool", &["b0r"], &["y"]),
+            ],
+            output: vec![value_info("y", &[-1, c, 1, 1])],
+            ..Default::default()
+        }
+    }
+
+    fn rewrite(c: i64, config: &Config) -> (Plan, GraphProto) {
+        let mut g = one_block(c);
+        let df = Dataflow::build(&g).unwrap();
+        let findings = crate::blocks::find(&g, &df, &Shapes::infer(&g));
+        let mut plan = crate::plan::plan(&g, &df, &findings, config).unwrap();
+        choose(&g, &df, &mut plan, config, 13, Path::new("."));
+        let mut patch = super::super::emit(&plan, config, 13, String::new());
+        emit(&g, &plan, config, 13, Path::new("."), &mut patch).unwrap();
+        patch.apply(&mut g, &mut vec![]);
+        (plan, g)
+    }
+
+    #[test]
+    fn the_site_tensor_is_computed_in_two_halves_and_the_consumer_in_two_convolutions() {
+        let config = Config { fold_div: 4, ..Config::default() };
+        let (plan, g) = rewrite(64, &config);
+        let stream = plan.sites[0].stream.as_ref().expect("64 channels split at 2 * 16 = 32");
+        assert_eq!((stream.split, stream.consumer.as_str()), (32, "a1"));
+        assert_eq!(stream.chain, ["s", "s_r"]);
+        let ops: Vec<String> = g.node.iter().map(|n| format!("{} {}", n.op_type(), n.name())).collect();
+        let at = |name: &str| ops.iter().position(|o| o.ends_with(name)).unwrap_or_else(|| panic!("{name}: {ops:?}"));
+        // The stem's rows [0, 32) and [32, 64), the Relu on each; the shift on the head only.
+        assert!(at("/stem/Conv/head") < at("/stem/Relu/head") && at("/stem/Relu/tail") < at("/b/tsm/Slice_next"));
+        let conv = |name: &str| g.node.iter().find(|n| n.name() == name).unwrap();
+        assert_eq!(conv("/b/conv1/Conv/from_tail").input, ["s_r/tail", "w1/cols_32_64", "b1"]);
+        assert_eq!(conv("/b/conv1/Conv/from_shifted").input, ["/b/tsm/shifted", "w1/cols_0_32"]);
+        assert_eq!(conv("/b/conv1/Conv/sum").output, ["a1"]);
+        // The residual Add still reads the whole tensor: the halves are joined back under its name.
+        let join = conv("/stem/Relu/join");
+        assert_eq!(
+            (join.input.clone(), join.output.clone()),
+            (vec!["s_r/head".into(), "s_r/tail".into()], vec!["s_r".to_string()])
+        );
+        // The partitioned weights replace the originals; nothing is added.
+        let size = |g: &GraphProto| {
+            let weights = g.initializer.iter().filter(|t| t.data_type() == 1 && !t.name().contains("/tsm/"));
+            weights.map(crate::tensor::numel).sum::<i64>()
+        };
+        assert_eq!(size(&g), size(&one_block(64)));
+        assert!(!g.initializer.iter().any(|t| t.name() == "w1" || t.name() == "w_stem"));
+        let w = g.initializer.iter().find(|t| t.name() == "w_stem/rows_32_64").unwrap();
+        assert_eq!((w.dims.clone(), f32s(w)[0]), (vec![32, 3, 1, 1], 96.0));
+    }
+
+    #[test]
+    fn unaligned_halves_keep_the_batch_form() {
+        // Default fold_div 8: 64 channels split at 16 + 48 offline-bidirectional, but 8 + 56
+        // online (past only): not whole blocks of 16.
+        let (plan, _) = rewrite(64, &Config::default());
+        assert_eq!(plan.sites[0].stream.as_ref().map(|s| s.split), Some(16));
+        let online = Config { online: true, direction: Direction::Past, ..Config::default() };
+        let (plan, g) = rewrite(64, &online);
+        assert_eq!(plan.sites[0].stream, None);
+        assert!(g.node.iter().any(|n| n.name() == "/b/tsm/Concat"));
+        // --shift-form batch never splits.
+        let (plan, _) = rewrite(64, &Config { shift_form: ShiftForm::Batch, ..Config::default() });
+        assert_eq!(plan.sites[0].stream, None);
+    }
+
+    fn floats(name: &str, dims: &[i64], values: impl Iterator<Item = f32>) -> TensorProto {
+        TensorProto {
+            name: Some(name.into()),
+            dims: dims.to_vec(),
+            data_type: Some(DataType::Float as i32),
+            float_data: values.collect(),
+            ..Default::default()
+        }
+    }
+
+    fn f32s(t: &TensorProto) -> Vec<f32> {
+        t.raw_data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+
+    #[test]
+    fn weights_are_partitioned_by_rows_and_columns() {
+        // W[o, i, k] = 100 o + 10 i + k, shape [4, 3, 2].
+        let w = floats("w", &[4, 3, 2], (0..24).map(|x| (100 * (x / 6) + 10 * (x / 2 % 3) + x % 2) as f32));
+        let here = Path::new(".");
+        let s = slice_tensor(&w, &tensor_bytes(&w, here).unwrap(), 4, "s", (1, 3), (1, 3));
+        assert_eq!(s.dims, [2, 2, 2]);
+        assert_eq!(f32s(&s), [110., 111., 120., 121., 210., 211., 220., 221.]);
+        let b = floats("b", &[4], (0..4).map(|x| x as f32));
+        assert_eq!(f32s(&slice_tensor(&b, &tensor_bytes(&b, here).unwrap(), 4, "s", (2, 4), (0, 1))), [2., 3.]);
+        // Integer weights are not partitioned.
+        assert_eq!(element_size(&crate::tensor::int64_vec("i", &[1, 2]), here), None);
+    }
+}
