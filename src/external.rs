@@ -183,13 +183,14 @@ fn set_external(t: &mut TensorProto, name: &str, offset: u64, length: u64) {
 }
 
 /// Points every external tensor of `model` (read from `input_folder`) at the data file `name`, and
-/// with `move_inline` also every inline tensor of at least 1 KiB held as raw bytes (for a model that
-/// would not fit in one protobuf). Returns the layout to write.
+/// also every inline tensor of at least 1 KiB held as raw bytes for which `move_inline` says so
+/// (all of them for a model that would not fit in one protobuf; the weights the stream form
+/// partitioned, for an input that keeps its weights outside). Returns the layout to write.
 pub fn plan_data_file(
     model: &mut ModelProto,
     input_folder: &Path,
     name: &str,
-    move_inline: bool,
+    move_inline: &dyn Fn(&TensorProto) -> bool,
 ) -> Result<DataFile, Error> {
     let mut data = DataFile { name: name.into(), ..Default::default() };
     let mut failure = None;
@@ -202,7 +203,7 @@ pub fn plan_data_file(
                     return;
                 }
             }
-        } else if move_inline && t.raw_data().len() >= MIN_EXTERNAL {
+        } else if t.raw_data().len() >= MIN_EXTERNAL && move_inline(t) {
             Chunk::Inline(t.raw_data.clone().unwrap_or_default())
         } else {
             return;
@@ -279,7 +280,7 @@ mod tests {
             graph: Some(GraphProto { initializer: vec![ext("in.bin", 100, 4900), small, big], ..Default::default() }),
             ..Default::default()
         };
-        let data = plan_data_file(&mut model, dir.path(), "out.onnx.data", true).unwrap();
+        let data = plan_data_file(&mut model, dir.path(), "out.onnx.data", &|_| true).unwrap();
         let offsets: Vec<u64> = data.chunks.iter().map(|(o, _)| *o).collect();
         assert_eq!(offsets, [0, 8192]);
         assert_eq!(data.len, 8192 + 2000);

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::external;
 use crate::graph::Dataflow;
 use crate::load::{load, Loaded};
-use crate::onnx::{GraphProto, ModelProto};
+use crate::onnx::{GraphProto, ModelProto, TensorProto};
 use crate::plan::{self, Plan};
 use crate::shapes::{declared_dims, Dim, Shapes};
 use crate::validate::{self, data_inputs};
@@ -38,8 +38,10 @@ pub struct Prepared {
     pub freed_2d: Option<ModelProto>,
     /// Whether `finish` validates: the config's choice, unless tract cannot run the model.
     pub validate: bool,
-    /// Whether the model keeps tensors in external data files (the rewrite adds none).
+    /// Whether the model keeps tensors in external data files.
     pub external_data: bool,
+    /// Weights the stream form partitioned (new inline tensors; into the data file with the input's).
+    pub partitioned: std::collections::HashSet<String>,
     /// Online only: the shift buffers, in the order of the graph's extra inputs and outputs.
     pub buffers: Vec<emit::Buffer>,
     pub model: ModelProto,
@@ -192,7 +194,9 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         }
         patch
     };
+    let before = patch.initializers.len();
     emit::stream::emit(graph, &plan, config, loaded.opset, folder_of(input), &mut patch)?;
+    let partitioned = patch.initializers[before..].iter().map(|t| t.name().to_string()).collect();
     drop(df);
     patch.apply(graph, metadata_props);
     // The freed 2D model: the model's other fields around the graph kept from before the patch
@@ -214,6 +218,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         freed_2d,
         validate,
         external_data: loaded.external_data,
+        partitioned,
         buffers,
         model,
     })
@@ -362,7 +367,7 @@ struct Staged {
 fn stage_model(model: &mut ModelProto, external_data: bool, input: &Path, output: &Path, what: &str) -> Result<Staged> {
     if external_data {
         let mut stage = Staging::new(folder_of(output), what)?;
-        let data = external::plan_data_file(model, folder_of(input), &format!("{what}.data"), false)?;
+        let data = external::plan_data_file(model, folder_of(input), &format!("{what}.data"), &|_| false)?;
         stage.write_data(&data)?;
         let path = stage.encode(&format!("{what}.onnx"), model)?;
         return Ok(Staged { path, _keep: (Some(stage), None) });
@@ -472,7 +477,9 @@ fn finish_within(prepared: &Prepared, output: &Path, config: &Config, limit: usi
     // written, even when the output sits beside them.
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut model = prepared.model.clone();
-    let data = external::plan_data_file(&mut model, folder_of(&prepared.input), &format!("{name}.data"), too_big)?;
+    // Weights the stream form partitioned follow the input's: into the data file.
+    let move_inline = |t: &TensorProto| too_big || prepared.partitioned.contains(t.name());
+    let data = external::plan_data_file(&mut model, folder_of(&prepared.input), &format!("{name}.data"), &move_inline)?;
     let data_path = parent.join(&data.name);
     if let Some(src) = external::sources(&data).into_iter().find(|s| same_file(s, &data_path)) {
         return Err(Error::Config(format!(

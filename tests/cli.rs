@@ -365,6 +365,11 @@ fn external_data_goes_into_a_data_file_beside_the_output() {
         let entries = external_entries(&read_model(&out));
         assert!(entries.len() > 10);
         assert!(entries.iter().all(|(loc, off, _)| loc == "tsm.onnx.data" && off % 4096 == 0), "{entries:?}");
+        // The weights the stream form partitions (layer4.1's site) follow the others into the file.
+        let g = read_model(&out).graph.unwrap();
+        assert!(g.initializer.iter().any(|t| t.name().contains("/cols_")));
+        let inline: Vec<&str> = g.initializer.iter().filter(|t| t.raw_data().len() >= 1024).map(|t| t.name()).collect();
+        assert!(inline.is_empty(), "{inline:?}");
         // Same weights, same graph: the same numbers as the rewrite of the inline model.
         assert_eq!(tsm_rewrite::validate::run(&out, &[input("resnet_basic")]).unwrap(), want);
         let after = (std::fs::read(&p).unwrap(), std::fs::read(dir.path().join("weights.bin")).unwrap());
