@@ -51,7 +51,7 @@ pub fn node_label(node: &NodeProto, index: usize) -> String {
 }
 
 /// Names used inside a node's subgraphs that come from outside them (implicit inputs).
-fn outer_names(node: &NodeProto, out: &mut Vec<String>) {
+pub(crate) fn outer_names(node: &NodeProto, out: &mut Vec<String>) {
     for attr in &node.attribute {
         for g in attr.g.iter().chain(attr.graphs.iter()) {
             let mut defined: HashSet<&str> = HashSet::new();

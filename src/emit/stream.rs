@@ -36,7 +36,7 @@
 use super::{batch, Emitter, Patch};
 use crate::config::{Config, Direction, ShiftForm};
 use crate::error::Error;
-use crate::graph::{Dataflow, Producer};
+use crate::graph::{outer_names, Dataflow, Producer};
 use crate::onnx::{tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::plan::{Plan, Site};
 use crate::shapes::attr_int;
@@ -299,7 +299,7 @@ pub fn emit(
             whole.extend(n.input.iter().filter(|i| w.split.contains_key(*i)).cloned());
         }
         let mut inner = Vec::new();
-        nested_inputs(&n.attribute, &mut inner);
+        outer_names(n, &mut inner);
         whole.extend(inner.into_iter().filter(|i| w.split.contains_key(i)));
     }
     whole.extend(graph.output.iter().map(|o| o.name().to_string()).filter(|o| w.split.contains_key(o)));
@@ -335,7 +335,7 @@ pub fn emit(
         } else {
             read.extend(n.input.iter().cloned());
             let mut inner = Vec::new();
-            nested_inputs(&n.attribute, &mut inner);
+            outer_names(n, &mut inner);
             read.extend(inner);
             continue;
         }
@@ -379,18 +379,6 @@ fn node(op: &str, name: &str, input: Vec<String>, output: &str, attribute: Vec<A
         output: vec![output.into()],
         attribute,
         ..Default::default()
-    }
-}
-
-/// Every name read inside subgraphs (If/Loop bodies), which may come from the outer graph.
-fn nested_inputs(attrs: &[AttributeProto], out: &mut Vec<String>) {
-    for a in attrs {
-        for g in a.g.iter().chain(a.graphs.iter()) {
-            for n in &g.node {
-                out.extend(n.input.iter().cloned());
-                nested_inputs(&n.attribute, out);
-            }
-        }
     }
 }
 
@@ -453,7 +441,6 @@ impl Writer<'_> {
             self.conv(n, &input, (s, c), &tail, "/tail", nodes);
             return;
         }
-        let c = self.inits.get(n.input.get(1).map(String::as_str).unwrap_or_default()).map_or(0, |t| t.dims[0]);
         for (half, which) in [(head, 0), (tail, 1)] {
             let mut m = n.clone();
             for (k, i) in m.input.iter_mut().enumerate() {
@@ -463,7 +450,7 @@ impl Writer<'_> {
                 } else if n.op_type() == "BatchNormalization" {
                     let t = self.inits[i.as_str()].clone();
                     self.replaced_weights.insert(t.name().to_string());
-                    *i = self.sliced(&t, if which == 0 { (0, s) } else { (s, c) }, (0, 1));
+                    *i = self.sliced(&t, if which == 0 { (0, s) } else { (s, t.dims[0]) }, (0, 1));
                 }
             }
             m.output = vec![half];
@@ -487,38 +474,39 @@ impl Writer<'_> {
         match self.split.get(input).copied() {
             Some(s_in) => {
                 let (head, tail) = self.halves(input);
-                let a = self.conv_part(
-                    n,
-                    &tail,
-                    rows,
-                    (s_in, cin),
-                    true,
-                    &format!("{out}/from_tail"),
-                    &format!("{name}/from_tail"),
-                );
-                nodes.push(a.0);
-                let b = self.conv_part(
-                    n,
-                    &head,
-                    rows,
-                    (0, s_in),
-                    false,
-                    &format!("{out}/from_head"),
-                    &format!("{name}/from_head"),
-                );
-                nodes.push(b.0);
-                nodes.push(node("Add", &format!("{name}/sum"), vec![a.1, b.1], out, vec![]));
+                self.summed(n, rows, (&tail, &head, "from_head"), s_in, out, &name, nodes);
             }
-            None => nodes.push(self.conv_part(n, input, rows, (0, cin), true, out, &name).0),
+            None => nodes.push(self.conv_part(n, input, rows, (0, cin), true, out, &name)),
         }
+    }
+
+    /// `Conv(tail, W[rows, s:], B[rows]) + Conv(head, W[rows, :s])` as `out`: a convolution whose
+    /// input comes in two parts (`head` named `what` in the new names), summed in one Add.
+    #[allow(clippy::too_many_arguments)]
+    fn summed(
+        &mut self,
+        n: &NodeProto,
+        rows: (i64, i64),
+        (tail, head, what): (&str, &str, &str),
+        s: i64,
+        out: &str,
+        name: &str,
+        nodes: &mut Vec<NodeProto>,
+    ) {
+        let cin = self.weight(n).dims[1];
+        let (a, b) = (format!("{out}/from_tail"), format!("{out}/{what}"));
+        let conv = self.conv_part(n, tail, rows, (s, cin), true, &a, &format!("{name}/from_tail"));
+        nodes.push(conv);
+        let conv = self.conv_part(n, head, rows, (0, s), false, &b, &format!("{name}/{what}"));
+        nodes.push(conv);
+        nodes.push(node("Add", &format!("{name}/sum"), vec![a, b], out, vec![]));
     }
 
     /// The consumer of a stream site: the tail through its columns `[s, C)`, the moved head (or the
     /// buffer) through `[0, s)`, summed.
     fn join(&mut self, n: &NodeProto, site: &Site, nodes: &mut Vec<NodeProto>) {
         let s = site.stream.as_ref().expect("a stream site").split;
-        let w = self.weight(n);
-        let (rows, c) = (w.dims[0], w.dims[1]);
+        let rows = self.weight(n).dims[0];
         let (head, tail) = self.halves(&site.tensor);
         let moved = if self.config.online {
             format!("{}/buffer_in", site.prefix)
@@ -530,29 +518,8 @@ impl Writer<'_> {
             self.new_inits.extend(e.inits.into_iter().map(|t| (t.name().to_string(), t)));
             moved
         };
-        let out = &n.output[0];
-        let name = label(n);
-        let a = self.conv_part(
-            n,
-            &tail,
-            (0, rows),
-            (s, c),
-            true,
-            &format!("{out}/from_tail"),
-            &format!("{name}/from_tail"),
-        );
-        let b = self.conv_part(
-            n,
-            &moved,
-            (0, rows),
-            (0, s),
-            false,
-            &format!("{out}/from_shifted"),
-            &format!("{name}/from_shifted"),
-        );
-        nodes.push(a.0);
-        nodes.push(b.0);
-        nodes.push(node("Add", &format!("{name}/sum"), vec![a.1, b.1], out, vec![]));
+        let (out, name) = (n.output[0].clone(), label(n));
+        self.summed(n, (0, rows), (&tail, &moved, "from_shifted"), s, &out, &name, nodes);
     }
 
     /// A copy of Conv `n` on `input` with weights `W[rows, cols]` (and bias `B[rows]` if `bias`).
@@ -566,7 +533,7 @@ impl Writer<'_> {
         bias: bool,
         out: &str,
         name: &str,
-    ) -> (NodeProto, String) {
+    ) -> NodeProto {
         let w = self.inits[n.input[1].as_str()].clone();
         self.replaced_weights.insert(w.name().to_string());
         let mut inputs = vec![input.to_string(), self.sliced(&w, rows, cols)];
@@ -581,7 +548,7 @@ impl Writer<'_> {
         m.input = inputs;
         m.output = vec![out.to_string()];
         m.name = Some(name.to_string());
-        (m, out.to_string())
+        m
     }
 
     /// The name of `t[rows, cols]` (`cols` ignored for a bias), added once as an initializer.
