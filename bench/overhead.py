@@ -29,6 +29,14 @@ by feeding the output tensors back. Each round runs every model once (offline) o
 (online), in an order that rotates every round; the ratio of a round is model time / 2D time of the
 same round. Reported: median ratio, interquartile range and min-max over the rounds.
 
+Runtimes: ort = onnxruntime CPU, default session options; openvino = OpenVINO CPU with its inference
+precision pinned to f32 (exact, the configuration of the issue's table); openvino-auto = OpenVINO's
+own default, which on a CPU with AVX512-BF16 or AMX (this one) runs the convolutions in bf16 while
+the graph's inputs and outputs stay f32, so each online buffer is converted on its way in and out;
+tract; tvm = an untuned Relax build (see tvm_compile), --tvm-rounds rounds of --tvm-frames frames.
+Online, OpenVINO also runs the TSM models with the buffers made states (rows "(OpenVINO states)",
+ov_online_state): the model takes only the frame and keeps its buffers itself.
+
 Every variant is checked for exactness in onnxruntime against the PyTorch TSM reference
 (fixtures/export.py's temporal_shift through bench/verify_full.py's make_tsm) before timing:
 max |diff| <= 1e-4 * max(1, max |ref|).
@@ -58,6 +66,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "fixtures"))
 import verify_full as vf  # noqa: E402  (build, make_tsm, shift_sites, SEEDS)
 import export as ref  # noqa: E402  (temporal_shift, OnlineShift, apply_residual_shift)
+sys.path.insert(0, os.path.join(REPO, "python"))  # tsm_rewrite.openvino_stateful, installed or not
 
 BIN = os.environ.get("TSM_BIN", "/work/bin/tsm-rewrite")
 T = 8
@@ -66,7 +75,8 @@ HW = 224
 OPSET = 17
 REL_TOL = 1e-4
 ARCHS = ["resnet50", "mobilenet_v2"]
-RUNTIMES = ["ort", "openvino", "tract", "tvm"]
+RUNTIMES = ["ort", "openvino", "openvino-auto", "tract", "tvm"]
+STATE = " (OpenVINO states)"  # online rows run with the buffers as OpenVINO states, OpenVINO only
 
 
 def log(*a):
@@ -392,7 +402,9 @@ def ort_online(path, frame):
     return run
 
 
-def ov_compile(path, batch):
+def ov_compile(path, batch, precision):
+    """precision: "f32" pins OpenVINO's inference precision to f32 (exact, and what the issue's table
+    used); None leaves it to OpenVINO, which runs bf16 on CPUs with AVX512-BF16 or AMX (this one)."""
     import openvino as ov
     core = ov.Core()
     m = core.read_model(path)
@@ -402,18 +414,19 @@ def ov_compile(path, batch):
         s[0] = batch
         shapes[i.get_any_name()] = s
     m.reshape(shapes)
-    return ov, core.compile_model(m, "CPU")
+    config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
+    return ov, core.compile_model(m, "CPU", config)
 
 
-def ov_offline(path, x):
-    ov, cm = ov_compile(path, x.shape[0])
+def ov_offline(path, x, precision="f32"):
+    ov, cm = ov_compile(path, x.shape[0], precision)
     req = cm.create_infer_request()
     req.set_input_tensor(0, ov.Tensor(x))
     return lambda: req.infer()
 
 
-def ov_online(path, frame):
-    ov, cm = ov_compile(path, 1)
+def ov_online(path, frame, precision="f32"):
+    ov, cm = ov_compile(path, 1, precision)
     ins, outs = cm.inputs, cm.outputs
     nb = len(ins) - 1
     xt = ov.Tensor(frame)
@@ -434,6 +447,20 @@ def ov_online(path, frame):
         reqs[state[0]].infer()
         state[0] ^= 1
     return run
+
+
+def ov_online_state(path, frame, precision="f32"):
+    """The buffers as OpenVINO states, made by the package's own tsm_rewrite.openvino_stateful (pairs
+    from the model's metadata): they stay inside the runtime, in its own precision, and the request
+    takes only the frame; reset_state() starts a clip (zeros)."""
+    import openvino as ov
+    from tsm_rewrite import openvino_stateful
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
+    req = core.compile_model(openvino_stateful(path, streams=1, core=core), "CPU", config).create_infer_request()
+    req.set_input_tensor(0, ov.Tensor(frame))
+    req.reset_state()
+    return req.infer
 
 
 def tract_load(path, batch, n_inputs_shapes=None):
@@ -464,29 +491,50 @@ def tract_online(path, frame):
     return run
 
 
-def tvm_offline(path, x):
+def tvm_compile(path, batch):
     """TVM Relax, no tuning: from_onnx, DecomposeOpsForInference, the default build pipeline for
-    llvm with the host CPU's features (dlight-free, so absolute times are far from tuned TVM)."""
+    llvm with the host CPU's features. That pipeline schedules nothing (dlight's CPU rules cover GEMV
+    and reductions, not convolutions), so every convolution is a naive single-threaded loop nest:
+    ResNet-50 takes about 33 s per clip. The ratios say what the shift adds to that code, not to tuned
+    TVM, which MetaSchedule would take hours per model to produce on this machine."""
     import tvm
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
     m = onnx.load(path)
-    mod = from_onnx(m, shape_dict={m.graph.input[0].name: list(x.shape)}, keep_params_in_input=False)
+    inits = {i.name for i in m.graph.initializer}
+    shapes = {i.name: [batch] + [d.dim_value for d in i.type.tensor_type.shape.dim[1:]]
+              for i in m.graph.input if i.name not in inits}
+    mod = from_onnx(m, shape_dict=shapes, keep_params_in_input=False)
     mod = relax.transform.DecomposeOpsForInference()(mod)
-    cpu = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu()}) \
-        if hasattr(tvm.target, "codegen") else tvm.target.Target({"kind": "llvm"})
-    ex = tvm.compile(mod, target=cpu)
-    vm = relax.VirtualMachine(ex, tvm.cpu())
-    xv = tvm.runtime.tensor(x) if hasattr(tvm.runtime, "tensor") else tvm.nd.array(x)
-    f = vm["main"]
+    cpu = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu()})
+    vm = relax.VirtualMachine(tvm.compile(mod, target=cpu), tvm.cpu())
+    return tvm, vm["main"], [shapes[i.name] for i in m.graph.input if i.name not in inits]
+
+
+def tvm_offline(path, x):
+    tvm, f, _ = tvm_compile(path, x.shape[0])
+    xv = tvm.runtime.tensor(x)
     return lambda: f(xv)
+
+
+def tvm_online(path, frame):
+    tvm, f, shapes = tvm_compile(path, 1)
+    xv = tvm.runtime.tensor(frame)
+    state = [[tvm.runtime.tensor(np.zeros(s, np.float32)) for s in shapes[1:]]]
+
+    def run():
+        res = f(xv, *state[0])
+        if state[0]:  # outputs: logits, then the buffers in the inputs' order
+            state[0] = list(res)[1:]
+    return run
 
 
 RUNNERS = {
     "ort": (ort_offline, ort_online),
     "openvino": (ov_offline, ov_online),
+    "openvino-auto": (lambda p, x: ov_offline(p, x, None), lambda p, f: ov_online(p, f, None)),
     "tract": (tract_offline, tract_online),
-    "tvm": (tvm_offline, None),
+    "tvm": (tvm_offline, tvm_online),
 }
 
 
@@ -534,7 +582,7 @@ def fmt(s):
     return f"{s['median']:.3f} [{s['q1']:.3f}-{s['q3']:.3f}] ({s['min']:.2f}-{s['max']:.2f})"
 
 
-def bench(arch, runtime, mode, models, rounds, frames, log_=log):
+def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2):
     """models: {name: path} (with "2d"); returns ({name: summary}, 2d ms)."""
     r = np.load(models["__ref"])
     offline_fn, online_fn = RUNNERS[runtime]
@@ -554,6 +602,12 @@ def bench(arch, runtime, mode, models, rounds, frames, log_=log):
         for n, path in models.items():
             if n.startswith("__"):
                 continue
+            if n.endswith(STATE):
+                if not runtime.startswith("openvino"):
+                    continue
+                precision = None if runtime == "openvino-auto" else "f32"
+                fns[n] = ov_online_state(path, frame, precision)
+                continue
             try:
                 fns[n] = online_fn(path, frame)
             except Exception as e:  # noqa: BLE001
@@ -561,7 +615,7 @@ def bench(arch, runtime, mode, models, rounds, frames, log_=log):
         reps = frames
     if "2d" not in fns:
         return {}, None
-    ratios, times = measure(fns, rounds, reps=reps, log_=log_, label=f"{arch} {runtime} {mode}")
+    ratios, times = measure(fns, rounds, warmup=warmup, reps=reps, log_=log_, label=f"{arch} {runtime} {mode}")
     return {n: summarize(v) for n, v in ratios.items()}, float(np.median(times["2d"])) * 1e3
 
 
@@ -593,6 +647,8 @@ def main():
     ap.add_argument("--mode", choices=["offline", "online", "both"], default="both")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--frames", type=int, default=10, help="frames per model per online round")
+    ap.add_argument("--tvm-rounds", type=int, default=3, help="rounds for TVM (untuned: ~33 s per ResNet-50 clip)")
+    ap.add_argument("--tvm-frames", type=int, default=2, help="frames per model per online round, TVM")
     ap.add_argument("--variant", action="append", default=[],
                     help="extra offline ONNX (name=path or path; {arch} in it is replaced by the model name)")
     ap.add_argument("--online-variant", action="append", default=[], help="extra online ONNX (name=path or path)")
@@ -601,7 +657,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-overhead.md"), help="'-' for none")
     ap.add_argument("--json", help="also write the results as JSON here")
     args = ap.parse_args()
-    runtimes = args.runtime or ["ort", "openvino", "tract", "tvm"]
+    runtimes = args.runtime or RUNTIMES
     archs = args.model or ARCHS
     modes = ["offline", "online"] if args.mode == "both" else [args.mode]
 
@@ -631,6 +687,8 @@ def main():
                 models = {"2d": p["plain"], "null": p["null"]}
                 if not args.no_standard:
                     models.update(roundtrip=p["online_roundtrip"], tsm=p["online"], batch=p["online_batch"])
+                    models["tsm" + STATE] = p["online"]
+                    models["batch" + STATE] = p["online_batch"]
                 models.update(dict(named(v.replace("{arch}", arch)) for v in args.online_variant))
             models["__ref"] = p["ref"]
             for rt in runtimes:
@@ -638,7 +696,10 @@ def main():
                     continue
                 log(f"[{arch}] {rt} {mode}: {', '.join(k for k in models if not k.startswith('__'))}")
                 try:
-                    summ, ms = bench(arch, rt, mode, models, args.rounds, args.frames)
+                    if rt == "tvm":
+                        summ, ms = bench(arch, rt, mode, models, args.tvm_rounds, args.tvm_frames, warmup=1)
+                    else:
+                        summ, ms = bench(arch, rt, mode, models, args.rounds, args.frames)
                 except Exception as e:  # noqa: BLE001
                     log(f"  {rt} failed: {type(e).__name__}: {str(e)[:400]}")
                     summ, ms = {}, None
@@ -662,7 +723,9 @@ def write_md(results, args, secs):
     lines = ["# Inference overhead of the shift (bench/overhead.py)", "",
              f"Command: `python bench/overhead.py {' '.join(sys.argv[1:])}`; {secs / 60:.0f} min.",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared, noisy); onnxruntime {ort.__version__}"
-             f" (default session options), openvino, tract, tvm from /work/venv.", "",
+             f" (default session options), openvino, tract, tvm from /work/venv.",
+             "openvino: inference precision f32 (exact); openvino-auto: OpenVINO's default precision, bf16 "
+             "on this CPU (AVX512-BF16). tvm: untuned Relax build (naive loops), fewer rounds.", "",
              "Each cell: median ratio to the 2D model measured in the same rounds, [interquartile range], "
              "(min-max), over the rounds. Offline: one clip of 8 frames at 224x224 per run. Online: per frame "
              f"(batch 1), {args.frames} frames per model per round, buffers fed back through preallocated "

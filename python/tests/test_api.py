@@ -81,6 +81,31 @@ def test_stream_equals_the_pytorch_streaming_reference(tmp_path, name, sites):
         stream.reset()
 
 
+def test_openvino_states_equal_the_pytorch_streaming_reference(tmp_path):
+    import openvino as ov
+    out = tmp_path / "online.onnx"
+    tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), out, online=True)
+    model = tsm_rewrite.openvino_stateful(out, streams=2)
+    assert len(model.inputs) == 1 and len(model.outputs) == 1 and len(model.get_sinks()) == 8
+    # f32: on a CPU with bf16, OpenVINO would otherwise compute in bf16
+    request = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    x = tensor("resnet_basic", "input_0.pb")
+    want = tensor("resnet_basic", "online-residual-fd8", "output_0.pb")
+    tol = 1e-4 * max(1.0, np.abs(want).max())
+    for rerun in range(2):
+        request.reset_state()
+        for t in range(16):
+            got = request.infer([np.stack([x[t], x[15 - t]])])[0]
+            assert np.abs(got - want[t]).max() <= tol, (rerun, t)
+
+
+def test_openvino_stateful_refuses_an_offline_model(tmp_path):
+    out = tmp_path / "tsm.onnx"
+    tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), out)
+    with pytest.raises(ValueError, match="tsm-rewrite.buffers"):
+        tsm_rewrite.openvino_stateful(out)
+
+
 def test_the_command_is_on_the_path():
     # The environment's scripts folder is what an activated venv puts on PATH.
     exe = shutil.which("tsm-rewrite", path=os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")]))

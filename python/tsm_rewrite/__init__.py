@@ -2,7 +2,8 @@
 
 ``rewrite()`` runs the ``tsm-rewrite`` binary this package installs and returns its JSON report
 (``--report``) as Python objects; ``Stream`` runs a model written with ``online=True`` in
-onnxruntime, one frame at a time, with the shift buffers fed back.
+onnxruntime, one frame at a time, with the shift buffers fed back; ``openvino_stateful()`` turns
+such a model into an OpenVINO model that keeps its buffers as states.
 
     import tsm_rewrite
     report = tsm_rewrite.rewrite("resnet50.onnx", "tsm.onnx")            # offline TSM
@@ -10,6 +11,11 @@ onnxruntime, one frame at a time, with the shift buffers fed back.
     stream = tsm_rewrite.Stream("online.onnx")
     for frame in frames:                                                  # [1, 3, H, W] float32
         logits = stream.step(frame)["logits"]
+
+    request = openvino.Core().compile_model(tsm_rewrite.openvino_stateful("online.onnx"), "CPU") \
+        .create_infer_request()
+    for frame in frames:                                                  # reset_state(): a new video
+        logits = request.infer([frame])[0]
 """
 
 import json
@@ -18,9 +24,10 @@ import subprocess
 import sys
 import sysconfig
 
+from ._openvino import openvino_stateful
 from ._stream import Stream
 
-__all__ = ["rewrite", "Stream", "RewriteError", "find_binary", "SCHEMA_VERSION"]
+__all__ = ["rewrite", "Stream", "openvino_stateful", "RewriteError", "find_binary", "SCHEMA_VERSION"]
 
 #: The report layout this module reads (the report's ``schema_version``).
 SCHEMA_VERSION = 1
