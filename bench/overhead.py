@@ -427,17 +427,24 @@ def ov_offline(path, x, precision="f32"):
 
 def ov_online(path, frame, precision="f32"):
     ov, cm = ov_compile(path, 1, precision)
+    return ov_pingpong(ov, cm, frame, ov.Type.f32)
+
+
+def ov_pingpong(ov, cm, frame, typ):
+    """Per frame through two infer requests whose buffer tensors (zeros of element type typ) are set
+    once and swap roles: each request's buffer outputs are the other's inputs, nothing is copied."""
     ins, outs = cm.inputs, cm.outputs
-    nb = len(ins) - 1
     xt = ov.Tensor(frame)
     logits = ov.Tensor(ov.Type.f32, outs[0].get_shape())
-    sets = [[ov.Tensor(np.zeros(tuple(i.get_shape()), np.float32)) for i in ins[1:]] for _ in range(2)]
+    sets = [[ov.Tensor(typ, i.get_shape()) for i in ins[1:]] for _ in range(2)]
+    for t in sum(sets, []):
+        t.data.fill(0)
     reqs = []
     for k in range(2):
         r = cm.create_infer_request()
         r.set_tensor(ins[0], xt)
         r.set_tensor(outs[0], logits)
-        for j in range(nb):
+        for j in range(len(ins) - 1):
             r.set_tensor(ins[1 + j], sets[k][j])
             r.set_tensor(outs[1 + j], sets[1 - k][j])
         reqs.append(r)
