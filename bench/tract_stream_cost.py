@@ -9,7 +9,7 @@ profile (bench/tract_profile.py), on models bench/overhead.py built (ResNet-50, 
 - scaling: the median ratio to the 2D model at several input sizes. A cost per node (scheduling
   between operators) would weigh more as the size falls, cache traffic less; the ratio staying put
   means the cost grows with the compute:
-      python bench/tract_stream_cost.py scaling 56 112 224
+      ROUNDS=21 taskset -c 0 python bench/tract_stream_cost.py scaling 56 112 224
 
 Models: plain (2D), null (its copy), tsm (the default), batch (--shift-form batch); clip only at
 224 (its Reshape holds the size). Paired rounds whose order rotates."""
@@ -57,7 +57,7 @@ def main():
     elif what == "scaling":
         for hw in map(int, args or ["56", "112", "224"]):
             names = ["plain", "null", "tsm", "batch"] + (["clip"] if hw == 224 else [])
-            out = rounds(names, hw, 9 if hw < 200 else 5)
+            out = rounds(names, hw, int(os.environ.get("ROUNDS", 9 if hw < 200 else 5)))
             ratio = {k: statistics.median(t / p for (t, _), (p, _) in zip(v, out["plain"])) for k, v in out.items()}
             print(hw, " ".join(f"{k} {r:.3f}" for k, r in ratio.items()))
     else:
