@@ -20,17 +20,11 @@ import openvino as ov
 from openvino.preprocess import PrePostProcessor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from overhead import ov_pingpong  # noqa: E402  (also puts the repo's python/ on the path)
+from overhead import ov_config, ov_pingpong, ov_read  # noqa: E402  (also puts the repo's python/ on the path)
 from tsm_rewrite import openvino_stateful  # noqa: E402
 
 core = ov.Core()
-CFG = {"INFERENCE_PRECISION_HINT": os.environ["PREC"]} if os.environ.get("PREC") else {}
-
-
-def load(path):
-    m = core.read_model(path)
-    m.reshape({i.get_any_name(): [1] + list(i.get_partial_shape())[1:] for i in m.inputs})
-    return m
+CFG = ov_config(os.environ.get("PREC"))
 
 
 def frame_array(shape):
@@ -38,12 +32,12 @@ def frame_array(shape):
 
 
 def f32_tensors(path):
-    cm = core.compile_model(load(path), "CPU", CFG)
+    cm = core.compile_model(ov_read(core, path, 1), "CPU", CFG)
     return ov_pingpong(ov, cm, frame_array(cm.inputs[0].get_shape()), ov.Type.f32)
 
 
 def bf16_tensors(path):
-    m = load(path)
+    m = ov_read(core, path, 1)
     ppp = PrePostProcessor(m)
     for i in range(1, len(m.inputs)):
         ppp.input(i).tensor().set_element_type(ov.Type.bf16)

@@ -402,20 +402,22 @@ def ort_online(path, frame):
     return run
 
 
-def ov_compile(path, batch, precision):
+def ov_read(core, path, batch):
+    m = core.read_model(path)
+    m.reshape({i.get_any_name(): [batch] + list(i.get_partial_shape())[1:] for i in m.inputs})
+    return m
+
+
+def ov_config(precision):
     """precision: "f32" pins OpenVINO's inference precision to f32 (exact, and what the issue's table
     used); None leaves it to OpenVINO, which runs bf16 on CPUs with AVX512-BF16 or AMX (this one)."""
+    return {"INFERENCE_PRECISION_HINT": precision} if precision else {}
+
+
+def ov_compile(path, batch, precision):
     import openvino as ov
     core = ov.Core()
-    m = core.read_model(path)
-    shapes = {}
-    for i in m.inputs:
-        s = i.get_partial_shape()
-        s[0] = batch
-        shapes[i.get_any_name()] = s
-    m.reshape(shapes)
-    config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
-    return ov, core.compile_model(m, "CPU", config)
+    return ov, core.compile_model(ov_read(core, path, batch), "CPU", ov_config(precision))
 
 
 def ov_offline(path, x, precision="f32"):
@@ -463,8 +465,7 @@ def ov_online_state(path, frame, precision="f32"):
     import openvino as ov
     from tsm_rewrite import openvino_stateful
     core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
-    req = core.compile_model(openvino_stateful(path, streams=1, core=core), "CPU", config).create_infer_request()
+    req = core.compile_model(openvino_stateful(path, streams=1, core=core), "CPU", ov_config(precision)).create_infer_request()
     req.set_input_tensor(0, ov.Tensor(frame))
     req.reset_state()
     return req.infer
@@ -536,12 +537,14 @@ def tvm_online(path, frame):
     return run
 
 
+# runtime: (offline, online, online with the buffers as the runtime's own state, for the STATE rows)
 RUNNERS = {
-    "ort": (ort_offline, ort_online),
-    "openvino": (ov_offline, ov_online),
-    "openvino-auto": (lambda p, x: ov_offline(p, x, None), lambda p, f: ov_online(p, f, None)),
-    "tract": (tract_offline, tract_online),
-    "tvm": (tvm_offline, tvm_online),
+    "ort": (ort_offline, ort_online, None),
+    "openvino": (ov_offline, ov_online, ov_online_state),
+    "openvino-auto": (lambda p, x: ov_offline(p, x, None), lambda p, f: ov_online(p, f, None),
+                      lambda p, f: ov_online_state(p, f, None)),
+    "tract": (tract_offline, tract_online, None),
+    "tvm": (tvm_offline, tvm_online, None),
 }
 
 
@@ -592,7 +595,7 @@ def fmt(s):
 def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2):
     """models: {name: path} (with "2d"); returns ({name: summary}, 2d ms)."""
     r = np.load(models["__ref"])
-    offline_fn, online_fn = RUNNERS[runtime]
+    offline_fn, online_fn, online_state_fn = RUNNERS[runtime]
     fns = {}
     if mode == "offline":
         x = np.ascontiguousarray(r["x"][:T])  # one clip
@@ -609,14 +612,11 @@ def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2):
         for n, path in models.items():
             if n.startswith("__"):
                 continue
-            if n.endswith(STATE):
-                if not runtime.startswith("openvino"):
-                    continue
-                precision = None if runtime == "openvino-auto" else "f32"
-                fns[n] = ov_online_state(path, frame, precision)
+            fn = online_state_fn if n.endswith(STATE) else online_fn
+            if fn is None:
                 continue
             try:
-                fns[n] = online_fn(path, frame)
+                fns[n] = fn(path, frame)
             except Exception as e:  # noqa: BLE001
                 log_(f"  {runtime} cannot load {n}: {type(e).__name__}: {str(e)[:300]}")
         reps = frames

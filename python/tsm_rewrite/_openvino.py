@@ -26,12 +26,7 @@ def openvino_stateful(model, streams=1, core=None):
     if not model.has_rt_info(key):
         raise ValueError(f"the model has no '{BUFFERS_KEY}' metadata: it was not written by tsm-rewrite --online")
     buffers = json.loads(model.get_rt_info(key).astype(str))
-    shapes = {}
-    for port in model.inputs:
-        shape = port.get_partial_shape()
-        shape[0] = streams
-        shapes[port.get_any_name()] = shape
-    model.reshape(shapes)
+    model.reshape({p.get_any_name(): [streams] + list(p.get_partial_shape())[1:] for p in model.inputs})
     pairs = [(model.input(b["input"]).get_node(), model.output(b["output"]).get_node()) for b in buffers]
     passes = Manager()
     passes.register_pass(MakeStateful(pairs))
