@@ -2,7 +2,7 @@
 
 Fed as inputs and outputs, every buffer crosses the runtime's boundary each frame: in f32 and in
 NCHW, whatever precision and layout OpenVINO computes in. On a CPU where OpenVINO runs bf16 (AVX512-
-BF16, AMX) those conversions cost ResNet-50 about 5% per frame (bench/RESULTS-overhead.md). As
+BF16, AMX) that costs ResNet-50 about 5-10% per frame (bench/openvino_online_modes.py). As
 states (``ReadValue``/``Assign``, OpenVINO's MakeStateful pass), the buffers stay inside: the
 request takes only the frame, and ``reset_state()`` starts a new video with zeroed buffers."""
 
