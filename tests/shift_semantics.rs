@@ -39,12 +39,12 @@ fn dims(d: &[Option<i64>]) -> TypeProto {
     }
 }
 
-fn shift_model(opset: i64, config: &Config, c: i64, h: Dim, w: Dim) -> ModelProto {
+fn shift_model(opset: i64, config: &Config, c: i64, batch: Option<i64>, h: Dim, w: Dim) -> ModelProto {
     let site = Site {
         block: 0,
         block_name: "/b/Add".into(),
         tensor: "x".into(),
-        batch: Dim::Unknown,
+        batch: batch.map_or(Dim::Unknown, Dim::Known),
         channels: c,
         fold: c / config.fold_div as i64,
         height: h.clone(),
@@ -68,12 +68,12 @@ fn shift_model(opset: i64, config: &Config, c: i64, h: Dim, w: Dim) -> ModelProt
             name: Some("shift".into()),
             input: vec![ValueInfoProto {
                 name: Some("x".into()),
-                r#type: Some(dims(&[None, Some(c), spatial[0], spatial[1]])),
+                r#type: Some(dims(&[batch, Some(c), spatial[0], spatial[1]])),
                 ..Default::default()
             }],
             output: vec![ValueInfoProto {
                 name: Some(out),
-                r#type: Some(dims(&[None, Some(c), spatial[0], spatial[1]])),
+                r#type: Some(dims(&[batch, Some(c), spatial[0], spatial[1]])),
                 ..Default::default()
             }],
             node,
@@ -87,7 +87,7 @@ fn shift_model(opset: i64, config: &Config, c: i64, h: Dim, w: Dim) -> ModelProt
 fn check(opset: i64, config: &Config, c: i64, symbolic: bool) {
     let (h, w) = (3, 5);
     let (hd, wd) = if symbolic { (Dim::Sym("H".into()), Dim::Sym("W".into())) } else { (Dim::Known(h), Dim::Known(w)) };
-    let model = shift_model(opset, config, c, hd, wd);
+    let model = shift_model(opset, config, c, None, hd, wd);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shift.onnx");
     std::fs::write(&path, prost::Message::encode_to_vec(&model)).unwrap();
@@ -221,17 +221,10 @@ fn the_online_form_streamed_equals_the_past_shift_exactly() {
     }
 }
 
-#[test]
-fn zeros_at_clip_borders_are_zeros_whatever_the_neighbour_holds() {
-    // Each clip's first and last frames hold inf, -inf, NaN and -0: a border zero made by
-    // multiplying with a 0/1 mask would turn the neighbouring clip's inf into NaN.
-    let config = Config::default();
-    let model = shift_model(13, &config, 16, Dim::Known(3), Dim::Known(5));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shift.onnx");
-    std::fs::write(&path, prost::Message::encode_to_vec(&model)).unwrap();
-    let t = config.segments;
-    let mut x = FloatArray::random(&[2 * t, 16, 3, 5], 7);
+/// Two clips of `[16, 3, 5]` frames whose first and last frames hold inf, -inf, NaN and -0: a
+/// border zero made by multiplying with a 0/1 mask would turn the neighbouring clip's inf into NaN.
+fn clips_with_specials_at_the_borders(t: usize, seed: u64) -> FloatArray {
+    let mut x = FloatArray::random(&[2 * t, 16, 3, 5], seed);
     let frame = x.data.len() / x.shape[0];
     let specials = [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -0.0];
     for clip_frame in [0, t - 1, t, 2 * t - 1] {
@@ -239,8 +232,46 @@ fn zeros_at_clip_borders_are_zeros_whatever_the_neighbour_holds() {
             *v = specials[k % 4];
         }
     }
-    let got = tsm_rewrite::validate::run(&path, std::slice::from_ref(&x)).unwrap();
-    let want = reference_shift(&x, t, 2, config.direction, config.group_order);
+    x
+}
+
+/// Runs `model` on `x` and compares the bits with the reference shift.
+fn check_bits(model: &ModelProto, x: &FloatArray, config: &Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shift.onnx");
+    std::fs::write(&path, prost::Message::encode_to_vec(model)).unwrap();
+    let got = tsm_rewrite::validate::run(&path, std::slice::from_ref(x)).unwrap();
+    let fold = x.shape[1] / config.fold_div;
+    let want = reference_shift(x, config.segments, fold, config.direction, config.group_order);
     let bits = |a: &FloatArray| a.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&got[0]), bits(&want));
+    assert_eq!(bits(&got[0]), bits(&want), "{config:?}");
+}
+
+#[test]
+fn zeros_at_clip_borders_are_zeros_whatever_the_neighbour_holds() {
+    let config = Config::default();
+    let model = shift_model(13, &config, 16, None, Dim::Known(3), Dim::Known(5));
+    check_bits(&model, &clips_with_specials_at_the_borders(config.segments, 7), &config);
+}
+
+#[test]
+fn where_every_channel_moves_one_where_masks_them_all() {
+    // The stream form's head: every channel is in a moved group. The groups are joined first and
+    // one Where masks the clip borders, for a fixed batch (a constant condition) and a symbolic
+    // one (expanded at run time), exact with inf and NaN next to the borders.
+    let configs = [
+        Config { fold_div: 2, ..Config::default() },
+        Config { fold_div: 2, group_order: GroupOrder::Paddle, ..Config::default() },
+        Config { fold_div: 1, direction: Direction::Past, ..Config::default() },
+    ];
+    for config in &configs {
+        for batch in [None, Some(2 * config.segments as i64)] {
+            let model = shift_model(13, config, 16, batch, Dim::Known(3), Dim::Known(5));
+            let graph = model.graph.as_ref().unwrap();
+            let ops = |op: &str| graph.node.iter().filter(|n| n.op_type() == op).count();
+            assert_eq!((ops("Where"), ops("Mul")), (1, 0), "{config:?}, batch {batch:?}");
+            let x = clips_with_specials_at_the_borders(config.segments, 11);
+            check_bits(&model, &x, config);
+        }
+    }
 }

@@ -4,7 +4,9 @@
 //! is a shift of the whole batch by one: `x[1:, group]` with one zero frame padded at the end.
 //! That shift also carries the first frame of the next clip into the last frame of this one;
 //! a `Where` on a `[N*T, 1, 1, 1]` condition (frame t has a neighbour in its clip) puts the zeros
-//! back there. The groups and the untouched channels are joined by a channel Concat.
+//! back there. The groups and the untouched channels are joined by a channel Concat. Where every
+//! channel moves (the stream form's head), the groups are joined first and one `Where` on a
+//! `[N*T, C, 1, 1]` condition masks them all, so the consuming convolution reads one tensor.
 //!
 //! Why this form: the tensor keeps its layout and its batch symbol. A Reshape to a clip view costs
 //! OpenVINO a reorder out of its blocked layout and back at every site, and loses the batch symbol
@@ -17,6 +19,7 @@
 
 use super::{int_attr, Emitter};
 use crate::config::{Config, Direction, GroupOrder};
+use crate::onnx::tensor_proto::DataType;
 use crate::plan::Site;
 use crate::tensor::{bool_tensor, zero_scalar};
 
@@ -24,20 +27,88 @@ use crate::tensor::{bool_tensor, zero_scalar};
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String {
     let (t, c, fold) = (site.segments as i64, site.channels, site.fold);
     let x = site.tensor.clone();
+    let zero = match e.zero.clone() {
+        Some(z) => z,
+        None => {
+            let z = e.name("zero");
+            e.inits.push(zero_scalar(&z, site.elem_type.unwrap_or(1)));
+            z
+        }
+    };
+    // Each moved group: its name, its index and whether it takes the next frame.
+    let groups: Vec<(&str, i64, bool)> = match (config.direction, config.group_order) {
+        (Direction::Bidirectional, GroupOrder::Tsm) => vec![("next", 0, true), ("prev", 1, false)],
+        (Direction::Bidirectional, GroupOrder::Paddle) => vec![("prev", 0, false), ("next", 1, true)],
+        (Direction::Past, _) => vec![("prev", 0, false)],
+    };
+    let keep = |from_next: bool, frame: i64| if from_next { frame < t - 1 } else { frame > 0 };
+    let moved = |e: &mut Emitter, what: &str, g: i64, from_next: bool| {
+        let (start, end, pads): (i64, i64, [i64; 8]) =
+            if from_next { (1, i64::MAX, [0, 0, 0, 0, 1, 0, 0, 0]) } else { (0, -1, [1, 0, 0, 0, 0, 0, 0, 0]) };
+        let s = e.slice(what, &x, &[start, g * fold], &[end, (g + 1) * fold], &[0, 1], &[]);
+        e.pad(what, &s, &pads)
+    };
+    let shifted_channels = fold * groups.len() as i64;
+    if shifted_channels >= c {
+        // Every channel moves (the stream form's head, read by a convolution of its own): the
+        // groups are joined first and masked by one Where on a `[N*T, C, 1, 1]` condition. A Where
+        // per group would leave a Concat as the convolution's input, which tract splits into one
+        // matrix product per group, each with its own output transpose, and a sum. The Pads lose
+        // the batch symbol in shape inference; an empty slice of x in the Concat keeps it, without
+        // which onnxruntime cannot prove the inputs of the Adds downstream equal in shape and
+        // leaves them unfused.
+        let mut parts: Vec<String> = groups.iter().map(|&(what, g, next)| moved(e, what, g, next)).collect();
+        parts.push(e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]));
+        let joined = e.node("Concat", "Concat", parts, "joined", vec![int_attr("axis", 1)]);
+        let keeps = |frame: i64| groups.iter().flat_map(move |&(_, _, next)| (0..fold).map(move |_| keep(next, frame)));
+        let mask = if let Some(b) = site.batch.known().filter(|b| b % t == 0) {
+            let name = e.name("keep");
+            e.inits.push(bool_tensor(&name, &[b, c, 1, 1], &(0..b).flat_map(|i| keeps(i % t)).collect::<Vec<_>>()));
+            name
+        } else {
+            let in_clip = e.name("keep_in_clip");
+            e.inits.push(bool_tensor(&in_clip, &[t, c, 1, 1], &(0..t).flat_map(keeps).collect::<Vec<_>>()));
+            let clips_shape = clips_shape(e, &x, t);
+            let clips = e.node("Expand", "Expand_keep", vec![in_clip, clips_shape], "keep_clips", vec![]);
+            let frames_shape = e.constant("keep_frames_shape", &[-1, c, 1, 1]);
+            let frames = e.node("Reshape", "Reshape_keep", vec![clips, frames_shape], "keep_frames", vec![]);
+            // Shape inference cannot tell the Reshape's first dimension is the batch; the Where
+            // would lose the batch symbol and with it onnxruntime's fusion of the Add that sums
+            // the consumer's two halves. An empty slice of x carries the symbol in.
+            let carrier = e.slice("keep_carrier", &x, &[0, 0, 0], &[0, 1, 1], &[1, 2, 3], &[]);
+            let carrier = e.node(
+                "Cast",
+                "Cast_keep_carrier",
+                vec![carrier],
+                "keep_carrier_bool",
+                vec![int_attr("to", DataType::Bool as i64)],
+            );
+            e.node("Concat", "Concat_keep", vec![frames, carrier], "keep", vec![int_attr("axis", 1)])
+        };
+        return e.node("Where", "Where", vec![mask, joined, zero], "shifted", vec![]);
+    }
     // Whether frame t of its clip has a next (or previous) frame, for every frame of the batch: a
     // constant for a fixed batch, else a [T, 1, 1, 1] constant expanded to [N, T, 1, 1, 1] and
     // flattened (Expand, not Tile: TVM cannot convert a Tile whose repeats are computed).
-    let condition = |e: &mut Emitter, what: &str, keep: &dyn Fn(i64) -> bool| -> String {
+    let condition = |e: &mut Emitter, what: &str, from_next: bool| -> String {
         let name = e.name(&format!("has_{what}"));
         // (A fixed batch that is not whole clips is the online validation's reference, which runs
         // the model at another batch: computed at run time then.)
         if let Some(b) = site.batch.known().filter(|b| b % t == 0) {
-            e.inits.push(bool_tensor(&name, &[b, 1, 1, 1], &(0..b).map(|i| keep(i % t)).collect::<Vec<_>>()));
+            e.inits.push(bool_tensor(
+                &name,
+                &[b, 1, 1, 1],
+                &(0..b).map(|i| keep(from_next, i % t)).collect::<Vec<_>>(),
+            ));
             return name;
         }
         let in_clip = e.name(&format!("has_{what}_in_clip"));
-        e.inits.push(bool_tensor(&in_clip, &[t, 1, 1, 1], &(0..t).map(keep).collect::<Vec<_>>()));
-        let (clips_shape, frames_shape) = mask_shapes(e, &x, t);
+        e.inits.push(bool_tensor(&in_clip, &[t, 1, 1, 1], &(0..t).map(|f| keep(from_next, f)).collect::<Vec<_>>()));
+        let clips_shape = clips_shape(e, &x, t);
+        let frames_shape = e.name("mask_frames_shape");
+        if !e.inits.iter().any(|i| i.name() == frames_shape) {
+            e.constant("mask_frames_shape", &[-1, 1, 1, 1]);
+        }
         let clips = e.node(
             "Expand",
             &format!("Expand_has_{what}"),
@@ -47,51 +118,29 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
         );
         e.node("Reshape", &format!("Reshape_has_{what}"), vec![clips, frames_shape], &format!("has_{what}"), vec![])
     };
-    let zero = match e.zero.clone() {
-        Some(z) => z,
-        None => {
-            let z = e.name("zero");
-            e.inits.push(zero_scalar(&z, site.elem_type.unwrap_or(1)));
-            z
-        }
-    };
-    let moved = |e: &mut Emitter, what: &str, g: i64, from_next: bool| {
-        let (start, end, pads, has): (i64, i64, [i64; 8], String) = if from_next {
-            (1, i64::MAX, [0, 0, 0, 0, 1, 0, 0, 0], condition(e, "next", &|f| f < t - 1))
-        } else {
-            (0, -1, [1, 0, 0, 0, 0, 0, 0, 0], condition(e, "prev", &|f| f > 0))
-        };
-        let s = e.slice(what, &x, &[start, g * fold], &[end, (g + 1) * fold], &[0, 1], &[]);
-        let p = e.pad(what, &s, &pads);
-        e.node("Where", &format!("Where_{what}"), vec![has, p, zero.clone()], &format!("{what}_kept"), vec![])
-    };
-    let mut parts = match (config.direction, config.group_order) {
-        (Direction::Bidirectional, GroupOrder::Tsm) => vec![moved(e, "next", 0, true), moved(e, "prev", 1, false)],
-        (Direction::Bidirectional, GroupOrder::Paddle) => vec![moved(e, "prev", 0, false), moved(e, "next", 1, true)],
-        (Direction::Past, _) => vec![moved(e, "prev", 0, false)],
-    };
-    let shifted_channels = fold * parts.len() as i64;
-    if shifted_channels < c {
-        parts.push(e.slice("rest", &x, &[shifted_channels], &[c], &[1], &[]));
-    } else if e.keep_batch {
-        parts.push(e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]));
-    }
+    let mut parts: Vec<String> = groups
+        .iter()
+        .map(|&(what, g, next)| {
+            let has = condition(e, what, next);
+            let p = moved(e, what, g, next);
+            e.node("Where", &format!("Where_{what}"), vec![has, p, zero.clone()], &format!("{what}_kept"), vec![])
+        })
+        .collect();
+    parts.push(e.slice("rest", &x, &[shifted_channels], &[c], &[1], &[]));
     e.node("Concat", "Concat", parts, "shifted", vec![int_attr("axis", 1)])
 }
 
-/// The shapes a mask goes through: `[N, T, 1, 1, 1]`, N being the clips in the batch of `x` (its
-/// frames / T), and `[-1, 1, 1, 1]`; made once per site.
-fn mask_shapes(e: &mut Emitter, x: &str, t: i64) -> (String, String) {
-    let (clips_shape, frames_shape) = (e.name("mask_clips_shape"), e.name("mask_frames_shape"));
+/// `[N, T, 1, 1, 1]`, N being the clips in the batch of `x` (its frames / T): the shape a
+/// `[T, ...]` mask is expanded to; made once per site.
+fn clips_shape(e: &mut Emitter, x: &str, t: i64) -> String {
+    let clips_shape = e.name("mask_clips_shape");
     if e.nodes.iter().any(|n| n.output.contains(&clips_shape)) {
-        return (clips_shape, frames_shape);
+        return clips_shape;
     }
     let shape = e.node("Shape", "Shape", vec![x.into()], "shape", vec![]);
     let frames = e.slice("frames", &shape, &[0], &[1], &[0], &[]);
     let segments = e.constant("segments", &[t]);
     let clips = e.node("Div", "Div_clips", vec![frames, segments], "clips", vec![]);
     let clip_dims = e.constant("mask_clip_dims", &[t, 1, 1, 1]);
-    e.node("Concat", "Concat_mask_shape", vec![clips, clip_dims], "mask_clips_shape", vec![int_attr("axis", 0)]);
-    e.constant("mask_frames_shape", &[-1, 1, 1, 1]);
-    (clips_shape, frames_shape)
+    e.node("Concat", "Concat_mask_shape", vec![clips, clip_dims], "mask_clips_shape", vec![int_attr("axis", 0)])
 }

@@ -139,16 +139,11 @@ struct Emitter<'a> {
     /// The tensor holding what a real zero is in the shifted tensor's type, where it is not 0 (a
     /// quantized tensor's zero point): frames outside the clip are padded with it.
     zero: Option<String>,
-    /// Where every channel moves (the stream form's head), the join gets an empty slice of the
-    /// input too: the Pads lose the batch symbol in shape inference, the Slice keeps it, and
-    /// without it onnxruntime cannot prove the block's residual Add inputs equal and leaves the Add
-    /// unfused.
-    keep_batch: bool,
 }
 
 impl<'a> Emitter<'a> {
     fn new(prefix: &'a str, opset: i64) -> Emitter<'a> {
-        Emitter { prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None, keep_batch: false }
+        Emitter { prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None }
     }
 
     fn name(&self, what: &str) -> String {

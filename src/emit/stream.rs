@@ -511,7 +511,7 @@ impl Writer<'_> {
         let moved = if self.config.online {
             format!("{}/buffer_in", site.prefix)
         } else {
-            let mut e = Emitter { keep_batch: true, ..Emitter::new(&site.prefix, self.opset) };
+            let mut e = Emitter::new(&site.prefix, self.opset);
             let head_site = Site { tensor: head, channels: s, ..site.clone() };
             let moved = batch::subgraph(&mut e, &head_site, self.config);
             nodes.append(&mut e.nodes);
