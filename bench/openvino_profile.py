@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Where OpenVINO spends its time on each form: its own per-operator profile (PERF_COUNT), summed by
+operator type and kernel, the median over --runs inferences, for models bench/overhead.py built.
+
+    python bench/openvino_profile.py                         # resnet50 offline: plain, tsm, roundtrip
+    python bench/openvino_profile.py --online                # resnet50 per frame: plain, online, online_batch
+    python bench/openvino_profile.py --precision bf16 --runs 21 a.onnx b.onnx
+
+Offline runs one clip of 8 frames at 224x224, online one frame with every buffer input fed (random
+values: the profile does not depend on them). The models take turns in each run. Only the operators' own times: the boundary (inputs
+and outputs crossing into OpenVINO, the buffers online) is not in them; bench/openvino_buffer_io.py
+times that. Appends a section to --out (default bench/RESULTS-openvino-profile.md).
+"""
+import argparse
+import collections
+import os
+import statistics
+
+import numpy as np
+import openvino as ov
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+W = "/tmp/h-bench/resnet50"
+
+
+def compile_for_profile(core, path, online, precision):
+    m = core.read_model(path)
+    shapes = {}
+    for i, inp in enumerate(m.inputs):
+        rest = [d.get_length() for d in list(inp.get_partial_shape())[1:]]
+        shapes[inp] = ([1] if online else [8]) + rest
+    m.reshape(shapes)
+    compiled = core.compile_model(m, "CPU", {"PERF_COUNT": "YES", "INFERENCE_PRECISION_HINT": precision})
+    req = compiled.create_infer_request()
+    feeds = {i: np.random.default_rng(i).standard_normal(s, dtype=np.float32) for i, s in enumerate(shapes.values())}
+    for _ in range(3):
+        req.infer(feeds)
+    return req, feeds
+
+
+def profile(core, paths, online, precision, runs):
+    """Per model: the median time per operator key, the node count per key, the median total.
+    The models take turns within each run, so the machine's slow moments fall on all of them."""
+    reqs = [compile_for_profile(core, p, online, precision) for p in paths]
+    per_run = [[] for _ in paths]
+    counts = [collections.Counter() for _ in paths]
+    for _ in range(runs):
+        for k, (req, feeds) in enumerate(reqs):
+            req.infer(feeds)
+            agg, count = collections.Counter(), collections.Counter()
+            for p in req.profiling_info:
+                if p.status != p.Status.EXECUTED:
+                    continue
+                key = f"{p.node_type} ({p.exec_type})"
+                agg[key] += p.real_time.total_seconds() * 1e3
+                count[key] += 1
+            per_run[k].append(agg)
+            counts[k] = count
+    out = []
+    for k, runs_k in enumerate(per_run):
+        keys = set().union(*runs_k)
+        med = {key: statistics.median(a[key] for a in runs_k) for key in keys}
+        out.append((med, counts[k], statistics.median(sum(a.values()) for a in runs_k)))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("models", nargs="*")
+    ap.add_argument("--online", action="store_true")
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-openvino-profile.md"))
+    args = ap.parse_args()
+    names = ["plain", "online", "online_batch"] if args.online else ["plain", "tsm", "roundtrip"]
+    models = args.models or [f"{W}/{n}.onnx" for n in names]
+    core = ov.Core()
+    res = [(os.path.basename(p), *r) for p, r in zip(models, profile(core, models, args.online, args.precision, args.runs))]
+    what = "one frame (online)" if args.online else "one clip of 8 frames"
+    lines = [f"## {what}, {args.precision}, median over {args.runs} inferences", "",
+             "Each operator type (kernel): summed time in ms, and how many nodes ran it.", "",
+             "| operator (kernel) | " + " | ".join(n for n, _, _, _ in res) + " |", "|---|" + "---|" * len(res)]
+    keys = sorted(set().union(*(m for _, m, _, _ in res)), key=lambda k: -max(m.get(k, 0) for _, m, _, _ in res))
+    for k in keys[:16]:
+        lines.append(f"| {k} | " + " | ".join(f"{m.get(k, 0):.2f} (x{c.get(k, 0)})" for _, m, c, _ in res) + " |")
+    lines.append("| **total** (median of the sums) | " + " | ".join(f"**{t:.1f}**" for _, _, _, t in res) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    new = not os.path.exists(args.out)
+    with open(args.out, "a") as f:
+        if new:
+            f.write("# OpenVINO's profile by operator (bench/openvino_profile.py)\n\n"
+                    "Models built by bench/overhead.py (ResNet-50 at 224). The operators' own times only; "
+                    "the time at the graph's boundary is not in them. One run each on a shared machine.\n\n")
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
