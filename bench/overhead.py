@@ -274,7 +274,10 @@ def check_offline(path, expected, x):
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    inp = sess.get_inputs()[0]
+    # A model with a fixed batch (whole clips) runs the clips that many frames at a time.
+    step = inp.shape[0] if isinstance(inp.shape[0], int) else x.shape[0]
+    y = np.concatenate([sess.run(None, {inp.name: x[i:i + step]})[0] for i in range(0, x.shape[0], step)])
     err = float(np.abs(y - expected).max())
     tol = REL_TOL * max(1.0, float(np.abs(expected).max()))
     return err, tol
