@@ -7,32 +7,33 @@ operator type and kernel, the median over --runs inferences, for models bench/ov
     python bench/openvino_profile.py --precision bf16 --runs 21 a.onnx b.onnx
 
 Offline runs one clip of 8 frames at 224x224, online one frame with every buffer input fed (random
-values: the profile does not depend on them). The models take turns in each run. Only the operators' own times: the boundary (inputs
-and outputs crossing into OpenVINO, the buffers online) is not in them; bench/openvino_buffer_io.py
-times that. Appends a section to --out (default bench/RESULTS-openvino-profile.md).
+values: the profile does not depend on them); the models take turns in each run. Only the
+operators' own times: the boundary (inputs and outputs crossing into OpenVINO, the buffers online)
+is not in them; bench/openvino_buffer_io.py times that. Appends a section to --out (default
+bench/RESULTS-openvino-profile.md).
 """
 import argparse
 import collections
 import os
 import statistics
+import sys
 
 import numpy as np
 import openvino as ov
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from overhead import ov_config, ov_read  # noqa: E402
+
 W = "/tmp/h-bench/resnet50"
 
 
 def compile_for_profile(core, path, online, precision):
-    m = core.read_model(path)
-    shapes = {}
-    for i, inp in enumerate(m.inputs):
-        rest = [d.get_length() for d in list(inp.get_partial_shape())[1:]]
-        shapes[inp] = ([1] if online else [8]) + rest
-    m.reshape(shapes)
-    compiled = core.compile_model(m, "CPU", {"PERF_COUNT": "YES", "INFERENCE_PRECISION_HINT": precision})
+    config = {**ov_config(precision), "PERF_COUNT": "YES"}
+    compiled = core.compile_model(ov_read(core, path, 1 if online else 8), "CPU", config)
     req = compiled.create_infer_request()
-    feeds = {i: np.random.default_rng(i).standard_normal(s, dtype=np.float32) for i, s in enumerate(shapes.values())}
+    feeds = {i: np.random.default_rng(i).standard_normal(tuple(p.get_shape()), dtype=np.float32)
+             for i, p in enumerate(compiled.inputs)}
     for _ in range(3):
         req.infer(feeds)
     return req, feeds

@@ -7,10 +7,10 @@ model, summed by operator, for models that bench/overhead.py built (one clip of 
 
 Prints and writes bench/RESULTS-tract-profile.md: per model the sum of the operators' times (the
 median over --runs profiles), and its biggest operators, tract's transposes (MoveAxis) split by
-role. tract runs a 1x1 convolution on a batch of frames as one
-matrix product over all frames: it moves the channel axis of the input in front of the batch
-(`move_k_in0`) and the output's back behind it (`restore_out`); a convolution whose input is a
-channel Concat it runs as one product per part (`concat-einsum`), each with its own `restore_out`.
+role. tract runs a 1x1 convolution on a batch of frames as one matrix product over all frames: it
+moves the channel axis of the input in front of the batch (`move_k_in0`) and the output's back
+behind it (`restore_out`); a convolution whose input is a channel Concat it runs as one product per
+part (`concat-einsum`), each with its own `restore_out`.
 """
 import argparse
 import collections
