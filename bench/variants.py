@@ -4,6 +4,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
 
     python bench/variants.py nhwc-buffers online.onnx online_nhwc.onnx
     python bench/variants.py swap-slice-axes clip.onnx clip_swapped.onnx
+    python bench/variants.py clip-carrier clip.onnx clip_carrier.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -11,14 +12,19 @@ tool's own output, so that a form can be timed before it is built into the emitt
   a reorder on its way in and out, which a Transpose next to the reorder might cancel.
 - swap-slice-axes: every Slice over two axes with its axes (and starts and ends) in reverse order;
   the same result, but a runtime that slices one axis at a time (tract) copies in another order.
+- clip-carrier: a `--shift-form clip` model whose shifted tensor, reshaped back to frames with a
+  -1, is concatenated on the channel axis with an empty slice of the site's tensor: shape inference
+  takes the batch symbol from the empty part, which the Reshape lost, so that onnxruntime can prove
+  the block's residual Add's inputs equal in shape and fuse it into its convolution again.
 
-Both are exact: the buffers hold the same values, transposed; the slices take the same elements.
+All are exact: the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
 (bench/openvino_profile.py, bench/tract_profile.py).
 """
 import argparse
 import json
 
+import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
@@ -68,14 +74,42 @@ def swap_slice_axes(m):
     return swapped
 
 
+def clip_carrier(m):
+    g = m.graph
+    consumers = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    by_output = {o: n for n in g.node for o in n.output}
+    nodes, changed = [], 0
+    for n in g.node:
+        nodes.append(n)
+        if n.op_type != "Reshape" or not n.name.endswith("/tsm/Reshape_frames"):
+            continue
+        prefix = n.name[: -len("Reshape_frames")]
+        x = by_output[prefix + "clip"].input[0]  # Reshape_clip's input: the site's tensor
+        view, out = n.output[0] + "_view", n.output[0]
+        n.output[0] = view
+        consts = {k: numpy_helper.from_array(np.array(v, np.int64), prefix + "carrier_" + k)
+                  for k, v in (("starts", [0]), ("ends", [0]), ("axes", [1]))}
+        g.initializer.extend(consts.values())
+        nodes.append(helper.make_node("Slice", [x] + [c.name for c in consts.values()], [prefix + "carrier"],
+                                      name=prefix + "Slice_carrier"))
+        nodes.append(helper.make_node("Concat", [view, prefix + "carrier"], [out], name=prefix + "Concat_carrier", axis=1))
+        changed += 1
+    del g.node[:]
+    g.node.extend(nodes)
+    return changed
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("variant", choices=["nhwc-buffers", "swap-slice-axes"])
+    ap.add_argument("variant", choices=["nhwc-buffers", "swap-slice-axes", "clip-carrier"])
     ap.add_argument("input")
     ap.add_argument("output")
     args = ap.parse_args()
     m = onnx.load(args.input)
-    n = (nhwc_buffers if args.variant == "nhwc-buffers" else swap_slice_axes)(m)
+    n = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier}[args.variant](m)
     onnx.checker.check_model(m)
     onnx.save(m, args.output)
     print(f"{args.variant}: {n} changed, wrote {args.output}")

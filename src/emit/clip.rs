@@ -1,6 +1,7 @@
 //! The offline shift on a clip view, the form before opset 10: Reshape `[N*T, C, H, W]` to
 //! `[N, T, C, H*W]` (4D, as mmaction2 does, since some backends reject 5D tensors), take the
-//! channel groups on the time axis, Pad one zero frame, Concat, Reshape back.
+//! channel groups on the time axis, Pad one zero frame, Concat, Reshape back (from opset 10 with
+//! an empty slice of the input concatenated, which gives shape inference the batch symbol back).
 //!
 //! From opset 10 [`super::batch`] is emitted instead: it needs Slice with inputs (an axis-0 range
 //! whose end is the dynamic batch), which Slice-1's attributes can say but TVM cannot convert, and
@@ -30,7 +31,7 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
             (clip_shape, shape)
         }
     };
-    let clip = e.node("Reshape", "Reshape_clip", vec![x, clip_shape], "clip", vec![]);
+    let clip = e.node("Reshape", "Reshape_clip", vec![x.clone(), clip_shape], "clip", vec![]);
     // Group g of `fold` channels starting at channel g*fold, taken from the next or previous frame.
     let from_next = |e: &mut Emitter, what: &str, g: i64| {
         let s = e.slice(what, &clip, &[1, g * fold], &[t, (g + 1) * fold], &[1, 2], &[t, c]);
@@ -52,5 +53,15 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
         parts.push(e.slice("rest", &clip, &[shifted_channels], &[c], &[2], &[c]));
     }
     let joined = e.node("Concat", "Concat", parts, "shifted_clip", vec![int_attr("axis", 2)]);
-    e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], "shifted", vec![])
+    if e.opset < 10 {
+        return e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], "shifted", vec![]);
+    }
+    // The Reshape back to frames (-1 or a computed shape) loses the batch symbol in shape inference;
+    // onnxruntime then cannot prove the inputs of the block's residual Add equal in shape and leaves
+    // it and its Relu outside the convolution (all 16 on ResNet-50). An empty slice of x in a
+    // channel Concat carries the symbol back: shape inference takes each other dimension from the
+    // input that knows it. (Slice-1 before opset 10 cannot take an empty range as a Split: none.)
+    let frames = e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], "shifted_frames", vec![]);
+    let carrier = e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]);
+    e.node("Concat", "Concat_batch_carrier", vec![frames, carrier], "shifted", vec![int_attr("axis", 1)])
 }

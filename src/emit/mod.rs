@@ -540,6 +540,42 @@ mod tests {
     }
 
     #[test]
+    fn from_opset_10_the_clip_view_gives_the_batch_symbol_back() {
+        let c = Config { shift_form: ShiftForm::Clip, ..Config::default() };
+        let (nodes, inits, out) = shift_subgraph(&site(Dim::Known(4)), &c, 13);
+        assert_eq!(
+            ops(&nodes),
+            [
+                "Reshape(2)",
+                "Slice(4)",
+                "Pad(2)",
+                "Slice(4)",
+                "Pad(2)",
+                "Slice(4)",
+                "Concat(3)",
+                "Reshape(2)",
+                "Slice(4)",
+                "Concat(2)"
+            ]
+        );
+        // The frames back from the clip view, then an empty channel range of the site's tensor.
+        let last = nodes.last().unwrap();
+        assert_eq!(last.input, ["/l/tsm/shifted_frames", "/l/tsm/batch_carrier"]);
+        assert_eq!(last.attribute[0].i, Some(1));
+        assert_eq!(out, "/l/tsm/shifted");
+        let carrier = &nodes[nodes.len() - 2];
+        assert_eq!(carrier.input[0], site(Dim::Known(4)).tensor);
+        let v = |n: &str| inits.iter().find(|t| t.name() == n).and_then(crate::tensor::int_values);
+        let range = |w: &str| {
+            (v(&format!("/l/tsm/{w}_starts")), v(&format!("/l/tsm/{w}_ends")), v(&format!("/l/tsm/{w}_axes")))
+        };
+        assert_eq!(range("batch_carrier"), (Some(vec![0]), Some(vec![0]), Some(vec![1])));
+        // Before opset 10 a Slice cannot take an empty range (it is a Split there): no carrier.
+        let (n9, _, _) = shift_subgraph(&site(Dim::Known(4)), &c, 9);
+        assert_eq!(n9.last().unwrap().op_type(), "Reshape");
+    }
+
+    #[test]
     fn a_fixed_batch_of_whole_clips_gets_constant_masks() {
         let fixed = Site { batch: Dim::Known(16), elem_type: Some(10), ..site(Dim::Known(4)) };
         let c = Config { direction: Direction::Past, ..Config::default() };
