@@ -34,12 +34,13 @@ pub enum GroupOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShiftForm {
     /// Split the convolutions around each site so that only the shifted channels move (where
-    /// both parts are whole blocks of 16 channels); the batch form at the other sites. Fastest in
-    /// onnxruntime and OpenVINO, offline and online.
+    /// both parts are whole blocks of 16 channels); at the other sites the clip view offline and
+    /// the batch form online. Fastest in onnxruntime and OpenVINO, offline and online.
     Stream,
-    /// Along the batch axis, no Reshape: fastest in onnxruntime and OpenVINO (from opset 10).
+    /// Along the batch axis, no Reshape (from opset 10).
     Batch,
-    /// On a [N, T, C, H*W] clip view: fastest in tract (always used before opset 10).
+    /// On a [N, T, C, H*W] clip view at every site: fastest in tract (offline; always used
+    /// before opset 10).
     Clip,
 }
 

@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use tsm_rewrite::config::{Config, Consensus, Direction};
+use tsm_rewrite::config::{Config, Consensus, Direction, ShiftForm};
 use tsm_rewrite::rewrite::{self, Validated};
 use tsm_rewrite::tensor::FloatArray;
 use tsm_rewrite::validate::{self, Runner};
@@ -171,23 +171,31 @@ fn float16_models_are_shifted_in_float16() {
         ("resnet_basic_fp16io", "resnet_basic"),
         ("mobilenet_v2_fp16", "mobilenet_v2"),
     ] {
-        let (prepared, report, dir) = rewrite(name, &Config::default());
-        // tract 0.23 cannot type a float16 Gemm, in the input model as in the rewrite: validation
-        // says so and checks the float32 copy.
-        let Some(Validated::Offline(r)) = report else { panic!("{name}: not validated") };
-        let why = r.float32.unwrap_or_else(|| panic!("{name}: tract ran float16 after all; update the test"));
-        assert!(why.contains("Gemm"), "{why}");
-        for site in &prepared.plan.sites {
-            assert_eq!(site.elem_type, Some(10), "{name} {}: float16", site.block_name);
+        // The default (the clip view at these sites) and the batch form.
+        for shift_form in [ShiftForm::Stream, ShiftForm::Batch] {
+            let what = format!("{name} {shift_form:?}");
+            let (prepared, report, dir) = rewrite(name, &Config { shift_form, ..Config::default() });
+            // tract 0.23 cannot type a float16 Gemm, in the input model as in the rewrite:
+            // validation says so and checks the float32 copy.
+            let Some(Validated::Offline(r)) = report else { panic!("{what}: not validated") };
+            let why = r.float32.unwrap_or_else(|| panic!("{what}: tract ran float16 after all; update the test"));
+            assert!(why.contains("Gemm"), "{why}");
+            for site in &prepared.plan.sites {
+                assert_eq!(site.elem_type, Some(10), "{what} {}: float16", site.block_name);
+            }
+            // The batch form's zeros are an initializer of the tensor's type; the clip view's Pads
+            // take theirs from the Pad itself (no value input), in the tensor's type too.
+            if shift_form == ShiftForm::Batch {
+                let zero = prepared.graph().initializer.iter().find(|t| t.name().ends_with("/tsm/zero")).unwrap();
+                assert_eq!((zero.data_type(), zero.raw_data().len()), (10, 2), "{what}: a float16 zero");
+            }
+            // The rewrite, computed in float32 from its float16 weights, against PyTorch's float32 TSM.
+            let wide = tsm_rewrite::widen::to_float32(&read_model(&dir.path().join("tsm.onnx")));
+            let path = write_model(dir.path(), "wide.onnx", &wide);
+            let got = validate::run(&path, &[input(float)]).unwrap().remove(0);
+            let want = output(float, "residual-bidirectional-fd8");
+            assert_close(&got, &want, 5e-3 * want.max_abs().max(1.0), &what);
         }
-        let zero = prepared.graph().initializer.iter().find(|t| t.name().ends_with("/tsm/zero")).unwrap();
-        assert_eq!((zero.data_type(), zero.raw_data().len()), (10, 2), "{name}: a float16 zero");
-        // The rewrite, computed in float32 from its float16 weights, against PyTorch's float32 TSM.
-        let wide = tsm_rewrite::widen::to_float32(&read_model(&dir.path().join("tsm.onnx")));
-        let path = write_model(dir.path(), "wide.onnx", &wide);
-        let got = validate::run(&path, &[input(float)]).unwrap().remove(0);
-        let want = output(float, "residual-bidirectional-fd8");
-        assert_close(&got, &want, 5e-3 * want.max_abs().max(1.0), name);
     }
 }
 

@@ -4,7 +4,7 @@
 //! spatial sizes. The comparison is exact: a shift only moves values. The same for the online form,
 //! fed frame by frame with its buffer, against the offline past-only reference.
 
-use tsm_rewrite::config::{Config, Direction, GroupOrder};
+use tsm_rewrite::config::{Config, Direction, GroupOrder, ShiftForm};
 use tsm_rewrite::emit::{online_subgraph, shift_subgraph};
 use tsm_rewrite::onnx::{
     tensor_shape_proto::{dimension::Value, Dimension},
@@ -102,14 +102,16 @@ fn check(opset: i64, config: &Config, c: i64, symbolic: bool) {
 
 #[test]
 fn every_opset_form_shifts_exactly() {
+    // The default (the clip view at a site the stream form does not take) and the batch form.
+    let batch = Config { shift_form: ShiftForm::Batch, ..Config::default() };
     for opset in [9, 10, 11, 13, 17, 18, 21] {
         check(opset, &Config::default(), 16, false);
+        check(opset, &batch, 16, false);
     }
 }
 
 #[test]
 fn the_clip_view_form_shifts_exactly_too() {
-    use tsm_rewrite::ShiftForm;
     let clip = Config { shift_form: ShiftForm::Clip, ..Config::default() };
     for opset in [10, 13, 18, 21] {
         check(opset, &clip, 16, false);
@@ -249,9 +251,12 @@ fn check_bits(model: &ModelProto, x: &FloatArray, config: &Config) {
 
 #[test]
 fn zeros_at_clip_borders_are_zeros_whatever_the_neighbour_holds() {
-    let config = Config::default();
-    let model = shift_model(13, &config, 16, None, Dim::Known(3), Dim::Known(5));
-    check_bits(&model, &clips_with_specials_at_the_borders(config.segments, 7), &config);
+    // The default (here the clip view, the site being no stream site) and the batch form.
+    for shift_form in [ShiftForm::Stream, ShiftForm::Batch] {
+        let config = Config { shift_form, ..Config::default() };
+        let model = shift_model(13, &config, 16, None, Dim::Known(3), Dim::Known(5));
+        check_bits(&model, &clips_with_specials_at_the_borders(config.segments, 7), &config);
+    }
 }
 
 #[test]
@@ -259,10 +264,11 @@ fn where_every_channel_moves_one_where_masks_them_all() {
     // The stream form's head: every channel is in a moved group. The groups are joined first and
     // one Where masks the clip borders, for a fixed batch (a constant condition) and a symbolic
     // one (expanded at run time), exact with inf and NaN next to the borders.
+    let batch = Config { shift_form: ShiftForm::Batch, ..Config::default() };
     let configs = [
-        Config { fold_div: 2, ..Config::default() },
-        Config { fold_div: 2, group_order: GroupOrder::Paddle, ..Config::default() },
-        Config { fold_div: 1, direction: Direction::Past, ..Config::default() },
+        Config { fold_div: 2, ..batch.clone() },
+        Config { fold_div: 2, group_order: GroupOrder::Paddle, ..batch.clone() },
+        Config { fold_div: 1, direction: Direction::Past, ..batch },
     ];
     for config in &configs {
         for batch in [None, Some(2 * config.segments as i64)] {

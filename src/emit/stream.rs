@@ -30,7 +30,8 @@
 //! channels than `x` has (its two partial sums are added in a pass over its output); every tensor
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
 //! weights), a one-input elementwise op, a pool, an inference BatchNormalization or an Add. Other
-//! sites keep the batch form. The sums are split in two, so the output equals the other forms'
+//! sites get the clip view offline ([`super::clip`]) and the batch form's online Concat
+//! ([`super::online`]). The sums are split in two, so the output equals the other forms'
 //! within rounding, not bit for bit.
 
 use super::{batch, Emitter, Patch};
