@@ -16,7 +16,8 @@ model measured in the same rounds:
 - roundtrip: the 2D model with each site's branch input through a channel Split + Concat, an exact
   identity (each runtime's floor for touching the tensor at each site);
 - tsm: `tsm-rewrite --no-validate` with default offline flags (`--online` for per frame): the
-  stream form where the channel blocks align, the batch form elsewhere;
+  stream form where the channel blocks align; elsewhere the clip view offline (the batch form
+  before stop 18) and the batch form online;
 - batch: the same with `--shift-form batch` (the form before the stream form);
 - mmaction2: the PyTorch TSM written as mmaction2 does ([N, T, C, H*W] view, zeros from x - x,
   slices, Concat along T then C), exported with the same exporter;
