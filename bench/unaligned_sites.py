@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 import torchvision
 
@@ -78,7 +79,6 @@ def main():
             if p.returncode != 0:
                 sys.exit(f"{arch} {name}: {p.stderr.strip()}")
             forms[name] = out
-        import onnxruntime as ort
         y = {k: ort.InferenceSession(v).run(None, {"input": x})[0] for k, v in forms.items()}
         tol = 1e-4 * max(1.0, float(np.abs(y["batch"]).max()))
         diffs = {k: float(np.abs(y[k] - y["batch"]).max()) for k in ("clip", "default")}

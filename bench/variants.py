@@ -76,10 +76,6 @@ def swap_slice_axes(m):
 
 def clip_carrier(m):
     g = m.graph
-    consumers = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
     by_output = {o: n for n in g.node for o in n.output}
     nodes, changed = [], 0
     for n in g.node:

@@ -80,14 +80,18 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
     }
     let streamed = p.plan.sites.iter().filter(|s| s.stream.is_some()).count();
     if streamed > 0 {
-        // Where the others go: see emit::shift_subgraph (offline) and emit::online.
+        // Where the others go: emit::takes_batch_form offline, emit::online online.
         let others = if streamed == p.plan.sites.len() {
             String::new()
         } else if config.online {
             "; the other sites join their buffer by a channel Concat".to_string()
         } else {
-            let batch =
-                p.plan.sites.iter().filter(|s| s.stream.is_none() && (s.strided_1x1 || s.quant.is_some())).count();
+            let batch = p
+                .plan
+                .sites
+                .iter()
+                .filter(|s| s.stream.is_none() && crate::emit::takes_batch_form(s, config, p.opset))
+                .count();
             let mut o = "; the other sites shift on a clip view".to_string();
             if batch > 0 {
                 o += &format!(" ({batch} along the batch axis: a strided 1x1 convolution or a QDQ pair reads them)");

@@ -1,12 +1,14 @@
-//! The offline shift on a clip view, the form before opset 10: Reshape `[N*T, C, H, W]` to
-//! `[N, T, C, H*W]` (4D, as mmaction2 does, since some backends reject 5D tensors), take the
-//! channel groups on the time axis, Pad one zero frame, Concat, Reshape back (from opset 10 with
-//! an empty slice of the input concatenated, which gives shape inference the batch symbol back).
+//! The offline shift on a clip view: Reshape `[N*T, C, H, W]` to `[N, T, C, H*W]` (4D, as
+//! mmaction2 does, since some backends reject 5D tensors), take the channel groups on the time
+//! axis, Pad one zero frame, Concat, Reshape back (from opset 10 with an empty slice of the input
+//! concatenated, which gives shape inference the batch symbol back).
 //!
-//! From opset 10 [`super::batch`] is emitted instead: it needs Slice with inputs (an axis-0 range
-//! whose end is the dynamic batch), which Slice-1's attributes can say but TVM cannot convert, and
-//! the Reshape here costs a layout round trip in OpenVINO and loses the batch symbol in shape
-//! inference (onnxruntime then leaves each block's residual Add unfused).
+//! Every site before opset 10, where [`super::batch`] cannot be written (it needs Slice with
+//! inputs, an axis-0 range whose end is the dynamic batch, which Slice-1's attributes can say but
+//! TVM cannot convert); from opset 10 the default's sites that the stream form does not take and
+//! every site with `--shift-form clip` ([`super::takes_batch_form`] says which). The Reshape costs
+//! OpenVINO a layout round trip, which the batch form does not; tract runs the batch form's
+//! channel Concat into a convolution as one product per part, which this form does not.
 
 use super::{int_attr, Emitter};
 use crate::config::{Config, Direction, GroupOrder};

@@ -252,22 +252,28 @@ impl<'a> Emitter<'a> {
     }
 }
 
-/// The shift subgraph of one site; returns its nodes, initializers and the shifted tensor's name.
-pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
-    let mut e = Emitter::new(&site.prefix, opset);
-    // The clip view ends in a Reshape, over which tract cannot pull the Downsample of a strided 1x1
-    // convolution: such a site gets the batch form whenever the opset allows it. The default's sites
-    // that the stream form does not take get the clip view too: tract runs a convolution fed by
-    // the batch form's channel Concat as one product per part, and on MobileNetV2, MobileNetV3
-    // and EfficientNet-B0 the clip view cost 0.08-0.16 less there, onnxruntime and OpenVINO about
-    // the same (bench/RESULTS-clip-carrier.md). Quantized sites keep the batch form, the one whose
-    // QDQ fusion onnxruntime's tests cover.
-    let batch_form = opset >= 10
+/// Whether a site that is not a stream site shifts along the batch axis offline (else on a clip view).
+///
+/// The clip view ends in a Reshape, over which tract cannot pull the Downsample of a strided 1x1
+/// convolution: such a site gets the batch form whenever the opset allows it. The default's sites
+/// that the stream form does not take get the clip view too: tract runs a convolution fed by the
+/// batch form's channel Concat as one product per part, and on MobileNetV2, MobileNetV3 and
+/// EfficientNet-B0 the clip view cost 0.08-0.16 less there, onnxruntime and OpenVINO about the same
+/// (bench/RESULTS-clip-carrier.md). Quantized sites keep the batch form, the one whose QDQ fusion
+/// onnxruntime's tests cover.
+pub fn takes_batch_form(site: &Site, config: &Config, opset: i64) -> bool {
+    opset >= 10
         && match config.shift_form {
             ShiftForm::Batch => true,
             ShiftForm::Clip => site.strided_1x1,
             ShiftForm::Stream => site.strided_1x1 || site.quant.is_some(),
-        };
+        }
+}
+
+/// The shift subgraph of one site; returns its nodes, initializers and the shifted tensor's name.
+pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
+    let mut e = Emitter::new(&site.prefix, opset);
+    let batch_form = takes_batch_form(site, config, opset);
     let form = |e: &mut Emitter, site: &Site| {
         if batch_form {
             batch::subgraph(e, site, config)
