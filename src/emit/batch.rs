@@ -61,17 +61,10 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
         parts.push(e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]));
         let joined = e.node("Concat", "Concat", parts, "joined", vec![int_attr("axis", 1)]);
         let keeps = |frame: i64| groups.iter().flat_map(move |&(_, _, next)| (0..fold).map(move |_| keep(next, frame)));
-        let mask = if let Some(b) = site.batch.known().filter(|b| b % t == 0) {
-            let name = e.name("keep");
-            e.inits.push(bool_tensor(&name, &[b, c, 1, 1], &(0..b).flat_map(|i| keeps(i % t)).collect::<Vec<_>>()));
-            name
+        let mask = frame_mask(e, site, "keep", "keep_frames_shape", c, &|f| keeps(f).collect(), "keep_frames");
+        let mask = if whole_clips(site).is_some() {
+            mask
         } else {
-            let in_clip = e.name("keep_in_clip");
-            e.inits.push(bool_tensor(&in_clip, &[t, c, 1, 1], &(0..t).flat_map(keeps).collect::<Vec<_>>()));
-            let clips_shape = clips_shape(e, &x, t);
-            let clips = e.node("Expand", "Expand_keep", vec![in_clip, clips_shape], "keep_clips", vec![]);
-            let frames_shape = e.constant("keep_frames_shape", &[-1, c, 1, 1]);
-            let frames = e.node("Reshape", "Reshape_keep", vec![clips, frames_shape], "keep_frames", vec![]);
             // Shape inference cannot tell the Reshape's first dimension is the batch; the Where
             // would lose the batch symbol and with it onnxruntime's fusion of the Add that sums
             // the consumer's two halves. An empty slice of x carries the symbol in.
@@ -83,51 +76,60 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
                 "keep_carrier_bool",
                 vec![int_attr("to", DataType::Bool as i64)],
             );
-            e.node("Concat", "Concat_keep", vec![frames, carrier], "keep", vec![int_attr("axis", 1)])
+            e.node("Concat", "Concat_keep", vec![mask, carrier], "keep", vec![int_attr("axis", 1)])
         };
         return e.node("Where", "Where", vec![mask, joined, zero], "shifted", vec![]);
     }
-    // Whether frame t of its clip has a next (or previous) frame, for every frame of the batch: a
-    // constant for a fixed batch, else a [T, 1, 1, 1] constant expanded to [N, T, 1, 1, 1] and
-    // flattened (Expand, not Tile: TVM cannot convert a Tile whose repeats are computed).
-    let condition = |e: &mut Emitter, what: &str, from_next: bool| -> String {
-        let name = e.name(&format!("has_{what}"));
-        // (A fixed batch that is not whole clips is the online validation's reference, which runs
-        // the model at another batch: computed at run time then.)
-        if let Some(b) = site.batch.known().filter(|b| b % t == 0) {
-            e.inits.push(bool_tensor(
-                &name,
-                &[b, 1, 1, 1],
-                &(0..b).map(|i| keep(from_next, i % t)).collect::<Vec<_>>(),
-            ));
-            return name;
-        }
-        let in_clip = e.name(&format!("has_{what}_in_clip"));
-        e.inits.push(bool_tensor(&in_clip, &[t, 1, 1, 1], &(0..t).map(|f| keep(from_next, f)).collect::<Vec<_>>()));
-        let clips_shape = clips_shape(e, &x, t);
-        let frames_shape = e.name("mask_frames_shape");
-        if !e.inits.iter().any(|i| i.name() == frames_shape) {
-            e.constant("mask_frames_shape", &[-1, 1, 1, 1]);
-        }
-        let clips = e.node(
-            "Expand",
-            &format!("Expand_has_{what}"),
-            vec![in_clip, clips_shape],
-            &format!("has_{what}_clips"),
-            vec![],
-        );
-        e.node("Reshape", &format!("Reshape_has_{what}"), vec![clips, frames_shape], &format!("has_{what}"), vec![])
-    };
     let mut parts: Vec<String> = groups
         .iter()
         .map(|&(what, g, next)| {
-            let has = condition(e, what, next);
+            let has = format!("has_{what}");
+            let has = frame_mask(e, site, &has, "mask_frames_shape", 1, &|f| vec![keep(next, f)], &has);
             let p = moved(e, what, g, next);
             e.node("Where", &format!("Where_{what}"), vec![has, p, zero.clone()], &format!("{what}_kept"), vec![])
         })
         .collect();
     parts.push(e.slice("rest", &x, &[shifted_channels], &[c], &[1], &[]));
     e.node("Concat", "Concat", parts, "shifted", vec![int_attr("axis", 1)])
+}
+
+/// Whether each frame keeps its moved channels (it has, in its clip, the neighbour they come from),
+/// as a `[N*T, width, 1, 1]` condition whose row for a frame is `row(its index in the clip)`: a
+/// constant for a fixed batch of whole clips, else a `[T, width, 1, 1]` constant expanded to
+/// `[N, T, width, 1, 1]` and flattened by a Reshape to `frames_shape` into `out` (Expand, not Tile:
+/// TVM cannot convert a Tile whose repeats are computed). Nodes and constants are named after `stem`.
+fn frame_mask(
+    e: &mut Emitter,
+    site: &Site,
+    stem: &str,
+    frames_shape: &str,
+    width: i64,
+    row: &dyn Fn(i64) -> Vec<bool>,
+    out: &str,
+) -> String {
+    let t = site.segments as i64;
+    if let Some(b) = whole_clips(site) {
+        let name = e.name(stem);
+        e.inits.push(bool_tensor(&name, &[b, width, 1, 1], &(0..b).flat_map(|i| row(i % t)).collect::<Vec<_>>()));
+        return name;
+    }
+    let in_clip = e.name(&format!("{stem}_in_clip"));
+    e.inits.push(bool_tensor(&in_clip, &[t, width, 1, 1], &(0..t).flat_map(row).collect::<Vec<_>>()));
+    let clips_shape = clips_shape(e, &site.tensor, t);
+    let shape = e.name(frames_shape);
+    if !e.inits.iter().any(|i| i.name() == shape) {
+        e.constant(frames_shape, &[-1, width, 1, 1]);
+    }
+    let clips =
+        e.node("Expand", &format!("Expand_{stem}"), vec![in_clip, clips_shape], &format!("{stem}_clips"), vec![]);
+    e.node("Reshape", &format!("Reshape_{stem}"), vec![clips, shape], out, vec![])
+}
+
+/// The batch, if it is fixed and whole clips. (A fixed batch that is not whole clips is the online
+/// validation's reference, which runs the model at another batch: masks are computed at run time
+/// then.)
+fn whole_clips(site: &Site) -> Option<i64> {
+    site.batch.known().filter(|b| b % site.segments as i64 == 0)
 }
 
 /// `[N, T, 1, 1, 1]`, N being the clips in the batch of `x` (its frames / T): the shape a
