@@ -741,9 +741,9 @@ def write_md(results, args, secs):
              "(min-max), over the rounds. Offline: one clip of 8 frames at 224x224 per run. Online: per frame "
              f"(batch 1), {args.frames} frames per model per round, buffers fed back through preallocated "
              "tensors. null = a copy of the 2D model; roundtrip = each site's branch input through a channel "
-             "Split+Concat (exact identity); tsm = tsm-rewrite's default (the stream form where channels align); "
-             "batch = `--shift-form batch` (the previous default); mmaction2 = the mmaction2-style "
-             "PyTorch export.", ""]
+             "Split+Concat (exact identity); tsm = tsm-rewrite's default (the stream form where channels "
+             "align; elsewhere the clip view offline, the batch form's Concat online); batch = "
+             "`--shift-form batch`; mmaction2 = the mmaction2-style PyTorch export.", ""]
     for arch in dict.fromkeys(r["arch"] for r in results):
         for mode in ("offline", "online"):
             rs = [r for r in results if r["arch"] == arch and r["mode"] == mode and r["rows"]]

@@ -188,7 +188,7 @@ impl Finder<'_> {
         let consumer = k.output[0].clone();
         // The two partial sums are added in one pass over the consumer's output; the batch form
         // passes over x. Where the consumer widens (MobileNetV2's expansion, 6C), that Add costs
-        // more than it saves (measured: bench/RESULTS-overhead.md).
+        // more than it saves (measured: bench/RESULTS-forms.md, the stream form's section).
         if w.dims[1] != c || w.dims[0] > c || self.split.contains_key(&consumer) {
             return None;
         }
