@@ -6,6 +6,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py swap-slice-axes clip.onnx clip_swapped.onnx
     python bench/variants.py clip-carrier clip.onnx clip_carrier.onnx
     python bench/variants.py head-clip tsm.onnx tsm_head_clip.onnx
+    python bench/variants.py pack-buffers online.onnx online_packed.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -22,6 +23,10 @@ tool's own output, so that a form can be timed before it is built into the emitt
   [N, T, 2f, H*W], Slice and Pad on the time axis, Concat, Reshape back, an empty slice of the head
   concatenated to carry the batch symbol) in place of the batch axis and its Where on a mask: no
   Where (tract's profile has 31 ms of them on ResNet-50), two Reshapes.
+- pack-buffers: an online model whose buffers cross the boundary as one tensor, `[N, S]` in and out
+  (S the buffers' sizes summed): inside, a Slice and a Reshape give each site its buffer, and each
+  buffer output is flattened into one Concat. OpenVINO pays a fixed cost per input and output
+  (`bench/openvino_buffer_io.py`), which a model with 10 or 16 buffers pays 20 or 32 times a frame.
 
 All are exact: the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -149,15 +154,55 @@ def head_clip(m):
     return len(sites)
 
 
+def pack_buffers(m):
+    g = m.graph
+    meta = {p.key: p for p in m.metadata_props}["tsm-rewrite.buffers"]
+    bufs = json.loads(meta.value)
+    ins = {v.name: v for v in g.input}
+    outs = {v.name: v for v in g.output}
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    lead = dims(ins[bufs[0]["input"]])[0]
+    elem = ins[bufs[0]["input"]].type.tensor_type.elem_type
+    head, tail, flat, offset = [], [], [], 0
+
+    def const(name, v):
+        g.initializer.append(numpy_helper.from_array(np.array(v, np.int64), name))
+        return name
+    for k, b in enumerate(bufs):
+        _, f, h, w = dims(ins[b["input"]])
+        size = f * h * w
+        p = f"/packed/{k}/"
+        head.append(helper.make_node("Slice", ["buffers_in", const(p + "starts", [offset]), const(p + "ends", [offset + size]),
+                                               const(p + "axes", [1])], [p + "in_flat"], name=p + "Slice"))
+        head.append(helper.make_node("Reshape", [p + "in_flat", const(p + "shape", [0, f, h, w])], [b["input"]], name=p + "Reshape_in"))
+        tail.append(helper.make_node("Reshape", [b["output"], const(p + "flat", [0, -1])], [p + "out_flat"], name=p + "Reshape_out"))
+        flat.append(p + "out_flat")
+        offset += size
+    tail.append(helper.make_node("Concat", flat, ["buffers_out"], name="/packed/Concat", axis=1))
+    names_in = {b["input"] for b in bufs}
+    names_out = {b["output"] for b in bufs}
+    kept_in = [v for v in g.input if v.name not in names_in]
+    kept_out = [v for v in g.output if v.name not in names_out]
+    del g.input[:]
+    g.input.extend(kept_in + [helper.make_tensor_value_info("buffers_in", elem, [lead, offset])])
+    del g.output[:]
+    g.output.extend(kept_out + [helper.make_tensor_value_info("buffers_out", elem, [lead, offset])])
+    nodes = head + list(g.node) + tail
+    del g.node[:]
+    g.node.extend(nodes)
+    meta.value = json.dumps([{"input": "buffers_in", "output": "buffers_out", "shape": [lead, offset]}])
+    return len(bufs)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("variant", choices=["nhwc-buffers", "swap-slice-axes", "clip-carrier", "head-clip"])
+    ap.add_argument("variant", choices=["nhwc-buffers", "swap-slice-axes", "clip-carrier", "head-clip", "pack-buffers"])
     ap.add_argument("input")
     ap.add_argument("output")
     args = ap.parse_args()
     m = onnx.load(args.input)
     n = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
-         "head-clip": head_clip}[args.variant](m)
+         "head-clip": head_clip, "pack-buffers": pack_buffers}[args.variant](m)
     onnx.checker.check_model(m)
     onnx.save(m, args.output)
     print(f"{args.variant}: {n} changed, wrote {args.output}")
