@@ -418,7 +418,9 @@ def ov_config(precision):
     return {"INFERENCE_PRECISION_HINT": precision} if precision else {}
 
 
-def ov_compile(path, batch, precision):
+def ov_compile(path, batch, precision=None):
+    """precision as in ov_config: OpenVINO's own default unless given (bench/qdq.py and
+    bench/verify_deploy.py check outputs with it, as they did before the argument existed)."""
     import openvino as ov
     core = ov.Core()
     return ov, core.compile_model(ov_read(core, path, batch), "CPU", ov_config(precision))

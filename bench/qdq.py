@@ -11,6 +11,10 @@
   interleaved rounds (bench/overhead.py's `measure`), with a null row (a copy of the plain model).
 
     python bench/qdq.py [--model resnet18 --model resnet50 --model mobilenet_v2] [--rounds 15]
+    python bench/qdq.py --model mobilenet_v2 --form clip --out bench/RESULTS-qdq-clip.md
+
+--form FORM adds the same model rewritten with `--shift-form FORM` (checked, counted and timed as
+its own row, `tsm_FORM`); the default keeps the batch form at quantized sites.
 
 Writes bench/RESULTS-qdq.md.
 """
@@ -110,6 +114,7 @@ def main():
     ap.add_argument("--per-channel", action="store_true")
     ap.add_argument("--work", default="/tmp/h-qdq")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-qdq.md"))
+    ap.add_argument("--form", action="append", default=[], help="also rewrite with --shift-form FORM")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     rows, fusion_rows = [], []
@@ -122,12 +127,24 @@ def main():
             print(p.stderr)
             raise SystemExit(f"{arch}: the rewrite failed")
         summary = [l for l in p.stderr.splitlines() if "residual block(s) found" in l or l.startswith("validated")]
+        forms = {"tsm": tsm}
+        for form in args.form:
+            forms[f"tsm_{form}"] = q.replace(".onnx", f"_tsm_{form}.onnx")
+            p = subprocess.run([BIN, q, "-o", forms[f"tsm_{form}"], "--shift-form", form], capture_output=True, text=True)
+            if p.returncode != 0:
+                print(p.stderr)
+                raise SystemExit(f"{arch}: the rewrite with --shift-form {form} failed")
         ref, n_sites = reference(q, arch, args.work)
         clip = np.ascontiguousarray(x[:2 * T])
         want = ort_session(ref, opt=False).run(None, {"input": clip})[0]
         got = ort_session(tsm, opt=False).run(None, {"input": clip})[0]
         plain = ort_session(q, opt=False).run(None, {"input": clip})[0]
         exact = float(np.abs(got - want).max())
+        for name, path in list(forms.items())[1:]:
+            other = ort_session(path, opt=False).run(None, {"input": clip})[0]
+            other_opt = ort_session(path).run(None, {"input": clip})[0]
+            print(f"{arch} {name}: opt off |rewrite - reference| {np.abs(other - want).max():.3g}; opt on vs "
+                  f"the default's {np.abs(other_opt - ort_session(tsm).run(None, {'input': clip})[0]).max():.3g}", flush=True)
         effect = float(np.abs(want - plain).max())
         got_opt = ort_session(tsm).run(None, {"input": clip})[0]
         ref_opt = ort_session(ref).run(None, {"input": clip})[0]
@@ -145,19 +162,26 @@ def main():
         print(f"{arch}: {' | '.join(summary)} ({time.time() - t0:.0f} s); opt off: |rewrite - reference| "
               f"{exact:.3g} (shift effect {effect:.3g}); opt on: rewrite vs reference {np.abs(got_opt - ref_opt).max():.3g}; "
               f"OpenVINO vs ORT {ov_diff}", flush=True)
-        c_plain, c_tsm = op_counts(q, args.work), op_counts(tsm, args.work)
         keys = ["QLinearConv", "QLinearAdd", "QLinearGlobalAveragePool", "Conv", "DequantizeLinear",
-                "QuantizeLinear", "Slice", "Pad", "Where", "Concat"]
-        fusion_rows.append((arch, {k: c_plain.get(k, 0) for k in keys}, {k: c_tsm.get(k, 0) for k in keys}))
+                "QuantizeLinear", "Slice", "Pad", "Where", "Concat", "Reshape"]
+        c_plain = op_counts(q, args.work)
+        for name, path in forms.items():
+            c = op_counts(path, args.work)
+            label = arch if name == "tsm" else f"{arch} ({name})"
+            fusion_rows.append((label, {k: c_plain.get(k, 0) for k in keys}, {k: c.get(k, 0) for k in keys}))
         null = q.replace(".onnx", "_null.onnx")
         m = onnx.load(q)
         m.doc_string = "null copy"
         onnx.save(m, null)
         one = np.ascontiguousarray(x[:T])
-        fns = {"2d": oh.ort_offline(q, one), "null": oh.ort_offline(null, one), "tsm": oh.ort_offline(tsm, one)}
+        fns = {"2d": oh.ort_offline(q, one), "null": oh.ort_offline(null, one)}
+        fns.update({name: oh.ort_offline(path, one) for name, path in forms.items()})
         ratios, times = oh.measure(fns, args.rounds, label=f"{arch} qdq")
         rows.append((arch, n_sites, exact, effect, ov_diff, {k: oh.summarize(v) for k, v in ratios.items()},
                      float(np.median(times["2d"])) * 1e3))
+        extra = [f"{name} {oh.fmt(oh.summarize(ratios[name]))}" for name in list(forms)[1:]]
+        if extra:
+            print(f"{arch}: " + "; ".join(extra), flush=True)
     with open(args.out, "w") as f:
         f.write("# int8 QDQ models (bench/qdq.py)\n\n")
         f.write(f"torchvision models, seeded random weights, exported at opset 13 with a dynamic batch, "
@@ -167,10 +191,13 @@ def main():
                 "shift inserted on each branch's dequantized input. Time: one clip of 8 frames at 224x224 in "
                 "onnxruntime (default session options), median ratio to the plain QDQ model over paired "
                 f"interleaved rounds [IQR] (min-max), {args.rounds} rounds, machine: 2 shared cores.\n\n")
-        f.write("| model | sites | rewrite vs reference (opt off) | shift effect | OpenVINO vs ORT | null | tsm | plain QDQ ms |\n")
-        f.write("|---|---|---|---|---|---|---|---|\n")
+        extra = [f"tsm_{form}" for form in args.form]
+        f.write("| model | sites | rewrite vs reference (opt off) | shift effect | OpenVINO vs ORT | null | tsm | "
+                + "".join(f"{e} | " for e in extra) + "plain QDQ ms |\n")
+        f.write("|---|---|---|---|---|---|---|---|" + "---|" * len(extra) + "\n")
         for arch, n, exact, effect, ovd, s, ms in rows:
-            f.write(f"| {arch} | {n} | {exact:.3g} | {effect:.3g} | {ovd} | {oh.fmt(s['null'])} | {oh.fmt(s['tsm'])} | {ms:.1f} |\n")
+            f.write(f"| {arch} | {n} | {exact:.3g} | {effect:.3g} | {ovd} | {oh.fmt(s['null'])} | {oh.fmt(s['tsm'])} | "
+                    + "".join(f"{oh.fmt(s[e])} | " for e in extra) + f"{ms:.1f} |\n")
         f.write("\nonnxruntime's optimized graph, plain QDQ -> rewritten QDQ:\n\n")
         keys = list(fusion_rows[0][1])
         f.write("| model | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n")
