@@ -259,8 +259,9 @@ impl<'a> Emitter<'a> {
 /// that the stream form does not take get the clip view too: tract runs a convolution fed by the
 /// batch form's channel Concat as one product per part, and on MobileNetV2, MobileNetV3 and
 /// EfficientNet-B0 the clip view cost 0.08-0.16 less there, onnxruntime and OpenVINO about the same
-/// (bench/RESULTS-clip-carrier.md). Quantized sites keep the batch form, the one whose QDQ fusion
-/// onnxruntime's tests cover.
+/// (bench/RESULTS-clip-carrier.md). Quantized sites keep the batch form: in onnxruntime, which
+/// QDQ models are made for, the clip view cost an int8 ResNet-50 0.13-0.20 more per clip
+/// (bench/RESULTS-qdq-clip.md).
 pub fn takes_batch_form(site: &Site, config: &Config, opset: i64) -> bool {
     opset >= 10
         && match config.shift_form {
