@@ -159,7 +159,6 @@ def pack_buffers(m):
     meta = {p.key: p for p in m.metadata_props}["tsm-rewrite.buffers"]
     bufs = json.loads(meta.value)
     ins = {v.name: v for v in g.input}
-    outs = {v.name: v for v in g.output}
     dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
     lead = dims(ins[bufs[0]["input"]])[0]
     elem = ins[bufs[0]["input"]].type.tensor_type.elem_type
