@@ -353,7 +353,7 @@ def build(arch, work, log_=log):
     return p
 
 
-def check_all(p, variants, log_=log):
+def check_all(p, variants, log_=log, online_variants=()):
     r = np.load(p["ref"])
     x = r["x"]
     out = {}
@@ -364,6 +364,9 @@ def check_all(p, variants, log_=log):
     frames = x[:T].reshape(T, 1, 3, HW, HW)
     out["online"] = check_online(p["online"], r["online"], frames)
     out["online_batch"] = check_online(p["online_batch"], r["online"], frames)
+    for name, path in online_variants:
+        if not name.endswith(STATE):
+            out[name] = check_online(path, r["online"], frames)
     for k, (e, t) in out.items():
         log_(f"  exact? {k:<24} max|diff| {e:.2e} (tol {t:.2e}) {'ok' if e <= t else 'FAIL'}")
     return out
@@ -656,7 +659,8 @@ def ort_fusion(path, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runtime", action="append", choices=RUNTIMES)
-    ap.add_argument("--model", action="append", choices=ARCHS)
+    ap.add_argument("--model", action="append", choices=ARCHS + ["resnet18"],
+                    help=f"default: {' '.join(ARCHS)}")
     ap.add_argument("--mode", choices=["offline", "online", "both"], default="both")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--frames", type=int, default=10, help="frames per model per online round")
@@ -686,7 +690,8 @@ def main():
     for arch in archs:
         p = build(arch, args.work)
         variants = [named(v.replace("{arch}", arch)) for v in args.variant]
-        checks = check_all(p, variants)
+        online_variants = [named(v.replace("{arch}", arch)) for v in args.online_variant]
+        checks = check_all(p, variants, online_variants=online_variants)
         bad = [k for k, (e, t) in checks.items() if e > t]
         if bad:
             log(f"NOT EXACT: {bad}")
@@ -702,7 +707,7 @@ def main():
                     models.update(roundtrip=p["online_roundtrip"], tsm=p["online"], batch=p["online_batch"])
                     models["tsm" + STATE] = p["online"]
                     models["batch" + STATE] = p["online_batch"]
-                models.update(dict(named(v.replace("{arch}", arch)) for v in args.online_variant))
+                models.update(dict(online_variants))
             models["__ref"] = p["ref"]
             for rt in runtimes:
                 if mode == "online" and RUNNERS[rt][1] is None:

@@ -34,7 +34,8 @@ pub enum GroupOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShiftForm {
     /// Split the convolutions around each site so that only the shifted channels move (where
-    /// both parts are whole blocks of 16 channels); at the other sites the clip view offline and
+    /// the shifted channels rounded up to a block, and the rest, are whole blocks of 16
+    /// channels); at the other sites the clip view offline and
     /// the batch form online. Fastest in onnxruntime and OpenVINO, offline and online.
     Stream,
     /// Along the batch axis, no Reshape (from opset 10).

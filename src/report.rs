@@ -100,8 +100,8 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
         };
         let _ = writeln!(
             out,
-            "stream form at {streamed} of {} site(s): the convolutions before and after are split at the shifted \
-             channels, so only those move (weights partitioned, not added){others}",
+            "stream form at {streamed} of {} site(s): the convolutions before and after are split after the shifted \
+             channels (at a multiple of 16), so only those move (weights partitioned, not added){others}",
             p.plan.sites.len()
         );
     }

@@ -70,15 +70,16 @@ fn shift_form_clip_writes_the_clip_view_and_records_it() {
     let record = m.metadata_props.iter().find(|p| p.key() == "tsm-rewrite").unwrap();
     assert!(record.value().ends_with("--every 1 --shift-form clip"), "{}", record.value());
     // The default: the stream form where the halves are whole blocks of 16 channels (the 64-channel
-    // site: 16 + 48), the batch-axis form elsewhere; --shift-form batch keeps every convolution.
+    // site: 16 + 48; the 32-channel one: 8 move, in a head of 16), the clip view elsewhere;
+    // --shift-form batch keeps every convolution.
     let out = dir.path().join("default.onnx");
     let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--no-validate"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("stream form at 1 of 8 site(s)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stream form at 2 of 8 site(s)"), "{}", stderr(&o));
     let split =
         |m: &ModelProto| m.graph.as_ref().unwrap().node.iter().filter(|n| n.name().ends_with("/from_shifted")).count();
     let m = read_model(&out);
-    assert_eq!(split(&m), 1);
+    assert_eq!(split(&m), 2);
     assert!(m.graph.as_ref().unwrap().node.iter().any(|n| n.op_type() == "Where"));
     let o =
         tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--no-validate", "--shift-form", "batch"]);

@@ -33,11 +33,12 @@ struct Net {
 }
 
 fn net() -> impl Strategy<Value = Net> {
-    let block = (prop::sample::select(vec![4usize, 8, 12, 16]), any::<bool>()).prop_map(|(out, se)| (out, se));
+    // 32 and 48 channels: sites the stream form takes, some with a head rounded up to 16 channels.
+    let block = (prop::sample::select(vec![4usize, 8, 12, 16, 32, 48]), any::<bool>()).prop_map(|(out, se)| (out, se));
     let stage = (prop::collection::vec(block, 1..4), any::<bool>());
     (
         prop::sample::select(vec![9i64, 11, 13, 17, 18]),
-        prop::sample::select(vec![4usize, 8, 16]),
+        prop::sample::select(vec![4usize, 8, 16, 32]),
         prop::sample::select(vec![4usize, 8]),
         prop::collection::vec(stage, 1..4),
         any::<u64>(),
@@ -311,38 +312,74 @@ fn reference(net: &Net, x: &FloatArray, config: &Config) -> FloatArray {
     )
 }
 
+/// Rewrites `net` with `config`, runs it in tract and compares with [`reference`]; returns each
+/// site's stream head and moved channels (`None` where it does not take the stream form).
+fn check(net: &Net, config: &Config) -> Result<Vec<Option<(i64, i64)>>, TestCaseError> {
+    let (m, adds) = whole(net);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("net.onnx");
+    std::fs::write(&input, prost::Message::encode_to_vec(&m)).unwrap();
+    let prepared = tsm_rewrite::rewrite::prepare(&input, config).unwrap();
+
+    // Exactly the joins the generator made, none of the SE gates' Muls or anything else.
+    let found: Vec<&str> = prepared.findings.blocks.iter().map(|b| b.name.as_str()).collect();
+    prop_assert_eq!(found, adds.iter().map(String::as_str).collect::<Vec<_>>());
+    prop_assert_eq!(prepared.plan.sites.len(), adds.len());
+    // The output is a valid graph.
+    tsm_rewrite::graph::Dataflow::build(prepared.graph()).unwrap();
+
+    let x = FloatArray::random(&[2 * config.segments, 3, net.hw, net.hw], net.seed);
+    let out = dir.path().join("tsm.onnx");
+    tsm_rewrite::rewrite::finish(&prepared, &out, config).unwrap();
+    let got = tsm_rewrite::validate::run(&out, std::slice::from_ref(&x)).unwrap().remove(0);
+    let want = reference(net, &x, config);
+    let tol = common::tolerance(&want);
+    prop_assert!(got.max_abs_diff(&want) <= tol, "max abs diff {} > {tol}", got.max_abs_diff(&want));
+    Ok(prepared.plan.sites.iter().map(|s| s.stream.as_ref().map(|s| (s.split, s.moved))).collect())
+}
+
+fn config(fold_div: usize, inplace: bool, past: bool) -> Config {
+    Config {
+        segments: 3,
+        fold_div,
+        mode: if inplace { Mode::Inplace } else { Mode::Residual },
+        direction: if past { Direction::Past } else { Direction::Bidirectional },
+        validate: false,
+        ..Config::default()
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn random_residual_networks(net in net(), inplace in any::<bool>(), past in any::<bool>(), fold_div in prop::sample::select(vec![2usize, 4])) {
-        let config = Config {
-            segments: 3,
-            fold_div,
-            mode: if inplace { Mode::Inplace } else { Mode::Residual },
-            direction: if past { Direction::Past } else { Direction::Bidirectional },
-            validate: false,
-            ..Config::default()
-        };
-        let (m, adds) = whole(&net);
-        let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("net.onnx");
-        std::fs::write(&input, prost::Message::encode_to_vec(&m)).unwrap();
-        let prepared = tsm_rewrite::rewrite::prepare(&input, &config).unwrap();
+        check(&net, &config(fold_div, inplace, past))?;
+    }
+}
 
-        // Exactly the joins the generator made, none of the SE gates' Muls or anything else.
-        let found: Vec<&str> = prepared.findings.blocks.iter().map(|b| b.name.as_str()).collect();
-        prop_assert_eq!(found, adds.iter().map(String::as_str).collect::<Vec<_>>());
-        prop_assert_eq!(prepared.plan.sites.len(), adds.len());
-        // The output is a valid graph.
-        tsm_rewrite::graph::Dataflow::build(prepared.graph()).unwrap();
-
-        let x = FloatArray::random(&[2 * config.segments, 3, net.hw, net.hw], net.seed);
-        let out = dir.path().join("tsm.onnx");
-        tsm_rewrite::rewrite::finish(&prepared, &out, &config).unwrap();
-        let got = tsm_rewrite::validate::run(&out, std::slice::from_ref(&x)).unwrap().remove(0);
-        let want = reference(&net, &x, &config);
-        let tol = common::tolerance(&want);
-        prop_assert!(got.max_abs_diff(&want) <= tol, "max abs diff {} > {tol}", got.max_abs_diff(&want));
+/// The stream form, with heads of the moved channels only and heads rounded up to whole blocks of
+/// 16 (channels that stay riding along), against the same reference.
+#[test]
+fn stream_sites_with_rounded_heads() {
+    let block = |out, stride| BlockSpec { out, stride, se: false };
+    let net = Net {
+        opset: 17,
+        stem: 32,
+        hw: 8,
+        stages: vec![vec![block(32, 1), block(32, 1)], vec![block(48, 2), block(48, 1)]],
+        seed: 7,
+    };
+    // (fold_div, past): the 32- and 48-channel sites' (head, moved), where the stream form takes them
+    // (a consumer that widens 32 to 48 does not).
+    let cases = [
+        (4, false, vec![Some((16, 16)), Some((16, 16)), None, Some((32, 24))]),
+        (4, true, vec![Some((16, 8)), Some((16, 8)), None, Some((16, 12))]),
+        (8, false, vec![Some((16, 8)), Some((16, 8)), None, Some((16, 12))]),
+    ];
+    for (fold_div, past, want) in cases {
+        let got = check(&net, &config(fold_div, false, past))
+            .unwrap_or_else(|e| panic!("fold_div {fold_div} past {past}: {e}"));
+        assert_eq!(got, want, "fold_div {fold_div} past {past}");
     }
 }

@@ -4,9 +4,10 @@
 //! is a shift of the whole batch by one: `x[1:, group]` with one zero frame padded at the end.
 //! That shift also carries the first frame of the next clip into the last frame of this one;
 //! a `Where` on a `[N*T, 1, 1, 1]` condition (frame t has a neighbour in its clip) puts the zeros
-//! back there. The groups and the untouched channels are joined by a channel Concat. Where every
-//! channel moves (the stream form's head), the groups are joined first and one `Where` on a
-//! `[N*T, C, 1, 1]` condition masks them all, so the consuming convolution reads one tensor.
+//! back there. The groups and the untouched channels are joined by a channel Concat. For the stream
+//! form's head (and where every channel moves), the groups and the head's channels that stay are
+//! joined first and one `Where` on a `[N*T, C, 1, 1]` condition masks them all (true where a
+//! channel stays), so the consuming convolution reads one tensor.
 //!
 //! Why this form: the tensor keeps its layout and its batch symbol. A Reshape to a clip view costs
 //! OpenVINO a reorder out of its blocked layout and back at every site, and loses the batch symbol
@@ -25,6 +26,16 @@ use crate::tensor::{bool_tensor, zero_scalar};
 
 /// The site's shift along the batch axis; returns the shifted tensor's name.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String {
+    shift(e, site, config, false)
+}
+
+/// The stream form's head shifted along the batch axis, its groups and any channels after them
+/// joined first and masked by one `Where` (see [`subgraph`]'s doc); returns the shifted head.
+pub(super) fn head(e: &mut Emitter, site: &Site, config: &Config) -> String {
+    shift(e, site, config, true)
+}
+
+fn shift(e: &mut Emitter, site: &Site, config: &Config, joined: bool) -> String {
     let (t, c, fold) = (site.segments as i64, site.channels, site.fold);
     let x = site.tensor.clone();
     let zero = match e.zero.clone() {
@@ -49,18 +60,27 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
         e.pad(what, &s, &pads)
     };
     let shifted_channels = fold * groups.len() as i64;
-    if shifted_channels >= c {
-        // Every channel moves (the stream form's head, read by a convolution of its own): the
-        // groups are joined first and masked by one Where on a `[N*T, C, 1, 1]` condition. A Where
-        // per group would leave a Concat as the convolution's input, which tract splits into one
-        // matrix product per group, each with its own output transpose, and a sum. The Pads lose
-        // the batch symbol in shape inference; an empty slice of x in the Concat keeps it, without
-        // which onnxruntime cannot prove the inputs of the Adds downstream equal in shape and
-        // leaves them unfused.
+    if joined || shifted_channels >= c {
+        // The stream form's head (read by a convolution of its own), or every channel moves: the
+        // groups, and the channels after them that stay (a head rounded up to whole blocks), are
+        // joined first and masked by one Where on a `[N*T, C, 1, 1]` condition, true for the
+        // channels that stay. A Where per group would leave a Concat as the convolution's input,
+        // which tract splits into one matrix product per group, each with its own output
+        // transpose, and a sum. The Pads lose the batch symbol in shape inference; the channels
+        // that stay, or else an empty slice of x, in the Concat keep it, without which
+        // onnxruntime cannot prove the inputs of the Adds downstream equal in shape and leaves
+        // them unfused.
         let mut parts: Vec<String> = groups.iter().map(|&(what, g, next)| moved(e, what, g, next)).collect();
-        parts.push(e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]));
+        parts.push(if shifted_channels < c {
+            e.slice("stay", &x, &[shifted_channels], &[c], &[1], &[c])
+        } else {
+            e.slice("batch_carrier", &x, &[0], &[0], &[1], &[])
+        });
         let joined = e.node("Concat", "Concat", parts, "joined", vec![int_attr("axis", 1)]);
-        let keeps = |frame: i64| groups.iter().flat_map(move |&(_, _, next)| (0..fold).map(move |_| keep(next, frame)));
+        let keeps = |frame: i64| {
+            let stay = (shifted_channels..c).map(|_| true);
+            groups.iter().flat_map(move |&(_, _, next)| (0..fold).map(move |_| keep(next, frame))).chain(stay)
+        };
         let mask = frame_mask(e, site, "keep", "keep_frames_shape", c, &|f| keeps(f).collect(), "keep_frames");
         let mask = if whole_clips(site).is_some() {
             mask

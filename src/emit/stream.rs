@@ -1,15 +1,16 @@
 //! The stream form (the default where channel blocks align): instead of slicing the shifted channels
 //! out of the site's tensor `x` and joining them back, `x` is computed as two tensors from the start,
-//! its head (channels `[0, s)`, the ones that move in time) and its tail (`[s, C)`), and the
-//! convolution that reads the shifted tensor becomes two convolutions and an Add.
+//! its head (channels `[0, s)`: the `m` that move in time, rounded up to a whole block) and its tail
+//! (`[s, C)`), and the convolution that reads the shifted tensor becomes two convolutions and an Add.
 //!
 //! - Each convolution that produces (part of) `x` is split by output channel into a head and a tail
 //!   convolution; Relu and the like, pools, and the residual Add that lead to `x` are applied to
 //!   each half. That is how a ResNet's residual stream is carried: split once, it stays split from
 //!   block to block.
 //! - The consumer `Conv(x, W, B)` becomes `Conv(tail, W[:, s:], B) + Conv(moved, W[:, :s])`: `moved`
-//!   is the head shifted along the batch axis (the [`batch`](super::batch) form on `s` channels)
-//!   offline, and the buffer input online, where the head itself is the buffer output.
+//!   is the head shifted along the batch axis (the [`batch`](super::batch) form on `s` channels,
+//!   `[m, s)` passed through) offline; online the buffer input, followed by the head's `[m, s)`
+//!   where the head was rounded up, and the head's `[0, m)` is the buffer output.
 //! - Any other convolution reading a split tensor is folded the same way
 //!   (`Conv(tail, W[:, s:], B) + Conv(head, W[:, :s])`); any other reader gets a channel Concat of
 //!   the halves under the tensor's old name.
@@ -25,7 +26,8 @@
 //!
 //! Where it applies: both halves must be whole blocks of 16 channels (onnxruntime's NCHWc block
 //! with AVX-512, 8 with AVX2; OpenVINO's blocked layouts are 16 wide): unaligned halves cost more
-//! than they save (MobileNetV2, measured). The consumer must be the site's only reader of the
+//! than they save (MobileNetV2, measured). A head rounded up carries up to 15 channels that stay
+//! through the shift, a small copy against the batch form's pass over all of `x`. The consumer must be the site's only reader of the
 //! shifted tensor (residual placement), a group-1 Conv with constant weights and no more output
 //! channels than `x` has (its two partial sums are added in a pass over its output); every tensor
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
@@ -68,8 +70,11 @@ const POOLS: &[&str] = &["MaxPool", "AveragePool"];
 /// How one site is written in the stream form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stream {
-    /// The head is channels `[0, split)`: the fold, or both folds offline-bidirectional.
+    /// The head is channels `[0, split)`: the channels that move, rounded up to whole blocks.
     pub split: i64,
+    /// The channels that move are `[0, moved)`: the fold, or both folds offline-bidirectional.
+    /// The head's channels `[moved, split)` stay where they are.
+    pub moved: i64,
     /// The output of the convolution that reads the shifted tensor (it keeps its name).
     pub consumer: String,
     /// Tensors this site splits, the site's tensor among them (those split for an earlier site
@@ -175,12 +180,15 @@ struct Finder<'a> {
 }
 
 impl Finder<'_> {
-    fn site(&mut self, site: &Site, s: i64) -> Option<Stream> {
+    fn site(&mut self, site: &Site, moved: i64) -> Option<Stream> {
         let c = site.channels;
         if site.quant.is_some() || site.edges.len() != 1 || site.edges[0].1 != 0 {
             return None;
         }
-        if s <= 0 || s >= c || s % BLOCK != 0 || (c - s) % BLOCK != 0 {
+        // A head of whole blocks, a few channels that stay riding with the ones that move, costs
+        // less than the batch form's pass over all of x (ResNet-50's first site online: 8 of 16).
+        let s = (moved + BLOCK - 1) / BLOCK * BLOCK;
+        if moved <= 0 || s >= c || (c - s) % BLOCK != 0 {
             return None;
         }
         let k = &self.graph.node[site.edges[0].0];
@@ -200,7 +208,7 @@ impl Finder<'_> {
             self.split.insert(t.clone(), s);
         }
         self.consumers.insert(consumer.clone());
-        Some(Stream { split: s, consumer, chain })
+        Some(Stream { split: s, moved, consumer, chain })
     }
 
     /// Whether `t` (of `c` channels) can be computed as two halves split at `s`; collects the
@@ -287,7 +295,8 @@ pub fn emit(
         for t in &stream.chain {
             w.split.insert(t.clone(), stream.split);
         }
-        if config.online {
+        // Online, a head of the moved channels only is the buffer output itself.
+        if config.online && stream.moved == stream.split {
             w.heads.insert(site.tensor.clone(), format!("{}/buffer_out", site.prefix));
         }
         w.joins.insert(stream.consumer.clone(), site);
@@ -503,24 +512,29 @@ impl Writer<'_> {
         nodes.push(node("Add", &format!("{name}/sum"), vec![a, b], out, vec![]));
     }
 
-    /// The consumer of a stream site: the tail through its columns `[s, C)`, the moved head (or the
-    /// buffer) through `[0, s)`, summed.
+    /// The consumer of a stream site: the tail through its columns `[s, C)`, the shifted head (or
+    /// the buffer) through `[0, s)`, summed.
     fn join(&mut self, n: &NodeProto, site: &Site, nodes: &mut Vec<NodeProto>) {
-        let s = site.stream.as_ref().expect("a stream site").split;
+        let stream = site.stream.as_ref().expect("a stream site");
+        let (s, moved) = (stream.split, stream.moved);
         let rows = self.weight(n).dims[0];
         let (head, tail) = self.halves(&site.tensor);
-        let moved = if self.config.online {
+        let mut e = Emitter::new(&site.prefix, self.opset);
+        let shifted = if !self.config.online {
+            batch::head(&mut e, &Site { tensor: head, channels: s, ..site.clone() }, self.config)
+        } else if moved == s {
             format!("{}/buffer_in", site.prefix)
         } else {
-            let mut e = Emitter::new(&site.prefix, self.opset);
-            let head_site = Site { tensor: head, channels: s, ..site.clone() };
-            let moved = batch::subgraph(&mut e, &head_site, self.config);
-            nodes.append(&mut e.nodes);
-            self.new_inits.extend(e.inits.into_iter().map(|t| (t.name().to_string(), t)));
-            moved
+            // The head's first `moved` channels are the buffer output; the buffer input takes
+            // their place, the rest of the head stays.
+            e.slice("buffer_out", &head, &[0], &[moved], &[1], &[s]);
+            let stay = e.slice("stay", &head, &[moved], &[s], &[1], &[s]);
+            e.node("Concat", "Concat", vec![e.name("buffer_in"), stay], "shifted", vec![axis1()])
         };
+        nodes.append(&mut e.nodes);
+        self.new_inits.extend(e.inits.into_iter().map(|t| (t.name().to_string(), t)));
         let (out, name) = (n.output[0].clone(), label(n));
-        self.summed(n, (0, rows), (&tail, &moved, "from_shifted"), s, &out, &name, nodes);
+        self.summed(n, (0, rows), (&tail, &shifted, "from_shifted"), s, &out, &name, nodes);
     }
 
     /// A copy of Conv `n` on `input` with weights `W[rows, cols]` (and bias `B[rows]` if `bias`).
@@ -699,15 +713,37 @@ mod tests {
     }
 
     #[test]
-    fn unaligned_halves_keep_the_batch_form() {
-        // Default fold_div 8: 64 channels split at 16 + 48 offline-bidirectional, but 8 + 56
-        // online (past only): not whole blocks of 16.
-        let (plan, _) = rewrite(64, &Config::default());
-        assert_eq!(plan.sites[0].stream.as_ref().map(|s| s.split), Some(16));
+    fn the_head_is_rounded_up_to_whole_blocks_and_an_unaligned_tail_keeps_the_batch_form() {
+        let node = |g: &GraphProto, name: &str| g.node.iter().find(|n| n.name() == name).cloned();
+        // Default fold_div 8 on 64 channels: 16 move offline-bidirectional, a head of its own.
+        let (plan, g) = rewrite(64, &Config::default());
+        let stream = plan.sites[0].stream.as_ref().unwrap();
+        assert_eq!((stream.split, stream.moved), (16, 16));
+        assert!(node(&g, "/b/tsm/Slice_stay").is_none());
+        // Online (past only) 8 move: the head is 16 channels, its first 8 the buffer output, and
+        // the consumer reads the buffer input in their place.
         let online = Config { online: true, direction: Direction::Past, ..Config::default() };
         let (plan, g) = rewrite(64, &online);
+        let stream = plan.sites[0].stream.as_ref().expect("a 16-channel head and a 48-channel tail");
+        assert_eq!((stream.split, stream.moved), (16, 8));
+        let buffer_out = node(&g, "/b/tsm/Slice_buffer_out").unwrap();
+        assert_eq!((buffer_out.input[0].as_str(), buffer_out.output[0].as_str()), ("s_r/head", "/b/tsm/buffer_out"));
+        assert_eq!(node(&g, "/b/tsm/Concat").unwrap().input, ["/b/tsm/buffer_in", "/b/tsm/stay"]);
+        assert_eq!(node(&g, "/b/conv1/Conv/from_shifted").unwrap().input, ["/b/tsm/shifted", "w1/cols_0_16"]);
+        // Offline, fold_div 16: 4 + 4 move, 8 stay in the head; the Where keeps those at every frame.
+        let (plan, g) = rewrite(64, &Config { fold_div: 16, ..Config::default() });
+        assert_eq!(plan.sites[0].stream.as_ref().map(|s| (s.split, s.moved)), Some((16, 8)));
+        let joined = node(&g, "/b/tsm/Concat").unwrap();
+        assert_eq!(joined.input[2], "/b/tsm/stay");
+        let keep = g.initializer.iter().find(|t| t.name() == "/b/tsm/keep_in_clip").unwrap();
+        assert_eq!(keep.dims, [8, 16, 1, 1]);
+        let rows: Vec<&[u8]> = keep.raw_data().chunks(16).collect();
+        assert_eq!(rows[0], [1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(rows[7], [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+        // 24 channels: a 16-channel head would leave a tail of 8, not a whole block.
+        let (plan, g) = rewrite(24, &online);
         assert_eq!(plan.sites[0].stream, None);
-        assert!(g.node.iter().any(|n| n.name() == "/b/tsm/Concat"));
+        assert!(node(&g, "/b/tsm/Concat").is_some());
         // --shift-form batch never splits.
         let (plan, _) = rewrite(64, &Config { shift_form: ShiftForm::Batch, ..Config::default() });
         assert_eq!(plan.sites[0].stream, None);
