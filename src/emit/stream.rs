@@ -21,13 +21,14 @@
 //! only the `s` shifted channels are touched, the rest never leaves the convolutions, and the
 //! residual Add still fuses into the convolution before it. The multiply-adds and the weights are
 //! the same (the weights are partitioned, not copied). Measured on ResNet-50 (`bench/RESULTS-forms.md`,
-//! `bench/RESULTS-overhead.md`): per frame, onnxruntime 1.03-1.07x of the 2D model against 1.17-1.23x
-//! for the previous form; per clip 1.09-1.17x against 1.25-1.41x.
+//! and the runs the README's "What the shift costs" lists): per frame, onnxruntime 1.04-1.06x of
+//! the 2D model against 1.17-1.23x for the previous form; per clip 1.02-1.08x against 1.25-1.41x.
 //!
 //! Where it applies: both halves must be whole blocks of 16 channels (onnxruntime's NCHWc block
 //! with AVX-512, 8 with AVX2; OpenVINO's blocked layouts are 16 wide): unaligned halves cost more
-//! than they save (MobileNetV2, measured). A head rounded up carries up to 15 channels that stay
-//! through the shift, a small copy against the batch form's pass over all of `x`. The consumer must be the site's only reader of the
+//! than they save (MobileNetV2, measured). The head is the moved channels rounded up to whole
+//! blocks: up to 15 channels that stay ride through the shift, a small copy against the batch
+//! form's pass over all of `x`. The consumer must be the site's only reader of the
 //! shifted tensor (residual placement), a group-1 Conv with constant weights and no more output
 //! channels than `x` has (its two partial sums are added in a pass over its output); every tensor
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
@@ -185,8 +186,10 @@ impl Finder<'_> {
         if site.quant.is_some() || site.edges.len() != 1 || site.edges[0].1 != 0 {
             return None;
         }
-        // A head of whole blocks, a few channels that stay riding with the ones that move, costs
-        // less than the batch form's pass over all of x (ResNet-50's first site online: 8 of 16).
+        // A head of whole blocks, channels that stay riding with the ones that move (a fold of 8
+        // online: ResNet-50's first site, ResNet-18's two 64-channel ones). Against the batch form
+        // there, onnxruntime measured 0.03-0.06 cheaper on ResNet-18, OpenVINO the same, tract
+        // 0.04-0.06 dearer (bench/RESULTS-rounded-head.md).
         let s = (moved + BLOCK - 1) / BLOCK * BLOCK;
         if moved <= 0 || s >= c || (c - s) % BLOCK != 0 {
             return None;
