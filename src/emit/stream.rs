@@ -526,7 +526,7 @@ impl Writer<'_> {
         let shifted = if !self.config.online {
             batch::head(&mut e, &Site { tensor: head, channels: s, ..site.clone() }, self.config)
         } else if moved == s {
-            format!("{}/buffer_in", site.prefix)
+            e.name("buffer_in")
         } else {
             // The head's first `moved` channels are the buffer output; the buffer input takes
             // their place, the rest of the head stays.
