@@ -36,6 +36,9 @@ For each model x opset:
      Runtime settings: onnxruntime CPU, default graph optimizations; OpenVINO `CPU`,
      INFERENCE_PRECISION_HINT f32; tract python bindings, every input's fact set to the concrete
      shape fed (tract 0.23, default `into_model().into_runnable()`, value_info not ignored);
+     for the 2D and offline models, tract also loads the file with its input's declared fact
+     (the batch a symbol, nothing pinned) and runs the same clips (table "tract with the batch
+     left symbolic");
      TVM Relax: `relax.frontend.onnx.from_onnx(model, shape_dict=<every input's concrete shape>,
      keep_params_in_input=False)`, `relax.build(mod, target="llvm")`, `relax.VirtualMachine`.
 Writes bench/RESULTS-matrix.md and WORK/results-matrix.json (WORK=/tmp/h-matrix by default).
@@ -232,6 +235,19 @@ def make_runner(rt, path, shapes, ins, outs, threads, outs_all=None):
     raise ValueError(rt)
 
 
+def tract_symbolic_probe(path, x, y):
+    """Whether tract loads the file as written with its input's declared fact (the batch left a
+    symbol, nothing pinned: what `tract.onnx().load(path).into_model().into_runnable()` gives) and
+    runs it on `x` to the output `y` the pinned load gave: 'ok MAXDIFF' or the first error line."""
+    import tract
+    try:
+        r = tract.onnx().load(path).into_model().into_runnable()
+        got = r.run([np.ascontiguousarray(x)])[0].to_numpy()
+        return f"ok {float(np.abs(got - y).max()):.1e}"
+    except Exception as e:  # noqa: BLE001
+        return f"{type(e).__name__}: " + first_line(str(e))
+
+
 def worker(spec_path):
     spec = json.load(open(spec_path))
     rt, path, kind = spec["runtime"], spec["model"], spec["kind"]
@@ -278,6 +294,8 @@ def worker(spec_path):
             y = run({ins[0]: x})[0]
         res["secs_run"] = time.time() - t0
         np.save(spec["output"], np.asarray(y, np.float32))
+        if rt == "tract" and kind != "online":
+            res["tract_symbolic"] = tract_symbolic_probe(path, x, y)
     except BaseException as e:  # noqa: BLE001
         res.update(stage="run", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-3000:])
     json.dump(res, open(spec["result"], "w"))
@@ -692,6 +710,21 @@ def write_md(cases, args, total, final=False):
                 n["PASS"] += 1
     L.append(f"**{n['PASS']} cells pass as written, {n['novi']} pass only with the `(no-vi)` workaround, "
              f"{n['other']} fail.**\n")
+
+    probes = [(c, k) for c in cases for k in ("2D", "offline")
+              if "tract_symbolic" in c.get("cells", {}).get(f"{k}/tract", {})]
+    if probes:
+        L.append("## tract with the batch left symbolic\n")
+        L.append("2D and offline: the file as written, its input's declared fact kept (the batch a symbol, "
+                 "nothing pinned: `tract.onnx().load(path).into_model().into_runnable()`), run on the same clips: "
+                 "`ok` and the largest difference from the matrix's tract output (which pins the batch first), "
+                 "or the first error line.\n")
+        L.append("| model | opset | model kind | tract, batch symbolic |")
+        L.append("| --- | --- | --- | --- |")
+        for c, k in probes:
+            L.append(f"| {c['model']} | {c['opset_spec']} | {k} | {c['cells'][f'{k}/tract']['tract_symbolic']} |")
+        n_ok = sum(1 for c, k in probes if c["cells"][f"{k}/tract"]["tract_symbolic"].startswith("ok"))
+        L.append(f"\n**{n_ok} of {len(probes)} load with the batch symbolic.**\n")
 
     L.append("## Exports, tool runs and `onnx.checker` (full_check)\n")
     L.append("| model | opset | export | IR | nodes | sites (PyTorch) | checker 2D | tool offline (validation on) | "

@@ -19,6 +19,8 @@ pub struct Site {
     pub block_name: String,
     /// The tensor that is shifted (the block input).
     pub tensor: String,
+    /// Its first dim, the frames (`N*T`), as the model's shapes give it (unknown after a
+    /// `--temporal-pool`, which halves it).
     pub batch: Dim,
     pub channels: i64,
     pub fold: i64,
@@ -307,6 +309,8 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
         let mut pool = pool_site(graph, df, findings, config)?;
         for site in plan.sites.iter_mut().filter(|s| findings.blocks[s.block].stage >= 1) {
             site.segments = config.segments / 2;
+            // Half the frames: no longer the batch the model's shapes gave the block (a symbol).
+            site.batch = Dim::Unknown;
             if site.tensor == pool.tensor {
                 site.tensor = pool.output();
                 pool.edges.retain(|e| !site.edges.contains(e));

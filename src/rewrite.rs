@@ -188,7 +188,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         buffers = b;
         patch
     } else {
-        let mut patch = emit::emit(&plan, config, loaded.opset, record);
+        let mut patch = emit::emit(&plan, config, loaded.opset, record, emit::FrameMasks::new(graph));
         if let Some(c) = config.consensus {
             emit::consensus::add(&mut patch, graph, &shapes, config, c, loaded.opset)?;
         }

@@ -5,7 +5,7 @@
 //! fed frame by frame with its buffer, against the offline past-only reference.
 
 use tsm_rewrite::config::{Config, Direction, GroupOrder, ShiftForm};
-use tsm_rewrite::emit::{online_subgraph, shift_subgraph};
+use tsm_rewrite::emit::{online_subgraph, shift_subgraph, FrameMasks};
 use tsm_rewrite::onnx::{
     tensor_shape_proto::{dimension::Value, Dimension},
     type_proto, GraphProto, ModelProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
@@ -44,7 +44,8 @@ fn shift_model(opset: i64, config: &Config, c: i64, batch: Option<i64>, h: Dim, 
         block: 0,
         block_name: "/b/Add".into(),
         tensor: "x".into(),
-        batch: batch.map_or(Dim::Unknown, Dim::Known),
+        // `dims` names an unknown batch `d0`; the frame masks read it from the input.
+        batch: batch.map_or(Dim::Sym("d0".into()), Dim::Known),
         channels: c,
         fold: c / config.fold_div as i64,
         height: h.clone(),
@@ -59,18 +60,22 @@ fn shift_model(opset: i64, config: &Config, c: i64, batch: Option<i64>, h: Dim, 
         after: None,
         prefix: "/b/tsm".into(),
     };
-    let (node, initializer, out) = shift_subgraph(&site, config, opset);
     let spatial = [h.known(), w.known()];
+    let input = ValueInfoProto {
+        name: Some("x".into()),
+        r#type: Some(dims(&[batch, Some(c), spatial[0], spatial[1]])),
+        ..Default::default()
+    };
+    let mut masks = FrameMasks::new(&GraphProto { input: vec![input.clone()], ..Default::default() });
+    let (node, initializer, out) = shift_subgraph(&site, config, opset, &mut masks);
+    let node = masks.nodes.into_iter().chain(node).collect();
+    let initializer = masks.inits.into_iter().chain(initializer).collect();
     ModelProto {
         ir_version: Some(if opset < 10 { 4 } else { 7 }),
         opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
         graph: Some(GraphProto {
             name: Some("shift".into()),
-            input: vec![ValueInfoProto {
-                name: Some("x".into()),
-                r#type: Some(dims(&[batch, Some(c), spatial[0], spatial[1]])),
-                ..Default::default()
-            }],
+            input: vec![input],
             output: vec![ValueInfoProto {
                 name: Some(out),
                 r#type: Some(dims(&[batch, Some(c), spatial[0], spatial[1]])),

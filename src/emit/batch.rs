@@ -18,11 +18,16 @@
 //! same as the clip view. `Where`, not a multiplication by a 0/1 mask, so that the zeros are zeros
 //! whatever the neighbour holds (inf or NaN included), as in the reference.
 
-use super::{int_attr, Emitter};
+use super::{int_attr, node, Emitter};
 use crate::config::{Config, Direction, GroupOrder};
+use crate::onnx::attribute_proto::AttributeType;
 use crate::onnx::tensor_proto::DataType;
+use crate::onnx::tensor_shape_proto::dimension::Value;
+use crate::onnx::{type_proto, AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::plan::Site;
-use crate::tensor::{bool_tensor, zero_scalar};
+use crate::shapes::Dim;
+use crate::tensor::{bool_tensor, int64, zero_scalar};
+use crate::validate::data_inputs;
 
 /// The site's shift along the batch axis; returns the shifted tensor's name.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String {
@@ -115,9 +120,10 @@ fn shift(e: &mut Emitter, site: &Site, config: &Config, joined: bool) -> String 
 
 /// Whether each frame keeps its moved channels (it has, in its clip, the neighbour they come from),
 /// as a `[N*T, width, 1, 1]` condition whose row for a frame is `row(its index in the clip)`: a
-/// constant for a fixed batch of whole clips, else a `[T, width, 1, 1]` constant expanded to
-/// `[N, T, width, 1, 1]` and flattened by a Reshape to `frames_shape` into `out` (Expand, not Tile:
-/// TVM cannot convert a Tile whose repeats are computed). Nodes and constants are named after `stem`.
+/// constant for a fixed batch of whole clips, else one of the graph's [`FrameMasks`] where the batch
+/// is a graph input's (from opset 11), else a `[T, width, 1, 1]` constant expanded to
+/// `[N, T, width, 1, 1]` and flattened by a Reshape to `frames_shape` (Expand, not Tile: TVM cannot
+/// convert a Tile whose repeats are computed) into `out`. Nodes and constants are named after `stem`.
 fn frame_mask(
     e: &mut Emitter,
     site: &Site,
@@ -133,8 +139,15 @@ fn frame_mask(
         e.inits.push(bool_tensor(&name, &[b, width, 1, 1], &(0..b).flat_map(|i| row(i % t)).collect::<Vec<_>>()));
         return name;
     }
+    let rows: Vec<bool> = (0..t).flat_map(row).collect();
+    let opset = e.opset;
+    if let (Dim::Sym(batch), Some(masks)) = (&site.batch, e.masks.as_deref_mut()) {
+        if let Some(mask) = masks.mask(batch, t, width, rows.clone(), opset) {
+            return mask;
+        }
+    }
     let in_clip = e.name(&format!("{stem}_in_clip"));
-    e.inits.push(bool_tensor(&in_clip, &[t, width, 1, 1], &(0..t).flat_map(row).collect::<Vec<_>>()));
+    e.inits.push(bool_tensor(&in_clip, &[t, width, 1, 1], &rows));
     let clips_shape = clips_shape(e, &site.tensor, t);
     let shape = e.name(frames_shape);
     if !e.inits.iter().any(|i| i.name() == shape) {
@@ -165,4 +178,110 @@ fn clips_shape(e: &mut Emitter, x: &str, t: i64) -> String {
     let clips = e.node("Div", "Div_clips", vec![frames, segments], "clips", vec![]);
     let clip_dims = e.constant("mask_clip_dims", &[t, 1, 1, 1]);
     e.node("Concat", "Concat_mask_shape", vec![clips, clip_dims], "mask_clips_shape", vec![int_attr("axis", 0)])
+}
+
+/// The frame masks of a graph whose batch is symbolic, made once for all its sites: each frame's
+/// index in its clip, counted over the frames of the graph input that carries the batch, mod T,
+/// and one `[N*T, width, 1, 1]` Gather of a `[T, width, 1, 1]` table per distinct mask. Placed
+/// before the graph's first node.
+///
+/// Why: a mask gathered by this index is as long as the batch itself. The Reshape of an expanded
+/// `[N, T]` mask gives `T * (batch / T)`, which tract, the batch left a symbol, cannot equate with
+/// the batch (they differ when the batch is not whole clips), so it refused to load the model. And
+/// once, not per site: tract merges identical nodes (its `PushSplitDown` pass), and merging the
+/// same Gather made at every site left a reader of a node it had removed (ResNet-18, batch form:
+/// "eval() called on a Dummy op").
+#[derive(Debug, Default)]
+pub struct FrameMasks {
+    /// (batch symbol, the graph input whose first dim it is).
+    sources: Vec<(String, String)>,
+    /// (T, each frame's index in its clip).
+    index: Option<(i64, String)>,
+    /// (width, rows, the mask's name), in the order first asked for.
+    masks: Vec<(i64, Vec<bool>, String)>,
+    /// What the masks add to the graph, before its first node.
+    pub nodes: Vec<NodeProto>,
+    pub inits: Vec<TensorProto>,
+}
+
+const MASKS: &str = "/tsm/frames";
+
+impl FrameMasks {
+    /// Masks read the batch from the graph's data inputs whose first dim is a symbol.
+    pub fn new(graph: &GraphProto) -> FrameMasks {
+        let sources = data_inputs(graph)
+            .into_iter()
+            .filter_map(|i| match i.r#type.as_ref()?.value.as_ref()? {
+                type_proto::Value::TensorType(t) => match t.shape.as_ref()?.dim.first()?.value.as_ref()? {
+                    Value::DimParam(p) => Some((p.clone(), i.name().to_string())),
+                    Value::DimValue(_) => None,
+                },
+                _ => None,
+            })
+            .collect();
+        FrameMasks { sources, ..FrameMasks::default() }
+    }
+
+    /// The mask whose row for each frame is `rows[its index in the clip]` (`width` values each),
+    /// `[N*T, width, 1, 1]`; `None` where the batch is no graph input's or before opset 11 (CumSum).
+    fn mask(&mut self, batch: &str, t: i64, width: i64, rows: Vec<bool>, opset: i64) -> Option<String> {
+        let input = self.sources.iter().find(|(b, _)| b == batch).map(|(_, i)| i.clone()).filter(|_| opset >= 11)?;
+        if let Some((_, _, name)) = self.masks.iter().find(|(w, r, _)| *w == width && *r == rows) {
+            return Some(name.clone());
+        }
+        let index = match self.index.clone() {
+            None => self.frame_index(&input, t),
+            Some((segments, index)) if segments == t => index,
+            Some(_) => return None,
+        };
+        let name = format!("{MASKS}/mask{}", self.masks.len());
+        let table = format!("{name}_rows");
+        self.inits.push(bool_tensor(&table, &[t, width, 1, 1], &rows));
+        self.nodes.push(node(
+            "Gather",
+            &format!("{name}/Gather"),
+            vec![table, index],
+            &name,
+            vec![int_attr("axis", 0)],
+        ));
+        self.masks.push((width, rows, name.clone()));
+        Some(name)
+    }
+
+    /// `CumSum(ones [frames], exclusive) mod t`, `[N*T]` int64, the ones made to the input's
+    /// first dim by ConstantOfShape. (A Range to the frames gives the same values, but TVM's
+    /// frontend cannot tie a Range's length to the batch: the shapes after it are lost there.)
+    fn frame_index(&mut self, input: &str, t: i64) -> String {
+        let n = |what: &str| format!("{MASKS}/{what}");
+        for (what, dims, v) in [("first", &[1][..], 0), ("first_end", &[1], 1), ("axis0", &[], 0), ("segments", &[], t)]
+        {
+            self.inits.push(int64(&n(what), dims, &[v]));
+        }
+        self.nodes.push(node("Shape", &n("Shape"), vec![input.into()], &n("input_shape"), vec![]));
+        self.nodes.push(node(
+            "Slice",
+            &n("Slice_frames"),
+            vec![n("input_shape"), n("first"), n("first_end"), n("first")],
+            &n("frames"),
+            vec![],
+        ));
+        let one = AttributeProto {
+            name: Some("value".into()),
+            r#type: Some(AttributeType::Tensor as i32),
+            t: Some(TensorProto { name: None, ..int64("", &[1], &[1]) }),
+            ..Default::default()
+        };
+        self.nodes.push(node("ConstantOfShape", &n("ConstantOfShape"), vec![n("frames")], &n("ones"), vec![one]));
+        self.nodes.push(node(
+            "CumSum",
+            &n("CumSum"),
+            vec![n("ones"), n("axis0")],
+            &n("frame"),
+            vec![int_attr("exclusive", 1)],
+        ));
+        let index = n("frame_index");
+        self.nodes.push(node("Mod", &n("Mod"), vec![n("frame"), n("segments")], &index, vec![]));
+        self.index = Some((t, index.clone()));
+        index
+    }
 }

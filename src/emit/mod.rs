@@ -9,6 +9,7 @@
 //! `[N, T, C, H*W]` view), [`online`] (one frame, with buffers).
 
 mod batch;
+pub use batch::FrameMasks;
 mod clip;
 pub mod consensus;
 mod online;
@@ -48,6 +49,8 @@ pub struct Patch {
     /// partitioned) or without a producer (tensors computed in halves).
     pub removed_initializers: Vec<String>,
     pub removed_value_info: Vec<String>,
+    /// Masks shared by the sites, placed before the first node.
+    pub frame_masks: FrameMasks,
 }
 
 impl Patch {
@@ -76,6 +79,7 @@ impl Patch {
             }
         }
         let mut inserts = self.inserts;
+        inserts.insert(0, (None, self.frame_masks.nodes));
         // Stable: sites after the same node keep plan order.
         inserts.sort_by_key(|(after, _)| after.map_or(0, |a| a + 1));
         let old = std::mem::take(&mut graph.node);
@@ -105,10 +109,29 @@ impl Patch {
         graph.output.extend(self.outputs);
         let removed: HashSet<&str> = self.removed_initializers.iter().map(String::as_str).collect();
         graph.initializer.retain(|t| !removed.contains(t.name()));
+        graph.initializer.extend(self.frame_masks.inits);
         graph.initializer.extend(self.initializers);
         let removed: HashSet<&str> = self.removed_value_info.iter().map(String::as_str).collect();
         graph.value_info.retain(|v| !removed.contains(v.name()));
         metadata.extend(self.metadata);
+    }
+}
+
+/// A node with one output.
+pub(crate) fn node(
+    op: &str,
+    name: &str,
+    input: Vec<String>,
+    output: &str,
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input,
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
     }
 }
 
@@ -139,11 +162,13 @@ struct Emitter<'a> {
     /// The tensor holding what a real zero is in the shifted tensor's type, where it is not 0 (a
     /// quantized tensor's zero point): frames outside the clip are padded with it.
     zero: Option<String>,
+    /// The graph's frame masks, shared by its sites (offline, a symbolic batch).
+    masks: Option<&'a mut FrameMasks>,
 }
 
 impl<'a> Emitter<'a> {
     fn new(prefix: &'a str, opset: i64) -> Emitter<'a> {
-        Emitter { prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None }
+        Emitter { prefix, opset, nodes: Vec::new(), inits: Vec::new(), zero: None, masks: None }
     }
 
     fn name(&self, what: &str) -> String {
@@ -159,14 +184,7 @@ impl<'a> Emitter<'a> {
         attribute: Vec<AttributeProto>,
     ) -> String {
         let out = self.name(output);
-        self.nodes.push(NodeProto {
-            op_type: Some(op.into()),
-            name: Some(self.name(name)),
-            input: inputs,
-            output: vec![out.clone()],
-            attribute,
-            ..Default::default()
-        });
+        self.nodes.push(node(op, &self.name(name), inputs, &out, attribute));
         out
     }
 
@@ -272,8 +290,13 @@ pub fn takes_batch_form(site: &Site, config: &Config, opset: i64) -> bool {
 }
 
 /// The shift subgraph of one site; returns its nodes, initializers and the shifted tensor's name.
-pub fn shift_subgraph(site: &Site, config: &Config, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
-    let mut e = Emitter::new(&site.prefix, opset);
+pub fn shift_subgraph(
+    site: &Site,
+    config: &Config,
+    opset: i64,
+    masks: &mut FrameMasks,
+) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
+    let mut e = Emitter { masks: Some(masks), ..Emitter::new(&site.prefix, opset) };
     let batch_form = takes_batch_form(site, config, opset);
     let form = |e: &mut Emitter, site: &Site| {
         if batch_form {
@@ -395,8 +418,8 @@ pub struct OnlineShapes {
 }
 
 /// The patch for a whole plan.
-pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) -> Patch {
-    let mut patch = Patch::default();
+pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String, masks: FrameMasks) -> Patch {
+    let mut patch = Patch { frame_masks: masks, ..Patch::default() };
     // First, so that a shift of the pooled tensor inserted after the same node comes after it.
     if let Some(pool) = &plan.pool {
         let mut e = Emitter::new(&pool.prefix, opset);
@@ -406,7 +429,7 @@ pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String) ->
         patch.rewires.extend(pool.edges.iter().map(|&(n, s)| (n, s, out.clone())));
     }
     for site in plan.sites.iter().filter(|s| s.stream.is_none()) {
-        let (nodes, inits, out) = shift_subgraph(site, config, opset);
+        let (nodes, inits, out) = shift_subgraph(site, config, opset, &mut patch.frame_masks);
         patch.inserts.push((site.after, nodes));
         patch.initializers.extend(inits);
         patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
@@ -451,6 +474,11 @@ mod tests {
     use crate::config::Direction;
     use crate::shapes::Dim;
 
+    /// A site emitted on its own, no graph to share frame masks with.
+    fn shift_subgraph_alone(site: &Site, c: &Config, opset: i64) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
+        shift_subgraph(site, c, opset, &mut FrameMasks::default())
+    }
+
     fn site(h: Dim) -> Site {
         Site {
             block: 0,
@@ -480,7 +508,7 @@ mod tests {
     #[test]
     fn slice_and_pad_take_attributes_before_opsets_10_and_11() {
         let c = Config::default();
-        let (n9, i9, out) = shift_subgraph(&site(Dim::Known(4)), &c, 9);
+        let (n9, i9, out) = shift_subgraph_alone(&site(Dim::Known(4)), &c, 9);
         // Slice-1 becomes a Split per axis (TVM cannot convert Slice-1); the next group is frames
         // [1, T) of channels [0, fold): Split on T into [1, 7], then on C into [2, 14].
         assert_eq!(
@@ -506,7 +534,7 @@ mod tests {
         assert_eq!(out, "/l/tsm/shifted");
         assert_eq!(i9.len(), 2);
         // Symbolic H and W are read at run time in the clip view.
-        let (nodes, _, _) = shift_subgraph(&site(Dim::Sym("H".into())), &c, 9);
+        let (nodes, _, _) = shift_subgraph_alone(&site(Dim::Sym("H".into())), &c, 9);
         assert_eq!(ops(&nodes)[..5], ["Shape(1)", "Gather(2)", "Gather(2)", "Mul(2)", "Concat(2)"]);
         assert_eq!(nodes.last().unwrap().input[1], "/l/tsm/shape");
     }
@@ -514,7 +542,7 @@ mod tests {
     #[test]
     fn from_opset_10_the_batch_form_shifts_along_the_batch_axis() {
         let c = Config { shift_form: ShiftForm::Batch, ..Config::default() };
-        let (nodes, inits, out) = shift_subgraph(&site(Dim::Sym("H".into())), &c, 13);
+        let (nodes, inits, out) = shift_subgraph_alone(&site(Dim::Sym("H".into())), &c, 13);
         // next: frames [1, end) of channels [0, 2), a zero frame after, kept where the frame has a
         // next one in its clip (a [T,1,1,1] constant expanded to the clips at run time).
         assert_eq!(
@@ -552,14 +580,14 @@ mod tests {
         assert_eq!(mask("/l/tsm/has_prev_in_clip"), [0, 1, 1, 1, 1, 1, 1, 1]);
         assert_eq!(mask("/l/tsm/zero"), [0, 0, 0, 0]);
         // Opset 10: Pad still takes attributes.
-        let (n10, _, _) = shift_subgraph(&Site { batch: Dim::Known(8), ..site(Dim::Known(4)) }, &c, 10);
+        let (n10, _, _) = shift_subgraph_alone(&Site { batch: Dim::Known(8), ..site(Dim::Known(4)) }, &c, 10);
         assert_eq!(ops(&n10)[..2], ["Slice(4)", "Pad(1)"]);
     }
 
     #[test]
     fn from_opset_10_the_clip_view_gives_the_batch_symbol_back() {
         let c = Config { shift_form: ShiftForm::Clip, ..Config::default() };
-        let (nodes, inits, out) = shift_subgraph(&site(Dim::Known(4)), &c, 13);
+        let (nodes, inits, out) = shift_subgraph_alone(&site(Dim::Known(4)), &c, 13);
         assert_eq!(
             ops(&nodes),
             [
@@ -588,7 +616,7 @@ mod tests {
         };
         assert_eq!(range("batch_carrier"), (Some(vec![0]), Some(vec![0]), Some(vec![1])));
         // Before opset 10 a Slice cannot take an empty range (it is a Split there): no carrier.
-        let (n9, _, _) = shift_subgraph(&site(Dim::Known(4)), &c, 9);
+        let (n9, _, _) = shift_subgraph_alone(&site(Dim::Known(4)), &c, 9);
         assert_eq!(n9.last().unwrap().op_type(), "Reshape");
     }
 
@@ -596,7 +624,7 @@ mod tests {
     fn a_fixed_batch_of_whole_clips_gets_constant_masks() {
         let fixed = Site { batch: Dim::Known(16), elem_type: Some(10), ..site(Dim::Known(4)) };
         let c = Config { direction: Direction::Past, shift_form: ShiftForm::Batch, ..Config::default() };
-        let (nodes, inits, _) = shift_subgraph(&fixed, &c, 13);
+        let (nodes, inits, _) = shift_subgraph_alone(&fixed, &c, 13);
         assert_eq!(ops(&nodes), ["Slice(4)", "Pad(2)", "Where(3)", "Slice(4)", "Concat(2)"]);
         let has_prev = inits.iter().find(|t| t.name() == "/l/tsm/has_prev").unwrap();
         assert_eq!(has_prev.dims, [16, 1, 1, 1]);
@@ -609,7 +637,7 @@ mod tests {
         assert_eq!(crate::tensor::int_values(rest), Some(vec![2]));
         // A fixed batch that does not hold whole clips: the masks are computed at run time.
         let odd = Site { batch: Dim::Known(1), ..fixed };
-        let (nodes, _, _) = shift_subgraph(&odd, &c, 13);
+        let (nodes, _, _) = shift_subgraph_alone(&odd, &c, 13);
         assert!(ops(&nodes).contains(&"Expand(2)".to_string()));
     }
 
@@ -697,5 +725,45 @@ mod tests {
         let names: Vec<&str> = g.node.iter().map(|n| n.name()).collect();
         assert_eq!(names, ["s0", "n0", "n1", "s1", "s2", "n2"]);
         assert_eq!(g.node[5].input[0], "b");
+    }
+
+    #[test]
+    fn frame_masks_are_made_once_per_graph_and_shared_by_the_sites() {
+        let graph =
+            GraphProto { input: vec![crate::graph::tests::value_info("input", &[-1, 3, 8, 8])], ..Default::default() };
+        let c = Config { shift_form: ShiftForm::Batch, ..Config::default() };
+        let mut masks = FrameMasks::new(&graph);
+        let (first, _, _) = shift_subgraph(&site(Dim::Known(4)), &c, 13, &mut masks);
+        let second_site =
+            Site { tensor: "y".into(), prefix: "/m/tsm".into(), channels: 32, fold: 4, ..site(Dim::Known(4)) };
+        let (second, _, _) = shift_subgraph(&second_site, &c, 13, &mut masks);
+        // One frame index read from the input, one mask per neighbour, whatever the sites' widths.
+        let made: Vec<&str> = masks.nodes.iter().map(|n| n.name()).collect();
+        assert_eq!(
+            made,
+            [
+                "/tsm/frames/Shape",
+                "/tsm/frames/Slice_frames",
+                "/tsm/frames/ConstantOfShape",
+                "/tsm/frames/CumSum",
+                "/tsm/frames/Mod",
+                "/tsm/frames/mask0/Gather",
+                "/tsm/frames/mask1/Gather"
+            ]
+        );
+        assert_eq!(masks.nodes[0].input, ["input"]);
+        for nodes in [&first, &second] {
+            let wheres: Vec<&str> =
+                nodes.iter().filter(|n| n.op_type() == "Where").map(|n| n.input[0].as_str()).collect();
+            assert_eq!(wheres, ["/tsm/frames/mask0", "/tsm/frames/mask1"]);
+            assert!(!nodes.iter().any(|n| n.op_type() == "Expand"));
+        }
+        // A batch that is not the input's (after --temporal-pool), or opset 10 (no CumSum): the
+        // site expands its own masks.
+        for (batch, opset) in [(Dim::Unknown, 13), (Dim::Sym("N".into()), 10)] {
+            let (nodes, _, _) = shift_subgraph(&Site { batch, ..site(Dim::Known(4)) }, &c, opset, &mut masks);
+            assert_eq!(nodes.iter().filter(|n| n.op_type() == "Expand").count(), 2, "opset {opset}");
+        }
+        assert_eq!(masks.nodes.len(), 7);
     }
 }

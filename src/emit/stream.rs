@@ -37,7 +37,7 @@
 //! ([`super::online`]). The sums are split in two, so the output equals the other forms'
 //! within rounding, not bit for bit.
 
-use super::{batch, Emitter, Patch};
+use super::{batch, node, Emitter, FrameMasks, Patch};
 use crate::config::{Config, Direction, ShiftForm};
 use crate::error::Error;
 use crate::graph::{outer_names, Dataflow, Producer};
@@ -292,6 +292,7 @@ pub fn emit(
         folder,
         config,
         opset,
+        masks: std::mem::take(&mut patch.frame_masks),
     };
     for site in &sites {
         let stream = site.stream.as_ref().expect("filtered");
@@ -366,6 +367,7 @@ pub fn emit(
         graph.value_info.iter().map(|v| v.name().to_string()).filter(|v| w.split.contains_key(v) && !whole.contains(v)),
     );
     patch.initializers.extend(w.new_inits.into_values());
+    patch.frame_masks = w.masks;
     match w.error {
         Some(e) => Err(e),
         None => Ok(()),
@@ -382,17 +384,6 @@ fn label(n: &NodeProto) -> String {
 
 fn axis1() -> AttributeProto {
     super::int_attr("axis", 1)
-}
-
-fn node(op: &str, name: &str, input: Vec<String>, output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(name.into()),
-        input,
-        output: vec![output.into()],
-        attribute,
-        ..Default::default()
-    }
 }
 
 struct Writer<'a> {
@@ -414,6 +405,8 @@ struct Writer<'a> {
     folder: &'a Path,
     config: &'a Config,
     opset: i64,
+    /// The graph's frame masks, taken from the patch and given back.
+    masks: FrameMasks,
 }
 
 impl Writer<'_> {
@@ -522,7 +515,7 @@ impl Writer<'_> {
         let (s, moved) = (stream.split, stream.moved);
         let rows = self.weight(n).dims[0];
         let (head, tail) = self.halves(&site.tensor);
-        let mut e = Emitter::new(&site.prefix, self.opset);
+        let mut e = Emitter { masks: Some(&mut self.masks), ..Emitter::new(&site.prefix, self.opset) };
         let shifted = if !self.config.online {
             batch::head(&mut e, &Site { tensor: head, channels: s, ..site.clone() }, self.config)
         } else if moved == s {
@@ -677,7 +670,7 @@ mod tests {
         let findings = crate::blocks::find(&g, &df, &Shapes::infer(&g));
         let mut plan = crate::plan::plan(&g, &df, &findings, config).unwrap();
         choose(&g, &df, &mut plan, config, 13, Path::new("."));
-        let mut patch = super::super::emit(&plan, config, 13, String::new());
+        let mut patch = super::super::emit(&plan, config, 13, String::new(), FrameMasks::new(&g));
         emit(&g, &plan, config, 13, Path::new("."), &mut patch).unwrap();
         patch.apply(&mut g, &mut vec![]);
         (plan, g)
@@ -738,7 +731,13 @@ mod tests {
         assert_eq!(plan.sites[0].stream.as_ref().map(|s| (s.split, s.moved)), Some((16, 8)));
         let joined = node(&g, "/b/tsm/Concat").unwrap();
         assert_eq!(joined.input[2], "/b/tsm/stay");
-        let keep = g.initializer.iter().find(|t| t.name() == "/b/tsm/keep_in_clip").unwrap();
+        // The mask is the graph's, gathered once by each frame's index in its clip.
+        assert_eq!(node(&g, "/b/tsm/Concat_keep").unwrap().input[0], "/tsm/frames/mask0");
+        assert_eq!(
+            node(&g, "/tsm/frames/mask0/Gather").unwrap().input,
+            ["/tsm/frames/mask0_rows", "/tsm/frames/frame_index"]
+        );
+        let keep = g.initializer.iter().find(|t| t.name() == "/tsm/frames/mask0_rows").unwrap();
         assert_eq!(keep.dims, [8, 16, 1, 1]);
         let rows: Vec<&[u8]> = keep.raw_data().chunks(16).collect();
         assert_eq!(rows[0], [1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]);
