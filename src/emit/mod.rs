@@ -117,6 +117,11 @@ impl Patch {
     }
 }
 
+/// The names, under a site's prefix, of its online buffer's input and output (`<prefix>/buffer_in`):
+/// the buffer list, the stream writer's heads and the Slice that makes the output agree on them.
+pub(crate) const BUFFER_IN: &str = "buffer_in";
+pub(crate) const BUFFER_OUT: &str = "buffer_out";
+
 /// A node with one output.
 pub(crate) fn node(
     op: &str,
@@ -455,8 +460,8 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
             ..Default::default()
         };
         let buffer = Buffer {
-            input: format!("{}/buffer_in", site.prefix),
-            output: format!("{}/buffer_out", site.prefix),
+            input: format!("{}/{BUFFER_IN}", site.prefix),
+            output: format!("{}/{BUFFER_OUT}", site.prefix),
             shape: vec![shapes.batch.clone(), known(site.fold), known(h), known(w)],
         };
         patch.inputs.push(tensor_info(&buffer.input, shapes.elem_type, &buffer.shape));

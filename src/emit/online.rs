@@ -1,7 +1,7 @@
 //! The online (per-frame) form of a site: channels `[0, fold)` come from a buffer input holding the
 //! previous frame's, and a buffer output gives the current frame's.
 
-use super::{int_attr, Emitter};
+use super::{int_attr, Emitter, BUFFER_IN, BUFFER_OUT};
 use crate::plan::Site;
 
 /// The online form of one site: the site's consumers read `x` with channels `[0, fold)` replaced by
@@ -19,8 +19,8 @@ use crate::plan::Site;
 /// same scale) and dequantized after, so the consumer still reads a `DequantizeLinear`.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, (h, w): (i64, i64)) -> String {
     let (c, fold) = (site.channels, site.fold);
-    e.slice("buffer_out", &site.tensor, &[0], &[fold], &[1], &[c]);
-    let buffer_in = e.name("buffer_in");
+    e.slice(BUFFER_OUT, &site.tensor, &[0], &[fold], &[1], &[c]);
+    let buffer_in = e.name(BUFFER_IN);
     let (x, buffer_in) = match &site.quant {
         Some(q) => {
             let inputs = vec![buffer_in, q.scale.clone(), q.zero_point.clone()];

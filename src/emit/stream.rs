@@ -37,7 +37,7 @@
 //! ([`super::online`]). The sums are split in two, so the output equals the other forms'
 //! within rounding, not bit for bit.
 
-use super::{batch, node, Emitter, FrameMasks, Patch};
+use super::{batch, node, Emitter, FrameMasks, Patch, BUFFER_IN, BUFFER_OUT};
 use crate::config::{Config, Direction, ShiftForm};
 use crate::error::Error;
 use crate::graph::{outer_names, Dataflow, Producer};
@@ -301,7 +301,7 @@ pub fn emit(
         }
         // Online, a head of the moved channels only is the buffer output itself.
         if config.online && stream.moved == stream.split {
-            w.heads.insert(site.tensor.clone(), format!("{}/buffer_out", site.prefix));
+            w.heads.insert(site.tensor.clone(), format!("{}/{BUFFER_OUT}", site.prefix));
         }
         w.joins.insert(stream.consumer.clone(), site);
     }
@@ -519,13 +519,13 @@ impl Writer<'_> {
         let shifted = if !self.config.online {
             batch::head(&mut e, &Site { tensor: head, channels: s, ..site.clone() }, self.config)
         } else if moved == s {
-            e.name("buffer_in")
+            e.name(BUFFER_IN)
         } else {
             // The head's first `moved` channels are the buffer output; the buffer input takes
             // their place, the rest of the head stays.
-            e.slice("buffer_out", &head, &[0], &[moved], &[1], &[s]);
+            e.slice(BUFFER_OUT, &head, &[0], &[moved], &[1], &[s]);
             let stay = e.slice("stay", &head, &[moved], &[s], &[1], &[s]);
-            e.node("Concat", "Concat", vec![e.name("buffer_in"), stay], "shifted", vec![axis1()])
+            e.node("Concat", "Concat", vec![e.name(BUFFER_IN), stay], "shifted", vec![axis1()])
         };
         nodes.append(&mut e.nodes);
         self.new_inits.extend(e.inits.into_iter().map(|t| (t.name().to_string(), t)));
