@@ -5,8 +5,9 @@
 //! The shift is plain ONNX that onnxruntime, OpenVINO, tract and TVM all convert (no ScatterND, no
 //! zeros-then-assign), one form per file: [`stream`] (where the channel blocks align: the site's
 //! tensor computed in two halves, the consumer convolution split), [`batch`] (offline, from opset
-//! 10: along the batch axis, no Reshape), [`clip`] (offline before opset 10: on a
-//! `[N, T, C, H*W]` view), [`online`] (one frame, with buffers).
+//! 10: along the batch axis, no Reshape; with the clip-border masks the graph's sites share,
+//! [`FrameMasks`]), [`clip`] (offline where the stream form does not apply, and before opset 10:
+//! on a `[N, T, C, H*W]` view), [`online`] (one frame, with buffers).
 
 mod batch;
 pub use batch::FrameMasks;
