@@ -22,10 +22,9 @@ use super::{int_attr, node, Emitter};
 use crate::config::{Config, Direction, GroupOrder};
 use crate::onnx::attribute_proto::AttributeType;
 use crate::onnx::tensor_proto::DataType;
-use crate::onnx::tensor_shape_proto::dimension::Value;
-use crate::onnx::{type_proto, AttributeProto, GraphProto, NodeProto, TensorProto};
+use crate::onnx::{AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::plan::Site;
-use crate::shapes::Dim;
+use crate::shapes::{declared_dims, Dim};
 use crate::tensor::{bool_tensor, int64, zero_scalar};
 use crate::validate::data_inputs;
 
@@ -211,11 +210,8 @@ impl FrameMasks {
     pub fn new(graph: &GraphProto) -> FrameMasks {
         let sources = data_inputs(graph)
             .into_iter()
-            .filter_map(|i| match i.r#type.as_ref()?.value.as_ref()? {
-                type_proto::Value::TensorType(t) => match t.shape.as_ref()?.dim.first()?.value.as_ref()? {
-                    Value::DimParam(p) => Some((p.clone(), i.name().to_string())),
-                    Value::DimValue(_) => None,
-                },
+            .filter_map(|i| match declared_dims(i)?.first()? {
+                Dim::Sym(batch) => Some((batch.clone(), i.name().to_string())),
                 _ => None,
             })
             .collect();
