@@ -3,10 +3,12 @@
 //!
 //! The library reads like the pipeline it runs:
 //! [`load`] → [`graph`] (dataflow + [`shapes`]) → [`blocks`] (find residual joins) → [`plan`] (which
-//! tensors get a shift) → [`emit`] (the shift subgraphs, as a patch) → [`write`] → [`validate`].
+//! tensors get a shift) → [`emit`] (the shift subgraphs, as a patch) → [`clip_batch`] (the batch
+//! declared in clips) → [`write`] → [`validate`].
 //! [`rewrite::run`] strings the stages together; `main.rs` only parses flags and prints.
 
 pub mod blocks;
+pub mod clip_batch;
 pub mod config;
 pub mod dump;
 pub mod emit;

@@ -29,6 +29,9 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
             let _ = writeln!(out, "  {c}");
         }
     }
+    for c in &p.clip_batch {
+        let _ = writeln!(out, "batch declared in clips of {} frames: {c}", config.segments);
+    }
     if !p.plan.sites.is_empty() {
         let mut rows =
             vec![["#", "block (Add)", "shifted tensor", "C", "fold", "shortcut", "into"].map(String::from).to_vec()];
@@ -281,6 +284,7 @@ pub fn json(
         },
         "warnings": p.warnings,
         "batch_changes": p.batch_changes,
+        "clip_batch": p.clip_batch,
         "blocks": blocks,
         "shifted": p.plan.sites.len(),
         "skipped": p.findings.skipped.iter().map(|s| json!({"node": s.node, "reason": s.reason})).collect::<Vec<_>>(),

@@ -1,6 +1,7 @@
-//! The pipeline: load → dataflow and shapes → find blocks → plan → emit and apply → write →
-//! validate. [`prepare`] does everything up to the rewritten model in memory (what `--dry-run`
-//! shows); [`finish`] writes it atomically, validating the written file before it is kept.
+//! The pipeline: load → dataflow and shapes → find blocks → plan → emit and apply → declare the
+//! batch in clips → write → validate. [`prepare`] does everything up to the rewritten model in
+//! memory (what `--dry-run` shows); [`finish`] writes it atomically, validating the written file
+//! before it is kept.
 
 use crate::blocks::{self, Findings};
 use crate::config::{Config, ExternalData};
@@ -33,6 +34,8 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     /// What was changed to free a batch fixed at 1 (see [`crate::symbolic_batch`]).
     pub batch_changes: Vec<String>,
+    /// The data inputs whose symbolic batch is now declared in clips (see [`crate::clip_batch`]).
+    pub clip_batch: Vec<String>,
     /// The 2D model with that batch freed, which validation times the rewrite against (the input
     /// itself only runs one image at a time).
     pub freed_2d: Option<ModelProto>,
@@ -198,7 +201,16 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     emit::stream::emit(graph, &plan, config, loaded.opset, folder_of(input), &mut patch)?;
     let partitioned = patch.initializers[before..].iter().map(|t| t.name().to_string()).collect();
     drop(df);
+    let per_clip: Vec<String> = patch.output_dims.iter().map(|(name, _)| name.clone()).collect();
     patch.apply(graph, metadata_props);
+    let clip_batch = if config.online {
+        Vec::new()
+    } else {
+        let pooled = plan.pool.as_ref().map(|p| (p.output(), p.segments / 2));
+        let frames =
+            crate::clip_batch::Frames { pooled: pooled.as_ref().map(|(t, f)| (t.as_str(), *f)), per_clip: &per_clip };
+        crate::clip_batch::declare(graph, config.segments, &frames)
+    };
     // The freed 2D model: the model's other fields around the graph kept from before the patch
     // (swapped out so that the rewritten graph is not cloned too).
     let freed_2d = freed_2d.map(|g| {
@@ -215,6 +227,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         plan,
         warnings,
         batch_changes,
+        clip_batch,
         freed_2d,
         validate,
         external_data: loaded.external_data,

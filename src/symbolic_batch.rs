@@ -15,7 +15,7 @@ use crate::tensor::{int64_vec, int_values};
 use crate::validate::data_inputs;
 
 /// The dims of a declared tensor type, to edit.
-fn dims_mut(vi: &mut ValueInfoProto) -> Option<&mut Vec<Dimension>> {
+pub(crate) fn dims_mut(vi: &mut ValueInfoProto) -> Option<&mut Vec<Dimension>> {
     match vi.r#type.as_mut()?.value.as_mut()? {
         type_proto::Value::TensorType(t) => t.shape.as_mut().map(|s| &mut s.dim),
         _ => None,

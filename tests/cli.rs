@@ -29,7 +29,12 @@ fn rewrites_validates_and_keeps_the_input() {
     assert_eq!(rewritten.ir_version, original.ir_version);
     assert_eq!(rewritten.opset_import, original.opset_import);
     assert_eq!(rewritten.producer_name, original.producer_name);
-    let (g0, g1) = (original.graph.unwrap(), rewritten.graph.unwrap());
+    let (mut g0, g1) = (original.graph.unwrap(), rewritten.graph.unwrap());
+    // The batch symbol, declared in clips: the only change to the inputs, outputs and value_info.
+    assert_eq!(
+        tsm_rewrite::clip_batch::declare(&mut g0, 8, &Default::default()),
+        ["input 'input': [batch*8, 3, 32, 32]"]
+    );
     let kept: Vec<_> = g1.node.iter().filter(|n| !n.name().contains("/tsm/")).collect();
     assert_eq!(kept.len(), g0.node.len());
     for (a, b) in g0.node.iter().zip(kept) {
@@ -300,11 +305,15 @@ fn value_info_with_a_symbolic_batch_does_not_break_validation() {
     let out = dir.path().join("out.onnx");
     let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // Kept, but for the tensors the stream form computes as two halves (and never whole).
+    // Kept, but for the tensors the stream form computes as two halves (and never whole), with the
+    // batch declared in clips as the input's is.
     let g_out = read_model(&out).graph.unwrap();
+    assert_eq!(tsm_rewrite::shapes::declared_dims(&g_out.input[0]).unwrap()[0], Dim::Sym("batch*8".into()));
     let produced: std::collections::HashSet<&str> =
         g_out.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
-    let kept: Vec<_> = m.graph.unwrap().value_info.into_iter().filter(|v| produced.contains(v.name())).collect();
+    let mut g = m.graph.unwrap();
+    tsm_rewrite::clip_batch::declare(&mut g, 8, &Default::default());
+    let kept: Vec<_> = g.value_info.into_iter().filter(|v| produced.contains(v.name())).collect();
     assert!(kept.len() > 40);
     assert_eq!(g_out.value_info.iter().take(kept.len()).cloned().collect::<Vec<_>>(), kept);
 }

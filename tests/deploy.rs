@@ -219,6 +219,19 @@ fn temporal_pool_halves_the_frames_at_the_second_stage() {
         let want = output("resnet_batch1", folder);
         let got = validate::run(&dir.path().join("tsm.onnx"), &[input("resnet_batch1")]).unwrap().remove(0);
         assert_close(&got, &want, tolerance(&want), folder);
+        // As written, nothing pinned: the batch is declared `batch*8` before the pool and `batch*4`
+        // after it (a consensus output: `batch`), in the dynamo export's value_info too, where tract
+        // unifies every declaration with what it infers.
+        for name in ["resnet_batch1", "resnet_batch1_dynamo"] {
+            let (prepared, _, dir) = rewrite(name, &Config { validate: false, ..config.clone() });
+            let outputs = &prepared.graph().output;
+            let declared = tsm_rewrite::shapes::declared_dims(&outputs[0]).unwrap()[0].to_string();
+            assert_eq!(declared, if consensus.is_some() { "batch" } else { "batch*4" }, "{name} {folder}");
+            let got = run_as_written(&dir.path().join("tsm.onnx"), &[input("resnet_batch1")])
+                .unwrap_or_else(|e| panic!("{name} {folder}: {e}"))
+                .remove(0);
+            assert_close(&got, &want, tolerance(&want), &format!("{name} {folder}, as written"));
+        }
     }
     // Where the second stage does not start with a projection block, which stage is the paper's
     // layer2 is a guess: refused, naming the block.

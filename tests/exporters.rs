@@ -36,6 +36,7 @@ fn check(name: &str, shape: [usize; 4], configs: &[(Config, &str)]) -> Vec<Float
         let got = tsm_rewrite::validate::run(&out, std::slice::from_ref(&x)).unwrap().remove(0);
         let diff = got.max_abs_diff(&want);
         assert!(diff <= tolerance(&want), "{name} {folder}: max abs diff {diff}");
+        check_runs_as_written(&out, &model(name), std::slice::from_ref(&x), &got, &format!("{name} {folder}"));
         assert!(
             want.max_abs_diff(&plain_ref) > 10.0 * tolerance(&want),
             "{name} {folder}: reference too close to plain"

@@ -335,37 +335,16 @@ fn check(net: &Net, config: &Config) -> Result<Vec<Option<(i64, i64)>>, TestCase
     let want = reference(net, &x, config);
     let tol = common::tolerance(&want);
     prop_assert!(got.max_abs_diff(&want) <= tol, "max abs diff {} > {tol}", got.max_abs_diff(&want));
-    // Without a clip view (whose Reshape into clips needs the batch declared a multiple of T), the
-    // output loads in tract as written, the batch left a symbol, and runs at any whole number of
-    // clips: the frame masks are as long as the batch itself.
-    let clip_view = prepared
-        .plan
-        .sites
-        .iter()
-        .any(|s| s.stream.is_none() && !tsm_rewrite::emit::takes_batch_form(s, config, net.opset));
-    if net.opset >= 11 && !clip_view {
-        let symbolic = run_batch_symbolic(&out, &x);
-        prop_assert!(
-            symbolic.max_abs_diff(&got) <= tol,
-            "batch symbolic: max abs diff {} > {tol}",
-            symbolic.max_abs_diff(&got)
-        );
-    }
+    // The output loads in tract as written, the batch left a symbol, and runs at any whole number
+    // of clips: the input declares its batch in clips (`batch*T`), so the clip view's Reshape into
+    // clips is exact, and the frame masks are as long as the batch itself.
+    let symbolic = common::run_as_written(&out, std::slice::from_ref(&x)).map_err(TestCaseError::fail)?.remove(0);
+    prop_assert!(
+        symbolic.max_abs_diff(&got) <= tol,
+        "batch symbolic: max abs diff {} > {tol}",
+        symbolic.max_abs_diff(&got)
+    );
     Ok(prepared.plan.sites.iter().map(|s| s.stream.as_ref().map(|s| (s.split, s.moved))).collect())
-}
-
-/// Runs the model at `path` in tract as a deployment that pins nothing would: the inputs' declared
-/// facts kept (the batch a symbol), optimized, then run on `x`.
-fn run_batch_symbolic(path: &std::path::Path, x: &FloatArray) -> FloatArray {
-    use tract_onnx::prelude::*;
-    let plan = tract_onnx::onnx()
-        .model_for_path(path)
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .unwrap_or_else(|e| panic!("tract, batch symbolic: {e:?}"));
-    let outputs = plan.run(tvec![Tensor::from_shape(&x.shape, &x.data).unwrap().into()]).unwrap();
-    let view = outputs[0].to_plain_array_view::<f32>().unwrap();
-    FloatArray { shape: view.shape().to_vec(), data: view.iter().copied().collect() }
 }
 
 fn config(fold_div: usize, inplace: bool, past: bool) -> Config {
@@ -388,7 +367,7 @@ proptest! {
         inplace in any::<bool>(),
         past in any::<bool>(),
         fold_div in prop::sample::select(vec![2usize, 4]),
-        form in prop::sample::select(vec![ShiftForm::Stream, ShiftForm::Batch]),
+        form in prop::sample::select(vec![ShiftForm::Stream, ShiftForm::Batch, ShiftForm::Clip]),
     ) {
         check(&net, &Config { shift_form: form, ..config(fold_div, inplace, past) })?;
     }
@@ -420,11 +399,12 @@ fn stream_sites_with_rounded_heads() {
     }
 }
 
-/// With the batch left a symbol (tract's default when nothing is pinned), the stream form's heads
-/// and the batch form load and run: `check` runs them so wherever no site takes the clip view,
-/// which these networks make sure of (every site a stream site; the batch form everywhere).
+/// With the batch left a symbol (tract's default when nothing is pinned), every form loads and runs
+/// (`check` runs each output so): the stream form's heads, the batch form, and the clip view, whose
+/// Reshape into clips needs the batch declared in clips; at opset 9 every site takes the clip view
+/// and the frame masks are made per site.
 #[test]
-fn stream_and_batch_forms_load_in_tract_with_the_batch_symbolic() {
+fn every_form_loads_in_tract_with_the_batch_symbolic() {
     let block = |out, stride| BlockSpec { out, stride, se: false };
     let stream_only = Net { opset: 17, stem: 32, hw: 8, stages: vec![vec![block(32, 1), block(32, 1)]], seed: 11 };
     for (fold_div, past) in [(8, false), (4, true)] {
@@ -432,14 +412,19 @@ fn stream_and_batch_forms_load_in_tract_with_the_batch_symbolic() {
             .unwrap_or_else(|e| panic!("fold_div {fold_div} past {past}: {e}"));
         assert!(got.iter().all(Option::is_some), "fold_div {fold_div} past {past}: {got:?}");
     }
-    let widening = Net {
-        opset: 13,
+    let widening = |opset| Net {
+        opset,
         stem: 16,
         hw: 8,
         stages: vec![vec![block(16, 1)], vec![block(32, 2), block(32, 1)]],
         seed: 12,
     };
     let batch = Config { shift_form: ShiftForm::Batch, ..config(4, false, false) };
-    let got = check(&widening, &batch).unwrap_or_else(|e| panic!("batch form: {e}"));
+    let got = check(&widening(13), &batch).unwrap_or_else(|e| panic!("batch form: {e}"));
     assert!(got.iter().all(Option::is_none), "{got:?}");
+    for opset in [9, 13] {
+        let clip = Config { shift_form: ShiftForm::Clip, ..config(4, false, false) };
+        let got = check(&widening(opset), &clip).unwrap_or_else(|e| panic!("clip view, opset {opset}: {e}"));
+        assert!(got.iter().all(Option::is_none), "{got:?}");
+    }
 }
