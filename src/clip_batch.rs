@@ -73,7 +73,7 @@ pub fn declare(graph: &mut GraphProto, segments: usize, frames: &Frames) -> Vec<
     if segments < 2 || symbols.is_empty() {
         return Vec::new();
     }
-    let taken: HashSet<String> = graph
+    let mut taken: HashSet<String> = graph
         .input
         .iter()
         .chain(&graph.output)
@@ -85,7 +85,12 @@ pub fn declare(graph: &mut GraphProto, segments: usize, frames: &Frames) -> Vec<
             _ => None,
         })
         .collect();
-    let names: Vec<String> = symbols.iter().map(|s| plain_name(s, &taken)).collect();
+    let mut names: Vec<String> = Vec::new();
+    for s in &symbols {
+        let name = plain_name(s, &taken);
+        taken.insert(name.clone());
+        names.push(name);
+    }
     // Graph nodes are in topological order: one pass finds everything computed from the pool.
     let mut pooled: HashSet<&str> = HashSet::new();
     if let Some((tensor, _)) = frames.pooled {
