@@ -22,9 +22,9 @@ use std::collections::HashSet;
 /// Where the frames per clip differ from T: the tensor `--temporal-pool` writes (everything computed
 /// from it has `frames` per clip) and the consensus outputs (one row per clip).
 #[derive(Debug, Default)]
-pub struct Frames<'a> {
-    pub pooled: Option<(&'a str, usize)>,
-    pub per_clip: &'a [String],
+pub struct Frames {
+    pub pooled: Option<(String, usize)>,
+    pub per_clip: Vec<String>,
 }
 
 /// A plain name, which tract reads as one symbol.
@@ -62,8 +62,9 @@ fn plain_name(symbol: &str, taken: &HashSet<String>) -> String {
 /// Renames the data inputs' symbolic batch `s` to `s*T` wherever the graph declares it; returns one
 /// line per input renamed, for the user (nothing with T = 1 or no symbolic batch).
 pub fn declare(graph: &mut GraphProto, segments: usize, frames: &Frames) -> Vec<String> {
-    let mut symbols: Vec<String> = Vec::new();
+    let (mut data, mut symbols) = (Vec::new(), Vec::new());
     for vi in data_inputs(graph) {
+        data.push(vi.name().to_owned());
         if let Some(Dim::Sym(s)) = declared_dims(vi).and_then(|d| d.into_iter().next()) {
             if !symbols.contains(&s) {
                 symbols.push(s);
@@ -92,17 +93,15 @@ pub fn declare(graph: &mut GraphProto, segments: usize, frames: &Frames) -> Vec<
         names.push(name);
     }
     // Graph nodes are in topological order: one pass finds everything computed from the pool.
-    let mut pooled: HashSet<&str> = HashSet::new();
-    if let Some((tensor, _)) = frames.pooled {
-        pooled.insert(tensor);
+    let mut pooled: HashSet<String> = HashSet::new();
+    if let Some((tensor, _)) = &frames.pooled {
+        pooled.insert(tensor.clone());
         for node in &graph.node {
-            if node.input.iter().any(|i| pooled.contains(i.as_str())) {
-                pooled.extend(node.output.iter().map(String::as_str));
+            if node.input.iter().any(|i| pooled.contains(i)) {
+                pooled.extend(node.output.iter().cloned());
             }
         }
     }
-    let pooled: HashSet<String> = pooled.into_iter().map(str::to_owned).collect();
-    let data: Vec<String> = data_inputs(graph).iter().map(|v| v.name().to_owned()).collect();
     let mut changes = Vec::new();
     for vi in graph.input.iter_mut().chain(graph.output.iter_mut()).chain(graph.value_info.iter_mut()) {
         let per_clip = frames.per_clip.iter().any(|n| n == vi.name());
@@ -206,8 +205,7 @@ mod tests {
             node: vec![node("x", "a"), node("a", "p/pooled"), node("p/pooled", "b"), node("b", "frames")],
             ..Default::default()
         };
-        let per_clip = vec!["y".to_string()];
-        declare(&mut g, 8, &Frames { pooled: Some(("p/pooled", 4)), per_clip: &per_clip });
+        declare(&mut g, 8, &Frames { pooled: Some(("p/pooled".into(), 4)), per_clip: vec!["y".into()] });
         assert_eq!(dims(&g.value_info[0])[0], "N*8");
         assert_eq!(dims(&g.value_info[1])[0], "N*4");
         assert_eq!(dims(&g.output[0])[0], "N*4");

@@ -207,9 +207,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         Vec::new()
     } else {
         let pooled = plan.pool.as_ref().map(|p| (p.output(), p.segments / 2));
-        let frames =
-            crate::clip_batch::Frames { pooled: pooled.as_ref().map(|(t, f)| (t.as_str(), *f)), per_clip: &per_clip };
-        crate::clip_batch::declare(graph, config.segments, &frames)
+        crate::clip_batch::declare(graph, config.segments, &crate::clip_batch::Frames { pooled, per_clip })
     };
     // The freed 2D model: the model's other fields around the graph kept from before the patch
     // (swapped out so that the rewritten graph is not cloned too).

@@ -81,6 +81,19 @@ impl Runner {
         } else {
             model.into_typed().context("tract cannot analyse the model")?
         };
+        Runner::planned(typed)
+    }
+
+    /// The model at `path` as a deployment that pins nothing loads it: the file as written, its
+    /// inputs' declared facts (the batch a symbol) and its value_info kept, optimized. What the
+    /// tests hold every offline rewrite to; validation pins the batch instead.
+    pub fn load_as_written(path: &Path) -> Result<Runner> {
+        let model =
+            tract_onnx::onnx().model_for_path(path).with_context(|| format!("tract cannot load {}", path.display()))?;
+        Runner::planned(model.into_optimized().context("tract cannot analyse or optimize the model")?)
+    }
+
+    fn planned(typed: TypedModel) -> Result<Runner> {
         let plan = typed.into_runnable().context("tract cannot plan the model")?;
         let input_types = (0..plan.model().inputs.len())
             .map(|i| Ok(plan.model().input_fact(i)?.datum_type))

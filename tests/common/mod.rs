@@ -174,33 +174,10 @@ macro_rules! for_each_fixture {
     };
 }
 
-/// Runs the model at `path` in tract as a deployment that pins nothing would: the file as written
-/// (its inputs' declared facts, the batch a symbol, and its value_info, which the tool's own
-/// validation ignores), optimized, then run on `inputs` (cast to the inputs' declared float type).
+/// Runs the model at `path` in tract as a deployment that pins nothing would
+/// ([`tsm_rewrite::validate::Runner::load_as_written`]); the error chain on one line.
 pub fn run_as_written(path: &Path, inputs: &[FloatArray]) -> Result<Vec<FloatArray>, String> {
-    use tract_onnx::prelude::*;
-    let model = tract_onnx::onnx().model_for_path(path).map_err(|e| format!("load: {e:?}"))?;
-    let types: Vec<DatumType> = (0..inputs.len())
-        .map(|i| {
-            let fact = model.input_fact(i).map_err(|e| format!("{e:?}"))?;
-            Ok(tract_onnx::tract_hir::infer::Factoid::concretize(&fact.datum_type).unwrap_or(f32::datum_type()))
-        })
-        .collect::<Result<_, String>>()?;
-    let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| format!("optimize: {e:?}"))?;
-    let values: TVec<TValue> = inputs
-        .iter()
-        .zip(&types)
-        .map(|(a, &dt)| Tensor::from_shape(&a.shape, &a.data).unwrap().cast_to_dt(dt).unwrap().into_owned().into())
-        .collect();
-    let outputs = plan.run(values).map_err(|e| format!("run: {e:?}"))?;
-    Ok(outputs
-        .iter()
-        .map(|o| {
-            let v = o.cast_to::<f32>().unwrap();
-            let view = v.to_plain_array_view::<f32>().unwrap();
-            FloatArray { shape: view.shape().to_vec(), data: view.iter().copied().collect() }
-        })
-        .collect())
+    tsm_rewrite::validate::Runner::load_as_written(path).and_then(|r| r.run(inputs)).map_err(|e| format!("{e:#}"))
 }
 
 /// The rewrite at `out` runs as written ([`run_as_written`]) and gives `want` (the tool's own,
