@@ -7,6 +7,8 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py clip-carrier clip.onnx clip_carrier.onnx
     python bench/variants.py head-clip tsm.onnx tsm_head_clip.onnx
     python bench/variants.py pack-buffers online.onnx online_packed.onnx
+    python bench/variants.py mul-mask tsm.onnx tsm_mul.onnx
+    python bench/variants.py zero-frames tsm.onnx tsm_zero_frames.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -28,7 +30,16 @@ tool's own output, so that a form can be timed before it is built into the emitt
   buffer output is flattened into one Concat. OpenVINO pays a fixed cost per input and output
   (`bench/openvino_buffer_io.py`), which a model with 10 or 16 buffers pays 20 or 32 times a frame.
 
-All are exact: the buffers hold the same values, transposed; the slices take the same elements.
+- mul-mask: every `Where(keep, x, 0)` of the shift a multiplication by the condition cast to the
+  element type, `x * float(keep)`. tract evaluates Where with a generic broadcasting zip (31 ms of
+  ResNet-50's clip in its profile), a multiplication with its vectorized kernels. Exact for finite
+  activations only: an inf or NaN in the neighbouring clip's frame gives NaN where Where gives 0.
+- zero-frames: every Pad of one zero frame on the batch axis (the batch form's and the stream
+  form's head) a Concat on the batch axis with a zero frame of constant shape (ConstantOfShape, so
+  the file does not grow). OpenVINO runs Pad as a reference kernel; a Concat on the outermost axis
+  it can write in place.
+
+All are exact (mul-mask as said above): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
 (bench/openvino_profile.py, bench/tract_profile.py).
 """
@@ -38,6 +49,17 @@ import json
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+
+def inferred_dims(m):
+    """Each intermediate tensor's dims as ONNX shape inference gives them (0 where symbolic)."""
+    inferred = onnx.shape_inference.infer_shapes(m)
+    return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+
+
+def replace_nodes(g, nodes):
+    del g.node[:]
+    g.node.extend(nodes)
 
 
 def nhwc_buffers(m):
@@ -104,15 +126,13 @@ def clip_carrier(m):
                                       name=prefix + "Slice_carrier"))
         nodes.append(helper.make_node("Concat", [view, prefix + "carrier"], [out], name=prefix + "Concat_carrier", axis=1))
         changed += 1
-    del g.node[:]
-    g.node.extend(nodes)
+    replace_nodes(g, nodes)
     return changed
 
 
 def head_clip(m):
     g = m.graph
-    inferred = onnx.shape_inference.infer_shapes(m)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    shapes = inferred_dims(m)
     inits = {i.name: i for i in g.initializer}
     by_name = {n.name: n for n in g.node}
     sites = [n.name[: -len("Where")] for n in g.node
@@ -122,7 +142,8 @@ def head_clip(m):
     for p in sites:
         head = by_name[p + "Slice_next"].input[0]
         fold = int(numpy_helper.to_array(inits[by_name[p + "Slice_next"].input[2]])[1])
-        t = int(numpy_helper.to_array(inits[p + "segments"])[0])
+        # T: the site's own constant once, the graph's frame masks' since they are shared.
+        t = int(numpy_helper.to_array(inits.get(p + "segments") or inits["/tsm/frames/segments"]).reshape(-1)[0])
         _, c, h, w = shapes[head]
         assert c == 2 * fold, (p, c, fold)
 
@@ -193,15 +214,57 @@ def pack_buffers(m):
     return len(bufs)
 
 
+def mul_mask(m):
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    nodes, changed = [], 0
+    for n in g.node:
+        if n.op_type == "Where" and "/tsm/" in n.name and n.input[2] in inits:
+            elem = inits[n.input[2]].data_type
+            cast = n.name + "_mask"
+            nodes.append(helper.make_node("Cast", [n.input[0]], [cast], name=n.name + "_Cast", to=elem))
+            nodes.append(helper.make_node("Mul", [n.input[1], cast], [n.output[0]], name=n.name + "_Mul"))
+            changed += 1
+        else:
+            nodes.append(n)
+    replace_nodes(g, nodes)
+    return changed
+
+
+def zero_frames(m):
+    g = m.graph
+    shapes = inferred_dims(m)
+    inits = {i.name: i for i in g.initializer}
+    nodes, changed = [], 0
+    for n in g.node:
+        pads = numpy_helper.to_array(inits[n.input[1]]).tolist() if n.op_type == "Pad" and len(n.input) > 1 and n.input[1] in inits else None
+        if pads is None or "/tsm/" not in n.name or len(pads) != 8 or sum(pads) != 1 or pads[0] + pads[4] != 1:
+            nodes.append(n)
+            continue
+        dims = shapes[n.input[0]]
+        elem = inits[n.input[2]].data_type if len(n.input) > 2 and n.input[2] in inits else onnx.TensorProto.FLOAT
+        shape = numpy_helper.from_array(np.array([1] + dims[1:], np.int64), n.name + "_zero_shape")
+        g.initializer.append(shape)
+        zero = helper.make_tensor("value", elem, [1], [0])
+        nodes.append(helper.make_node("ConstantOfShape", [shape.name], [n.name + "_zero"], name=n.name + "_Zero", value=zero))
+        parts = [n.name + "_zero", n.input[0]] if pads[0] == 1 else [n.input[0], n.name + "_zero"]
+        nodes.append(helper.make_node("Concat", parts, [n.output[0]], name=n.name + "_Concat", axis=0))
+        changed += 1
+    replace_nodes(g, nodes)
+    return changed
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("variant", choices=["nhwc-buffers", "swap-slice-axes", "clip-carrier", "head-clip", "pack-buffers"])
+    ap.add_argument("variant", choices=["nhwc-buffers", "swap-slice-axes", "clip-carrier", "head-clip", "pack-buffers",
+                                           "mul-mask", "zero-frames"])
     ap.add_argument("input")
     ap.add_argument("output")
     args = ap.parse_args()
     m = onnx.load(args.input)
     n = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
-         "head-clip": head_clip, "pack-buffers": pack_buffers}[args.variant](m)
+         "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
+         "zero-frames": zero_frames}[args.variant](m)
     onnx.checker.check_model(m)
     onnx.save(m, args.output)
     print(f"{args.variant}: {n} changed, wrote {args.output}")

@@ -92,6 +92,18 @@ macro_rules! fixture_tests {
 
 for_each_fixture!(fixture_tests);
 
+/// ResNet-50's first stage: layer1.0's downsample widens 64 to 256 channels at stride 1, so its site
+/// keeps the clip view (online the batch form's Concat) and layer1.1's takes the stream form; both
+/// numerically checked against PyTorch above.
+#[test]
+fn a_widening_downsample_keeps_its_site_out_of_the_stream_form() {
+    for folder in ["residual-bidirectional-fd8", "online-residual-fd8"] {
+        let prepared = rewrite::prepare(&model("resnet_wide"), &config_for(folder)).unwrap();
+        let streamed: Vec<bool> = prepared.plan.sites.iter().map(|s| s.stream.is_some()).collect();
+        assert_eq!(streamed, [false, true], "{folder}");
+    }
+}
+
 #[test]
 fn every_fixture_is_covered() {
     let mut names: Vec<String> = std::fs::read_dir(fixtures().join("models"))

@@ -43,7 +43,7 @@ use crate::error::Error;
 use crate::graph::{outer_names, Dataflow, Producer};
 use crate::onnx::{tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::plan::{Plan, Site};
-use crate::shapes::attr_int;
+use crate::shapes::{attr_int, attr_ints};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -207,11 +207,36 @@ impl Finder<'_> {
         if !self.chain(&site.tensor, s, c, &mut chain) {
             return None;
         }
+        // Any other convolution reading a split tensor is folded by its input halves too, its
+        // two partial sums added in a pass over its output. Where that output holds more values
+        // than x (ResNet-50's first downsample: 64 to 256 channels at stride 1), the fold costs
+        // more than the site saves: tract runs the head's part as a matrix product with a short
+        // inner dimension over the whole output (per frame 6.3 ms for that downsample against
+        // 1.7 ms unsplit), and the stem's split repeats tract's im2col of the image
+        // (bench/RESULTS-widening-readers.md).
+        if chain.iter().any(|t| self.widening_reader(t, c, site.edges[0].0)) {
+            return None;
+        }
         for t in &chain {
             self.split.insert(t.clone(), s);
         }
         self.consumers.insert(consumer.clone());
         Some(Stream { split: s, moved, consumer, chain })
+    }
+
+    /// Whether a convolution other than the site's `consumer` (a node index) reads `t`, of `c`
+    /// channels, and writes more values than `t` holds: more output channels than `c` times the
+    /// product of its strides.
+    fn widening_reader(&self, t: &str, c: i64, consumer: usize) -> bool {
+        self.df.consumers.get(t).into_iter().flatten().any(|&(n, slot)| {
+            let reader = &self.graph.node[n];
+            n != consumer
+                && slot == 0
+                && conv_weights(reader, &self.inits, self.folder).is_some_and(|w| {
+                    let stride: i64 = attr_ints(reader, "strides").map_or(1, |s| s.iter().product());
+                    w.dims[0] > c * stride
+                })
+        })
     }
 
     /// Whether `t` (of `c` channels) can be computed as two halves split at `s`; collects the
@@ -664,8 +689,40 @@ mod tests {
         }
     }
 
+    /// stem Conv (3 -> c) -> Relu -> a projection block (conv1 c -> c -> Relu -> conv2 c -> o at
+    /// `stride`; downsample c -> o at `stride`; Add, Relu) -> GlobalAveragePool, all 1x1.
+    fn projection_block(c: i64, o: i64, stride: i64) -> GraphProto {
+        let w = |name: &str, o: i64, i: i64| floats(name, &[o, i, 1, 1], (0..o * i).map(|v| v as f32));
+        let strided = |mut n: NodeProto| {
+            n.attribute.push(crate::emit::ints_attr("strides", &[stride, stride]));
+            n
+        };
+        let out = 4 / stride;
+        GraphProto {
+            input: vec![value_info("x", &[-1, 3, 4, 4])],
+            initializer: vec![w("w_stem", c, 3), w("w1", c, c), w("w2", o, c), w("w_down", o, c)],
+            node: vec![
+                node("Conv", "/stem/Conv", &["x", "w_stem"], &["s"]),
+                node("Relu", "/stem/Relu", &["s"], &["s_r"]),
+                node("Conv", "/b/conv1/Conv", &["s_r", "w1"], &["a1"]),
+                node("Relu", "/b/relu/Relu", &["a1"], &["a2"]),
+                strided(node("Conv", "/b/conv2/Conv", &["a2", "w2"], &["a3"])),
+                strided(node("Conv", "/b/downsample/Conv", &["s_r", "w_down"], &["d"])),
+                node("Add", "/b/Add", &["a3", "d"], &["b0"]),
+                node("Relu", "/b/relu_1/Relu", &["b0"], &["b0r"]),
+                node("GlobalAveragePool", "/pool", &["b0r"], &["y"]),
+            ],
+            output: vec![value_info("y", &[-1, o, 1, 1])],
+            value_info: vec![value_info("b0r", &[-1, o, out, out])],
+            ..Default::default()
+        }
+    }
+
     fn rewrite(c: i64, config: &Config) -> (Plan, GraphProto) {
-        let mut g = one_block(c);
+        rewrite_graph(one_block(c), config)
+    }
+
+    fn rewrite_graph(mut g: GraphProto, config: &Config) -> (Plan, GraphProto) {
         let df = Dataflow::build(&g).unwrap();
         let findings = crate::blocks::find(&g, &df, &Shapes::infer(&g));
         let mut plan = crate::plan::plan(&g, &df, &findings, config).unwrap();
@@ -749,6 +806,26 @@ mod tests {
         // --shift-form batch never splits.
         let (plan, _) = rewrite(64, &Config { shift_form: ShiftForm::Batch, ..Config::default() });
         assert_eq!(plan.sites[0].stream, None);
+    }
+
+    #[test]
+    fn a_site_whose_other_reader_writes_more_than_x_keeps_its_own_form() {
+        // ResNet-50's first block: the downsample widens 64 to 256 channels at stride 1. Folded by
+        // its input halves it would add two partial sums over four times x; the site takes the
+        // clip view offline and the batch form's Concat online, and nothing is split.
+        let online = Config { online: true, direction: Direction::Past, ..Config::default() };
+        for config in [Config::default(), online] {
+            let (plan, g) = rewrite_graph(projection_block(64, 256, 1), &config);
+            assert_eq!(plan.sites.len(), 1);
+            assert_eq!(plan.sites[0].stream, None, "online: {}", config.online);
+            assert!(!g.node.iter().any(|n| n.name().contains("/head") || n.name().contains("/from_")));
+        }
+        // A stage's first block in ResNet-50 from layer2 on: twice the channels at stride 2 is half
+        // of x's values; the downsample is folded and the site takes the stream form.
+        let (plan, g) = rewrite_graph(projection_block(64, 128, 2), &Config::default());
+        assert_eq!(plan.sites[0].stream.as_ref().map(|s| s.split), Some(16));
+        let down = g.node.iter().filter(|n| n.name().starts_with("/b/downsample/Conv/from_"));
+        assert_eq!(down.count(), 2);
     }
 
     fn floats(name: &str, dims: &[i64], values: impl Iterator<Item = f32>) -> TensorProto {

@@ -169,7 +169,8 @@ macro_rules! for_each_fixture {
             convnext_block_net,
             resnet_dynamic_hw,
             resnet_dynamo,
-            resnet_v1
+            resnet_v1,
+            resnet_wide
         }
     };
 }
