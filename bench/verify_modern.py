@@ -192,6 +192,11 @@ def models():
             # MobileNetV3 (HardSwish, HardSigmoid SE, DepthwiseSeparableConv with skip)
             "timm_resnet18d": (tm("resnet18d"), 160),
             "timm_mobilenetv3_large_100": (tm("mobilenetv3_large_100"), 160),
+            # timm's own ResNet-50 (its module names, act layers), and a Bottleneck ResNet-D:
+            # layer1's shortcut is a 1x1 conv widening 64 to 256 at stride 1 (that site keeps
+            # its own form), the later ones AvgPool -> Conv reading the split tensor
+            "timm_resnet50": (tm("resnet50"), 160),
+            "timm_resnet26d": (tm("resnet26d"), 160),
         })
     return out
 
