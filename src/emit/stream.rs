@@ -34,9 +34,10 @@
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
 //! weights), a one-input elementwise op, a pool, an inference BatchNormalization or an Add; and
 //! no other convolution reading a split tensor may write more values than that tensor holds (its
-//! partial sums would pass over more than `x`: ResNet-50's first downsample). Other sites get the clip view offline ([`super::clip`]) and the batch form's online Concat
-//! ([`super::online`]). The sums are split in two, so the output equals the other forms'
-//! within rounding, not bit for bit.
+//! partial sums would pass over more than `x`: ResNet-50's first downsample). Other sites get the
+//! clip view offline ([`super::clip`]) and the batch form's online Concat ([`super::online`]).
+//! The sums are split in two, so the output equals the other forms' within rounding, not bit
+//! for bit.
 
 use super::{batch, node, Emitter, FrameMasks, Patch, BUFFER_IN, BUFFER_OUT};
 use crate::config::{Config, Direction, ShiftForm};
