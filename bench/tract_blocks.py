@@ -7,12 +7,15 @@ a bias of several percent for whichever goes first on this machine).
 
     python bench/tract_blocks.py --batch 8 plain.onnx tsm.onnx clip.onnx        # offline, one clip
     python bench/tract_blocks.py --batch 1 plain.onnx online.onnx               # online, one frame
+    python bench/tract_blocks.py --batch 1 --by op plain.onnx online.onnx       # by tract operator
+    python bench/tract_blocks.py --batch 1 --block layer2.0 plain.onnx online.onnx  # its nodes
 
 Every symbolic dimension of every input is set to --batch (the frames of one clip offline, one
 frame online, whose buffers are then one stream's); inputs are seeded random. Prints per block the
 median over --runs of its summed operator times (ms) and the median of its per-round ratio to the
-first model's same block. Op times only: the scheduling between nodes is not in them. Used for
-bench/RESULTS-widening-readers.md.
+first model's same block. `--by op` sums by tract's operator instead, with how many nodes ran it
+in brackets; `--block NAME` lists the nodes of one block. Op times only: the scheduling between
+nodes is not in them. Used for bench/RESULTS-widening-readers.md.
 """
 import argparse
 import collections
@@ -54,17 +57,29 @@ def main():
     ap.add_argument("models", nargs="+")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--by", choices=["block", "op"], default="block")
+    ap.add_argument("--block", help="list the nodes of this block (e.g. layer2.0) instead")
     args = ap.parse_args()
     runnables = {p: load(p, args.batch) for p in args.models}
     per = {p: [] for p in args.models}
+    count = {p: collections.Counter() for p in args.models}
     for i in range(args.runs):
         k = i % len(args.models)
         for p in args.models[k:] + args.models[:k]:
             r, feeds = runnables[p]
-            times = collections.Counter()
+            times, nodes = collections.Counter(), collections.Counter()
             for n in json.loads(r.profile_json(feeds))["nodes"]:
-                times[block(n.get("node_name"))] += 1000 * (n.get("secs_per_iter") or 0)
+                name = n.get("node_name")
+                if args.block:
+                    if block(name) != args.block:
+                        continue
+                    key = name
+                else:
+                    key = (n.get("op_name") or "?") if args.by == "op" else block(name)
+                times[key] += 1000 * (n.get("secs_per_iter") or 0)
+                nodes[key] += 1
             per[p].append(times)
+            count[p] = nodes
     base = per[args.models[0]]
     keys = sorted(set().union(*(t.keys() for p in args.models for t in per[p])), key=lambda k: (k != "stem", k))
     names = [p.rsplit("/", 1)[-1] for p in args.models]
@@ -77,8 +92,11 @@ def main():
         cells = []
         for p in args.models:
             med = statistics.median(val(t) for t in per[p])
-            ratio = statistics.median(val(t) / max(val(b), 1e-9) for t, b in zip(per[p], base))
-            cells.append(f"{med:.1f} (x{ratio:.3f})")
+            # A node the first model does not have (a split's second product) has no ratio.
+            ratios = [val(t) / val(b) for t, b in zip(per[p], base) if val(b) > 0]
+            ratio = f"x{statistics.median(ratios):.3f}" if ratios else "-"
+            n = f" [{count[p][k]}]" if args.by == "op" and k != "**total**" else ""
+            cells.append(f"{med:.2f} ({ratio}){n}")
         print(f"| {k} | " + " | ".join(cells) + " |")
 
 
