@@ -415,10 +415,17 @@ def ov_read(core, path, batch):
     return m
 
 
+# --openvino-threads: OpenVINO's inference threads (its default: every core, here 2).
+OV_THREADS = None
+
+
 def ov_config(precision):
     """precision: "f32" pins OpenVINO's inference precision to f32 (exact, and what the issue's table
     used); None leaves it to OpenVINO, which runs bf16 on CPUs with AVX512-BF16 or AMX (this one)."""
-    return {"INFERENCE_PRECISION_HINT": precision} if precision else {}
+    config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
+    if OV_THREADS:
+        config["INFERENCE_NUM_THREADS"] = OV_THREADS
+    return config
 
 
 def ov_compile(path, batch, precision=None):
@@ -670,10 +677,15 @@ def main():
                     help="extra offline ONNX (name=path or path; {arch} in it is replaced by the model name)")
     ap.add_argument("--online-variant", action="append", default=[], help="extra online ONNX (name=path or path)")
     ap.add_argument("--no-standard", action="store_true", help="only 2d, null and the --variant files")
+    ap.add_argument("--openvino-threads", type=int,
+                    help="OpenVINO's inference threads (default: its own, every core); 1 is what each stream "
+                    "gets in its throughput mode here")
     ap.add_argument("--work", default="/tmp/h-bench")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-overhead.md"), help="'-' for none")
     ap.add_argument("--json", help="also write the results as JSON here")
     args = ap.parse_args()
+    global OV_THREADS
+    OV_THREADS = args.openvino_threads
     runtimes = args.runtime or RUNTIMES
     archs = args.model or ARCHS
     modes = ["offline", "online"] if args.mode == "both" else [args.mode]
@@ -743,7 +755,9 @@ def write_md(results, args, secs):
              f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared, noisy); onnxruntime {ort.__version__}"
              f" (default session options), openvino, tract, tvm from /work/venv.",
              "openvino: inference precision f32 (exact); openvino-auto: OpenVINO's default precision, bf16 "
-             "on this CPU (AVX512-BF16). tvm: untuned Relax build (naive loops), fewer rounds.", "",
+             "on this CPU (AVX512-BF16)"
+             + (f", on {args.openvino_threads} inference thread(s)" if args.openvino_threads else "")
+             + ". tvm: untuned Relax build (naive loops), fewer rounds.", "",
              "Each cell: median ratio to the 2D model measured in the same rounds, [interquartile range], "
              "(min-max), over the rounds. Offline: one clip of 8 frames at 224x224 per run. Online: per frame "
              f"(batch 1), {args.frames} frames per model per round, buffers fed back through preallocated "
