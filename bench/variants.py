@@ -43,9 +43,9 @@ tool's own output, so that a form can be timed before it is built into the emitt
   `Conv(moved, W[:, :s])` into an Add, the `.../sum` nodes) one convolution on a channel Concat of
   the two inputs, its weights re-joined by input channel. The producers stay split, so no Slice of
   the site's tensor comes back; the Concat copies the tail, where the stream form adds two partial
-  sums in a pass over the (narrower) consumer's output. OpenVINO can write a channel Concat in place
-  when the batch is one (online); tract splits a convolution of a Concat into one product per part
-  anyway; the graph has 21 nodes fewer on ResNet-50 online (196 against 220).
+  sums in a pass over the (narrower) consumer's output. The hope was that OpenVINO writes a channel
+  Concat in place when the batch is one (online); it did not (bench/RESULTS-online-fewer-nodes.md).
+  The graph has 21 nodes fewer on ResNet-50 online (196 against 220).
 
 All are exact (mul-mask as said above): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -303,17 +303,19 @@ def joined_consumer(m):
     return len(replaced)
 
 
+VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
+            "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
+            "zero-frames": zero_frames, "joined-consumer": joined_consumer}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("variant", choices=["nhwc-buffers", "swap-slice-axes", "clip-carrier", "head-clip", "pack-buffers",
-                                           "mul-mask", "zero-frames", "joined-consumer"])
+    ap.add_argument("variant", choices=VARIANTS)
     ap.add_argument("input")
     ap.add_argument("output")
     args = ap.parse_args()
     m = onnx.load(args.input)
-    n = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
-         "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
-         "zero-frames": zero_frames, "joined-consumer": joined_consumer}[args.variant](m)
+    n = VARIANTS[args.variant](m)
     onnx.checker.check_model(m)
     onnx.save(m, args.output)
     print(f"{args.variant}: {n} changed, wrote {args.output}")
