@@ -43,13 +43,14 @@ def openvino_stateful(model, streams=1, core=None, copy_in_place_sums=True):
 
 def _copy_in_place_sums(model):
     """Put an exact copy, ``Maximum(x, x)``, between each state's ``Assign`` and a buffer that is a
-    residual sum of two tensors nothing else reads (``Relu(Add(a, b))``: on a stream-form ResNet,
-    the buffers after each stage's first block). OpenVINO's CPU plugin fuses such an Add into the
-    convolution before it, which then writes into ``b``'s memory; the ``Assign`` cannot share that
-    memory and copies it every frame, with a reorder (0.1-0.44 ms each on ResNet-50 at 224, about
-    2% of a frame in f32), where the copy's own kernel takes 0.02 ms and the ``Assign`` then
-    writes nothing (bench/openvino_assign_copies.py). A buffer whose sum reads another buffer, as
-    in every other block, is not fused and needs no copy. Returns the number of copies."""
+    residual sum whose terms no state or output reads (``Relu(Add(a, b))``: on a stream-form
+    ResNet, the buffers after each stage's first block). OpenVINO's CPU plugin fuses such an Add
+    into the convolution before it, which then writes into ``b``'s memory; the ``Assign`` cannot
+    share that memory and copies it every frame, with a reorder (0.07-0.44 ms each on ResNet-50 at
+    224, about 2% of a frame in f32), where the copy's own kernel takes 0.025 ms and the
+    ``Assign`` then writes nothing (bench/openvino_assign_copies.py). A buffer whose sum reads
+    another buffer, as in every other block, is not fused and needs no copy; where a guess is
+    wrong, the copy costs its kernel, never a value. Returns the number of copies."""
     import openvino.opset13 as ops
 
     def feeds_a_sink(output):
