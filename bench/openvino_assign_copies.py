@@ -11,8 +11,8 @@ online.onnx):
 - which Assigns copy, read from OpenVINO's runtime model (the node that writes each state's buffer
   and the kernel it runs), with and without the copies;
 - OpenVINO's own profile (PERF_COUNT, median over --profile-runs): the Assigns' time and the copies';
-- end to end: paired rounds whose order rotates, the 2D model, its null copy, the states without
-  the copies and with them, the median ratio to the 2D model with its quartiles;
+- end to end: bench/overhead.py's paired rounds (the order rotates), the 2D model, its null copy, the states without
+  the copies and with them, the median ratio to the 2D model with its quartiles and range;
 - that both forms give the same output bit for bit over a few frames.
 
     python bench/openvino_assign_copies.py --arch resnet50 --rounds 41
@@ -32,7 +32,7 @@ import openvino as ov
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from overhead import ov_read  # noqa: E402  (also puts the repo's python/ on the path)
+from overhead import fmt, measure, ov_config, ov_read, summarize  # noqa: E402  (also puts the repo's python/ on the path)
 from tsm_rewrite import openvino_stateful  # noqa: E402
 
 
@@ -99,7 +99,7 @@ def main():
 
     w = os.path.join(args.work, args.arch)
     core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32"} if args.precision == "f32" else {}
+    config = ov_config("f32" if args.precision == "f32" else None)
     online = os.path.join(w, "online.onnx")
     models = {
         "2d": ov_read(core, os.path.join(w, "plain.onnx"), 1),
@@ -131,25 +131,17 @@ def main():
             if t == "Convolution":
                 lines.append(f"  - written in place by a convolution: {name}")
 
-    reqs = []
-    for n, cm in compiled.items():
+    def run(cm):
         r = cm.create_infer_request()
         r.set_input_tensor(0, ov.Tensor(frame))
-        for _ in range(3):
-            r.infer()
-        reqs.append((n, r))
-    times = {n: [] for n, _ in reqs}
-    for k in range(args.rounds):
-        for n, r in reqs[k % len(reqs):] + reqs[:k % len(reqs)]:
-            t0 = time.perf_counter()
-            for _ in range(args.frames):
-                r.infer()
-            times[n].append((time.perf_counter() - t0) / args.frames * 1e3)
-    lines.append("\n| model | ms per frame (median) | ratio to 2D: median [quartiles] |\n|---|---|---|")
+        return r.infer
+
+    ratios, times = measure({n: run(cm) for n, cm in compiled.items()}, args.rounds, warmup=3,
+                            reps=args.frames, log_=None)
+    lines.append("\n| model | ms per frame (median) | ratio to 2D: median [quartiles] (min-max) |\n|---|---|---|")
     for n in times:
-        ratios = [x / y for x, y in zip(times[n], times["2d"])]
-        q = np.percentile(ratios, [25, 50, 75])
-        lines.append(f"| {n} | {statistics.median(times[n]):.2f} | {q[1]:.3f} [{q[0]:.3f}-{q[2]:.3f}] |")
+        cell = fmt(summarize(ratios[n])) if n in ratios else "1"
+        lines.append(f"| {n} | {statistics.median(times[n]) * 1e3:.2f} | {cell} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out != "-":
