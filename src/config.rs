@@ -40,9 +40,12 @@ pub enum ShiftForm {
     Stream,
     /// Along the batch axis, no Reshape (from opset 10).
     Batch,
-    /// On a [N, T, C, H*W] clip view at every site: fastest in tract (offline; always used
-    /// before opset 10).
+    /// On a [N, T, C, H*W] clip view at every site (offline; always used before opset 10).
     Clip,
+    /// The forms that cost least in tract: offline the clip view (as `clip`); online the stream
+    /// form only at sites whose split tensors no convolution other than the shifted one reads (a
+    /// stage's first block, where the downsample reads the block input, keeps the batch form).
+    Tract,
 }
 
 /// How the frames of a clip are joined into the clip's output (`--consensus`).
@@ -96,6 +99,7 @@ impl ShiftForm {
             ShiftForm::Stream => "stream",
             ShiftForm::Batch => "batch",
             ShiftForm::Clip => "clip",
+            ShiftForm::Tract => "tract",
         }
     }
 }
@@ -194,7 +198,7 @@ impl Config {
         if self.online && self.shift_form == ShiftForm::Clip {
             return Err(Error::Config(
                 "--shift-form clip writes the offline shift on a clip view, which a per-frame graph does not have: \
-                 --online takes --shift-form stream (the default) or batch"
+                 --online takes --shift-form stream (the default), batch or tract"
                     .into(),
             ));
         }

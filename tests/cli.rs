@@ -92,7 +92,35 @@ fn shift_form_clip_writes_the_clip_view_and_records_it() {
     assert_eq!(split(&read_model(&out)), 0);
     let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--online", "--shift-form", "clip"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--online takes --shift-form stream (the default) or batch"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--online takes --shift-form stream (the default), batch or tract"), "{}", stderr(&o));
+}
+
+#[test]
+fn shift_form_tract_is_the_clip_view_offline_and_a_narrower_stream_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tract_form, clip) = (dir.path().join("tract.onnx"), dir.path().join("clip.onnx"));
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![fixture_arg("resnet_bottleneck"), "-o".into(), out.to_str().unwrap().into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    // Offline: the same graph as --shift-form clip (only the recorded flags differ).
+    run(&tract_form, &["--no-validate", "--shift-form", "tract"]);
+    run(&clip, &["--no-validate", "--shift-form", "clip"]);
+    let nodes = |p: &Path| read_model(p).graph.unwrap().node;
+    assert_eq!(nodes(&tract_form), nodes(&clip));
+    let record =
+        |p: &Path| read_model(p).metadata_props.iter().find(|p| p.key() == "tsm-rewrite").unwrap().value().to_string();
+    assert!(record(&tract_form).ends_with("--every 1 --shift-form tract"), "{}", record(&tract_form));
+    // Online: validated frame by frame in tract, the stage heads left out of the stream form.
+    let err = run(&tract_form, &["--online", "--shift-form", "tract"]);
+    assert!(err.contains("stream form at 3 of 6 site(s)"), "{err}");
+    assert!(err.contains("validated in tract"), "{err}");
+    assert!(record(&tract_form).ends_with("--shift-form tract"), "{}", record(&tract_form));
+    let err = run(&clip, &["--online", "--no-validate"]);
+    assert!(err.contains("stream form at 5 of 6 site(s)"), "{err}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use tsm_rewrite::config::Config;
+use tsm_rewrite::config::{Config, ShiftForm};
 use tsm_rewrite::rewrite;
 use tsm_rewrite::tensor::FloatArray;
 use tsm_rewrite::validate::Runner;
@@ -31,11 +31,15 @@ fn online_config(name: &str, folder: &str) -> Config {
 }
 
 fn check_online(name: &str) {
+    check_online_form(name, ShiftForm::Stream);
+}
+
+fn check_online_form(name: &str, form: ShiftForm) {
     let input = input(name);
     let folders = online_configs(name);
     assert!(folders.len() >= 3, "{name}: only {folders:?}");
     for folder in folders {
-        let config = online_config(name, &folder);
+        let config = Config { shift_form: form, ..online_config(name, &folder) };
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("online.onnx");
         let prepared = rewrite::prepare(&model(name), &config).unwrap_or_else(|e| panic!("{name} {folder}: {e:#}"));
@@ -80,7 +84,7 @@ fn check_online(name: &str) {
             let diff = outs[0].max_abs_diff(&frame_want);
             assert!(diff <= tol, "{name} {folder} frame {t}: max abs diff {diff} > {tol}");
         }
-        if folder == "online-residual-fd8" {
+        if folder == "online-residual-fd8" && form == ShiftForm::Stream {
             insta::assert_snapshot!(format!("online_dump_{name}"), tsm_rewrite::dump::dump(&prepared.model));
         }
     }
@@ -91,3 +95,19 @@ macro_rules! online_tests {
 }
 
 for_each_fixture!(online_tests);
+
+/// `--shift-form tract`: the stream form only where no other convolution reads the split tensor.
+/// On resnet_bottleneck (residual, fold 8) that leaves out the two stage heads whose downsample
+/// reads the block input: 3 stream sites of 6 against the default's 5, the same outputs.
+#[test]
+fn tract_form_streams_equal_the_references() {
+    let stream_sites = |form| {
+        let config = Config { shift_form: form, ..online_config("resnet_bottleneck", "online-residual-fd8") };
+        let prepared = rewrite::prepare(&model("resnet_bottleneck"), &config).unwrap();
+        prepared.plan.sites.iter().filter(|s| s.stream.is_some()).count()
+    };
+    assert_eq!((stream_sites(ShiftForm::Stream), stream_sites(ShiftForm::Tract)), (5, 3));
+    for name in ["resnet_bottleneck", "resnet_deep", "resnet_basic", "mobilenet_v2"] {
+        check_online_form(name, ShiftForm::Tract);
+    }
+}

@@ -290,7 +290,7 @@ pub fn takes_batch_form(site: &Site, config: &Config, opset: i64) -> bool {
     opset >= 10
         && match config.shift_form {
             ShiftForm::Batch => true,
-            ShiftForm::Clip => site.strided_1x1,
+            ShiftForm::Clip | ShiftForm::Tract => site.strided_1x1,
             ShiftForm::Stream => site.strided_1x1 || site.quant.is_some(),
         }
 }

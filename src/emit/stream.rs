@@ -143,7 +143,8 @@ fn conv_weights<'a>(n: &NodeProto, inits: &HashMap<&str, &'a TensorProto>, folde
 /// `folder` is the model's, where its external data files are.
 pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Config, opset: i64, folder: &Path) {
     // The offline head is shifted by the batch form, which needs Slice with inputs (opset 10).
-    if config.shift_form != ShiftForm::Stream || (!config.online && opset < 10) {
+    let form = config.shift_form;
+    if !(form == ShiftForm::Stream || form == ShiftForm::Tract && config.online) || (!config.online && opset < 10) {
         return;
     }
     let mut finder = Finder {
@@ -160,6 +161,7 @@ pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Confi
             .chain(plan.pool.iter().flat_map(|p| p.edges.iter().copied()))
             .collect(),
         folder,
+        any_reader: form == ShiftForm::Tract,
     };
     let past = config.online || config.direction == Direction::Past;
     for site in &mut plan.sites {
@@ -180,6 +182,9 @@ struct Finder<'a> {
     /// split by halves of its input (a convolution, which reads it whole, is).
     edges: HashSet<(usize, usize)>,
     folder: &'a Path,
+    /// Refuse a site where any other convolution reads a tensor that would be split, not only
+    /// one that widens (`--shift-form tract`).
+    any_reader: bool,
 }
 
 impl Finder<'_> {
@@ -215,8 +220,13 @@ impl Finder<'_> {
         // more than the site saves: tract runs the head's part as a matrix product with a short
         // inner dimension over the whole output (per frame 6.3 ms for that downsample against
         // 1.7 ms unsplit), and the stem's split repeats tract's im2col of the image
-        // (bench/RESULTS-widening-readers.md).
-        if chain.iter().any(|t| self.widening_reader(t, c, site.edges[0].0)) {
+        // (bench/RESULTS-widening-readers.md). tract pays for every such fold (two matrix products
+        // and a sum where there was one), so `--shift-form tract` (online; offline it is the clip
+        // view) leaves out a stage's first block too, whose downsample reads x at stride 2: per
+        // frame on ResNet-50 1.028-1.050 against 1.061-1.074 with those sites split, in five runs;
+        // onnxruntime measured 0.01-0.06 dearer without the split, OpenVINO 0.07
+        // (bench/RESULTS-tract-form.md).
+        if chain.iter().any(|t| self.other_reader(t, c, site.edges[0].0)) {
             return None;
         }
         for t in &chain {
@@ -227,16 +237,16 @@ impl Finder<'_> {
     }
 
     /// Whether a convolution other than the site's `consumer` (a node index) reads `t`, of `c`
-    /// channels, and writes more values than `t` holds: more output channels than `c` times the
-    /// product of its strides.
-    fn widening_reader(&self, t: &str, c: i64, consumer: usize) -> bool {
+    /// channels, and writes more values than `t` holds (more output channels than `c` times the
+    /// product of its strides), or, with `any_reader`, reads it at all.
+    fn other_reader(&self, t: &str, c: i64, consumer: usize) -> bool {
         self.df.consumers.get(t).into_iter().flatten().any(|&(n, slot)| {
             let reader = &self.graph.node[n];
             n != consumer
                 && slot == 0
                 && conv_weights(reader, &self.inits, self.folder).is_some_and(|w| {
                     let stride: i64 = attr_ints(reader, "strides").map_or(1, |s| s.iter().product());
-                    w.dims[0] > c * stride
+                    self.any_reader || w.dims[0] > c * stride
                 })
         })
     }
@@ -826,6 +836,26 @@ mod tests {
         assert_eq!(plan.sites[0].stream.as_ref().map(|s| s.split), Some(16));
         let down = g.node.iter().filter(|n| n.name().starts_with("/b/downsample/Conv/from_"));
         assert_eq!(down.count(), 2);
+    }
+
+    #[test]
+    fn the_tract_form_splits_only_where_no_other_convolution_reads_x() {
+        let online =
+            Config { online: true, direction: Direction::Past, shift_form: ShiftForm::Tract, ..Config::default() };
+        // The downsample of a stage's first block reads x: folded by halves it would be two
+        // products and a sum in tract, so the site keeps the batch form's Concat.
+        let (plan, g) = rewrite_graph(projection_block(64, 128, 2), &online);
+        assert_eq!(plan.sites[0].stream, None);
+        assert!(!g.node.iter().any(|n| n.name().contains("/head") || n.name().contains("/from_")));
+        assert!(g.node.iter().any(|n| n.op_type() == "Concat"));
+        // An identity block: only the shifted convolution reads x, which is split as by the default.
+        let (plan, _) = rewrite(64, &online);
+        assert_eq!(plan.sites[0].stream.as_ref().map(|s| s.split), Some(16));
+        // Offline it is the clip view everywhere, as --shift-form clip.
+        let offline = Config { shift_form: ShiftForm::Tract, ..Config::default() };
+        let (plan, g) = rewrite(64, &offline);
+        assert_eq!(plan.sites[0].stream, None);
+        assert!(g.node.iter().any(|n| n.op_type() == "Reshape"));
     }
 
     fn floats(name: &str, dims: &[i64], values: impl Iterator<Item = f32>) -> TensorProto {
