@@ -223,7 +223,7 @@ impl Finder<'_> {
         // (bench/RESULTS-widening-readers.md). tract pays for every such fold (two matrix products
         // and a sum where there was one), so `--shift-form tract` (online; offline it is the clip
         // view) leaves out a stage's first block too, whose downsample reads x at stride 2: per
-        // frame on ResNet-50 1.028-1.050 against 1.061-1.074 with those sites split, in five runs;
+        // frame on ResNet-50 1.028-1.050 against 1.061-1.079 with those sites split, in six runs;
         // onnxruntime measured 0.01-0.06 dearer without the split, OpenVINO 0.07
         // (bench/RESULTS-tract-form.md).
         if chain.iter().any(|t| self.other_reader(t, c, site.edges[0].0)) {
