@@ -43,8 +43,9 @@ pub enum ShiftForm {
     /// On a [N, T, C, H*W] clip view at every site (offline; always used before opset 10).
     Clip,
     /// The forms that cost least in tract: offline the clip view (as `clip`); online the stream
-    /// form only at sites whose split tensors no convolution other than the shifted one reads (a
-    /// stage's first block, where the downsample reads the block input, keeps the batch form).
+    /// form only at sites whose fold is whole blocks of 16 channels, whose split convolutions are
+    /// all 1x1 and whose split tensors no convolution other than the shifted one reads (a stage's
+    /// first block, where the downsample reads the block input, keeps the batch form).
     Tract,
 }
 

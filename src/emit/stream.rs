@@ -161,7 +161,7 @@ pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Confi
             .chain(plan.pool.iter().flat_map(|p| p.edges.iter().copied()))
             .collect(),
         folder,
-        any_reader: form == ShiftForm::Tract,
+        tract: form == ShiftForm::Tract,
     };
     let past = config.online || config.direction == Direction::Past;
     for site in &mut plan.sites {
@@ -182,9 +182,9 @@ struct Finder<'a> {
     /// split by halves of its input (a convolution, which reads it whole, is).
     edges: HashSet<(usize, usize)>,
     folder: &'a Path,
-    /// Refuse a site where any other convolution reads a tensor that would be split, not only
-    /// one that widens (`--shift-form tract`).
-    any_reader: bool,
+    /// `--shift-form tract` (online): refuse a site whose head is rounded up past the fold, or
+    /// where any other convolution reads a tensor that would be split, not only one that widens.
+    tract: bool,
 }
 
 impl Finder<'_> {
@@ -196,9 +196,9 @@ impl Finder<'_> {
         // A head of whole blocks, channels that stay riding with the ones that move (a fold of 8
         // online: ResNet-50's first site, ResNet-18's two 64-channel ones). Against the batch form
         // there, onnxruntime measured 0.03-0.06 cheaper on ResNet-18, OpenVINO the same, tract
-        // 0.04-0.06 dearer (bench/RESULTS-rounded-head.md).
+        // 0.04-0.06 dearer (bench/RESULTS-rounded-head.md), so `--shift-form tract` takes none.
         let s = (moved + BLOCK - 1) / BLOCK * BLOCK;
-        if moved <= 0 || s >= c || (c - s) % BLOCK != 0 {
+        if moved <= 0 || s >= c || (c - s) % BLOCK != 0 || self.tract && s != moved {
             return None;
         }
         let k = &self.graph.node[site.edges[0].0];
@@ -212,6 +212,14 @@ impl Finder<'_> {
         }
         let mut chain = Vec::new();
         if !self.chain(&site.tensor, s, c, &mut chain) {
+            return None;
+        }
+        // tract splits a convolution with a spatial kernel no cheaper than it copies the tensor:
+        // on ResNet-18, whose sites sit between 3x3 convolutions, per frame 1.041 with the stream
+        // form at its three aligned sites against 1.013 for the batch form everywhere
+        // (bench/RESULTS-tract-form.md). ResNet-50's are 1x1 on both sides.
+        let pointwise = |w: &TensorProto| w.dims[2..].iter().all(|&d| d == 1);
+        if self.tract && !(pointwise(w) && chain.iter().all(|t| self.producer_weights(t).is_none_or(pointwise))) {
             return None;
         }
         // Any other convolution reading a split tensor is folded by its input halves too, its
@@ -238,7 +246,7 @@ impl Finder<'_> {
 
     /// Whether a convolution other than the site's `consumer` (a node index) reads `t`, of `c`
     /// channels, and writes more values than `t` holds (more output channels than `c` times the
-    /// product of its strides), or, with `any_reader`, reads it at all.
+    /// product of its strides), or, for `tract`, reads it at all.
     fn other_reader(&self, t: &str, c: i64, consumer: usize) -> bool {
         self.df.consumers.get(t).into_iter().flatten().any(|&(n, slot)| {
             let reader = &self.graph.node[n];
@@ -246,9 +254,15 @@ impl Finder<'_> {
                 && slot == 0
                 && conv_weights(reader, &self.inits, self.folder).is_some_and(|w| {
                     let stride: i64 = attr_ints(reader, "strides").map_or(1, |s| s.iter().product());
-                    self.any_reader || w.dims[0] > c * stride
+                    self.tract || w.dims[0] > c * stride
                 })
         })
+    }
+
+    /// The weights of the convolution that writes `t`, if one does.
+    fn producer_weights(&self, t: &str) -> Option<&TensorProto> {
+        let Some(Producer::Node(p, 0)) = self.df.producer.get(t) else { return None };
+        conv_weights(&self.graph.node[*p], &self.inits, self.folder)
     }
 
     /// Whether `t` (of `c` channels) can be computed as two halves split at `s`; collects the
@@ -839,7 +853,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tract_form_splits_only_where_no_other_convolution_reads_x() {
+    fn the_tract_form_splits_only_pointwise_convolutions_that_no_other_convolution_reads() {
         let online =
             Config { online: true, direction: Direction::Past, shift_form: ShiftForm::Tract, ..Config::default() };
         // The downsample of a stage's first block reads x: folded by halves it would be two
@@ -848,9 +862,29 @@ mod tests {
         assert_eq!(plan.sites[0].stream, None);
         assert!(!g.node.iter().any(|n| n.name().contains("/head") || n.name().contains("/from_")));
         assert!(g.node.iter().any(|n| n.op_type() == "Concat"));
-        // An identity block: only the shifted convolution reads x, which is split as by the default.
-        let (plan, _) = rewrite(64, &online);
+        // An identity block: only the shifted convolution reads x, which is split as by the default
+        // where the fold is whole blocks (128 channels: 16 move)...
+        let (plan, _) = rewrite(128, &online);
         assert_eq!(plan.sites[0].stream.as_ref().map(|s| s.split), Some(16));
+        // ...but not where the head would be rounded up past the fold (64 channels: 8 move).
+        let (plan, _) = rewrite(64, &online);
+        assert_eq!(plan.sites[0].stream, None);
+        let (plan, _) = rewrite(64, &Config { shift_form: ShiftForm::Stream, ..online.clone() });
+        assert_eq!(plan.sites[0].stream.as_ref().map(|s| (s.split, s.moved)), Some((16, 8)));
+        // Nor where a convolution it would split has a spatial kernel (ResNet-18's 3x3s): the
+        // consumer, or the stem that writes x.
+        for (at, name) in [(1, "w1"), (0, "w_stem")] {
+            let mut g = one_block(128);
+            let i = g.initializer.iter().position(|t| t.name() == name).unwrap();
+            let (o, c) = (g.initializer[i].dims[0], g.initializer[i].dims[1]);
+            g.initializer[i] = floats(name, &[o, c, 3, 3], (0..o * c * 9).map(|v| v as f32));
+            let conv = g.node.iter_mut().filter(|n| n.op_type() == "Conv").nth(at).unwrap();
+            conv.attribute.push(crate::emit::ints_attr("pads", &[1, 1, 1, 1]));
+            let (plan, _) = rewrite_graph(g.clone(), &online);
+            assert_eq!(plan.sites[0].stream, None, "{name}");
+            let (plan, _) = rewrite_graph(g, &Config { shift_form: ShiftForm::Stream, ..online.clone() });
+            assert!(plan.sites[0].stream.is_some(), "{name}");
+        }
         // Offline it is the clip view everywhere, as --shift-form clip.
         let offline = Config { shift_form: ShiftForm::Tract, ..Config::default() };
         let (plan, g) = rewrite(64, &offline);
