@@ -62,11 +62,15 @@ def test_errors_carry_the_message_and_exit_code(tmp_path):
     assert not (tmp_path / "o.onnx").exists()
 
 
-@pytest.mark.parametrize("name,sites", [("resnet_basic", 8), ("mobilenet_v2", 4)])
-def test_stream_equals_the_pytorch_streaming_reference(tmp_path, name, sites):
+# --shift-form tract keeps the stream form at one of resnet_bottleneck's six sites (the default: 5).
+@pytest.mark.parametrize("name,sites,form,streamed", [("resnet_basic", 8, "stream", 2), ("mobilenet_v2", 4, "stream", 0),
+                                                      ("resnet_bottleneck", 6, "tract", 1)])
+def test_stream_equals_the_pytorch_streaming_reference(tmp_path, name, sites, form, streamed):
     out = tmp_path / "online.onnx"
-    report = tsm_rewrite.rewrite(os.path.join(MODELS, f"{name}.onnx"), out, online=True)
+    report = tsm_rewrite.rewrite(os.path.join(MODELS, f"{name}.onnx"), out, online=True, shift_form=form)
     assert len(report["buffers"]) == sites and report["validation"]["kind"] == "online"
+    assert report["config"]["shift_form"] == form
+    assert sum(1 for b in report["blocks"] if b.get("stream_split")) == streamed
     x = tensor(name, "input_0.pb")
     # PyTorch's streaming TSM (fixtures/export.py), equal to the offline past-only network frame by
     # frame: [frames, streams, 10]
