@@ -182,8 +182,9 @@ struct Finder<'a> {
     /// split by halves of its input (a convolution, which reads it whole, is).
     edges: HashSet<(usize, usize)>,
     folder: &'a Path,
-    /// `--shift-form tract` (online): refuse a site whose head is rounded up past the fold, or
-    /// where any other convolution reads a tensor that would be split, not only one that widens.
+    /// `--shift-form tract` (online): refuse a site whose head is rounded up past the fold, where
+    /// a convolution it would split has a spatial kernel, or where any other convolution reads a
+    /// tensor that would be split, not only one that widens.
     tract: bool,
 }
 
