@@ -10,6 +10,8 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py mul-mask tsm.onnx tsm_mul.onnx
     python bench/variants.py zero-frames tsm.onnx tsm_zero_frames.onnx
     python bench/variants.py joined-consumer online.onnx online_joined.onnx
+    python bench/variants.py joined-clip tsm.onnx tsm_joined_clip.onnx
+    python bench/variants.py scatter-online online_batch.onnx online_scatter.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -47,6 +49,16 @@ tool's own output, so that a form can be timed before it is built into the emitt
   Concat in place when the batch is one (online); it did not (bench/RESULTS-online-fewer-nodes.md).
   The graph has 21 nodes fewer on ResNet-50 online (196 against 220).
 
+- joined-clip: an offline stream-form model made head-clip first, whose consumers' two partial
+  products are then one convolution again, on the shifted head and the tail joined on the clip view
+  (Concat on the channel axis of `[N, T, C, H*W]`, Reshape back, an empty slice carrying the batch
+  symbol): the producers stay split, so the tail is copied once (the Concat) and never sliced, and
+  the Reshape keeps tract from splitting the consumer over the Concat's parts.
+- scatter-online: an online model (`--shift-form batch`, or `tract` for its batch-form sites) whose
+  batch-form sites read `ScatterND(x, [(frame, channel)], buffer_in)`, the buffer written over a
+  copy of x's first fold channels, in place of the flattened channel Concat: the offline form of
+  `--shift-form tract` (src/emit/scatter.rs), per frame.
+
 All are exact (mul-mask as said above): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
 (bench/openvino_profile.py, bench/tract_profile.py).
@@ -68,6 +80,13 @@ def inferred_dims(m):
 def replace_nodes(g, nodes):
     del g.node[:]
     g.node.extend(nodes)
+
+
+def drop_unread_initializers(g):
+    read = {i for n in g.node for i in n.input}
+    keep = [i for i in g.initializer if i.name in read]
+    del g.initializer[:]
+    g.initializer.extend(keep)
 
 
 def nhwc_buffers(m):
@@ -176,10 +195,7 @@ def head_clip(m):
     nodes = [x for n in g.node if n.name not in gone for x in new.get(n.name, [n])]
     del g.node[:]
     g.node.extend(nodes)
-    read = {i for n in g.node for i in n.input}
-    keep = [i for i in g.initializer if i.name in read]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    drop_unread_initializers(g)
     return len(sites)
 
 
@@ -296,16 +312,97 @@ def joined_consumer(m):
         elif n.name not in dropped:
             nodes.append(n)
     replace_nodes(g, nodes)
-    used = {i for n in g.node for i in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    drop_unread_initializers(g)
     return len(replaced)
+
+
+def joined_clip(m):
+    head_clip(m)
+    g = m.graph
+    shapes = inferred_dims(m)
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {i.name: i for i in g.initializer}
+    replaced, dropped = {}, set()
+    for n in g.node:
+        if n.op_type != "Add" or not n.name.endswith("/sum"):
+            continue
+        a, b = (producer.get(i) for i in n.input)
+        if a is None or b is None or a.op_type != "Conv" or b.op_type != "Conv":
+            continue
+        tail, moved = (a, b) if a.name.endswith("/from_tail") else (b, a)
+        if not moved.name.endswith("/from_shifted"):
+            continue  # a downsample's two halves read the unshifted tensor
+        p = n.name + "_jc_"
+        carrier_concat = producer[moved.input[0]]  # head-clip's Concat_carrier
+        frames = producer[carrier_concat.input[0]]  # its Reshape_frames
+        head_view = frames.input[0]  # [N, T, 2f, HW]
+        _, t, s, hw = shapes[head_view]
+        _, r, h, w = shapes[tail.input[0]]
+
+        def const(k, v):
+            g.initializer.append(numpy_helper.from_array(np.array(v, np.int64), p + k))
+            return p + k
+        wj = np.concatenate([numpy_helper.to_array(inits[moved.input[1]]), numpy_helper.to_array(inits[tail.input[1]])], axis=1)
+        g.initializer.append(numpy_helper.from_array(wj, p + "W"))
+        conv = helper.make_node("Conv", [p + "in", p + "W"] + list(tail.input[2:]), [n.output[0]], name=p + "Conv")
+        conv.attribute.extend(tail.attribute)
+        replaced[n.name] = [
+            helper.make_node("Reshape", [tail.input[0], const("tail_shape", [-1, t, r, hw])], [p + "tail_clip"], name=p + "Reshape_tail"),
+            helper.make_node("Concat", [head_view, p + "tail_clip"], [p + "joined"], name=p + "Concat", axis=2),
+            helper.make_node("Reshape", [p + "joined", const("frame_shape", [-1, s + r, h, w])], [p + "frames"], name=p + "Reshape_frames"),
+            helper.make_node("Slice", [tail.input[0], const("c_s", [0]), const("c_e", [0]), const("c_a", [1])], [p + "carrier"], name=p + "Slice_carrier"),
+            helper.make_node("Concat", [p + "frames", p + "carrier"], [p + "in"], name=p + "Concat_carrier", axis=1),
+            conv,
+        ]
+        dropped |= {tail.name, moved.name, carrier_concat.name, frames.name}
+    replace_nodes(g, [x for n in g.node if n.name not in dropped for x in replaced.get(n.name, [n])])
+    read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    replace_nodes(g, [n for n in g.node if any(o in read for o in n.output)])  # head-clip's unread carriers
+    drop_unread_initializers(g)
+    return len(replaced)
+
+
+def scatter_online(m):
+    g = m.graph
+    by_name = {n.name: n for n in g.node}
+    sites = sorted({n.name[: -len("Concat")] for n in g.node if n.op_type == "Concat" and n.name.endswith("/tsm/Concat")})
+    folds = {i.name: i.type.tensor_type.shape.dim[1].dim_value for i in g.input}
+    frame_input = g.input[0].name
+    g.initializer.extend([numpy_helper.from_array(np.array(0, np.int64), "/sc/axis0"),
+                          numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "/sc/column")])
+    pre = [
+        helper.make_node("Shape", [frame_input], ["/sc/n"], name="/sc/Shape", start=0, end=1),
+        helper.make_node("ConstantOfShape", ["/sc/n"], ["/sc/ones"], name="/sc/ones", value=numpy_helper.from_array(np.array([1], np.int64))),
+        helper.make_node("CumSum", ["/sc/ones", "/sc/axis0"], ["/sc/count"], name="/sc/CumSum", exclusive=1),
+        helper.make_node("Reshape", ["/sc/count", "/sc/column"], ["/sc/frame"], name="/sc/Reshape_frame"),
+    ]
+    positions, new, gone = {}, {}, set()
+    for p in sites:
+        x, buf = by_name[p + "Reshape_x"].input[0], p + "buffer_in"
+        f = folds[buf]
+        if f not in positions:
+            q = f"/sc/positions{f}/"
+            g.initializer.append(numpy_helper.from_array(np.array([f, 1], np.int64), q + "dims"))
+            g.initializer.append(numpy_helper.from_array(np.arange(f, dtype=np.int64).reshape(1, f, 1), q + "channel"))
+            pre += [
+                helper.make_node("Concat", ["/sc/n", q + "dims"], [q + "shape"], name=q + "Concat_shape", axis=0),
+                helper.make_node("Expand", ["/sc/frame", q + "shape"], [q + "frames"], name=q + "Expand_frames"),
+                helper.make_node("Expand", [q + "channel", q + "shape"], [q + "channels"], name=q + "Expand_channels"),
+                helper.make_node("Concat", [q + "frames", q + "channels"], [q + "positions"], name=q + "Concat", axis=2),
+            ]
+            positions[f] = q + "positions"
+        out = by_name[p + "Reshape_frame"].output[0]
+        new[p + "Reshape_frame"] = [helper.make_node("ScatterND", [x, positions[f], buf], [out], name=p + "ScatterND")]
+        gone |= {p + k for k in ("Reshape_x", "Slice_rest", "Reshape_buffer", "Concat")}
+    replace_nodes(g, pre + [y for n in g.node if n.name not in gone for y in new.get(n.name, [n])])
+    drop_unread_initializers(g)
+    return len(sites)
 
 
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
-            "zero-frames": zero_frames, "joined-consumer": joined_consumer}
+            "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
+            "scatter-online": scatter_online}
 
 
 def main():

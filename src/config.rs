@@ -42,10 +42,12 @@ pub enum ShiftForm {
     Batch,
     /// On a [N, T, C, H*W] clip view at every site (offline; always used before opset 10).
     Clip,
-    /// The forms that cost least in tract: offline the clip view (as `clip`); online the stream
-    /// form only at sites whose fold is whole blocks of 16 channels, whose split convolutions are
-    /// all 1x1 and whose split tensors no convolution other than the shifted one reads (a stage's
-    /// first block, where the downsample reads the block input, keeps the batch form).
+    /// The forms that cost least in tract: offline the moved channels shifted on their own clip
+    /// view and written back into the tensor by a ScatterND (from opset 11; the clip view before);
+    /// online the stream form only at sites whose fold is whole blocks of 16 channels, whose split
+    /// convolutions are all 1x1 and whose split tensors no convolution other than the shifted one
+    /// reads (a stage's first block, where the downsample reads the block input, keeps the batch
+    /// form).
     Tract,
 }
 

@@ -71,9 +71,10 @@ struct Args {
     /// the shifted channels rounded up and the rest, are whole blocks of 16 channels, and
     /// elsewhere the clip view offline, the batch form online; fastest in onnxruntime and
     /// OpenVINO), batch (along the batch axis, no Reshape, weights untouched), clip (on a
-    /// [N, T, C, H*W] view at every site, offline only) or tract (fastest in tract: the clip view
-    /// offline; online the stream form only where the fold is whole blocks, the convolutions
-    /// around the site are 1x1 and no other convolution reads the site's tensor).
+    /// [N, T, C, H*W] view at every site, offline only) or tract (fastest in tract: offline the
+    /// shifted channels moved apart and written back by a ScatterND, from opset 11; online the
+    /// stream form only where the fold is whole blocks, the convolutions around the site are 1x1
+    /// and no other convolution reads the site's tensor).
     /// Before opset 10 the offline shift is always the clip view.
     #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Stream)]
     shift_form: ShiftForm,

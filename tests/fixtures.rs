@@ -92,6 +92,39 @@ macro_rules! fixture_tests {
 
 for_each_fixture!(fixture_tests);
 
+/// `--shift-form tract` offline writes the moved channels back with a ScatterND (from opset 11,
+/// where the batch is whole clips or a graph input's) and the clip view elsewhere: every reference
+/// configuration of these fixtures, against PyTorch.
+#[test]
+fn the_tract_form_matches_the_references() {
+    use tsm_rewrite::config::ShiftForm;
+    for (name, scatters) in [
+        ("resnet_bottleneck", true),
+        ("resnet_basic", true),
+        ("mobilenet_v2", true),
+        ("resnet_dynamic_hw", true),
+        ("resnet_dynamo", true),
+        ("convnext_block_net", true),
+        ("resnet_opset9", false),
+    ] {
+        for folder in reference_configs(name) {
+            let config = Config { shift_form: ShiftForm::Tract, ..config_for(&folder) };
+            let prepared = rewrite::prepare(&model(name), &config).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("tsm.onnx");
+            rewrite::finish(&prepared, &out, &config).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let graph = read_model(&out).graph.unwrap();
+            let scatter = graph.node.iter().filter(|n| n.op_type() == "ScatterND").count();
+            assert_eq!(scatter > 0, scatters, "{name} {folder}: {scatter} ScatterND");
+            let got = tsm_rewrite::validate::run(&out, &[input(name)]).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            check_runs_as_written(&out, &model(name), &[input(name)], &got[0], name);
+            let want = output(name, &folder);
+            let diff = got[0].max_abs_diff(&want);
+            assert!(diff <= tolerance(&want), "{name} {folder}: max abs diff {diff}");
+        }
+    }
+}
+
 /// ResNet-50's first stage: layer1.0's downsample widens 64 to 256 channels at stride 1, so its site
 /// keeps the clip view (online the batch form's Concat) and layer1.1's takes the stream form; both
 /// numerically checked against PyTorch above.

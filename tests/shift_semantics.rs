@@ -127,6 +127,27 @@ fn the_clip_view_form_shifts_exactly_too() {
 }
 
 #[test]
+fn the_tract_form_scatters_the_shifted_head_back_exactly() {
+    // From opset 11 the moved channels are shifted apart and written back by a ScatterND; before,
+    // the clip view. Symbolic H and W, both directions, both group orders, an uneven fold.
+    let tract = Config { shift_form: ShiftForm::Tract, ..Config::default() };
+    for opset in [10, 11, 13, 16, 18, 21] {
+        check(opset, &tract, 16, false);
+    }
+    check(13, &tract, 16, true);
+    check(13, &Config { direction: Direction::Past, ..tract.clone() }, 16, false);
+    check(13, &Config { group_order: GroupOrder::Paddle, ..tract.clone() }, 16, false);
+    check(13, &Config { fold_div: 4, ..tract.clone() }, 18, false);
+    // A fixed batch of whole clips (constant indices), with inf and NaN next to the clip borders.
+    for batch in [None, Some(2 * tract.segments as i64)] {
+        let model = shift_model(13, &tract, 16, batch, Dim::Known(3), Dim::Known(5));
+        let graph = model.graph.as_ref().unwrap();
+        assert_eq!(graph.node.iter().filter(|n| n.op_type() == "ScatterND").count(), 1, "batch {batch:?}");
+        check_bits(&model, &clips_with_specials_at_the_borders(tract.segments, 5), &tract);
+    }
+}
+
+#[test]
 fn directions_and_group_orders() {
     for (direction, group_order) in [(Direction::Past, GroupOrder::Tsm), (Direction::Bidirectional, GroupOrder::Paddle)]
     {

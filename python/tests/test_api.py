@@ -26,9 +26,14 @@ def tensor(*parts):
     return numpy_helper.to_array(t)
 
 
-def test_rewrite_returns_the_report_and_the_model_matches_pytorch(tmp_path):
+@pytest.mark.parametrize("form", ["stream", "tract"])
+def test_rewrite_returns_the_report_and_the_model_matches_pytorch(tmp_path, form):
     out = tmp_path / "tsm.onnx"
-    report = tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), out)
+    report = tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), out, shift_form=form)
+    assert report["config"]["shift_form"] == form
+    # --shift-form tract writes each site's shifted channels back with a ScatterND, in onnxruntime too.
+    scatters = sum(n.op_type == "ScatterND" for n in onnx.load(str(out)).graph.node)
+    assert scatters == (8 if form == "tract" else 0)
     assert report["schema_version"] == tsm_rewrite.SCHEMA_VERSION
     assert report["shifted"] == 8 and all(b["shifted"] for b in report["blocks"])
     assert report["blocks"][0]["add"] == "/layer1/layer1.0/Add"

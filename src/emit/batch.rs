@@ -198,6 +198,10 @@ pub struct FrameMasks {
     index: Option<(i64, String)>,
     /// (width, rows, the mask's name), in the order first asked for.
     masks: Vec<(i64, Vec<bool>, String)>,
+    /// Each frame's position in the batch as a `[N*T, 1, 1]` column, made once.
+    frame_column: Option<String>,
+    /// (frames if fixed, channels, the `[N*T, channels, 2]` ScatterND indices' name).
+    positions: Vec<(Option<i64>, i64, String)>,
     /// What the masks add to the graph, before its first node.
     pub nodes: Vec<NodeProto>,
     pub inits: Vec<TensorProto>,
@@ -244,13 +248,87 @@ impl FrameMasks {
         Some(name)
     }
 
+    /// The `[N*T, channels, 2]` indices of a ScatterND that writes the first `channels` channels
+    /// of every frame (`[frame, channel]` pairs, see [`super::scatter`]): a constant for a fixed
+    /// batch of whole clips, else made at run time from the frames of the graph input that carries
+    /// the batch (from opset 11), once per channel count; `None` otherwise.
+    pub(super) fn positions(&mut self, batch: &Dim, t: i64, channels: i64, opset: i64) -> Option<String> {
+        let fixed = batch.known().filter(|b| b % t == 0);
+        if let Some((_, _, name)) = self.positions.iter().find(|(f, c, _)| *f == fixed && *c == channels) {
+            return Some(name.clone());
+        }
+        let name = format!("{MASKS}/positions{}", self.positions.len());
+        if let Some(b) = fixed {
+            self.inits.push(int64(&name, &[b, channels, 2], &super::scatter::position_rows(b, channels)));
+        } else {
+            let Dim::Sym(batch) = batch else { return None };
+            let input =
+                self.sources.iter().find(|(b, _)| b == batch).map(|(_, i)| i.clone()).filter(|_| opset >= 11)?;
+            let n = |what: &str| format!("{MASKS}/{what}");
+            let column = match self.frame_column.clone() {
+                Some(c) => c,
+                None => {
+                    let frame = self.frame(&input);
+                    self.inits.push(int64(&n("column_shape"), &[3], &[-1, 1, 1]));
+                    self.nodes.push(node(
+                        "Reshape",
+                        &n("Reshape_column"),
+                        vec![frame, n("column_shape")],
+                        &n("frame_column"),
+                        vec![],
+                    ));
+                    self.frame_column = Some(n("frame_column"));
+                    n("frame_column")
+                }
+            };
+            // Expand, not Tile: TVM cannot convert a Tile whose repeats are computed.
+            let (dims, shape, channel) = (format!("{name}_dims"), format!("{name}_shape"), format!("{name}_channel"));
+            self.inits.push(int64(&dims, &[2], &[channels, 1]));
+            self.inits.push(int64(&channel, &[1, channels, 1], &(0..channels).collect::<Vec<_>>()));
+            let attrs = vec![int_attr("axis", 0)];
+            self.nodes.push(node("Concat", &format!("{name}/Concat_shape"), vec![n("frames"), dims], &shape, attrs));
+            let (rows, cols) = (format!("{name}_frames"), format!("{name}_channels"));
+            self.nodes.push(node(
+                "Expand",
+                &format!("{name}/Expand_frames"),
+                vec![column, shape.clone()],
+                &rows,
+                vec![],
+            ));
+            self.nodes.push(node("Expand", &format!("{name}/Expand_channels"), vec![channel, shape], &cols, vec![]));
+            self.nodes.push(node(
+                "Concat",
+                &format!("{name}/Concat"),
+                vec![rows, cols],
+                &name,
+                vec![int_attr("axis", 2)],
+            ));
+        }
+        self.positions.push((fixed, channels, name.clone()));
+        Some(name)
+    }
+
     /// `CumSum(ones [frames], exclusive) mod t`, `[N*T]` int64, the ones made to the input's
     /// first dim by ConstantOfShape. (A Range to the frames gives the same values, but TVM's
     /// frontend cannot tie a Range's length to the batch: the shapes after it are lost there.)
     fn frame_index(&mut self, input: &str, t: i64) -> String {
         let n = |what: &str| format!("{MASKS}/{what}");
-        for (what, dims, v) in [("first", &[1][..], 0), ("first_end", &[1], 1), ("axis0", &[], 0), ("segments", &[], t)]
-        {
+        let frame = self.frame(input);
+        self.inits.push(int64(&n("segments"), &[], &[t]));
+        let index = n("frame_index");
+        self.nodes.push(node("Mod", &n("Mod"), vec![frame, n("segments")], &index, vec![]));
+        self.index = Some((t, index.clone()));
+        index
+    }
+
+    /// `CumSum(ones [frames], exclusive)`: each frame's position in the batch, made once (with
+    /// `frames`, the input's first dim as a `[1]` shape).
+    fn frame(&mut self, input: &str) -> String {
+        let n = |what: &str| format!("{MASKS}/{what}");
+        if self.nodes.iter().any(|node| node.output.contains(&n("frame"))) {
+            return n("frame");
+        }
+        for (what, dims, v) in [("first", &[1][..], 0), ("first_end", &[1], 1), ("axis0", &[], 0)] {
             self.inits.push(int64(&n(what), dims, &[v]));
         }
         self.nodes.push(node("Shape", &n("Shape"), vec![input.into()], &n("input_shape"), vec![]));
@@ -275,9 +353,6 @@ impl FrameMasks {
             &n("frame"),
             vec![int_attr("exclusive", 1)],
         ));
-        let index = n("frame_index");
-        self.nodes.push(node("Mod", &n("Mod"), vec![n("frame"), n("segments")], &index, vec![]));
-        self.index = Some((t, index.clone()));
-        index
+        n("frame")
     }
 }

@@ -16,6 +16,31 @@ use crate::plan::Site;
 
 /// The site's shift, viewing the tensor as clips; returns the shifted tensor's name.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String {
+    let x = site.tensor.clone();
+    let frames = frames(e, site, config);
+    if e.opset < 10 {
+        return frames;
+    }
+    // The Reshape back to frames (-1 or a computed shape) loses the batch symbol in shape inference;
+    // onnxruntime then cannot prove the inputs of the block's residual Add equal in shape and leaves
+    // it and its Relu outside the convolution (all 16 on ResNet-50). An empty slice of x in a
+    // channel Concat carries the symbol back: shape inference takes each other dimension from the
+    // input that knows it. (Slice-1 before opset 10 cannot take an empty range as a Split: none.)
+    let carrier = e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]);
+    e.node("Concat", "Concat_batch_carrier", vec![frames, carrier], "shifted", vec![int_attr("axis", 1)])
+}
+
+/// How many groups of `fold` channels move.
+pub(super) fn groups(config: &Config) -> i64 {
+    match config.direction {
+        Direction::Bidirectional => 2,
+        Direction::Past => 1,
+    }
+}
+
+/// The shift on a clip view, reshaped back to `[-1, C, H, W]` (`shifted` before opset 10, where
+/// it is the site's result, `shifted_frames` after).
+pub(super) fn frames(e: &mut Emitter, site: &Site, config: &Config) -> String {
     let (t, c, fold) = (site.segments as i64, site.channels, site.fold);
     let x = site.tensor.clone();
     // Static H and W give constant shapes; symbolic ones are read from the tensor at run time.
@@ -55,15 +80,6 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
         parts.push(e.slice("rest", &clip, &[shifted_channels], &[c], &[2], &[c]));
     }
     let joined = e.node("Concat", "Concat", parts, "shifted_clip", vec![int_attr("axis", 2)]);
-    if e.opset < 10 {
-        return e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], "shifted", vec![]);
-    }
-    // The Reshape back to frames (-1 or a computed shape) loses the batch symbol in shape inference;
-    // onnxruntime then cannot prove the inputs of the block's residual Add equal in shape and leaves
-    // it and its Relu outside the convolution (all 16 on ResNet-50). An empty slice of x in a
-    // channel Concat carries the symbol back: shape inference takes each other dimension from the
-    // input that knows it. (Slice-1 before opset 10 cannot take an empty range as a Split: none.)
-    let frames = e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], "shifted_frames", vec![]);
-    let carrier = e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]);
-    e.node("Concat", "Concat_batch_carrier", vec![frames, carrier], "shifted", vec![int_attr("axis", 1)])
+    let out = if e.opset < 10 { "shifted" } else { "shifted_frames" };
+    e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], out, vec![])
 }

@@ -2,18 +2,20 @@
 //! opset defines, the edges to rewire, and (the stream form) the nodes to replace.
 //! [`Patch::apply`] is the one place the model changes.
 //!
-//! The shift is plain ONNX that onnxruntime, OpenVINO, tract and TVM all convert (no ScatterND, no
+//! The shift is plain ONNX that onnxruntime, OpenVINO, tract and TVM all convert (no custom op, no
 //! zeros-then-assign), one form per file: [`stream`] (where the channel blocks align: the site's
 //! tensor computed in two halves, the consumer convolution split), [`batch`] (offline, from opset
 //! 10: along the batch axis, no Reshape; with the clip-border masks the graph's sites share,
 //! [`FrameMasks`]), [`clip`] (offline where the stream form does not apply, and before opset 10:
-//! on a `[N, T, C, H*W]` view), [`online`] (one frame, with buffers).
+//! on a `[N, T, C, H*W]` view), [`scatter`] (offline with `--shift-form tract`: the head shifted
+//! on its own clip view and written back by a ScatterND), [`online`] (one frame, with buffers).
 
 mod batch;
 pub use batch::FrameMasks;
 mod clip;
 pub mod consensus;
 mod online;
+mod scatter;
 pub mod stream;
 mod temporal_pool;
 
@@ -307,6 +309,8 @@ pub fn shift_subgraph(
     let form = |e: &mut Emitter, site: &Site| {
         if batch_form {
             batch::subgraph(e, site, config)
+        } else if config.shift_form == ShiftForm::Tract {
+            scatter::subgraph(e, site, config).unwrap_or_else(|| clip::subgraph(e, site, config))
         } else {
             clip::subgraph(e, site, config)
         }
@@ -624,6 +628,75 @@ mod tests {
         // Before opset 10 a Slice cannot take an empty range (it is a Split there): no carrier.
         let (n9, _, _) = shift_subgraph_alone(&site(Dim::Known(4)), &c, 9);
         assert_eq!(n9.last().unwrap().op_type(), "Reshape");
+    }
+
+    #[test]
+    fn the_tract_form_shifts_the_head_alone_and_scatters_it_back() {
+        let c = Config { shift_form: ShiftForm::Tract, ..Config::default() };
+        let head_clip = ["Reshape(2)", "Slice(4)", "Pad(2)", "Slice(4)", "Pad(2)", "Concat(2)", "Reshape(2)"];
+        // A fixed batch of whole clips: the indices are a constant the graph's sites share.
+        let mut masks = FrameMasks::default();
+        let fixed = Site { batch: Dim::Known(16), ..site(Dim::Known(4)) };
+        let (nodes, inits, out) = shift_subgraph(&fixed, &c, 13, &mut masks);
+        let want: Vec<&str> = ["Slice(4)"].iter().chain(&head_clip).chain(&["ScatterND(3)"]).copied().collect();
+        assert_eq!(ops(&nodes), want);
+        let v = |n: &str| inits.iter().find(|t| t.name() == n).and_then(crate::tensor::int_values);
+        assert_eq!((v("/l/tsm/head_starts"), v("/l/tsm/head_ends")), (Some(vec![0]), Some(vec![4])));
+        // The head's clip view: [-1, T, 2 * fold, H * W]; its groups take channels [0, 2) and [2, 4).
+        assert_eq!(v("/l/tsm/clip_shape"), Some(vec![-1, 8, 4, 16]));
+        assert_eq!((v("/l/tsm/prev_starts"), v("/l/tsm/prev_ends")), (Some(vec![0, 2]), Some(vec![7, 4])));
+        let scatter = nodes.last().unwrap();
+        assert_eq!(scatter.input, ["x", "/tsm/frames/positions0", "/l/tsm/shifted_frames"]);
+        assert_eq!(out, scatter.output[0]);
+        assert!(masks.nodes.is_empty());
+        let positions = &masks.inits[0];
+        assert_eq!(positions.dims, [16, 4, 2]);
+        assert_eq!(crate::tensor::int_values(positions).unwrap()[..10], [0, 0, 0, 1, 0, 2, 0, 3, 1, 0]);
+        // A second site of the same width shares them.
+        shift_subgraph(&Site { prefix: "/m/tsm".into(), ..fixed.clone() }, &c, 13, &mut masks);
+        assert_eq!(masks.inits.len(), 1);
+        // A symbolic batch that a graph input carries: made at run time from the input's frames.
+        let input = ValueInfoProto {
+            name: Some("in".into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(1),
+                    shape: Some(TensorShapeProto {
+                        dim: vec![tensor_shape_proto::Dimension {
+                            value: Some(tensor_shape_proto::dimension::Value::DimParam("N".into())),
+                            ..Default::default()
+                        }],
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut masks = FrameMasks::new(&GraphProto { input: vec![input], ..Default::default() });
+        let (nodes, _, _) = shift_subgraph(&site(Dim::Known(4)), &c, 13, &mut masks);
+        assert_eq!(nodes.last().unwrap().input[1], "/tsm/frames/positions0");
+        assert_eq!(
+            ops(&masks.nodes),
+            [
+                "Shape(1)",
+                "Slice(4)",
+                "ConstantOfShape(1)",
+                "CumSum(2)",
+                "Reshape(2)",
+                "Concat(2)",
+                "Expand(2)",
+                "Expand(2)",
+                "Concat(2)"
+            ]
+        );
+        // No indices to make (a batch no input carries), before opset 11 (no ScatterND), or every
+        // channel moving: the clip view.
+        let clip = |s: &Site, c: &Config, opset: i64| ops(&shift_subgraph(s, c, opset, &mut FrameMasks::default()).0);
+        let clip_c = Config { shift_form: ShiftForm::Clip, ..Config::default() };
+        assert_eq!(clip(&site(Dim::Known(4)), &c, 13), clip(&site(Dim::Known(4)), &clip_c, 13));
+        assert_eq!(clip(&fixed, &c, 10), clip(&fixed, &clip_c, 10));
+        let all = Site { fold: 8, ..fixed.clone() };
+        assert_eq!(clip(&all, &c, 13), clip(&all, &clip_c, 13));
     }
 
     #[test]
