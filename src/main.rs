@@ -68,7 +68,8 @@ struct Args {
 
     /// How the shift is written (the model computes the same within rounding): stream (split the
     /// convolutions around each site so that only the shifted channels move, where both parts,
-    /// the shifted channels rounded up and the rest, are whole blocks of 16 channels, and
+    /// the shifted channels rounded up and the rest, are whole blocks of 16 channels (offline,
+    /// where those convolutions are all 1x1), and
     /// elsewhere the clip view offline, the batch form online; fastest in onnxruntime and
     /// OpenVINO), batch (along the batch axis, no Reshape, weights untouched), clip (on a
     /// [N, T, C, H*W] view at every site, offline only) or tract (fastest in tract: offline the

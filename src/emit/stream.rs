@@ -34,7 +34,8 @@
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
 //! weights), a one-input elementwise op, a pool, an inference BatchNormalization or an Add; and
 //! no other convolution reading a split tensor may write more values than that tensor holds (its
-//! partial sums would pass over more than `x`: ResNet-50's first downsample). Other sites get the
+//! partial sums would pass over more than `x`: ResNet-50's first downsample). Offline, every
+//! convolution it splits must be 1x1 (tract unfolds a split 3x3's input once per part). Other sites get the
 //! clip view offline ([`super::clip`]) and the batch form's online Concat ([`super::online`]).
 //! The sums are split in two, so the output equals the other forms' within rounding, not bit
 //! for bit.
@@ -162,6 +163,7 @@ pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Confi
             .collect(),
         folder,
         tract: form == ShiftForm::Tract,
+        pointwise: form == ShiftForm::Tract || !config.online,
     };
     let past = config.online || config.direction == Direction::Past;
     for site in &mut plan.sites {
@@ -182,10 +184,12 @@ struct Finder<'a> {
     /// split by halves of its input (a convolution, which reads it whole, is).
     edges: HashSet<(usize, usize)>,
     folder: &'a Path,
-    /// `--shift-form tract` (online): refuse a site whose head is rounded up past the fold, where
-    /// a convolution it would split has a spatial kernel, or where any other convolution reads a
-    /// tensor that would be split, not only one that widens.
+    /// `--shift-form tract` (online): refuse a site whose head is rounded up past the fold, or
+    /// where any other convolution reads a tensor that would be split, not only one that widens.
     tract: bool,
+    /// Refuse a site where a convolution it would split has a spatial kernel: offline, and online
+    /// with `--shift-form tract`.
+    pointwise: bool,
 }
 
 impl Finder<'_> {
@@ -215,12 +219,17 @@ impl Finder<'_> {
         if !self.chain(&site.tensor, s, c, &mut chain) {
             return None;
         }
-        // tract splits a convolution with a spatial kernel no cheaper than it copies the tensor:
-        // on ResNet-18, whose sites sit between 3x3 convolutions, per frame 1.041 with the stream
-        // form at its three aligned sites against 1.013 for the batch form everywhere
-        // (bench/RESULTS-tract-form.md). ResNet-50's are 1x1 on both sides.
+        // tract splits a convolution with a spatial kernel at a cost above the copies it saves: a
+        // producer split by output channel repeats its im2col of the whole input. On ResNet-18,
+        // whose sites sit between 3x3 convolutions, per clip 1.228 and 1.265 with the stream form
+        // at its five aligned sites against 1.008 and 0.991 for the clip view everywhere, while
+        // onnxruntime (1.045, 1.023 against 1.032, 1.030) and OpenVINO (1.088, 1.059 against
+        // 1.083, 1.040) gained nothing from it (bench/RESULTS-scatter.md): offline such sites take
+        // the clip view. Per frame onnxruntime gains from them (bench/RESULTS-rounded-head.md), so
+        // online only `--shift-form tract` leaves them out (1.041 with them against 1.013 for the
+        // batch form everywhere, bench/RESULTS-tract-form.md). ResNet-50's are 1x1 on both sides.
         let pointwise = |w: &TensorProto| w.dims[2..].iter().all(|&d| d == 1);
-        if self.tract && !(pointwise(w) && chain.iter().all(|t| self.producer_weights(t).is_none_or(pointwise))) {
+        if self.pointwise && !(pointwise(w) && chain.iter().all(|t| self.producer_weights(t).is_none_or(pointwise))) {
             return None;
         }
         // Any other convolution reading a split tensor is folded by its input halves too, its
