@@ -6,7 +6,7 @@
 //! Why: tract's cost for a site is the data it copies. The clip view copies the channels that stay
 //! twice (a Slice, then the Concat); here the ScatterND copies the tensor once (tract clones its
 //! data input and writes the updates into it) and only the head goes through slices and pads. On
-//! ResNet-50 the shift's operators took 49 ms of tract's clip against 89 ms for the clip view
+//! ResNet-50 the shift's operators took 49 ms of tract's clip against 90 ms for the clip view
 //! (`bench/RESULTS-scatter.md`). onnxruntime and OpenVINO convert it too, no faster than the clip
 //! view: a runtime-specific form, not the default. Not zeros-then-assign: the data is the site's
 //! own tensor, and every value written is one the reference moves there.
