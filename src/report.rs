@@ -108,6 +108,17 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
             p.plan.sites.len()
         );
     }
+    // The scatter form's ScatterND is named after its site (emit::scatter); the input's own are not.
+    let names: std::collections::HashSet<&str> = p.graph().node.iter().map(|n| n.name()).collect();
+    let scattered = p.plan.sites.iter().filter(|s| names.contains(format!("{}/ScatterND", s.prefix).as_str())).count();
+    if scattered > 0 {
+        let _ = writeln!(
+            out,
+            "scatter form at {scattered} of {} site(s): the shifted channels are moved on their own clip view and \
+             written back into the tensor by a ScatterND, so the channels that stay are copied once",
+            p.plan.sites.len()
+        );
+    }
     let quantized = p.plan.sites.iter().filter(|s| s.quant.is_some()).count();
     if quantized > 0 {
         let _ = writeln!(

@@ -114,6 +114,7 @@ fn shift_form_tract_scatters_the_head_back_offline_and_streams_fewer_sites_onlin
     // once per head width from the input's frames); the same outputs as the clip view, in tract.
     let err = run(&tract_form, &["--shift-form", "tract"]);
     assert!(err.contains("validated in tract"), "{err}");
+    assert!(err.contains("scatter form at 6 of 6 site(s)"), "{err}");
     run(&clip, &["--no-validate", "--shift-form", "clip"]);
     let graph = read_model(&tract_form).graph.unwrap();
     let count = |op: &str| graph.node.iter().filter(|n| n.op_type() == op).count();
