@@ -251,8 +251,9 @@ impl FrameMasks {
     /// The `[N*T, channels, 2]` indices of a ScatterND that writes the first `channels` channels
     /// of every frame (`[frame, channel]` pairs, see [`super::scatter`]): a constant for a fixed
     /// batch of whole clips, else made at run time from the frames of the graph input that carries
-    /// the batch (from opset 11), once per channel count; `None` otherwise.
-    pub(super) fn positions(&mut self, batch: &Dim, t: i64, channels: i64, opset: i64) -> Option<String> {
+    /// the batch, once per channel count; `None` otherwise. (ScatterND, hence the caller, needs
+    /// opset 11, as CumSum does.)
+    pub(super) fn positions(&mut self, batch: &Dim, t: i64, channels: i64) -> Option<String> {
         let fixed = batch.known().filter(|b| b % t == 0);
         if let Some((_, _, name)) = self.positions.iter().find(|(f, c, _)| *f == fixed && *c == channels) {
             return Some(name.clone());
@@ -262,8 +263,7 @@ impl FrameMasks {
             self.inits.push(int64(&name, &[b, channels, 2], &super::scatter::position_rows(b, channels)));
         } else {
             let Dim::Sym(batch) = batch else { return None };
-            let input =
-                self.sources.iter().find(|(b, _)| b == batch).map(|(_, i)| i.clone()).filter(|_| opset >= 11)?;
+            let input = self.sources.iter().find(|(b, _)| b == batch).map(|(_, i)| i.clone())?;
             let n = |what: &str| format!("{MASKS}/{what}");
             let column = match self.frame_column.clone() {
                 Some(c) => c,

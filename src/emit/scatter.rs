@@ -23,8 +23,7 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> Option<
     if moved >= site.channels || e.opset < 11 {
         return None;
     }
-    let opset = e.opset;
-    let positions = e.masks.as_deref_mut()?.positions(&site.batch, site.segments as i64, moved, opset)?;
+    let positions = e.masks.as_deref_mut()?.positions(&site.batch, site.segments as i64, moved)?;
     let x = site.tensor.clone();
     let head = e.slice("head", &x, &[0], &[moved], &[1], &[]);
     let head_site = Site { tensor: head, channels: moved, ..site.clone() };
