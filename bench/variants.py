@@ -12,6 +12,8 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py joined-consumer online.onnx online_joined.onnx
     python bench/variants.py joined-clip tsm.onnx tsm_joined_clip.onnx
     python bench/variants.py scatter-online online_batch.onnx online_scatter.onnx
+    python bench/variants.py no-shift tsm.onnx tsm_no_shift.onnx
+    python bench/variants.py gather-head tsm.onnx tsm_gather_head.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -58,8 +60,18 @@ tool's own output, so that a form can be timed before it is built into the emitt
   batch-form sites read `ScatterND(x, [(frame, channel)], buffer_in)`, the buffer written over a
   copy of x's first fold channels, in place of the flattened channel Concat: the offline form of
   `--shift-form tract` (src/emit/scatter.rs), per frame.
+- no-shift: NOT EXACT, a diagnostic: an offline stream-form model whose heads are not shifted at all
+  (each consumer's `from_shifted` convolution reads the head as it was made; the Slices, Pads,
+  Concat and Where of the head and the frame masks they alone read are dropped). Timed against the
+  default, it splits the stream form's cost in two: the split convolutions (this row) and the
+  movement of the head (the difference). The exactness check of bench/overhead.py reports it as
+  NOT EXACT, as it should.
+- gather-head: an offline stream-form model whose heads move by two Gathers on the batch axis, the
+  whole head gathered from the next frames and from the previous ones (indices `(frame + 1) mod N`
+  and `(frame - 1) mod N`), and two Wheres on per-(frame, channel) masks pick the group and zero the
+  clip borders: two gathers and two selects, against two Slices, two Pads, a Concat and a Where.
 
-All are exact (mul-mask as said above): the buffers hold the same values, transposed; the slices take the same elements.
+All are exact (mul-mask as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
 (bench/openvino_profile.py, bench/tract_profile.py).
 """
@@ -399,10 +411,109 @@ def scatter_online(m):
     return len(sites)
 
 
+def stream_heads(g):
+    """Each stream-form head of an offline model: (prefix, head tensor, fold, the Where's output)."""
+    inits = {i.name: i for i in g.initializer}
+    by = {n.name: n for n in g.node}
+    heads = []
+    for n in g.node:
+        if n.op_type == "Where" and n.name.endswith("/tsm/Where") and n.name[:-5] + "Slice_next" in by:
+            pre = n.name[:-5]
+            nxt = by[pre + "Slice_next"]
+            fold = int(numpy_helper.to_array(inits[nxt.input[2]])[1])
+            heads.append((pre, nxt.input[0], fold, n.output[0]))
+    return heads
+
+
+def drop_dead_nodes(g):
+    need = {o.name for o in g.output}
+    keep = []
+    for n in reversed(g.node):
+        if any(o in need for o in n.output):
+            keep.append(n)
+            need.update(n.input)
+    replace_nodes(g, keep[::-1])
+    drop_unread_initializers(g)
+
+
+def no_shift(m):
+    g = m.graph
+    heads = stream_heads(g)
+    unshifted = {shifted: head for _, head, _, shifted in heads}
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name in unshifted:
+                n.input[i] = unshifted[name]
+    drop_dead_nodes(g)
+    return len(heads)
+
+
+def gather_head(m, segments=8):
+    g = m.graph
+    heads = stream_heads(g)
+    shapes = inferred_dims(m)
+
+    def const(name, a):
+        g.initializer.append(numpy_helper.from_array(np.asarray(a), name))
+        return name
+
+    one = const("/tsm/gather/one", np.array([1], np.int64))
+    # the frame counter and frame count bench/overhead's models already compute once
+    frame, frames, index = "/tsm/frames/frame", "/tsm/frames/frames", "/tsm/frames/frame_index"
+    new = [
+        helper.make_node("Add", [frame, one], ["/tsm/gather/f1"], name="/tsm/gather/Add_next"),
+        helper.make_node("Mod", ["/tsm/gather/f1", frames], ["/tsm/gather/next"], name="/tsm/gather/Mod_next"),
+        helper.make_node("Sub", [frames, one], ["/tsm/gather/n1"], name="/tsm/gather/Sub"),
+        helper.make_node("Add", [frame, "/tsm/gather/n1"], ["/tsm/gather/fp"], name="/tsm/gather/Add_prev"),
+        helper.make_node("Mod", ["/tsm/gather/fp", frames], ["/tsm/gather/prev"], name="/tsm/gather/Mod_prev"),
+    ]
+    outputs = {}
+    for pre, head, fold, shifted in heads:
+        s = shapes[head][1]
+        take_next = np.zeros((segments, s, 1, 1), bool)
+        take_prev = np.zeros((segments, s, 1, 1), bool)
+        take_next[: segments - 1, :fold] = True
+        take_prev[1:, fold:2 * fold] = True
+        keep = np.zeros((segments, s, 1, 1), bool)
+        keep[:, 2 * fold:] = True
+        zero = const(pre + "gather/zero", np.array(0, np.float32))
+        new += [
+            helper.make_node("Gather", [const(pre + "gather/next_rows", take_next), index], [pre + "gather/cn0"], axis=0),
+            helper.make_node("Gather", [const(pre + "gather/prev_rows", take_prev), index], [pre + "gather/cp0"], axis=0),
+            # the empty carrier the default's mask has: the batch symbol for onnxruntime's shape inference
+            helper.make_node("Concat", [pre + "gather/cn0", pre + "keep_carrier_bool"], [pre + "gather/cn"], axis=1),
+            helper.make_node("Concat", [pre + "gather/cp0", pre + "keep_carrier_bool"], [pre + "gather/cp"], axis=1),
+            helper.make_node("Gather", [head, "/tsm/gather/next"], [pre + "gather/from_next"], axis=0),
+            helper.make_node("Gather", [head, "/tsm/gather/prev"], [pre + "gather/from_prev"], axis=0),
+            helper.make_node("Where", [pre + "gather/cp", pre + "gather/from_prev",
+                                       pre + "gather/keep_or_zero" if 2 * fold < s else zero], [pre + "gather/prev_or_zero"]),
+            helper.make_node("Where", [pre + "gather/cn", pre + "gather/from_next", pre + "gather/prev_or_zero"], [shifted]),
+        ]
+        if 2 * fold < s:
+            new.append(helper.make_node("Where", [const(pre + "gather/keep_rows", keep[:1]), head, zero], [pre + "gather/keep_or_zero"]))
+        outputs[shifted] = pre
+    kept = [n for n in g.node if not (n.op_type == "Where" and n.output[0] in outputs)]
+    # place the new nodes where they can run: after every node, then drop what nobody reads
+    order, have, pending = [], {i.name for i in g.input} | {i.name for i in g.initializer}, kept + new
+    while pending:
+        ready = [all(i == "" or i in have for i in n.input) for n in pending]
+        rest = [n for n, r in zip(pending, ready) if not r]
+        for n, r in zip(pending, ready):
+            if r:
+                order.append(n)
+                have.update(n.output)
+        if len(rest) == len(pending):
+            raise SystemExit(f"gather-head: cannot order {rest[0].name}")
+        pending = rest
+    replace_nodes(g, order)
+    drop_dead_nodes(g)
+    return len(heads)
+
+
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
-            "scatter-online": scatter_online}
+            "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head}
 
 
 def main():
