@@ -4,6 +4,7 @@ operator type and kernel, the median over --runs inferences, for models bench/ov
 
     python bench/openvino_profile.py                         # resnet50 offline: plain, tsm, roundtrip
     python bench/openvino_profile.py --online                # resnet50 per frame: plain, online, online_batch
+    python bench/openvino_profile.py --online --states       # the same, the buffers as OpenVINO states
     python bench/openvino_profile.py --precision bf16 --runs 21 a.onnx b.onnx
 
 Offline runs one clip of 8 frames at 224x224, online one frame with every buffer input fed (random
@@ -30,9 +31,14 @@ from overhead import ov_config, ov_read  # noqa: E402
 W = "/tmp/h-bench/resnet50"
 
 
-def compile_for_profile(core, path, online, precision):
+def compile_for_profile(core, path, online, precision, states=False):
     config = {**ov_config(precision), "PERF_COUNT": "YES"}
-    compiled = core.compile_model(ov_read(core, path, 1 if online else 8), "CPU", config)
+    if states and "tsm-rewrite.buffers" in onnx_metadata(path):
+        from tsm_rewrite import openvino_stateful  # bench/overhead.py put python/ on the path
+        model = openvino_stateful(path, streams=1, core=core)
+    else:
+        model = ov_read(core, path, 1 if online else 8)
+    compiled = core.compile_model(model, "CPU", config)
     req = compiled.create_infer_request()
     feeds = {i: np.random.default_rng(i).standard_normal(tuple(p.get_shape()), dtype=np.float32)
              for i, p in enumerate(compiled.inputs)}
@@ -41,10 +47,15 @@ def compile_for_profile(core, path, online, precision):
     return req, feeds
 
 
-def profile(core, paths, online, precision, runs):
+def onnx_metadata(path):
+    import onnx
+    return {p.key for p in onnx.load(path, load_external_data=False).metadata_props}
+
+
+def profile(core, paths, online, precision, runs, states=False):
     """Per model: the median time per operator key, the node count per key, the median total.
     The models take turns within each run, so the machine's slow moments fall on all of them."""
-    reqs = [compile_for_profile(core, p, online, precision) for p in paths]
+    reqs = [compile_for_profile(core, p, online, precision, states) for p in paths]
     per_run = [[] for _ in paths]
     walls = [[] for _ in paths]
     counts = [collections.Counter() for _ in paths]
@@ -76,13 +87,16 @@ def main():
     ap.add_argument("--online", action="store_true")
     ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--states", action="store_true",
+                    help="online models with their buffers as OpenVINO states (tsm_rewrite.openvino_stateful)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-openvino-profile.md"))
     args = ap.parse_args()
     names = ["plain", "online", "online_batch"] if args.online else ["plain", "tsm", "roundtrip"]
     models = args.models or [f"{W}/{n}.onnx" for n in names]
     core = ov.Core()
-    res = [(os.path.basename(p), *r) for p, r in zip(models, profile(core, models, args.online, args.precision, args.runs))]
+    res = [(os.path.basename(p), *r) for p, r in zip(models, profile(core, models, args.online, args.precision, args.runs, args.states))]
     what = "one frame (online)" if args.online else "one clip of 8 frames"
+    what += ", the buffers as OpenVINO states" if args.states else ""
     lines = [f"## {what}, {args.precision}, median over {args.runs} inferences", "",
              "Each operator type (kernel): summed time in ms, and how many nodes ran it.", "",
              "| operator (kernel) | " + " | ".join(n for n, *_ in res) + " |", "|---|" + "---|" * len(res)]
