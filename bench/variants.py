@@ -458,7 +458,7 @@ def gather_head(m, segments=8):
         return name
 
     one = const("/tsm/gather/one", np.array([1], np.int64))
-    # the frame counter and frame count bench/overhead's models already compute once
+    # the frame counter, frame count and frame-in-clip index the tool's output makes once per graph
     frame, frames, index = "/tsm/frames/frame", "/tsm/frames/frames", "/tsm/frames/frame_index"
     new = [
         helper.make_node("Add", [frame, one], ["/tsm/gather/f1"], name="/tsm/gather/Add_next"),
@@ -493,7 +493,7 @@ def gather_head(m, segments=8):
             new.append(helper.make_node("Where", [const(pre + "gather/keep_rows", keep[:1]), head, zero], [pre + "gather/keep_or_zero"]))
         outputs[shifted] = pre
     kept = [n for n in g.node if not (n.op_type == "Where" and n.output[0] in outputs)]
-    # place the new nodes where they can run: after every node, then drop what nobody reads
+    # the new nodes read each other and the graph's: sort all in dependency order, then drop what nobody reads
     order, have, pending = [], {i.name for i in g.input} | {i.name for i in g.initializer}, kept + new
     while pending:
         ready = [all(i == "" or i in have for i in n.input) for n in pending]
