@@ -198,8 +198,6 @@ pub struct FrameMasks {
     index: Option<(i64, String)>,
     /// (width, rows, the mask's name), in the order first asked for.
     masks: Vec<(i64, Vec<bool>, String)>,
-    /// Each frame's position in the batch as a `[N*T, 1, 1]` column, made once.
-    frame_column: Option<String>,
     /// (frames if fixed, channels, the `[N*T, channels, 2]` ScatterND indices' name).
     positions: Vec<(Option<i64>, i64, String)>,
     /// What the masks add to the graph, before its first node.
@@ -265,22 +263,13 @@ impl FrameMasks {
             let Dim::Sym(batch) = batch else { return None };
             let input = self.sources.iter().find(|(b, _)| b == batch).map(|(_, i)| i.clone())?;
             let n = |what: &str| format!("{MASKS}/{what}");
-            let column = match self.frame_column.clone() {
-                Some(c) => c,
-                None => {
-                    let frame = self.frame(&input);
-                    self.inits.push(int64(&n("column_shape"), &[3], &[-1, 1, 1]));
-                    self.nodes.push(node(
-                        "Reshape",
-                        &n("Reshape_column"),
-                        vec![frame, n("column_shape")],
-                        &n("frame_column"),
-                        vec![],
-                    ));
-                    self.frame_column = Some(n("frame_column"));
-                    n("frame_column")
-                }
-            };
+            // Each frame's position in the batch as a `[N*T, 1, 1]` column, made once.
+            let column = n("frame_column");
+            if !self.nodes.iter().any(|node| node.output.contains(&column)) {
+                let frame = self.frame(&input);
+                self.inits.push(int64(&n("column_shape"), &[3], &[-1, 1, 1]));
+                self.nodes.push(node("Reshape", &n("Reshape_column"), vec![frame, n("column_shape")], &column, vec![]));
+            }
             // Expand, not Tile: TVM cannot convert a Tile whose repeats are computed.
             let (dims, shape, channel) = (format!("{name}_dims"), format!("{name}_shape"), format!("{name}_channel"));
             self.inits.push(int64(&dims, &[2], &[channels, 1]));
