@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import overhead as oh  # noqa: E402
 import forms as fm  # noqa: E402
+from variants import toposort  # noqa: E402
 
 CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 
@@ -351,22 +352,6 @@ def stream_split(m, sites, online=True, keep_batch=False, aligned_only=False, ca
     g.ClearField("initializer")
     g.initializer.extend(keep)
     return m, len(sites)
-
-
-def toposort(nodes, known):
-    known, out, todo = set(known), [], list(nodes)
-    while todo:
-        rest = []
-        for n in todo:
-            if all(not i or i in known for i in n.input):
-                out.append(n)
-                known.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(todo):
-            raise ValueError(f"cycle or missing input at {rest[0].name}")
-        todo = rest
-    return out
 
 
 ONLINE = {

@@ -425,6 +425,24 @@ def stream_heads(g):
     return heads
 
 
+def toposort(nodes, known):
+    """`nodes` in an order where each runs after the producers of its inputs (`known`: the graph's
+    inputs and initializers). Also bench/forms_fold.py's."""
+    known, out, todo = set(known), [], list(nodes)
+    while todo:
+        rest = []
+        for n in todo:
+            if all(not i or i in known for i in n.input):
+                out.append(n)
+                known.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(todo):
+            raise ValueError(f"cycle or missing input at {rest[0].name}")
+        todo = rest
+    return out
+
+
 def drop_dead_nodes(g):
     need = {o.name for o in g.output}
     keep = []
@@ -494,17 +512,7 @@ def gather_head(m, segments=8):
         outputs[shifted] = pre
     kept = [n for n in g.node if not (n.op_type == "Where" and n.output[0] in outputs)]
     # the new nodes read each other and the graph's: sort all in dependency order, then drop what nobody reads
-    order, have, pending = [], {i.name for i in g.input} | {i.name for i in g.initializer}, kept + new
-    while pending:
-        ready = [all(i == "" or i in have for i in n.input) for n in pending]
-        rest = [n for n, r in zip(pending, ready) if not r]
-        for n, r in zip(pending, ready):
-            if r:
-                order.append(n)
-                have.update(n.output)
-        if len(rest) == len(pending):
-            raise SystemExit(f"gather-head: cannot order {rest[0].name}")
-        pending = rest
+    order = toposort(kept + new, {i.name for i in g.input} | {i.name for i in g.initializer})
     replace_nodes(g, order)
     drop_dead_nodes(g)
     return len(heads)
