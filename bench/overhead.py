@@ -29,7 +29,8 @@ every frame), OpenVINO through two infer requests whose tensors are set once and
 by feeding its output tensors back as they are (no numpy copy) into one reused state (since stop 27;
 before, each run spawned a state and the buffers went through numpy). Each round runs every model once (offline) or --frames frames
 (online), in an order that rotates every round; the ratio of a round is model time / 2D time of the
-same round. Reported: median ratio, interquartile range and min-max over the rounds.
+same round. Reported: median ratio, interquartile range and min-max over the rounds; --json also
+keeps every round's ratio ("rounds"), so that two rows can be compared round by round.
 
 Runtimes: ort = onnxruntime CPU, default session options; openvino = OpenVINO CPU with its inference
 precision pinned to f32 (exact, the configuration of the issue's table); openvino-auto = OpenVINO's
@@ -608,7 +609,7 @@ def measure(fns, rounds, warmup=2, reps=1, log_=log, label=""):
 def summarize(v):
     a = np.asarray(v)
     return {"median": float(np.median(a)), "q1": float(np.percentile(a, 25)), "q3": float(np.percentile(a, 75)),
-            "min": float(a.min()), "max": float(a.max()), "n": len(a)}
+            "min": float(a.min()), "max": float(a.max()), "n": len(a), "rounds": [float(x) for x in a]}
 
 
 def fmt(s):

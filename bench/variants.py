@@ -14,6 +14,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py scatter-online online_batch.onnx online_scatter.onnx
     python bench/variants.py no-shift tsm.onnx tsm_no_shift.onnx
     python bench/variants.py gather-head tsm.onnx tsm_gather_head.onnx
+    python bench/variants.py side-conv online.onnx online_side.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -70,8 +71,17 @@ tool's own output, so that a form can be timed before it is built into the emitt
   whole head gathered from the next frames and from the previous ones (indices `(frame + 1) mod N`
   and `(frame - 1) mod N`), and two Wheres on per-(frame, channel) masks pick the group and zero the
   clip borders: two gathers and two selects, against two Slices, two Pads, a Concat and a Where.
+- side-conv: an online model whose sites in the batch form's flattened Concat (ResNet-50's first,
+  every MobileNetV2 site) feed their consumer convolution no Concat at all: it reads x itself, its
+  weights' first fold input columns zeroed, plus a side convolution of the buffer input through
+  those columns, the two summed (`Conv(x, W with [:, :fold] = 0, B) + Conv(buffer_in, W[:, :fold])`).
+  No Reshape, Slice of the rest or Concat: in OpenVINO, which computes channels-last, the
+  flattened Concat costs a reorder to planar and back. The price: the side convolution's
+  multiply-adds (fold/C of the consumer's, which the zeroed columns waste), the zeroed copy of the
+  consumer's weights in the file, and exactness for finite values only (a zeroed column times an
+  inf or NaN in x's replaced channels is NaN, where the shift reads the buffer).
 
-All are exact (mul-mask as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
+All are exact (mul-mask and side-conv as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
 (bench/openvino_profile.py, bench/tract_profile.py).
 """
@@ -518,10 +528,53 @@ def gather_head(m, segments=8):
     return len(heads)
 
 
+def side_conv(m):
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    by_name = {n.name: n for n in g.node}
+    readers = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    buffer_channels = {vi.name: vi.type.tensor_type.shape.dim[1].dim_value for vi in g.input}
+    drop, plan = set(), {}
+    for n in g.node:
+        if n.op_type != "Reshape" or not n.name.endswith("/tsm/Reshape_frame"):
+            continue
+        p = n.name[: -len("Reshape_frame")]
+        reads = readers.get(n.output[0], [])
+        if len(reads) != 1 or reads[0].op_type != "Conv" or reads[0].input[0] != n.output[0]:
+            continue
+        conv = reads[0]
+        if next((a.i for a in conv.attribute if a.name == "group"), 1) != 1:
+            continue
+        x = by_name[p + "Reshape_x"].input[0]
+        buffer_in = by_name[p + "Reshape_buffer"].input[0]
+        fold = buffer_channels[buffer_in]
+        w = numpy_helper.to_array(inits[conv.input[1]])
+        zeroed = w.copy()
+        zeroed[:, :fold] = 0
+        g.initializer.append(numpy_helper.from_array(zeroed, p + "side/w_zeroed"))
+        g.initializer.append(numpy_helper.from_array(w[:, :fold].copy(), p + "side/w_buffer"))
+        from_x = helper.make_node("Conv", [x, p + "side/w_zeroed"] + list(conv.input[2:]), [p + "side/from_x"],
+                                  name=conv.name + "/from_x")
+        from_buffer = helper.make_node("Conv", [buffer_in, p + "side/w_buffer"], [p + "side/from_buffer"],
+                                       name=conv.name + "/from_buffer")
+        for c in (from_x, from_buffer):
+            c.attribute.extend(conv.attribute)
+        add = helper.make_node("Add", [p + "side/from_x", p + "side/from_buffer"], [conv.output[0]], name=conv.name + "/sum")
+        plan[conv.name] = [from_x, from_buffer, add]
+        drop |= {p + k for k in ("Reshape_x", "Slice_rest", "Reshape_buffer", "Concat", "Reshape_frame")}
+    replace_nodes(g, [r for n in g.node if n.name not in drop for r in plan.get(n.name, [n])])
+    drop_unread_initializers(g)
+    return len(plan)
+
+
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
-            "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head}
+            "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head,
+            "side-conv": side_conv}
 
 
 def main():
