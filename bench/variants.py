@@ -15,6 +15,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py no-shift tsm.onnx tsm_no_shift.onnx
     python bench/variants.py gather-head tsm.onnx tsm_gather_head.onnx
     python bench/variants.py side-conv online.onnx online_side.onnx
+    python bench/variants.py channel-concat online.onnx online_cc.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -80,6 +81,10 @@ tool's own output, so that a form can be timed before it is built into the emitt
   multiply-adds (fold/C of the consumer's, which the zeroed columns waste), the zeroed copy of the
   consumer's weights in the file, and exactness for finite values only (a zeroed column times an
   inf or NaN in x's replaced channels is NaN, where the shift reads the buffer).
+- channel-concat: an online model whose sites in the batch form's flattened Concat join the buffer
+  and `x[:, fold:]` on the channel axis, unflattened (the form the tool keeps for a strided 1x1
+  consumer): no Reshape, so no reorder to planar in OpenVINO; the hope was that OpenVINO's channel
+  Slice and Concat would then run in its own layout.
 
 All are exact (mul-mask and side-conv as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -570,11 +575,37 @@ def side_conv(m):
     return len(plan)
 
 
+def channel_concat(m):
+    g = m.graph
+    by_name = {n.name: n for n in g.node}
+    buffer_channels = {vi.name: vi.type.tensor_type.shape.dim[1].dim_value for vi in g.input}
+    shapes = inferred_dims(m)
+    drop, plan = set(), {}
+    for n in g.node:
+        if n.op_type != "Reshape" or not n.name.endswith("/tsm/Reshape_frame"):
+            continue
+        p = n.name[: -len("Reshape_frame")]
+        x = by_name[p + "Reshape_x"].input[0]
+        buffer_in = by_name[p + "Reshape_buffer"].input[0]
+        fold, c = buffer_channels[buffer_in], shapes[x][1]
+        consts = {k: numpy_helper.from_array(np.array(v, np.int64), p + "cc_" + k)
+                  for k, v in (("starts", [fold]), ("ends", [c]), ("axes", [1]))}
+        g.initializer.extend(consts.values())
+        plan[n.name] = [
+            helper.make_node("Slice", [x] + [t.name for t in consts.values()], [p + "cc_rest"], name=p + "cc_Slice_rest"),
+            helper.make_node("Concat", [buffer_in, p + "cc_rest"], [n.output[0]], name=p + "cc_Concat", axis=1),
+        ]
+        drop |= {p + k for k in ("Reshape_x", "Slice_rest", "Reshape_buffer", "Concat")}
+    replace_nodes(g, [r for n in g.node if n.name not in drop for r in plan.get(n.name, [n])])
+    drop_unread_initializers(g)
+    return len(plan)
+
+
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
             "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head,
-            "side-conv": side_conv}
+            "side-conv": side_conv, "channel-concat": channel_concat}
 
 
 def main():
