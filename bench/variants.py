@@ -16,6 +16,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py gather-head tsm.onnx tsm_gather_head.onnx
     python bench/variants.py side-conv online.onnx online_side.onnx
     python bench/variants.py channel-concat online.onnx online_cc.onnx
+    python bench/variants.py flat-buffer-out online.onnx online_fb.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -85,6 +86,12 @@ tool's own output, so that a form can be timed before it is built into the emitt
   and `x[:, fold:]` on the channel axis, unflattened (the form the tool keeps for a strided 1x1
   consumer): no Reshape, so no reorder to planar in OpenVINO; the hope was that OpenVINO's channel
   Slice and Concat would then run in its own layout.
+- flat-buffer-out: an online model whose sites in the batch form's flattened Concat take their
+  buffer output from the flattened frame (`x_flat[:, :fold*H*W]`, reshaped to `[N, fold, H, W]`),
+  the Slice of the rest's neighbour, not from x's channels. OpenVINO computes x channels-last and
+  reorders it to planar for the flattening Reshape anyway; sliced from x, the buffer is a strided
+  copy that its Assign (or output) then reorders again, and x's second reader keeps the block's
+  residual Add out of its convolution.
 
 All are exact (mul-mask and side-conv as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -533,29 +540,41 @@ def gather_head(m, segments=8):
     return len(heads)
 
 
+def flattened_sites(g):
+    """The online sites in the batch form's flattened Concat: (prefix, x, buffer input, fold)."""
+    by_name = {n.name: n for n in g.node}
+    channels = {vi.name: vi.type.tensor_type.shape.dim[1].dim_value for vi in g.input}
+    sites = []
+    for n in g.node:
+        if n.op_type == "Reshape" and n.name.endswith("/tsm/Reshape_x"):
+            p = n.name[: -len("Reshape_x")]
+            buffer_in = by_name[p + "Reshape_buffer"].input[0]
+            sites.append((p, n.input[0], buffer_in, channels[buffer_in]))
+    return sites
+
+
+def apply_plan(g, plan, drop):
+    """Each node named in `plan` replaced by the nodes it maps to, the nodes named in `drop` gone."""
+    replace_nodes(g, [r for n in g.node if n.name not in drop for r in plan.get(n.name, [n])])
+    drop_unread_initializers(g)
+    return len(plan)
+
+
 def side_conv(m):
     g = m.graph
     inits = {i.name: i for i in g.initializer}
-    by_name = {n.name: n for n in g.node}
     readers = {}
     for n in g.node:
         for i in n.input:
             readers.setdefault(i, []).append(n)
-    buffer_channels = {vi.name: vi.type.tensor_type.shape.dim[1].dim_value for vi in g.input}
     drop, plan = set(), {}
-    for n in g.node:
-        if n.op_type != "Reshape" or not n.name.endswith("/tsm/Reshape_frame"):
-            continue
-        p = n.name[: -len("Reshape_frame")]
-        reads = readers.get(n.output[0], [])
-        if len(reads) != 1 or reads[0].op_type != "Conv" or reads[0].input[0] != n.output[0]:
+    for p, x, buffer_in, fold in flattened_sites(g):
+        reads = readers.get(p + "shifted", [])
+        if len(reads) != 1 or reads[0].op_type != "Conv" or reads[0].input[0] != p + "shifted":
             continue
         conv = reads[0]
         if next((a.i for a in conv.attribute if a.name == "group"), 1) != 1:
             continue
-        x = by_name[p + "Reshape_x"].input[0]
-        buffer_in = by_name[p + "Reshape_buffer"].input[0]
-        fold = buffer_channels[buffer_in]
         w = numpy_helper.to_array(inits[conv.input[1]])
         zeroed = w.copy()
         zeroed[:, :fold] = 0
@@ -570,42 +589,54 @@ def side_conv(m):
         add = helper.make_node("Add", [p + "side/from_x", p + "side/from_buffer"], [conv.output[0]], name=conv.name + "/sum")
         plan[conv.name] = [from_x, from_buffer, add]
         drop |= {p + k for k in ("Reshape_x", "Slice_rest", "Reshape_buffer", "Concat", "Reshape_frame")}
-    replace_nodes(g, [r for n in g.node if n.name not in drop for r in plan.get(n.name, [n])])
-    drop_unread_initializers(g)
-    return len(plan)
+    return apply_plan(g, plan, drop)
 
 
 def channel_concat(m):
     g = m.graph
-    by_name = {n.name: n for n in g.node}
-    buffer_channels = {vi.name: vi.type.tensor_type.shape.dim[1].dim_value for vi in g.input}
     shapes = inferred_dims(m)
     drop, plan = set(), {}
-    for n in g.node:
-        if n.op_type != "Reshape" or not n.name.endswith("/tsm/Reshape_frame"):
-            continue
-        p = n.name[: -len("Reshape_frame")]
-        x = by_name[p + "Reshape_x"].input[0]
-        buffer_in = by_name[p + "Reshape_buffer"].input[0]
-        fold, c = buffer_channels[buffer_in], shapes[x][1]
+    for p, x, buffer_in, fold in flattened_sites(g):
         consts = {k: numpy_helper.from_array(np.array(v, np.int64), p + "cc_" + k)
-                  for k, v in (("starts", [fold]), ("ends", [c]), ("axes", [1]))}
+                  for k, v in (("starts", [fold]), ("ends", [shapes[x][1]]), ("axes", [1]))}
         g.initializer.extend(consts.values())
-        plan[n.name] = [
+        plan[p + "Reshape_frame"] = [
             helper.make_node("Slice", [x] + [t.name for t in consts.values()], [p + "cc_rest"], name=p + "cc_Slice_rest"),
-            helper.make_node("Concat", [buffer_in, p + "cc_rest"], [n.output[0]], name=p + "cc_Concat", axis=1),
+            helper.make_node("Concat", [buffer_in, p + "cc_rest"], [p + "shifted"], name=p + "cc_Concat", axis=1),
         ]
         drop |= {p + k for k in ("Reshape_x", "Slice_rest", "Reshape_buffer", "Concat")}
-    replace_nodes(g, [r for n in g.node if n.name not in drop for r in plan.get(n.name, [n])])
-    drop_unread_initializers(g)
-    return len(plan)
+    return apply_plan(g, plan, drop)
 
+
+def flat_buffer_out(m):
+    g = m.graph
+    by_output = {o: n for n in g.node for o in n.output}
+    shapes = inferred_dims(m)
+    drop, plan = set(), {}
+    for p, x, _, fold in flattened_sites(g):
+        sliced = by_output.get(p + "buffer_out")
+        if sliced is None or sliced.op_type != "Slice" or sliced.input[0] != x:
+            continue
+        _, c, h, w = shapes[x]
+        consts = {k: numpy_helper.from_array(np.array(v, np.int64), p + "fb_" + k)
+                  for k, v in (("starts", [0]), ("ends", [fold * h * w]), ("axes", [1]), ("shape", [0, fold, h, w]))}
+        g.initializer.extend(consts.values())
+        plan[p + "Reshape_x"] = [
+            by_output[p + "x_flat"],
+            helper.make_node("Slice", [p + "x_flat"] + [consts[k].name for k in ("starts", "ends", "axes")],
+                             [p + "fb_flat"], name=p + "fb_Slice_buffer_out"),
+            helper.make_node("Reshape", [p + "fb_flat", consts["shape"].name], [p + "buffer_out"],
+                             name=p + "fb_Reshape_buffer_out"),
+        ]
+        drop.add(sliced.name)
+    return apply_plan(g, plan, drop)
 
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
             "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head,
-            "side-conv": side_conv, "channel-concat": channel_concat}
+            "side-conv": side_conv, "channel-concat": channel_concat,
+            "flat-buffer-out": flat_buffer_out}
 
 
 def main():

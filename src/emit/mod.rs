@@ -723,13 +723,20 @@ mod tests {
     #[test]
     fn online_site_reads_the_buffer_and_gives_the_current_frame() {
         let (nodes, inits, out) = online_subgraph(&site(Dim::Sym("H".into())), 13, (3, 4));
-        assert_eq!(ops(&nodes), ["Slice(4)", "Reshape(2)", "Slice(4)", "Reshape(2)", "Concat(2)", "Reshape(2)"]);
-        assert_eq!(nodes[0].output, ["/l/tsm/buffer_out"]);
-        assert_eq!(nodes[3].input[0], "/l/tsm/buffer_in");
-        assert_eq!(nodes[4].input, ["/l/tsm/buffer_flat", "/l/tsm/rest"]);
+        let want = ["Reshape(2)", "Slice(4)", "Reshape(2)", "Slice(4)", "Reshape(2)", "Concat(2)", "Reshape(2)"];
+        assert_eq!(ops(&nodes), want);
+        // The buffer output comes from the flattened frame, as the rest does.
+        assert_eq!((nodes[1].input[0].as_str(), nodes[2].output[0].as_str()), ("/l/tsm/x_flat", "/l/tsm/buffer_out"));
+        assert_eq!(nodes[4].input[0], "/l/tsm/buffer_in");
+        assert_eq!(nodes[5].input, ["/l/tsm/buffer_flat", "/l/tsm/rest"]);
         assert_eq!(out, "/l/tsm/shifted");
         let v = |n: &str| inits.iter().find(|t| t.name() == n).and_then(crate::tensor::int_values);
-        assert_eq!((v("/l/tsm/buffer_out_starts"), v("/l/tsm/buffer_out_ends")), (Some(vec![0]), Some(vec![2])));
+        // Channels [0, 2) of a 3x4 frame, flattened, and back to [N, 2, 3, 4].
+        assert_eq!(
+            (v("/l/tsm/buffer_out_flat_starts"), v("/l/tsm/buffer_out_flat_ends")),
+            (Some(vec![0]), Some(vec![24]))
+        );
+        assert_eq!(v("/l/tsm/buffer_shape"), Some(vec![0, 2, 3, 4]));
         // Channels [2, 16) of a 3x4 frame, flattened.
         assert_eq!((v("/l/tsm/rest_starts"), v("/l/tsm/rest_ends")), (Some(vec![24]), Some(vec![192])));
         // 0 copies the batch, so shape inference keeps its symbol.

@@ -12,6 +12,17 @@ use crate::plan::Site;
 /// because tract turns a channel-axis Concat that feeds a 1x1 convolution into one matrix product
 /// per part, which costs more than the copy: on ResNet-50 per frame the channel Concat cost about
 /// 8%, `x * mask + pad(buffer)` about 7%, the flat Concat about 4% (`bench/online_latency.sh`).
+/// The buffer output is sliced from the same flattened frame, not from x's channels: OpenVINO
+/// computes x channels-last and reorders it to planar for the flattening Reshape anyway, where a
+/// Slice of x's channels is a strided copy that the buffer's `Assign` (or output) reorders again,
+/// and a second reader of x keeps the block's residual Add out of the convolution before it. Per
+/// frame on MobileNetV2 (10 such sites) OpenVINO f32 took 0.95-0.98 of the time in two runs
+/// (in the second, faster in 31 and 30 of 31 paired rounds, the buffers as states and as
+/// tensors); onnxruntime 1.02-1.03 (one Reshape more), tract and ResNet-50
+/// within 0.01 (`bench/RESULTS-flat-buffer-out.md`).
+/// Before opset 10 both slices would be Splits of the same tensor into the same parts, so there
+/// (and in a QDQ model, whose flattened frame holds the quantized values) the buffer is sliced
+/// from x.
 ///
 /// In a QDQ model (the tensor is a per-tensor `DequantizeLinear`'s output) the buffers still carry
 /// floats, so that zeros before the first frame mean zeros whatever the zero point; the join is
@@ -19,7 +30,10 @@ use crate::plan::Site;
 /// same scale) and dequantized after, so the consumer still reads a `DequantizeLinear`.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, (h, w): (i64, i64)) -> String {
     let (c, fold) = (site.channels, site.fold);
-    e.slice(BUFFER_OUT, &site.tensor, &[0], &[fold], &[1], &[c]);
+    let flat_buffer = fold != c && !site.strided_1x1 && site.quant.is_none() && e.opset >= 10;
+    if !flat_buffer {
+        e.slice(BUFFER_OUT, &site.tensor, &[0], &[fold], &[1], &[c]);
+    }
     let buffer_in = e.name(BUFFER_IN);
     let (x, buffer_in) = match &site.quant {
         Some(q) => {
@@ -38,6 +52,11 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, (h, w): (i64, i64)) -> Stri
     } else {
         let flat = e.constant("flat_shape", &[0, -1]);
         let x = e.node("Reshape", "Reshape_x", vec![x, flat.clone()], "x_flat", vec![]);
+        if flat_buffer {
+            let current = e.slice("buffer_out_flat", &x, &[0], &[fold * h * w], &[1], &[c * h * w]);
+            let shape = e.constant("buffer_shape", &[0, fold, h, w]);
+            e.node("Reshape", "Reshape_buffer_out", vec![current, shape], BUFFER_OUT, vec![]);
+        }
         let rest = e.slice("rest", &x, &[fold * h * w], &[c * h * w], &[1], &[c * h * w]);
         let buffer = e.node("Reshape", "Reshape_buffer", vec![buffer_in, flat], "buffer_flat", vec![]);
         let joined = e.node("Concat", "Concat", vec![buffer, rest], "shifted_flat", vec![int_attr("axis", 1)]);
