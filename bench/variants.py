@@ -17,6 +17,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py side-conv online.onnx online_side.onnx
     python bench/variants.py channel-concat online.onnx online_cc.onnx
     python bench/variants.py flat-buffer-out online.onnx online_fb.onnx
+    python bench/variants.py flat-head online.onnx online_fh.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -92,6 +93,10 @@ tool's own output, so that a form can be timed before it is built into the emitt
   reorders it to planar for the flattening Reshape anyway; sliced from x, the buffer is a strided
   copy that its Assign (or output) then reorders again, and x's second reader keeps the block's
   residual Add out of its convolution.
+- flat-head: an online model whose stream-form heads rounded up past the fold (ResNet-18's two
+  64-channel sites) are split into the buffer output and the channels that stay, and joined with
+  the buffer input, on the head flattened to `[N, s*H*W]`, as flat-buffer-out does for the batch
+  form's sites: OpenVINO runs the head's two channel Slices as one reference VariadicSplit.
 
 All are exact (mul-mask and side-conv as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -631,12 +636,49 @@ def flat_buffer_out(m):
         drop.add(sliced.name)
     return apply_plan(g, plan, drop)
 
+def flat_head(m):
+    g = m.graph
+    by_name = {n.name: n for n in g.node}
+    shapes = inferred_dims(m)
+    channels = {vi.name: vi.type.tensor_type.shape.dim[1].dim_value for vi in g.input}
+    drop, plan = set(), {}
+    for n in g.node:
+        if n.op_type != "Concat" or not n.name.endswith("/tsm/Concat") or (n.name[: -len("Concat")] + "Slice_stay") not in by_name:
+            continue
+        p = n.name[: -len("Concat")]
+        head = by_name[p + "Slice_stay"].input[0]
+        buffer_in = n.input[0]
+        fold = channels[buffer_in]
+        _, s, h, w = shapes[head]
+
+        def const(k, v):
+            g.initializer.append(numpy_helper.from_array(np.array(v, np.int64), p + "fh_" + k))
+            return p + "fh_" + k
+        flat, axes = const("flat", [0, -1]), const("axes", [1])
+        plan[n.name] = [
+            helper.make_node("Reshape", [head, flat], [p + "fh_head_flat"], name=p + "fh_Reshape_head"),
+            helper.make_node("Slice", [p + "fh_head_flat", const("b_s", [0]), const("b_e", [fold * h * w]), axes],
+                             [p + "fh_buffer_flat_out"], name=p + "fh_Slice_buffer_out"),
+            helper.make_node("Reshape", [p + "fh_buffer_flat_out", const("b_shape", [0, fold, h, w])], [p + "buffer_out"],
+                             name=p + "fh_Reshape_buffer_out"),
+            helper.make_node("Slice", [p + "fh_head_flat", const("s_s", [fold * h * w]), const("s_e", [s * h * w]), axes],
+                             [p + "fh_stay"], name=p + "fh_Slice_stay"),
+            helper.make_node("Reshape", [buffer_in, flat], [p + "fh_buffer_in_flat"], name=p + "fh_Reshape_buffer_in"),
+            helper.make_node("Concat", [p + "fh_buffer_in_flat", p + "fh_stay"], [p + "fh_shifted_flat"],
+                             name=p + "fh_Concat", axis=1),
+            helper.make_node("Reshape", [p + "fh_shifted_flat", const("shape", [0, s, h, w])], [n.output[0]],
+                             name=p + "fh_Reshape_shifted"),
+        ]
+        drop |= {p + "Slice_buffer_out", p + "Slice_stay"}
+    return apply_plan(g, plan, drop)
+
+
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
             "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head,
             "side-conv": side_conv, "channel-concat": channel_concat,
-            "flat-buffer-out": flat_buffer_out}
+            "flat-buffer-out": flat_buffer_out, "flat-head": flat_head}
 
 
 def main():
