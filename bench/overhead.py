@@ -181,14 +181,23 @@ def offline_sites(model):
 def online_sites(model):
     """[(prefix, x, C, H, W, fold)] of a model written by tsm-rewrite --online."""
     inits = init_values(model)
+    by_name = {n.name: n for n in model.graph.node}
     sites = []
     for n in model.graph.node:
+        # The buffer output is a Slice of x's channels, or (since stop 30, the flattened sites from
+        # opset 10) a Slice of the flattened frame reshaped back to [N, fold, H, W].
         if n.op_type == "Slice" and n.name.endswith("/Slice_buffer_out"):
             prefix = n.name[: -len("/Slice_buffer_out")]
-            frame = numpy_helper.to_array(inits[prefix + "/frame_shape"]).tolist()
-            _, c, h, w = frame
+            x = n.input[0]
             fold = int(numpy_helper.to_array(inits[prefix + "/buffer_out_ends"])[0])
-            sites.append((prefix, n.input[0], c, h, w, fold))
+        elif n.op_type == "Reshape" and n.name.endswith("/Reshape_buffer_out"):
+            prefix = n.name[: -len("/Reshape_buffer_out")]
+            x = by_name[prefix + "/Reshape_x"].input[0]
+            fold = int(numpy_helper.to_array(inits[prefix + "/buffer_shape"])[1])
+        else:
+            continue
+        _, c, h, w = numpy_helper.to_array(inits[prefix + "/frame_shape"]).tolist()
+        sites.append((prefix, x, c, h, w, fold))
     return sites
 
 
