@@ -19,9 +19,9 @@ use crate::plan::Site;
 /// frame on MobileNetV2 (10 such sites) OpenVINO f32 took 0.95-0.98 of the time in two runs
 /// (in the second, faster in 31 and 30 of 31 paired rounds, the buffers as states and as
 /// tensors); onnxruntime 1.02-1.03 (one Reshape more), tract and ResNet-50 within 0.01
-/// (`bench/RESULTS-flat-buffer-out.md`). Before opset 10 both slices would be Splits of the same tensor into the same parts, so there
-/// (and in a QDQ model, whose flattened frame holds the quantized values) the buffer is sliced
-/// from x.
+/// (`bench/RESULTS-flat-buffer-out.md`). Before opset 10 both slices would be Splits of the same
+/// tensor into the same parts, so there (and in a QDQ model, whose flattened frame holds the
+/// quantized values) the buffer is sliced from x.
 ///
 /// In a QDQ model (the tensor is a per-tensor `DequantizeLinear`'s output) the buffers still carry
 /// floats, so that zeros before the first frame mean zeros whatever the zero point; the join is
