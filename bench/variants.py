@@ -92,7 +92,8 @@ tool's own output, so that a form can be timed before it is built into the emitt
   the Slice of the rest's neighbour, not from x's channels. OpenVINO computes x channels-last and
   reorders it to planar for the flattening Reshape anyway; sliced from x, the buffer is a strided
   copy that its Assign (or output) then reorders again, and x's second reader keeps the block's
-  residual Add out of its convolution.
+  residual Add out of its convolution. The tool's own form since stop 30: on its output this
+  changes nothing.
 - flat-head: an online model whose stream-form heads rounded up past the fold (ResNet-18's two
   64-channel sites) are split into the buffer output and the channels that stay, and joined with
   the buffer input, on the head flattened to `[N, s*H*W]`, as flat-buffer-out does for the batch
@@ -119,6 +120,12 @@ def inferred_dims(m):
 def replace_nodes(g, nodes):
     del g.node[:]
     g.node.extend(nodes)
+
+
+def int64_init(g, name, values):
+    """Adds the int64 initializer `name` holding `values`; returns its name."""
+    g.initializer.append(numpy_helper.from_array(np.array(values, np.int64), name))
+    return name
 
 
 def drop_unread_initializers(g):
@@ -185,11 +192,8 @@ def clip_carrier(m):
         x = by_output[prefix + "clip"].input[0]  # Reshape_clip's input: the site's tensor
         view, out = n.output[0] + "_view", n.output[0]
         n.output[0] = view
-        consts = {k: numpy_helper.from_array(np.array(v, np.int64), prefix + "carrier_" + k)
-                  for k, v in (("starts", [0]), ("ends", [0]), ("axes", [1]))}
-        g.initializer.extend(consts.values())
-        nodes.append(helper.make_node("Slice", [x] + [c.name for c in consts.values()], [prefix + "carrier"],
-                                      name=prefix + "Slice_carrier"))
+        consts = [int64_init(g, prefix + "carrier_" + k, v) for k, v in (("starts", [0]), ("ends", [0]), ("axes", [1]))]
+        nodes.append(helper.make_node("Slice", [x] + consts, [prefix + "carrier"], name=prefix + "Slice_carrier"))
         nodes.append(helper.make_node("Concat", [view, prefix + "carrier"], [out], name=prefix + "Concat_carrier", axis=1))
         changed += 1
     replace_nodes(g, nodes)
@@ -214,8 +218,7 @@ def head_clip(m):
         assert c == 2 * fold, (p, c, fold)
 
         def const(k, v):
-            g.initializer.append(numpy_helper.from_array(np.array(v, np.int64), p + "hc_" + k))
-            return p + "hc_" + k
+            return int64_init(g, p + "hc_" + k, v)
         nodes = [
             helper.make_node("Reshape", [head, const("clip_shape", [-1, t, c, h * w])], [p + "hc_clip"], name=p + "hc_Reshape_clip"),
             helper.make_node("Slice", [p + "hc_clip", const("n_s", [1, 0]), const("n_e", [t, fold]), const("n_a", [1, 2])],
@@ -248,17 +251,14 @@ def pack_buffers(m):
     elem = ins[bufs[0]["input"]].type.tensor_type.elem_type
     head, tail, flat, offset = [], [], [], 0
 
-    def const(name, v):
-        g.initializer.append(numpy_helper.from_array(np.array(v, np.int64), name))
-        return name
     for k, b in enumerate(bufs):
         _, f, h, w = dims(ins[b["input"]])
         size = f * h * w
         p = f"/packed/{k}/"
-        head.append(helper.make_node("Slice", ["buffers_in", const(p + "starts", [offset]), const(p + "ends", [offset + size]),
-                                               const(p + "axes", [1])], [p + "in_flat"], name=p + "Slice"))
-        head.append(helper.make_node("Reshape", [p + "in_flat", const(p + "shape", [0, f, h, w])], [b["input"]], name=p + "Reshape_in"))
-        tail.append(helper.make_node("Reshape", [b["output"], const(p + "flat", [0, -1])], [p + "out_flat"], name=p + "Reshape_out"))
+        head.append(helper.make_node("Slice", ["buffers_in", int64_init(g, p + "starts", [offset]), int64_init(g, p + "ends", [offset + size]),
+                                               int64_init(g, p + "axes", [1])], [p + "in_flat"], name=p + "Slice"))
+        head.append(helper.make_node("Reshape", [p + "in_flat", int64_init(g, p + "shape", [0, f, h, w])], [b["input"]], name=p + "Reshape_in"))
+        tail.append(helper.make_node("Reshape", [b["output"], int64_init(g, p + "flat", [0, -1])], [p + "out_flat"], name=p + "Reshape_out"))
         flat.append(p + "out_flat")
         offset += size
     tail.append(helper.make_node("Concat", flat, ["buffers_out"], name="/packed/Concat", axis=1))
@@ -379,8 +379,7 @@ def joined_clip(m):
         _, r, h, w = shapes[tail.input[0]]
 
         def const(k, v):
-            g.initializer.append(numpy_helper.from_array(np.array(v, np.int64), p + k))
-            return p + k
+            return int64_init(g, p + k, v)
         wj = np.concatenate([numpy_helper.to_array(inits[moved.input[1]]), numpy_helper.to_array(inits[tail.input[1]])], axis=1)
         g.initializer.append(numpy_helper.from_array(wj, p + "W"))
         conv = helper.make_node("Conv", [p + "in", p + "W"] + list(tail.input[2:]), [n.output[0]], name=p + "Conv")
@@ -558,10 +557,12 @@ def flattened_sites(g):
     return sites
 
 
-def apply_plan(g, plan, drop):
-    """Each node named in `plan` replaced by the nodes it maps to, the nodes named in `drop` gone."""
+def apply_plan(g, plan, drop=()):
+    """Each node named in `plan` replaced by the nodes it maps to, the nodes named in `drop` gone,
+    and then every node no output needs any more (a flattened site's Reshape of x goes with its
+    Slice and Concat, unless the buffer output is sliced from it too)."""
     replace_nodes(g, [r for n in g.node if n.name not in drop for r in plan.get(n.name, [n])])
-    drop_unread_initializers(g)
+    drop_dead_nodes(g)
     return len(plan)
 
 
@@ -572,7 +573,7 @@ def side_conv(m):
     for n in g.node:
         for i in n.input:
             readers.setdefault(i, []).append(n)
-    drop, plan = set(), {}
+    plan = {}
     for p, x, buffer_in, fold in flattened_sites(g):
         reads = readers.get(p + "shifted", [])
         if len(reads) != 1 or reads[0].op_type != "Conv" or reads[0].input[0] != p + "shifted":
@@ -593,24 +594,20 @@ def side_conv(m):
             c.attribute.extend(conv.attribute)
         add = helper.make_node("Add", [p + "side/from_x", p + "side/from_buffer"], [conv.output[0]], name=conv.name + "/sum")
         plan[conv.name] = [from_x, from_buffer, add]
-        drop |= {p + k for k in ("Reshape_x", "Slice_rest", "Reshape_buffer", "Concat", "Reshape_frame")}
-    return apply_plan(g, plan, drop)
+    return apply_plan(g, plan)
 
 
 def channel_concat(m):
     g = m.graph
     shapes = inferred_dims(m)
-    drop, plan = set(), {}
+    plan = {}
     for p, x, buffer_in, fold in flattened_sites(g):
-        consts = {k: numpy_helper.from_array(np.array(v, np.int64), p + "cc_" + k)
-                  for k, v in (("starts", [fold]), ("ends", [shapes[x][1]]), ("axes", [1]))}
-        g.initializer.extend(consts.values())
+        consts = [int64_init(g, p + "cc_" + k, v) for k, v in (("starts", [fold]), ("ends", [shapes[x][1]]), ("axes", [1]))]
         plan[p + "Reshape_frame"] = [
-            helper.make_node("Slice", [x] + [t.name for t in consts.values()], [p + "cc_rest"], name=p + "cc_Slice_rest"),
+            helper.make_node("Slice", [x] + consts, [p + "cc_rest"], name=p + "cc_Slice_rest"),
             helper.make_node("Concat", [buffer_in, p + "cc_rest"], [p + "shifted"], name=p + "cc_Concat", axis=1),
         ]
-        drop |= {p + k for k in ("Reshape_x", "Slice_rest", "Reshape_buffer", "Concat")}
-    return apply_plan(g, plan, drop)
+    return apply_plan(g, plan)
 
 
 def flat_buffer_out(m):
@@ -623,15 +620,12 @@ def flat_buffer_out(m):
         if sliced is None or sliced.op_type != "Slice" or sliced.input[0] != x:
             continue
         _, c, h, w = shapes[x]
-        consts = {k: numpy_helper.from_array(np.array(v, np.int64), p + "fb_" + k)
-                  for k, v in (("starts", [0]), ("ends", [fold * h * w]), ("axes", [1]), ("shape", [0, fold, h, w]))}
-        g.initializer.extend(consts.values())
+        slice_inputs = [int64_init(g, p + "fb_" + k, v) for k, v in (("starts", [0]), ("ends", [fold * h * w]), ("axes", [1]))]
+        shape = int64_init(g, p + "fb_shape", [0, fold, h, w])
         plan[p + "Reshape_x"] = [
             by_output[p + "x_flat"],
-            helper.make_node("Slice", [p + "x_flat"] + [consts[k].name for k in ("starts", "ends", "axes")],
-                             [p + "fb_flat"], name=p + "fb_Slice_buffer_out"),
-            helper.make_node("Reshape", [p + "fb_flat", consts["shape"].name], [p + "buffer_out"],
-                             name=p + "fb_Reshape_buffer_out"),
+            helper.make_node("Slice", [p + "x_flat"] + slice_inputs, [p + "fb_flat"], name=p + "fb_Slice_buffer_out"),
+            helper.make_node("Reshape", [p + "fb_flat", shape], [p + "buffer_out"], name=p + "fb_Reshape_buffer_out"),
         ]
         drop.add(sliced.name)
     return apply_plan(g, plan, drop)
@@ -652,8 +646,7 @@ def flat_head(m):
         _, s, h, w = shapes[head]
 
         def const(k, v):
-            g.initializer.append(numpy_helper.from_array(np.array(v, np.int64), p + "fh_" + k))
-            return p + "fh_" + k
+            return int64_init(g, p + "fh_" + k, v)
         flat, axes = const("flat", [0, -1]), const("axes", [1])
         plan[n.name] = [
             helper.make_node("Reshape", [head, flat], [p + "fh_head_flat"], name=p + "fh_Reshape_head"),
