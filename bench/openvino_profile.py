@@ -6,6 +6,7 @@ operator type and kernel, the median over --runs inferences, for models bench/ov
     python bench/openvino_profile.py --online                # resnet50 per frame: plain, online, online_batch
     python bench/openvino_profile.py --online --states       # the same, the buffers as OpenVINO states
     python bench/openvino_profile.py --precision bf16 --runs 21 a.onnx b.onnx
+    python bench/openvino_profile.py --online --states --by-block a.onnx b.onnx   # summed by residual block
 
 Offline runs one clip of 8 frames at 224x224, online one frame with every buffer input fed (random
 values: the profile does not depend on them); the models take turns in each run. Only the
@@ -17,6 +18,7 @@ by the wall clock (median, for scale) and its count of executed nodes. Appends a
 import argparse
 import collections
 import os
+import re
 import statistics
 import sys
 import time
@@ -52,9 +54,17 @@ def onnx_metadata(path):
     return {p.key for p in onnx.load(path, load_external_data=False).metadata_props}
 
 
-def profile(core, paths, online, precision, runs, states=False):
-    """Per model: the median time per operator key, the node count per key, the median total.
-    The models take turns within each run, so the machine's slow moments fall on all of them."""
+def block(p):
+    """The residual block a profiled node belongs to, by its name (`layer2/layer2.1`), or
+    `states` for a state's read and write, `other` for the rest."""
+    m = re.search(r"/(layer\d+/layer\d+\.\d+)/", p.node_name)
+    return m.group(1) if m else "states" if p.node_type in ("ReadValue", "Assign") else "other"
+
+
+def profile(core, paths, online, precision, runs, states=False, key=lambda p: f"{p.node_type} ({p.exec_type})"):
+    """Per model: the median time per key (operator type and kernel, or `key(node)`), the node count
+    per key, the median total. The models take turns within each run, so the machine's slow
+    moments fall on all of them."""
     reqs = [compile_for_profile(core, p, online, precision, states) for p in paths]
     per_run = [[] for _ in paths]
     walls = [[] for _ in paths]
@@ -68,9 +78,8 @@ def profile(core, paths, online, precision, runs, states=False):
             for p in req.profiling_info:
                 if p.status != p.Status.EXECUTED:
                     continue
-                key = f"{p.node_type} ({p.exec_type})"
-                agg[key] += p.real_time.total_seconds() * 1e3
-                count[key] += 1
+                agg[key(p)] += p.real_time.total_seconds() * 1e3
+                count[key(p)] += 1
             per_run[k].append(agg)
             counts[k] = count
     out = []
@@ -89,19 +98,27 @@ def main():
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--states", action="store_true",
                     help="online models with their buffers as OpenVINO states (tsm_rewrite.openvino_stateful)")
+    ap.add_argument("--by-block", action="store_true",
+                    help="sum by residual block (from the node names), not by operator type")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-openvino-profile.md"))
     args = ap.parse_args()
     names = ["plain", "online", "online_batch"] if args.online else ["plain", "tsm", "roundtrip"]
     models = args.models or [f"{W}/{n}.onnx" for n in names]
     core = ov.Core()
-    res = [(os.path.basename(p), *r) for p, r in zip(models, profile(core, models, args.online, args.precision, args.runs, args.states))]
+    key = {"key": block} if args.by_block else {}
+    res = [(os.path.basename(p), *r)
+           for p, r in zip(models, profile(core, models, args.online, args.precision, args.runs, args.states, **key))]
     what = "one frame (online)" if args.online else "one clip of 8 frames"
     what += ", the buffers as OpenVINO states" if args.states else ""
     lines = [f"## {what}, {args.precision}, median over {args.runs} inferences", "",
-             "Each operator type (kernel): summed time in ms, and how many nodes ran it.", "",
-             "| operator (kernel) | " + " | ".join(n for n, *_ in res) + " |", "|---|" + "---|" * len(res)]
+             f"Each {'residual block' if args.by_block else 'operator type (kernel)'}: summed time in ms, and how "
+             "many nodes ran in it.", "",
+             f"| {'block' if args.by_block else 'operator (kernel)'} | " + " | ".join(n for n, *_ in res) + " |",
+             "|---|" + "---|" * len(res)]
     keys = sorted(set().union(*(m for _, m, _, _, _ in res)), key=lambda k: -max(m.get(k, 0) for _, m, _, _, _ in res))
-    for k in keys[:16]:
+    if args.by_block:
+        keys.sort()
+    for k in keys if args.by_block else keys[:16]:
         lines.append(f"| {k} | " + " | ".join(f"{m.get(k, 0):.2f} (x{c.get(k, 0)})" for _, m, c, _, _ in res) + " |")
     lines.append("| **total** (median of the sums) | " + " | ".join(f"**{t:.1f}**" for _, _, _, t, _ in res) + " |")
     # The inference as the caller sees it (feeds copied in, profiling on), for scale only: it is
