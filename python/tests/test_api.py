@@ -46,6 +46,27 @@ def test_rewrite_returns_the_report_and_the_model_matches_pytorch(tmp_path, form
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
 
+@pytest.mark.parametrize("name,form", [("resnet_bottleneck", "stream"), ("mobilenet_v2", "stream"),
+                                       ("resnet_basic", "batch"), ("resnet_basic", "clip")])
+def test_onnx_shape_inference_keeps_the_batch_symbol_on_every_residual_add(tmp_path, name, form):
+    # ONNX's shape inference names each dimension it cannot infer `unk__N`; saved into the model (as
+    # onnxsim and many users do), onnxruntime reads those names and cannot prove a residual Add's
+    # inputs equal in shape: it leaves the Add and its Relu outside the convolution. The tool's
+    # empty slices of x, first in the Concats whose other inputs lose the batch, keep the symbol.
+    out = tmp_path / "tsm.onnx"
+    report = tsm_rewrite.rewrite(os.path.join(MODELS, f"{name}.onnx"), out, shift_form=form, validate=False)
+    m = onnx.shape_inference.infer_shapes(onnx.load(str(out)))
+    batch = m.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    dims = {v.name: v.type.tensor_type.shape.dim for v in m.graph.value_info}
+    adds = [n for n in m.graph.node if n.op_type == "Add" and all(len(dims.get(i, [])) == 4 for i in n.input)]
+    # every block's residual Add at least (the stream form splits some in two)
+    checked = {n.name.removesuffix("/head").removesuffix("/tail") for n in adds}
+    assert batch == "batch*8" and {b["add"] for b in report["blocks"]} <= checked
+    for n in adds:
+        for t in [*n.input, *n.output]:
+            assert dims[t][0].dim_param == batch, f"{n.name}: {t} has batch {dims[t][0]}, not {batch}"
+
+
 def test_flags_are_keywords(tmp_path):
     report = tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), None, dry_run=True,
                                  fold_div=4, mode="inplace", direction="past", every=2)

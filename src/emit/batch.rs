@@ -70,16 +70,13 @@ fn shift(e: &mut Emitter, site: &Site, config: &Config, joined: bool) -> String 
         // joined first and masked by one Where on a `[N*T, C, 1, 1]` condition, true for the
         // channels that stay. A Where per group would leave a Concat as the convolution's input,
         // which tract splits into one matrix product per group, each with its own output
-        // transpose, and a sum. The Pads lose the batch symbol in shape inference; the channels
-        // that stay, or else an empty slice of x, in the Concat keep it, without which
-        // onnxruntime cannot prove the inputs of the Adds downstream equal in shape and leaves
-        // them unfused.
-        let mut parts: Vec<String> = groups.iter().map(|&(what, g, next)| moved(e, what, g, next)).collect();
-        parts.push(if shifted_channels < c {
-            e.slice("stay", &x, &[shifted_channels], &[c], &[1], &[c])
-        } else {
-            e.slice("batch_carrier", &x, &[0], &[0], &[1], &[])
-        });
+        // transpose, and a sum. The Pads lose the batch symbol in shape inference; an empty slice
+        // of x first in the Concat keeps it (see `carried`).
+        let mut parts = carried(e, site);
+        parts.extend(groups.iter().map(|&(what, g, next)| moved(e, what, g, next)));
+        if shifted_channels < c {
+            parts.push(e.slice("stay", &x, &[shifted_channels], &[c], &[1], &[c]));
+        }
         let joined = e.node("Concat", "Concat", parts, "joined", vec![int_attr("axis", 1)]);
         let keeps = |frame: i64| {
             let stay = (shifted_channels..c).map(|_| true);
@@ -100,21 +97,35 @@ fn shift(e: &mut Emitter, site: &Site, config: &Config, joined: bool) -> String 
                 "keep_carrier_bool",
                 vec![int_attr("to", DataType::Bool as i64)],
             );
-            e.node("Concat", "Concat_keep", vec![mask, carrier], "keep", vec![int_attr("axis", 1)])
+            e.node("Concat", "Concat_keep", vec![carrier, mask], "keep", vec![int_attr("axis", 1)])
         };
         return e.node("Where", "Where", vec![mask, joined, zero], "shifted", vec![]);
     }
-    let mut parts: Vec<String> = groups
-        .iter()
-        .map(|&(what, g, next)| {
-            let has = format!("has_{what}");
-            let has = frame_mask(e, site, &has, "mask_frames_shape", 1, &|f| vec![keep(next, f)], &has);
-            let p = moved(e, what, g, next);
-            e.node("Where", &format!("Where_{what}"), vec![has, p, zero.clone()], &format!("{what}_kept"), vec![])
-        })
-        .collect();
+    let mut parts = carried(e, site);
+    parts.extend(groups.iter().map(|&(what, g, next)| {
+        let has = format!("has_{what}");
+        let has = frame_mask(e, site, &has, "mask_frames_shape", 1, &|f| vec![keep(next, f)], &has);
+        let p = moved(e, what, g, next);
+        e.node("Where", &format!("Where_{what}"), vec![has, p, zero.clone()], &format!("{what}_kept"), vec![])
+    }));
     parts.push(e.slice("rest", &x, &[shifted_channels], &[c], &[1], &[]));
     e.node("Concat", "Concat", parts, "shifted", vec![int_attr("axis", 1)])
+}
+
+/// An empty slice of the site's tensor, `[N*T, 0, H, W]`, to go first in a Concat whose other
+/// inputs lose a symbolic batch in shape inference (the Pads', the Wheres' on masks of a length made
+/// at run time), where the batch is symbolic; else nothing. It carries the batch symbol into the
+/// Concat's output, without which onnxruntime cannot prove the inputs of the residual Adds
+/// downstream equal in shape and leaves them unfused. First, because ONNX's inference takes a
+/// symbol from the first input that has one, and `onnx.shape_inference.infer_shapes` (onnxsim with
+/// it) names each unknown batch `unk__N`: last, the carrier lost to the first group's, and
+/// onnxruntime, reading those shapes from value_info, left 52 Adds and 46 Relus of ResNet-50
+/// unfused (bench/RESULTS-simplifiers.md).
+fn carried(e: &mut Emitter, site: &Site) -> Vec<String> {
+    match site.batch.known() {
+        Some(_) => vec![],
+        None => vec![e.slice("batch_carrier", &site.tensor, &[0], &[0], &[1], &[])],
+    }
 }
 
 /// Whether each frame keeps its moved channels (it has, in its clip, the neighbour they come from),

@@ -25,9 +25,13 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
     // onnxruntime then cannot prove the inputs of the block's residual Add equal in shape and leaves
     // it and its Relu outside the convolution (all 16 on ResNet-50). An empty slice of x in a
     // channel Concat carries the symbol back: shape inference takes each other dimension from the
-    // input that knows it. (Slice-1 before opset 10 cannot take an empty range as a Split: none.)
+    // input that knows it. First, because ONNX's inference takes a symbol from the first input that
+    // has one, and `onnx.shape_inference.infer_shapes` (onnxsim with it) names the Reshape's unknown
+    // batch `unk__N`: second, the carrier lost to it, and onnxruntime, reading those shapes from
+    // value_info, left the Adds unfused again (bench/RESULTS-simplifiers.md). (Slice-1 before
+    // opset 10 cannot take an empty range as a Split: none.)
     let carrier = e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]);
-    e.node("Concat", "Concat_batch_carrier", vec![frames, carrier], "shifted", vec![int_attr("axis", 1)])
+    e.node("Concat", "Concat_batch_carrier", vec![carrier, frames], "shifted", vec![int_attr("axis", 1)])
 }
 
 /// How many groups of `fold` channels move.

@@ -821,9 +821,11 @@ mod tests {
         let (plan, g) = rewrite(64, &Config { fold_div: 16, ..Config::default() });
         assert_eq!(plan.sites[0].stream.as_ref().map(|s| (s.split, s.moved)), Some((16, 8)));
         let joined = node(&g, "/b/tsm/Concat").unwrap();
-        assert_eq!(joined.input[2], "/b/tsm/stay");
-        // The mask is the graph's, gathered once by each frame's index in its clip.
-        assert_eq!(node(&g, "/b/tsm/Concat_keep").unwrap().input[0], "/tsm/frames/mask0");
+        assert_eq!((joined.input[0].as_str(), joined.input[3].as_str()), ("/b/tsm/batch_carrier", "/b/tsm/stay"));
+        // The mask is the graph's, gathered once by each frame's index in its clip, after the
+        // empty slice that carries the batch symbol.
+        let keep = node(&g, "/b/tsm/Concat_keep").unwrap();
+        assert_eq!(keep.input, ["/b/tsm/keep_carrier_bool", "/tsm/frames/mask0"]);
         assert_eq!(
             node(&g, "/tsm/frames/mask0/Gather").unwrap().input,
             ["/tsm/frames/mask0_rows", "/tsm/frames/frame_index"]
