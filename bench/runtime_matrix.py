@@ -22,6 +22,8 @@ For each model x opset:
      TemporalShift` placed as `verify_full.make_tsm` places it) on the same clips; the streaming
      network (`fixtures/export.py: OnlineShift`, fresh buffers, as `verify_online.make_online`) on
      16 frames x 2 streams, i.e. the past-only shift with buffers carried across frames.
+     `--tool-flag` values of `--mode`, `--direction`, `--fold-div`, `--every` and `--group-order`
+     are followed by these references (inplace: the shift before the whole block).
   3. tool runs: offline with default flags (tract validation on; exit code and first error line
      recorded), offline `--no-validate` (the file every runtime then runs), `--online` (validation
      on; if it fails, `--online --no-validate` is written so the runtimes can still be tried);
@@ -409,19 +411,24 @@ class Torchy:
                                       b.conv1.in_channels))
         return ref.shift_sites(model, units)
 
-    def shifted(self, name, model, make_shift):
-        """Deep copy of `model` with make_shift() before the residual branch of every site
-        (residual placement, the tool's default)."""
+    def shifted(self, name, model, make_shift, shift=None):
+        """Deep copy of `model` with make_shift() at every site the tool shifts (`shift`: the
+        `ShiftConfig` of the tool flags; residual placement before the residual branch, inplace
+        before the whole block; with `--every K` only each stage's blocks 0, K, 2K, ...)."""
         import copy
         ref = self.ref
+        shift = shift or ShiftConfig()
         tsm = copy.deepcopy(model)
         for u in self.sites(name, tsm):
+            if u.index % shift.every != 0:
+                continue
             block = tsm.get_submodule(u.path)
-            shift = make_shift()
-            if name.startswith("timm:"):  # timm BasicBlock / Bottleneck: the branch starts at conv1
-                block.conv1 = ref.ShiftThen(shift, block.conv1)
+            if shift.mode == "inplace":
+                ref.set_submodule(tsm, u.path, ref.ShiftThen(make_shift(), block))
+            elif name.startswith("timm:"):  # timm BasicBlock / Bottleneck: the branch starts at conv1
+                block.conv1 = ref.ShiftThen(make_shift(), block.conv1)
             else:
-                ref.apply_residual_shift(block, shift)
+                ref.apply_residual_shift(block, make_shift())
         return tsm.eval()
 
     # ---- export -------------------------------------------------------
@@ -467,24 +474,26 @@ class Torchy:
                     input_dims=dims, value_info=len(m.graph.value_info), size=os.path.getsize(path))
 
     # ---- references ---------------------------------------------------
-    def references(self, name, model, hw, work):
+    def references(self, name, model, hw, work, shift=None):
         """Saves inputs and references as .npy; returns their paths."""
         torch, ref = self.torch, self.ref
+        shift = shift or ShiftConfig()
         seed = sum(map(ord, name))  # stable across runs (hash() is salted)
         rng = np.random.default_rng(seed * 7 + hw)
         clips = rng.standard_normal((N_CLIPS * T, 3, hw, hw)).astype(np.float32)
         frames = rng.standard_normal((FRAMES, STREAMS, 3, hw, hw)).astype(np.float32)
-        key = f"{name.replace(':', '_')}-{hw}"
+        key = f"{name.replace(':', '_')}-{hw}{shift.key()}"
         paths = {k: os.path.join(work, f"{key}.{k}.npy") for k in
                  ("clips", "frames", "ref_plain", "ref_offline", "ref_online", "plain_frames")}
         if all(os.path.exists(p) for p in paths.values()):
             return paths
         with torch.no_grad():
             plain = model(torch.from_numpy(clips)).numpy()
-            tsm = self.shifted(name, model, lambda: ref.TemporalShift(T, 8, "bidirectional", "tsm"))
+            tsm = self.shifted(name, model,
+                               lambda: ref.TemporalShift(T, shift.fold_div, shift.direction, shift.order), shift)
             off = tsm(torch.from_numpy(clips)).numpy()
             del tsm
-            net = self.shifted(name, model, lambda: ref.OnlineShift(8))
+            net = self.shifted(name, model, lambda: ref.OnlineShift(shift.fold_div), shift)
             onl = ref.run_streaming(net, frames)
             del net
             pf = model(torch.from_numpy(frames.reshape(FRAMES * STREAMS, 3, hw, hw))).numpy()
@@ -493,6 +502,43 @@ class Torchy:
                      ("ref_online", onl), ("plain_frames", pf)):
             np.save(paths[k], a)
         return paths
+
+
+class ShiftConfig:
+    """The shift the tool flags ask for, so that the PyTorch references follow them:
+    `--mode`, `--direction` (offline; online is always past-only), `--fold-div`, `--every`,
+    `--group-order`.
+    Other flags (`--shift-form`, ...) do not change what the output computes."""
+
+    def __init__(self, mode="residual", direction="bidirectional", fold_div=8, every=1, order="tsm"):
+        self.mode, self.direction, self.fold_div, self.every = mode, direction, fold_div, every
+        self.order = order
+
+    @classmethod
+    def parse(cls, tool_flags):
+        words = [w for flag in tool_flags for w in flag.replace("=", " ").split()]
+        c = cls()
+        for flag, value in zip(words, words[1:] + [None]):
+            if flag == "--mode":
+                c.mode = value
+            elif flag == "--direction":
+                c.direction = value
+            elif flag == "--fold-div":
+                c.fold_div = int(value)
+            elif flag == "--every":
+                c.every = int(value)
+            elif flag == "--group-order":
+                c.order = value
+            elif flag in ("--segments", "--consensus", "--temporal-pool"):
+                sys.exit(f"runtime_matrix: {flag} is not followed by the references")
+        return c
+
+    def key(self):
+        """'' for the defaults (the cached references of earlier runs stay valid)."""
+        if (self.mode, self.direction, self.fold_div, self.every, self.order) == \
+                ("residual", "bidirectional", 8, 1, "tsm"):
+            return ""
+        return f"-{self.mode}-{self.direction}-fd{self.fold_div}-every{self.every}-{self.order}"
 
 
 def valueless_attrs(path):
@@ -567,8 +613,9 @@ def run_case(tz, name, opset_spec, hw, args):
     ex = case["export"]
     log(f"[{tag}] {ex['note']}: opset {ex['opset']} IR {ex['ir']}, {ex['nodes']} nodes, input {ex['input_dims']}")
     case["checker_src"] = checker(src)
-    refs = tz.references(name, model, hw, W)
-    case["sites"] = len(tz.sites(name, model))
+    shift = ShiftConfig.parse(args.tool_flag)
+    refs = tz.references(name, model, hw, W, shift)
+    case["sites"] = len([u for u in tz.sites(name, model) if u.index % shift.every == 0])
 
     # tool runs
     off = os.path.join(W, f"{tag}.offline.onnx")

@@ -10,7 +10,9 @@ built once into --work), and its references: one clip of T=8 frames offline, the
 streamed online (buffers fed back), computed by PyTorch (bench/verify_full.py's make_tsm).
 
 For each simplifier (onnx.shape_inference.infer_shapes, the shapes saved into the model, as tools
-and users do; onnxsim.simplify; onnxslim.slim; each with its defaults, the batch left symbolic):
+and users do; onnxruntime's symbolic shape inference (`SymbolicShapeInference.infer_shapes`,
+auto_merge, as its quantization and TensorRT tooling run it); onnxsim.simplify; onnxslim.slim; each
+with its defaults, the batch left symbolic):
 - in: the 2D export simplified, then `tsm-rewrite --no-validate` offline and `--online`: blocks found
   and shifted (from the tool's summary), nodes, max |diff| against the reference in onnxruntime and
   OpenVINO (f32).
@@ -40,6 +42,9 @@ import overhead  # noqa: E402  (models, references, the tool's path)
 def simplify(name, model):
     if name == "infer_shapes":
         return onnx.shape_inference.infer_shapes(model)
+    if name == "ort_symbolic":
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     if name == "onnxsim":
         import onnxsim
         out, ok = onnxsim.simplify(model)
@@ -120,7 +125,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v2"])
     ap.add_argument("--work", default="/tmp/h-bench")
-    ap.add_argument("--simplifiers", nargs="+", default=["infer_shapes", "onnxsim", "onnxslim"])
+    ap.add_argument("--simplifiers", nargs="+", default=["infer_shapes", "ort_symbolic", "onnxsim", "onnxslim"])
     ap.add_argument("--tool", default=overhead.BIN, help="tsm-rewrite binary (default: bench/overhead.py's)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-simplifiers.md"))
     args = ap.parse_args()
