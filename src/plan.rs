@@ -146,6 +146,9 @@ pub struct Pool {
     pub width: i64,
     /// Frames per clip before the pool.
     pub segments: usize,
+    /// The pooled tensor's batch (frames) and element type, for its declared shape.
+    pub batch: Dim,
+    pub elem_type: Option<i32>,
     /// Consumers (node, input slot) that read the pooled tensor instead, but for those a shift
     /// site claims (they read the shift of the pooled tensor).
     pub edges: Vec<(usize, usize)>,
@@ -200,6 +203,8 @@ fn pool_site(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Co
         height,
         width,
         segments: config.segments,
+        batch: block.batch.clone(),
+        elem_type: elem_type(graph, &block.input, df.consumers_of(&block.input)),
         edges: df.consumers_of(&block.input).to_vec(),
         after,
         prefix: format!("{}/pool", base_prefix(graph, block, k)),

@@ -227,6 +227,11 @@ fn temporal_pool_halves_the_frames_at_the_second_stage() {
             let outputs = &prepared.graph().output;
             let declared = tsm_rewrite::shapes::declared_dims(&outputs[0]).unwrap()[0].to_string();
             assert_eq!(declared, if consensus.is_some() { "batch" } else { "batch*4" }, "{name} {folder}");
+            // The pooled tensor too: its Reshape back to frames loses the batch in shape inference,
+            // and onnxruntime needs it to fuse the residual Adds after the pool into their convolutions.
+            let pooled = prepared.graph().value_info.iter().find(|v| v.name() == pool.output());
+            let pooled = tsm_rewrite::shapes::declared_dims(pooled.expect("the pooled tensor is declared")).unwrap();
+            assert_eq!(pooled.iter().map(|d| d.to_string()).collect::<Vec<_>>(), ["batch*4", "8", "16", "16"]);
             let got = run_as_written(&dir.path().join("tsm.onnx"), &[input("resnet_batch1")])
                 .unwrap_or_else(|e| panic!("{name} {folder}: {e}"))
                 .remove(0);

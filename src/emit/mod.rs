@@ -52,6 +52,8 @@ pub struct Patch {
     /// partitioned) or without a producer (tensors computed in halves).
     pub removed_initializers: Vec<String>,
     pub removed_value_info: Vec<String>,
+    /// Shapes to declare in value_info (the pooled tensor's).
+    pub value_info: Vec<ValueInfoProto>,
     /// Masks shared by the sites, placed before the first node.
     pub frame_masks: FrameMasks,
 }
@@ -116,6 +118,7 @@ impl Patch {
         graph.initializer.extend(self.initializers);
         let removed: HashSet<&str> = self.removed_value_info.iter().map(String::as_str).collect();
         graph.value_info.retain(|v| !removed.contains(v.name()));
+        graph.value_info.extend(self.value_info);
         metadata.extend(self.metadata);
     }
 }
@@ -366,7 +369,7 @@ impl Buffer {
     }
 }
 
-fn tensor_info(name: &str, elem_type: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInfoProto {
+pub(super) fn tensor_info(name: &str, elem_type: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
@@ -434,6 +437,7 @@ pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String, ma
     if let Some(pool) = &plan.pool {
         let mut e = Emitter::new(&pool.prefix, opset);
         let out = temporal_pool::subgraph(&mut e, pool);
+        patch.value_info.extend(temporal_pool::declared(pool, &out));
         patch.inserts.push((pool.after, e.nodes));
         patch.initializers.extend(e.inits);
         patch.rewires.extend(pool.edges.iter().map(|&(n, s)| (n, s, out.clone())));

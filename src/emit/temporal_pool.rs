@@ -7,8 +7,11 @@
 //! no frame before the clip; max_pool3d's padding never wins a max, and `odd[0]` repeated in its
 //! place does not change the max either, so no infinity is written. Max is exact in any type.
 
-use super::{int_attr, Emitter};
+use super::{int_attr, tensor_info, Emitter};
+use crate::onnx::tensor_shape_proto::{dimension::Value, Dimension};
+use crate::onnx::ValueInfoProto;
 use crate::plan::Pool;
+use crate::shapes::Dim;
 
 /// The pool's nodes; returns the pooled tensor's name (`[N*T/2, C, H, W]`).
 pub(super) fn subgraph(e: &mut Emitter, pool: &Pool) -> String {
@@ -28,4 +31,22 @@ pub(super) fn subgraph(e: &mut Emitter, pool: &Pool) -> String {
     let max = e.node("Max", "Max", parts, "max", vec![]);
     let frame_shape = e.constant("frame_shape", &[-1, c, pool.height, pool.width]);
     e.node("Reshape", "Reshape_frames", vec![max, frame_shape], "pooled", vec![])
+}
+
+/// The pooled tensor's shape, `[batch, C, H, W]` under the input's batch symbol, which
+/// `clip_batch` then declares in pooled frames (`batch*4` for T = 8); `None` without a symbol or a
+/// known element type. The Reshape back to frames loses the batch in shape inference, and without
+/// it onnxruntime cannot prove the residual Adds after the pool equal in shape: on ResNet-50 it left
+/// 41 Adds and 37 Relus outside their convolutions (0 with it; `bench/RESULTS-simplifiers.md`).
+/// No empty slice can carry it, as the clip view's does: no tensor before the pool has its batch.
+pub(super) fn declared(pool: &Pool, pooled: &str) -> Option<ValueInfoProto> {
+    let Dim::Sym(batch) = &pool.batch else { return None };
+    let dim = |value| Dimension { value: Some(value), denotation: None };
+    let dims = [
+        dim(Value::DimParam(batch.clone())),
+        dim(Value::DimValue(pool.channels)),
+        dim(Value::DimValue(pool.height)),
+        dim(Value::DimValue(pool.width)),
+    ];
+    Some(tensor_info(pooled, pool.elem_type?, &dims))
 }
