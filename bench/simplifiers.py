@@ -11,8 +11,10 @@ streamed online (buffers fed back), computed by PyTorch (bench/verify_full.py's 
 
 For each simplifier (onnx.shape_inference.infer_shapes, the shapes saved into the model, as tools
 and users do; onnxruntime's symbolic shape inference (`SymbolicShapeInference.infer_shapes`,
-auto_merge, as its quantization and TensorRT tooling run it); onnxsim.simplify; onnxslim.slim; each
-with its defaults, the batch left symbolic):
+auto_merge, as its TensorRT tooling runs it); onnxruntime's `quant_pre_process` (what its quantization
+guide runs before `quantize_static`: symbolic shape inference without auto_merge, its graph
+optimizations, ONNX shape inference); onnxsim.simplify; onnxslim.slim; each with its defaults, the batch
+left symbolic):
 - in: the 2D export simplified, then `tsm-rewrite --no-validate` offline and `--online`: blocks found
   and shifted (from the tool's summary), nodes, max |diff| against the reference in onnxruntime and
   OpenVINO (f32).
@@ -45,6 +47,13 @@ def simplify(name, model):
     if name == "ort_symbolic":
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
         return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    if name == "quant_pre_process":
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+        with tempfile.TemporaryDirectory() as d:
+            src, dst = os.path.join(d, "in.onnx"), os.path.join(d, "out.onnx")
+            onnx.save(model, src)
+            quant_pre_process(src, dst)
+            return onnx.load(dst)
     if name == "onnxsim":
         import onnxsim
         out, ok = onnxsim.simplify(model)
@@ -125,7 +134,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v2"])
     ap.add_argument("--work", default="/tmp/h-bench")
-    ap.add_argument("--simplifiers", nargs="+", default=["infer_shapes", "ort_symbolic", "onnxsim", "onnxslim"])
+    ap.add_argument("--simplifiers", nargs="+",
+                    default=["infer_shapes", "ort_symbolic", "quant_pre_process", "onnxsim", "onnxslim"])
     ap.add_argument("--tool", default=overhead.BIN, help="tsm-rewrite binary (default: bench/overhead.py's)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-simplifiers.md"))
     args = ap.parse_args()
@@ -166,9 +176,17 @@ def main():
             tool_out[kind] = os.path.join(d, f"tool.{kind}.onnx")
             text = overhead.run_tool([p["plain"], "-o", tool_out[kind], "--no-validate"] + flags)
             row(f"tool {kind}", tool_out[kind], ref, inputs, online, summary(text))
+        def failed(label, e):
+            lines.append(f"| {label} | | | fails: {type(e).__name__}: {str(e).splitlines()[0][:80]} | | |")
+            print(lines[-1], flush=True)
+
         for s in args.simplifiers:
             plain_s = os.path.join(d, f"plain.{s}.onnx")
-            onnx.save(simplify(s, onnx.load(p["plain"])), plain_s)
+            try:
+                onnx.save(simplify(s, onnx.load(p["plain"])), plain_s)
+            except Exception as e:  # noqa: BLE001 (the row says what failed)
+                failed(f"2D, {s}", e)
+                continue
             row(f"2D, {s}", plain_s, r["plain"], x, False)
             for kind, flags, ref, inputs, online in (("offline", [], r["tsm"], x, False),
                                                       ("online", ["--online"], r["online"], frames, True)):
@@ -178,7 +196,11 @@ def main():
             for kind, src, ref, inputs, online in (("offline", tool_out["offline"], r["tsm"], x, False),
                                                     ("online", tool_out["online"], r["online"], frames, True)):
                 out = os.path.join(d, f"tool-then-{s}.{kind}.onnx")
-                onnx.save(simplify(s, onnx.load(src)), out)
+                try:
+                    onnx.save(simplify(s, onnx.load(src)), out)
+                except Exception as e:  # noqa: BLE001
+                    failed(f"tool {kind}, then {s}", e)
+                    continue
                 row(f"tool {kind}, then {s}", out, ref, inputs, online)
         lines.append("")
     with open(args.out, "w") as f:
