@@ -26,7 +26,6 @@ Match: max |diff| <= 1e-4 * max(1, max |ref|), as the other benches.
 """
 
 import argparse
-import collections
 import os
 import re
 import sys
@@ -105,21 +104,11 @@ def check(path, ref, inputs, online, runtime, logits):
     return ("ok" if err <= tol else "**MISMATCH**") + f" {err:.1e}"
 
 
-def ort_optimized_ops(path):
-    """Op counts of onnxruntime's optimized graph (default session options)."""
-    import onnxruntime as ort
-    with tempfile.TemporaryDirectory() as d:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.optimized_model_filepath = os.path.join(d, "opt.onnx")
-        ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        m = onnx.load(so.optimized_model_filepath)
-    return collections.Counter(n.op_type for n in m.graph.node)
-
-
 def fusion_cell(path):
-    c = ort_optimized_ops(path)
-    return f"{c['Add'] + c['Sum']} / {c['Relu']} / {c['ReorderInput'] + c['ReorderOutput']}"
+    """Standalone Adds / Relus / layout reorders in onnxruntime's optimized graph."""
+    with tempfile.TemporaryDirectory() as d:
+        c = overhead.ort_fusion(path, d)
+    return f"{c['Add']} / {c['Relu']} / {c['ReorderInput'] + c['ReorderOutput']}"
 
 
 def summary(text):

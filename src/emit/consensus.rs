@@ -3,7 +3,7 @@
 //! deployment computes by hand (the paper's `ConsensusModule`, mmaction2's `avg_consensus`). The
 //! per-frame tensor stays in the graph as `<output>/frames`.
 
-use super::{int_attr, ints_attr, Emitter, Patch};
+use super::{dimension, int_attr, ints_attr, Emitter, Patch};
 use crate::config::{Config, Consensus};
 use crate::error::Error;
 use crate::onnx::tensor_shape_proto::{dimension::Value, Dimension};
@@ -77,13 +77,4 @@ pub fn add(
         patch.output_dims.push((name.to_owned(), out_dims));
     }
     Ok(())
-}
-
-fn dimension(d: &Dim) -> Dimension {
-    let value = match d {
-        Dim::Known(v) => Some(Value::DimValue(*v)),
-        Dim::Sym(s) => Some(Value::DimParam(s.clone())),
-        Dim::Unknown => None,
-    };
-    Dimension { value, denotation: None }
 }

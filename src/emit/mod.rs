@@ -369,6 +369,18 @@ impl Buffer {
     }
 }
 
+/// A shape dimension as the graph declares it: a size, a symbol, or nothing.
+pub(super) fn dimension(d: &crate::shapes::Dim) -> tensor_shape_proto::Dimension {
+    use crate::shapes::Dim;
+    use tensor_shape_proto::dimension::Value;
+    let value = match d {
+        Dim::Known(v) => Some(Value::DimValue(*v)),
+        Dim::Sym(s) => Some(Value::DimParam(s.clone())),
+        Dim::Unknown => None,
+    };
+    tensor_shape_proto::Dimension { value, denotation: None }
+}
+
 pub(super) fn tensor_info(name: &str, elem_type: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.into()),
@@ -464,10 +476,7 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
             patch.initializers.extend(inits);
             patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));
         }
-        let known = |v: i64| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(v)),
-            ..Default::default()
-        };
+        let known = |v: i64| dimension(&crate::shapes::Dim::Known(v));
         let buffer = Buffer {
             input: format!("{}/{BUFFER_IN}", site.prefix),
             output: format!("{}/{BUFFER_OUT}", site.prefix),

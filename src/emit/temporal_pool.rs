@@ -7,8 +7,7 @@
 //! no frame before the clip; max_pool3d's padding never wins a max, and `odd[0]` repeated in its
 //! place does not change the max either, so no infinity is written. Max is exact in any type.
 
-use super::{int_attr, tensor_info, Emitter};
-use crate::onnx::tensor_shape_proto::{dimension::Value, Dimension};
+use super::{dimension, int_attr, tensor_info, Emitter};
 use crate::onnx::ValueInfoProto;
 use crate::plan::Pool;
 use crate::shapes::Dim;
@@ -40,13 +39,7 @@ pub(super) fn subgraph(e: &mut Emitter, pool: &Pool) -> String {
 /// 41 Adds and 37 Relus outside their convolutions (0 with it; `bench/RESULTS-simplifiers.md`).
 /// No empty slice can carry it, as the clip view's does: no tensor before the pool has its batch.
 pub(super) fn declared(pool: &Pool, pooled: &str) -> Option<ValueInfoProto> {
-    let Dim::Sym(batch) = &pool.batch else { return None };
-    let dim = |value| Dimension { value: Some(value), denotation: None };
-    let dims = [
-        dim(Value::DimParam(batch.clone())),
-        dim(Value::DimValue(pool.channels)),
-        dim(Value::DimValue(pool.height)),
-        dim(Value::DimValue(pool.width)),
-    ];
-    Some(tensor_info(pooled, pool.elem_type?, &dims))
+    let Dim::Sym(_) = &pool.batch else { return None };
+    let dims = [pool.batch.clone(), Dim::Known(pool.channels), Dim::Known(pool.height), Dim::Known(pool.width)];
+    Some(tensor_info(pooled, pool.elem_type?, &dims.map(|d| dimension(&d))))
 }
