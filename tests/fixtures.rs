@@ -164,3 +164,24 @@ fn every_fixture_is_covered() {
     listed.sort();
     assert_eq!(names, listed, "a fixture model has no test");
 }
+
+/// `--mode inplace` takes the stream form where the residual placement does (since stop 32): on
+/// resnet_bottleneck 5 of 6 sites (the first site's downsample widens 16 to 64 channels at stride
+/// 1), offline and online. Every inplace reference of the fixture matches in `check_fixture`;
+/// here, that those runs really went through the stream form, and the graph as a golden dump.
+#[test]
+fn inplace_placement_takes_the_stream_form() {
+    let name = "resnet_bottleneck";
+    for folder in ["inplace-bidirectional-fd8", "inplace-past-fd4", "online-inplace-fd8"] {
+        let config = Config { validate: false, ..config_for(folder) };
+        let prepared = rewrite::prepare(&model(name), &config).unwrap();
+        let streamed: Vec<bool> = prepared.plan.sites.iter().map(|s| s.stream.is_some()).collect();
+        assert_eq!(streamed, [false, true, true, true, true, true], "{folder}");
+        if folder == "inplace-bidirectional-fd8" {
+            insta::assert_snapshot!("dump_resnet_bottleneck_inplace", tsm_rewrite::dump::dump(&prepared.model));
+            let got = rewrite_and_run(name, &config);
+            let want = output(name, folder);
+            assert!(got.max_abs_diff(&want) <= tolerance(&want), "{folder}");
+        }
+    }
+}

@@ -28,9 +28,13 @@
 //! with AVX-512, 8 with AVX2; OpenVINO's blocked layouts are 16 wide): unaligned halves cost more
 //! than they save (MobileNetV2, measured). The head is the moved channels rounded up to whole
 //! blocks: up to 15 channels that stay ride through the shift, a small copy against the batch
-//! form's pass over all of `x`. The consumer must be the site's only reader of the
-//! shifted tensor (residual placement), a group-1 Conv with constant weights and no more output
-//! channels than `x` has (its two partial sums are added in a pass over its output); every tensor
+//! form's pass over all of `x`. The consumer must be a group-1 Conv with constant weights and no
+//! more output channels than `x` has (its two partial sums are added in a pass over its output).
+//! With `--mode inplace` the shortcut reads the shifted tensor too: a downsample convolution is
+//! folded by the shifted halves as the consumer is, and the residual Add adds the shifted head to
+//! the branch's head (where a later site splits it; after the last site it reads the shifted
+//! halves joined, one channel Concat); any other reader of the shifted tensor keeps the site out
+//! of the stream form. Every tensor
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
 //! weights), a one-input elementwise op, a pool, an inference BatchNormalization or an Add; and
 //! no other convolution reading a split tensor may write more values than that tensor holds (its
@@ -155,6 +159,7 @@ pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Confi
         outputs: graph.output.iter().map(|o| o.name()).collect(),
         split: HashMap::new(),
         consumers: HashSet::new(),
+        stream_edges: HashMap::new(),
         edges: plan
             .sites
             .iter()
@@ -180,6 +185,8 @@ struct Finder<'a> {
     split: HashMap<String, i64>,
     /// Outputs of the sites' consumer convolutions (rewritten as joins, so never split).
     consumers: HashSet<String>,
+    /// The inputs (node, slot) a stream site's shift takes over, and where its halves split.
+    stream_edges: HashMap<(usize, usize), i64>,
     /// Inputs (node, slot) that another site's shift may take over: a node reading one is not
     /// split by halves of its input (a convolution, which reads it whole, is).
     edges: HashSet<(usize, usize)>,
@@ -195,7 +202,7 @@ struct Finder<'a> {
 impl Finder<'_> {
     fn site(&mut self, site: &Site, moved: i64) -> Option<Stream> {
         let c = site.channels;
-        if site.quant.is_some() || site.edges.len() != 1 || site.edges[0].1 != 0 {
+        if site.quant.is_some() || site.edges.is_empty() {
             return None;
         }
         // A head of whole blocks, channels that stay riding with the ones that move (a fold of 8
@@ -206,13 +213,30 @@ impl Finder<'_> {
         if moved <= 0 || s >= c || (c - s) % BLOCK != 0 || self.tract && s != moved {
             return None;
         }
-        let k = &self.graph.node[site.edges[0].0];
-        let w = conv_weights(k, &self.inits, self.folder)?;
-        let consumer = k.output[0].clone();
-        // The two partial sums are added in one pass over the consumer's output; the batch form
-        // passes over x. Where the consumer widens (MobileNetV2's expansion, 6C), that Add costs
-        // more than it saves (measured: bench/RESULTS-forms.md, the stream form's section).
-        if w.dims[1] != c || w.dims[0] > c || self.split.contains_key(&consumer) {
+        // Every reader of the shifted tensor reads it in halves: the consumer, a convolution (the
+        // residual branch's first), and with `--mode inplace` the shortcut too: the downsample
+        // convolution, folded by its input halves as the consumer is, or the residual Add, which
+        // adds the shifted head to the head of the branch's output (or, where no later site splits
+        // that Add, reads the shifted halves joined).
+        let mut consumer = None;
+        let mut convs = Vec::new();
+        for &(n, slot) in &site.edges {
+            let k = &self.graph.node[n];
+            if k.op_type() == "Add" && default_domain(k) && k.input.len() == 2 && site.edges.len() > 1 {
+                continue;
+            }
+            let w = conv_weights(k, &self.inits, self.folder).filter(|w| slot == 0 && w.dims[1] == c)?;
+            convs.push(w);
+            // The two partial sums are added in one pass over the consumer's output; the batch
+            // form passes over x. Where the consumer widens (MobileNetV2's expansion, 6C), that
+            // Add costs more than it saves (measured: bench/RESULTS-forms.md, the stream form's
+            // section). Other convolutions reading x are held to `other_reader`'s rule below.
+            if consumer.is_none() && w.dims[0] <= c {
+                consumer = Some((n, k.output[0].clone()));
+            }
+        }
+        let (consumer_node, consumer) = consumer?;
+        if self.split.contains_key(&consumer) {
             return None;
         }
         let mut chain = Vec::new();
@@ -229,7 +253,10 @@ impl Finder<'_> {
         // online only `--shift-form tract` leaves them out (1.041 with them against 1.013 for the
         // batch form everywhere, bench/RESULTS-tract-form.md). ResNet-50's are 1x1 on both sides.
         let pointwise = |w: &TensorProto| w.dims[2..].iter().all(|&d| d == 1);
-        if self.pointwise && !(pointwise(w) && chain.iter().all(|t| self.producer_weights(t).is_none_or(pointwise))) {
+        if self.pointwise
+            && !(convs.iter().all(|w| pointwise(w))
+                && chain.iter().all(|t| self.producer_weights(t).is_none_or(pointwise)))
+        {
             return None;
         }
         // Any other convolution reading a split tensor is folded by its input halves too, its
@@ -244,12 +271,13 @@ impl Finder<'_> {
         // frame on ResNet-50 1.028-1.050 against 1.061-1.079 with those sites split, in six runs;
         // onnxruntime measured 0.01-0.06 dearer without the split, OpenVINO 0.07
         // (bench/RESULTS-tract-form.md).
-        if chain.iter().any(|t| self.other_reader(t, c, site.edges[0].0)) {
+        if chain.iter().any(|t| self.other_reader(t, c, consumer_node)) {
             return None;
         }
         for t in &chain {
             self.split.insert(t.clone(), s);
         }
+        self.stream_edges.extend(site.edges.iter().map(|&e| (e, s)));
         self.consumers.insert(consumer.clone());
         Some(Stream { split: s, moved, consumer, chain })
     }
@@ -294,7 +322,13 @@ impl Finder<'_> {
             return false;
         }
         let op = n.op_type();
-        if op != "Conv" && (0..n.input.len()).any(|slot| self.edges.contains(&(*p, slot))) {
+        // A node reading a tensor that a site's shift takes over is split by halves only where
+        // that site's shifted halves are split at the same channel (`--mode inplace`: the residual
+        // Add reads the shifted head and the tail).
+        let shifted_elsewhere = |slot: usize| {
+            self.edges.contains(&(*p, slot)) && self.stream_edges.get(&(*p, slot)).is_none_or(|&at| at != s)
+        };
+        if op != "Conv" && (0..n.input.len()).any(shifted_elsewhere) {
             return false;
         }
         let scalar =
@@ -342,7 +376,8 @@ pub fn emit(
     let mut w = Writer {
         split: HashMap::new(),
         heads: HashMap::new(),
-        joins: HashMap::new(),
+        edges: HashMap::new(),
+        shifted: HashMap::new(),
         // A node the patch rewires to another site's shift reads that shift, not a split tensor.
         rewired: patch.rewires.iter().map(|r| r.0).collect(),
         inits: graph.initializer.iter().map(|t| (t.name().to_string(), t.clone())).collect(),
@@ -364,14 +399,16 @@ pub fn emit(
         if config.online && stream.moved == stream.split {
             w.heads.insert(site.tensor.clone(), format!("{}/{BUFFER_OUT}", site.prefix));
         }
-        w.joins.insert(stream.consumer.clone(), site);
+        w.edges.extend(site.edges.iter().map(|&e| (e, *site)));
     }
     // A split tensor still read whole (by an op that is not rewritten, another site's shift, a
     // subgraph or as a graph output) is joined back under its own name.
     let mut whole: HashSet<String> = HashSet::new();
     for (i, n) in graph.node.iter().enumerate() {
+        // An input a site's shift takes over is read as the shifted halves, never whole.
         if !w.reads_halves(i, n) {
-            whole.extend(n.input.iter().filter(|i| w.split.contains_key(*i)).cloned());
+            let unshifted = n.input.iter().enumerate().filter(|&(k, _)| !w.edges.contains_key(&(i, k)));
+            whole.extend(unshifted.map(|(_, t)| t).filter(|t| w.split.contains_key(*t)).cloned());
         }
         let mut inner = Vec::new();
         outer_names(n, &mut inner);
@@ -396,17 +433,22 @@ pub fn emit(
         };
         let out = n.output.first().cloned().unwrap_or_default();
         let mut nodes = Vec::new();
+        let shifted_whole = (0..n.input.len()).find_map(|k| w.edges.get(&(i, k)).map(|site| (k, *site)));
         if let Some(&s) = w.split.get(&out) {
-            w.split_node(n, s, &mut nodes);
+            w.split_node(i, n, s, &mut nodes);
             if whole.contains(&out) {
                 let (head, tail) = w.halves(&out);
                 nodes.push(node("Concat", &format!("{}/join", label(n)), vec![head, tail], &out, vec![axis1()]));
             }
-        } else if let Some(site) = w.joins.get(&out).copied() {
-            w.join(n, site, &mut nodes);
         } else if w.foldable(i, n) {
             let c = w.weight(n).dims[0];
-            w.conv(n, &n.input[0], (0, c), &out, "", &mut nodes);
+            w.conv(i, n, &n.input[0], (0, c), &out, "", &mut nodes);
+        } else if let Some((k, site)) = shifted_whole {
+            // A reader of the shifted tensor that is not split (`--mode inplace`: a residual Add
+            // that no later site splits) reads the shifted head and the tail joined.
+            let mut m = n.clone();
+            m.input[k] = w.shifted_whole(site, &mut nodes);
+            nodes.push(m);
         } else {
             read.extend(n.input.iter().cloned());
             let mut inner = Vec::new();
@@ -451,8 +493,10 @@ struct Writer<'a> {
     split: HashMap<String, i64>,
     /// Head names given by the sites (online: the buffer output); others are `<tensor>/head`.
     heads: HashMap<String, String>,
-    /// Consumer convolution outputs, and their site.
-    joins: HashMap<String, &'a Site>,
+    /// The inputs (node, slot) a site's shift takes over, and their site.
+    edges: HashMap<(usize, usize), &'a Site>,
+    /// Each site's shifted head, and its shifted halves joined, once emitted (by the site's prefix).
+    shifted: HashMap<String, String>,
     /// Nodes (by index) whose input the patch rewires to another site's shift.
     rewired: HashSet<usize>,
     inits: HashMap<String, TensorProto>,
@@ -480,44 +524,68 @@ impl Writer<'_> {
         &self.inits[n.input[1].as_str()]
     }
 
-    /// A group-1 Conv with constant weights reading a split tensor, not otherwise rewritten.
+    /// A group-1 Conv with constant weights reading a split tensor or a site's shifted one (the
+    /// site's consumer among them), not otherwise rewritten.
     fn foldable(&self, i: usize, n: &NodeProto) -> bool {
         if self.rewired.contains(&i) {
             return false;
         }
         let inits: HashMap<&str, &TensorProto> =
             n.input.iter().skip(1).filter_map(|i| self.inits.get(i.as_str()).map(|t| (i.as_str(), t))).collect();
-        n.input.first().is_some_and(|i| self.split.contains_key(i)) && conv_weights(n, &inits, self.folder).is_some()
+        let halves = n.input.first().is_some_and(|i| self.split.contains_key(i)) || self.edges.contains_key(&(i, 0));
+        halves && conv_weights(n, &inits, self.folder).is_some()
     }
 
     /// Whether the rewrite of `n` reads the halves of its split inputs (so not the whole tensor).
     fn reads_halves(&self, i: usize, n: &NodeProto) -> bool {
         let out = n.output.first().map(String::as_str).unwrap_or_default();
         let data_only = n.input.iter().skip(1).all(|i| !self.split.contains_key(i));
-        self.split.contains_key(out) || ((self.joins.contains_key(out) || self.foldable(i, n)) && data_only)
+        self.split.contains_key(out) || (self.foldable(i, n) && data_only)
     }
 
-    /// Emits `n` (the producer of a split tensor) as its two halves.
-    fn split_node(&mut self, n: &NodeProto, s: i64, nodes: &mut Vec<NodeProto>) {
+    /// The halves node `i` reads at input `slot` (the tensor `t`), and the name of the head's
+    /// part: a site's shifted head and the tail where the site's shift takes that input over
+    /// (its nodes emitted into `nodes` the first time), else `t`'s head and tail, if `t` is split.
+    fn halves_at(
+        &mut self,
+        (i, slot): (usize, usize),
+        t: &str,
+        nodes: &mut Vec<NodeProto>,
+    ) -> Option<(String, String, &'static str)> {
+        if let Some(site) = self.edges.get(&(i, slot)).copied() {
+            let (_, tail) = self.halves(&site.tensor);
+            return Some((self.shifted(site, nodes), tail, "from_shifted"));
+        }
+        self.split.contains_key(t).then(|| {
+            let (head, tail) = self.halves(t);
+            (head, tail, "from_head")
+        })
+    }
+
+    /// Emits `n` (node `i`, the producer of a split tensor) as its two halves.
+    fn split_node(&mut self, i: usize, n: &NodeProto, s: i64, nodes: &mut Vec<NodeProto>) {
         let out = &n.output[0];
         let (head, tail) = self.halves(out);
         if n.op_type() == "Conv" {
             let input = n.input[0].clone();
             let c = self.weight(n).dims[0];
-            self.conv(n, &input, (0, s), &head, "/head", nodes);
-            self.conv(n, &input, (s, c), &tail, "/tail", nodes);
+            self.conv(i, n, &input, (0, s), &head, "/head", nodes);
+            self.conv(i, n, &input, (s, c), &tail, "/tail", nodes);
             return;
         }
         for (half, which) in [(head, 0), (tail, 1)] {
             let mut m = n.clone();
-            for (k, i) in m.input.iter_mut().enumerate() {
+            for (k, input) in m.input.iter_mut().enumerate() {
                 if k == 0 || n.op_type() == "Add" {
-                    let (h, t) = self.halves(i);
-                    *i = if which == 0 { h } else { t };
+                    let (h, t) = match self.halves_at((i, k), input, nodes) {
+                        Some((h, t, _)) => (h, t),
+                        None => self.halves(input),
+                    };
+                    *input = if which == 0 { h } else { t };
                 } else if n.op_type() == "BatchNormalization" {
-                    let t = self.inits[i.as_str()].clone();
+                    let t = self.inits[input.as_str()].clone();
                     self.replaced_weights.insert(t.name().to_string());
-                    *i = self.sliced(&t, if which == 0 { (0, s) } else { (s, t.dims[0]) }, (0, 1));
+                    *input = self.sliced(&t, if which == 0 { (0, s) } else { (s, t.dims[0]) }, (0, 1));
                 }
             }
             m.output = vec![half];
@@ -526,9 +594,12 @@ impl Writer<'_> {
         }
     }
 
-    /// Output channels `rows` of the Conv `n` applied to `input` (split or not), as `out`.
+    /// Output channels `rows` of the Conv `n` (node `i`) applied to `input` (split, shifted by a
+    /// site, or whole), as `out`.
+    #[allow(clippy::too_many_arguments)]
     fn conv(
         &mut self,
+        i: usize,
         n: &NodeProto,
         input: &str,
         rows: (i64, i64),
@@ -538,10 +609,12 @@ impl Writer<'_> {
     ) {
         let cin = self.weight(n).dims[1];
         let name = format!("{}{suffix}", label(n));
-        match self.split.get(input).copied() {
-            Some(s_in) => {
-                let (head, tail) = self.halves(input);
-                self.summed(n, rows, (&tail, &head, "from_head"), s_in, out, &name, nodes);
+        match self.halves_at((i, 0), input, nodes) {
+            Some((head, tail, what)) => {
+                // Where a site's shift takes the input over, it splits where the site's tensor does.
+                let at = self.edges.get(&(i, 0)).map_or(input, |site| site.tensor.as_str());
+                let s_in = self.split[at];
+                self.summed(n, rows, (&tail, &head, what), s_in, out, &name, nodes);
             }
             None => nodes.push(self.conv_part(n, input, rows, (0, cin), true, out, &name)),
         }
@@ -569,29 +642,45 @@ impl Writer<'_> {
         nodes.push(node("Add", &format!("{name}/sum"), vec![a, b], out, vec![]));
     }
 
-    /// The consumer of a stream site: the tail through its columns `[s, C)`, the shifted head (or
-    /// the buffer) through `[0, s)`, summed.
-    fn join(&mut self, n: &NodeProto, site: &Site, nodes: &mut Vec<NodeProto>) {
+    /// The site's shifted head, emitted into `nodes` the first time one of its readers asks: offline
+    /// the batch form on the head's `s` channels; online the buffer input (joined on channels with
+    /// the head's `[moved, s)` where the head was rounded up, whose `[0, moved)` is then the
+    /// buffer output).
+    fn shifted(&mut self, site: &Site, nodes: &mut Vec<NodeProto>) -> String {
+        if let Some(name) = self.shifted.get(&site.prefix) {
+            return name.clone();
+        }
         let stream = site.stream.as_ref().expect("a stream site");
         let (s, moved) = (stream.split, stream.moved);
-        let rows = self.weight(n).dims[0];
-        let (head, tail) = self.halves(&site.tensor);
+        let (head, _) = self.halves(&site.tensor);
         let mut e = Emitter { masks: Some(&mut self.masks), ..Emitter::new(&site.prefix, self.opset) };
         let shifted = if !self.config.online {
             batch::head(&mut e, &Site { tensor: head, channels: s, ..site.clone() }, self.config)
         } else if moved == s {
             e.name(BUFFER_IN)
         } else {
-            // The head's first `moved` channels are the buffer output; the buffer input takes
-            // their place, the rest of the head stays.
             e.slice(BUFFER_OUT, &head, &[0], &[moved], &[1], &[s]);
             let stay = e.slice("stay", &head, &[moved], &[s], &[1], &[s]);
             e.node("Concat", "Concat", vec![e.name(BUFFER_IN), stay], "shifted", vec![axis1()])
         };
         nodes.append(&mut e.nodes);
         self.new_inits.extend(e.inits.into_iter().map(|t| (t.name().to_string(), t)));
-        let (out, name) = (n.output[0].clone(), label(n));
-        self.summed(n, (0, rows), (&tail, &shifted, "from_shifted"), s, &out, &name, nodes);
+        self.shifted.insert(site.prefix.clone(), shifted.clone());
+        shifted
+    }
+
+    /// The site's shifted tensor whole: its shifted head and its tail joined on channels, emitted
+    /// into `nodes` the first time.
+    fn shifted_whole(&mut self, site: &Site, nodes: &mut Vec<NodeProto>) -> String {
+        let key = format!("{}/shifted_whole", site.prefix);
+        if self.shifted.contains_key(&key) {
+            return key;
+        }
+        let head = self.shifted(site, nodes);
+        let (_, tail) = self.halves(&site.tensor);
+        nodes.push(node("Concat", &format!("{}/Concat_whole", site.prefix), vec![head, tail], &key, vec![axis1()]));
+        self.shifted.insert(key.clone(), key.clone());
+        key
     }
 
     /// A copy of Conv `n` on `input` with weights `W[rows, cols]` (and bias `B[rows]` if `bias`).
@@ -902,6 +991,51 @@ mod tests {
         let (plan, g) = rewrite(64, &offline);
         assert_eq!(plan.sites[0].stream, None);
         assert!(g.node.iter().any(|n| n.op_type() == "Reshape"));
+    }
+
+    #[test]
+    fn inplace_placement_reads_the_shifted_halves_on_both_paths() {
+        let inplace = Config { fold_div: 4, mode: crate::config::Mode::Inplace, ..Config::default() };
+        let find = |g: &GraphProto, name: &str| g.node.iter().find(|n| n.name() == name).cloned();
+        // One identity block: conv1 reads the shifted head and the tail; the residual Add, which no
+        // later site splits, reads them joined. x itself is never joined back.
+        let (plan, g) = rewrite(64, &inplace);
+        assert_eq!(plan.sites[0].edges.len(), 2);
+        assert_eq!(plan.sites[0].stream.as_ref().map(|s| s.split), Some(32));
+        assert_eq!(find(&g, "/b/conv1/Conv/from_shifted").unwrap().input, ["/b/tsm/shifted", "w1/cols_0_32"]);
+        assert_eq!(find(&g, "/b/tsm/Concat_whole").unwrap().input, ["/b/tsm/shifted", "s_r/tail"]);
+        assert_eq!(find(&g, "/b/Add").unwrap().input, ["a3", "/b/tsm/shifted_whole"]);
+        assert!(find(&g, "/stem/Relu/join").is_none());
+        // Two blocks: the second site splits the first block's Add, whose head adds the branch's
+        // head to the shifted head.
+        let mut two = one_block(64);
+        two.node.pop();
+        let w = |name: &str| floats(name, &[64, 64, 1, 1], (0..64 * 64).map(|v| v as f32));
+        two.initializer.extend([w("w3"), w("w4")]);
+        two.node.extend([
+            node("Conv", "/c/conv1/Conv", &["b0r", "w3"], &["c1"]),
+            node("Relu", "/c/relu/Relu", &["c1"], &["c2"]),
+            node("Conv", "/c/conv2/Conv", &["c2", "w4"], &["c3"]),
+            node("Add", "/c/Add", &["c3", "b0r"], &["c0"]),
+            node("Relu", "/c/relu_1/Relu", &["c0"], &["c0r"]),
+            node("GlobalAveragePool", "/pool", &["c0r"], &["y"]),
+        ]);
+        let (plan, g) = rewrite_graph(two, &inplace);
+        assert!(plan.sites.iter().all(|s| s.stream.is_some()));
+        assert_eq!(find(&g, "/b/Add/head").unwrap().input, ["a3/head", "/b/tsm/shifted"]);
+        assert_eq!(find(&g, "/b/Add/tail").unwrap().input, ["a3/tail", "s_r/tail"]);
+        assert!(find(&g, "/b/tsm/Concat_whole").is_none());
+        assert_eq!(find(&g, "/c/Add").unwrap().input, ["c3", "/c/tsm/shifted_whole"]);
+        // A projection block: the downsample is folded by the shifted halves as the consumer is.
+        let (plan, g) = rewrite_graph(projection_block(64, 128, 2), &inplace);
+        assert!(plan.sites[0].stream.is_some());
+        assert_eq!(find(&g, "/b/downsample/Conv/from_shifted").unwrap().input, ["/b/tsm/shifted", "w_down/cols_0_32"]);
+        assert_eq!(find(&g, "/b/downsample/Conv/from_tail").unwrap().input[0], "s_r/tail");
+        // Online the buffer input is the shifted head on both paths.
+        let online = Config { online: true, direction: Direction::Past, ..inplace };
+        let (_, g) = rewrite(64, &online);
+        assert_eq!(find(&g, "/b/tsm/Concat_whole").unwrap().input, ["/b/tsm/buffer_in", "s_r/tail"]);
+        assert_eq!(find(&g, "/b/conv1/Conv/from_shifted").unwrap().input[0], "/b/tsm/buffer_in");
     }
 
     fn floats(name: &str, dims: &[i64], values: impl Iterator<Item = f32>) -> TensorProto {
