@@ -440,8 +440,9 @@ def ov_config(precision):
 
 
 def ov_compile(path, batch, precision=None):
-    """precision as in ov_config: OpenVINO's own default unless given (bench/qdq.py and
-    bench/verify_deploy.py check outputs with it, as they did before the argument existed)."""
+    """precision as in ov_config: OpenVINO's own default unless given (bench/qdq.py checks outputs
+    with it; bench/verify_deploy.py pins f32 since stop 32: OpenVINO's default runs bf16 on this
+    machine, 0.45 from the reference on ResNet-50, no check of the rewrite)."""
     import openvino as ov
     core = ov.Core()
     return ov, core.compile_model(ov_read(core, path, batch), "CPU", ov_config(precision))

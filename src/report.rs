@@ -159,7 +159,8 @@ pub fn validated(v: &Validated) -> String {
 /// One line on online validation: the buffer loop against the offline reference, and the latency.
 pub fn online_validation(r: &validate::OnlineReport) -> String {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    format!(
+    let note = r.float32.as_ref().map_or(String::new(), |why| float32_note(why));
+    note + &format!(
         "validated in tract: {} stream(s) x {} frames with the buffers fed back, equal to the offline past-only rewrite \
          (max abs diff {:.1e}), all values finite; {:.2} ms per frame online vs {:.2} ms for the 2D model ({:.2}x)\n",
         r.streams,
@@ -171,15 +172,18 @@ pub fn online_validation(r: &validate::OnlineReport) -> String {
     )
 }
 
+fn float32_note(why: &str) -> String {
+    format!(
+        "note: tract cannot run this float16 model, nor the input model ({why}); validated the same graphs computed in \
+         float32 instead (float16 values widened exactly, Casts to float16 made float32)\n"
+    )
+}
+
 /// One line on what validation ran and found.
 pub fn validation(r: &validate::Report) -> String {
     let mut out = String::new();
     if let Some(why) = &r.float32 {
-        let _ = writeln!(
-            out,
-            "note: tract cannot run this float16 model, nor the input model ({why}); validated the same graphs computed \
-             in float32 instead (float16 values widened exactly, Casts to float16 made float32)"
-        );
+        out += &float32_note(why);
     }
     if let Some(why) = &r.unoptimized {
         let _ = writeln!(
@@ -269,6 +273,7 @@ pub fn json(
             "ms_per_frame": ms(r.per_frame),
             "ms_per_frame_2d": ms(r.per_frame_2d),
             "ratio_to_2d": r.per_frame.as_secs_f64() / r.per_frame_2d.as_secs_f64().max(1e-12),
+            "float32_copy_because": r.float32,
         }),
     });
     json!({

@@ -317,15 +317,25 @@ fn fallback(
         return Err(fail(e));
     }
     let original_model = crate::load::load(original).map_err(|e| fail(e.into()))?.model;
-    let stage = |target: &Path, m: &crate::onnx::ModelProto| {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        crate::write::TempOutput::encode(&path.with_file_name(format!("{name}.float32")), &crate::widen::to_float32(m))
-    };
-    let wide = stage(path, &loaded.model).map_err(fail)?;
-    let wide_2d = stage(&path.with_file_name("2d"), &original_model).map_err(fail)?;
+    let wide = float32_copy(path, path, &loaded.model).map_err(fail)?;
+    let wide_2d = float32_copy(path, &path.with_file_name("2d"), &original_model).map_err(fail)?;
     let mut report = validate(wide.path(), wide_2d.path(), graph, segments, input_shape)?;
     report.float32 = Some(format!("{e:#}"));
     Ok(report)
+}
+
+/// The float32 copy of `model` (see [`crate::widen`]), staged beside `beside` under `name`'s file
+/// name plus `.float32`, removed when dropped.
+fn float32_copy(
+    beside: &Path,
+    name: &Path,
+    model: &crate::onnx::ModelProto,
+) -> anyhow::Result<crate::write::TempOutput> {
+    let name = name.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    crate::write::TempOutput::encode(
+        &beside.with_file_name(format!("{name}.float32")),
+        &crate::widen::to_float32(model),
+    )
 }
 
 /// What online validation checked.
@@ -341,6 +351,9 @@ pub struct OnlineReport {
     /// Median time of one frame (all streams) through the online graph and the original 2D model.
     pub per_frame: Duration,
     pub per_frame_2d: Duration,
+    /// As [`Report::float32`]: where tract cannot run the float16 online graph, nor the input
+    /// model, tract's message; the graphs checked were then the float32 copies of all three.
+    pub float32: Option<String>,
 }
 
 /// Frame `t` of every stream, from clips laid out as `[streams * frames, ...]`.
@@ -361,12 +374,46 @@ fn median(mut times: Vec<Duration>) -> Duration {
 /// `online` (whose graph is `graph`, with `buffers` extra inputs and outputs), feeding the buffers
 /// back from zeros, and compares every frame with the clip-wise offline past-only rewrite at
 /// `reference` (T = `frames`). Times the online graph against the original 2D model at `original`.
+///
+/// A float16 model that tract cannot run, where it cannot run the input model either (tract 0.23
+/// cannot type a float16 Gemm), is checked as offline validation checks it ([`fallback`]): the
+/// float32 copies of the online graph, the reference and the input model, the same graphs.
 pub fn validate_online(
     online: &Path,
     graph: &GraphProto,
     buffers: usize,
     reference: &Path,
     original: &Path,
+    frames: usize,
+    input_shape: Option<&[usize]>,
+) -> Result<OnlineReport, Error> {
+    let e = match stream_frames((online, reference, original), graph, buffers, frames, input_shape) {
+        Ok(report) => return Ok(report),
+        Err(e) => e,
+    };
+    let Ok(loaded) = crate::load::load(online) else { return Err(e) };
+    let external = loaded.model.graph.as_ref().is_some_and(|g| g.initializer.iter().any(crate::external::is_external));
+    let (shapes, _) = input_shapes(graph, 1, input_shape)?;
+    let frame_shapes: Vec<Vec<usize>> = shapes[..shapes.len() - buffers].iter().map(|(_, s)| s.clone()).collect();
+    if !crate::widen::has_float16(&loaded.model) || external || Runner::load(original, &frame_shapes).is_ok() {
+        return Err(e);
+    }
+    let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
+    let load = |p: &Path| crate::load::load(p).map(|l| l.model).map_err(|e| fail(e.into()));
+    let wide = float32_copy(online, online, &loaded.model).map_err(fail)?;
+    let wide_reference = float32_copy(online, reference, &load(reference)?).map_err(fail)?;
+    let wide_2d = float32_copy(online, &online.with_file_name("2d"), &load(original)?).map_err(fail)?;
+    let paths = (wide.path(), wide_reference.path(), wide_2d.path());
+    let mut report = stream_frames(paths, graph, buffers, frames, input_shape)?;
+    report.float32 = Some(e.to_string());
+    Ok(report)
+}
+
+/// [`validate_online`] on the models at (online, reference, original) as they are.
+fn stream_frames(
+    (online, reference, original): (&Path, &Path, &Path),
+    graph: &GraphProto,
+    buffers: usize,
     frames: usize,
     input_shape: Option<&[usize]>,
 ) -> Result<OnlineReport, Error> {
@@ -413,6 +460,7 @@ pub fn validate_online(
         max_diff: 0.0,
         per_frame: Duration::ZERO,
         per_frame_2d: Duration::ZERO,
+        float32: None,
     };
     let mut times = Vec::with_capacity(frames);
     for t in 0..frames {

@@ -482,8 +482,11 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
             output: format!("{}/{BUFFER_OUT}", site.prefix),
             shape: vec![shapes.batch.clone(), known(site.fold), known(h), known(w)],
         };
-        patch.inputs.push(tensor_info(&buffer.input, shapes.elem_type, &buffer.shape));
-        patch.outputs.push(tensor_info(&buffer.output, shapes.elem_type, &buffer.shape));
+        // The shifted tensor's own type: a float16 model converted with float32 inputs and outputs
+        // (`keep_io_types`) computes in float16 behind a Cast of its frame.
+        let elem_type = site.elem_type.unwrap_or(shapes.elem_type);
+        patch.inputs.push(tensor_info(&buffer.input, elem_type, &buffer.shape));
+        patch.outputs.push(tensor_info(&buffer.output, elem_type, &buffer.shape));
         buffers.push(buffer);
     }
     patch.metadata.push(StringStringEntryProto { key: Some("tsm-rewrite".into()), value: Some(metadata_value) });
