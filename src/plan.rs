@@ -319,6 +319,10 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
             if site.tensor == pool.tensor {
                 site.tensor = pool.output();
                 pool.edges.retain(|e| !site.edges.contains(e));
+                // The pooled tensor is float: a QDQ site's shift of the quantized tensor before the
+                // DequantizeLinear would bypass the pool (its branch would see T frames, its
+                // shortcut T/2).
+                site.quant = None;
             }
         }
         plan.pool = Some(pool);

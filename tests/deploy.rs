@@ -199,6 +199,26 @@ fn float16_models_are_shifted_in_float16() {
     }
 }
 
+/// `--temporal-pool` on QDQ ResNets: the pool is float (it reads the dequantized second-stage
+/// input), so the site that shifts the pooled tensor shifts it in float; until stop 32 it kept its
+/// QDQ form, whose shift of the quantized tensor bypassed the pool (its branch saw 16 frames, its
+/// downsample 8: refused by validation, "Can not broadcast 16 against 8"). Against the QDQ model
+/// with a float max_pool3d and float shifts inserted by fixtures/export_deploy.py.
+#[test]
+fn temporal_pool_on_qdq_models_pools_both_paths() {
+    for (name, _) in &QDQ[..2] {
+        let (prepared, report, dir) = rewrite(name, &Config { temporal_pool: true, ..Config::default() });
+        assert!(matches!(report, Some(Validated::Offline(_))), "{name}");
+        let pooled = prepared.plan.pool.as_ref().unwrap().output();
+        let site = prepared.plan.sites.iter().find(|s| s.tensor == pooled).expect("a site shifts the pooled tensor");
+        assert!(site.quant.is_none(), "{name}: the pooled tensor is shifted in float");
+        assert!(prepared.plan.sites.iter().filter(|s| s.quant.is_some()).count() >= 4, "{name}: the others stay QDQ");
+        let want = output(name, "residual-bidirectional-fd8-tpool");
+        let got = validate::run(&dir.path().join("tsm.onnx"), &[input(name)]).unwrap().remove(0);
+        assert_close(&got, &want, tolerance(&want), name);
+    }
+}
+
 #[test]
 fn temporal_pool_halves_the_frames_at_the_second_stage() {
     for (consensus, folder) in
