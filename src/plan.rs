@@ -183,7 +183,9 @@ fn pool_site(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Co
     }
     let (Some(height), Some(width)) = (block.height.known(), block.width.known()) else {
         return Err(Error::Config(format!(
-            "node {}: --temporal-pool needs the height and width of tensor '{}', which the model leaves open ({} x {})",
+            "node {}: --temporal-pool needs the height and width of tensor '{}', which the model leaves open ({} x {}): \
+             the pool is written for one frame size (--input-shape only sets the size validation runs at); re-export \
+             the model with a fixed height and width",
             block.name, block.input, block.height, block.width
         )));
     };

@@ -278,6 +278,21 @@ fn temporal_pool_halves_the_frames_at_the_second_stage() {
         assert_eq!(o.status.code(), Some(2));
         assert!(stderr(&o).contains(message), "{}", stderr(&o));
     }
+    // The pool's view is written for one frame size: open H and W are refused with what to do,
+    // --input-shape or not (it sets the size validation runs at, not the model's).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.onnx");
+    let o = tool(&[
+        "fixtures/models/resnet_dynamic_hw.onnx",
+        "-o",
+        out.to_str().unwrap(),
+        "--temporal-pool",
+        "--input-shape",
+        "3,32,32",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("re-export the model with a fixed height and width"), "{}", stderr(&o));
+    assert!(files_in(dir.path()).is_empty(), "nothing left behind");
 }
 
 #[test]
