@@ -12,7 +12,12 @@ refusals the tool explains (a flag that does not apply to the model) are counted
 Checks that the outputs load and run, not their values (the tests and bench/runtime_matrix.py do
 that); stop 32's sweep found two defects this way (float16 online buffers, QDQ temporal pool).
 
-    python bench/fixture_sweep.py TSM_BIN
+With `--tvm`, the default, `--online` and both `--mode inplace` rewrites also go through TVM (the
+Relax ONNX frontend, built for `llvm`), compared with onnxruntime's output (1e-4 of its scale;
+5e-3 for float16, plus 0.05 for QDQ rounding). That found a third defect
+(a model with open H and W, whose clip view reshaped to a computed shape TVM cannot convert).
+
+    python bench/fixture_sweep.py TSM_BIN [--tvm]
 """
 import glob
 import os
@@ -57,8 +62,20 @@ def finite(values):
     return all(np.isfinite(np.asarray(v, np.float32)).all() for v in values)
 
 
+def tvm_run(path, feed, order):
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend import onnx as rx_onnx
+    mod = rx_onnx.from_onnx(onnx.load(path), shape_dict={k: list(v.shape) for k, v in feed.items()},
+                            keep_params_in_input=False)
+    vm = relax.VirtualMachine(relax.build(mod, target="llvm"), tvm.cpu())
+    out = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(feed[n])) for n in order])
+    return (out.numpy() if hasattr(out, "numpy") else out[0].numpy()).astype(np.float32)
+
+
 def main():
     tool = sys.argv[1]
+    with_tvm = "--tvm" in sys.argv[2:]
     so = ort.SessionOptions()
     so.log_severity_level = 3
     core = ov.Core()
@@ -91,22 +108,34 @@ def main():
             try:
                 s = ort.InferenceSession(out, so, providers=["CPUExecutionProvider"])
                 inputs = [(i.name, i.shape, i.type) for i in s.get_inputs()]
-                if not finite(s.run(None, feeds(inputs, xx))):
+                f = feeds(inputs, xx)
+                want = s.run(None, f)
+                if not finite(want):
                     fail("onnxruntime: non-finite output")
             except Exception as e:  # noqa: BLE001
                 fail(f"onnxruntime: {str(e)[:300]}")
                 continue
             try:
                 m = core.read_model(out)
-                f = feeds(inputs, xx)
                 m.reshape({i.get_any_name(): list(f[i.get_any_name()].shape) for i in m.inputs})
                 cm = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
                 if not finite(cm.create_infer_request().infer(f).values()):
                     fail("OpenVINO: non-finite output")
             except Exception as e:  # noqa: BLE001
                 fail(f"OpenVINO: {str(e)[:300]}")
+            if with_tvm and flags in FLAGS[:4]:
+                counts["tvm"] = counts.get("tvm", 0) + 1
+                ref = np.asarray(want[0], np.float32)
+                tol = (5e-3 if "fp16" in name else 1e-4) * max(1.0, float(np.abs(ref).max())) + (0.05 if "qdq" in name else 0)
+                try:
+                    d = float(np.abs(tvm_run(out, f, [n for n, _, _ in inputs]) - ref).max())
+                    if not d <= tol:
+                        fail(f"TVM: max |diff| from onnxruntime {d:.2e} > {tol:.2e}")
+                except Exception as e:  # noqa: BLE001
+                    fail(f"TVM: {(str(e).strip().splitlines() or [type(e).__name__])[-1][:300]}")
     print(f"{len(glob.glob(os.path.join(ROOT, 'models', '*.onnx')))} fixtures x {len(FLAGS)} flag sets: "
-          f"{counts['rewrites']} rewrites, {counts['refused']} refused with a reason, {counts['failures']} failures")
+          f"{counts['rewrites']} rewrites ({counts.get('tvm', 0)} also in TVM), {counts['refused']} refused with a reason, "
+          f"{counts['failures']} failures")
 
 
 if __name__ == "__main__":

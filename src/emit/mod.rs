@@ -290,13 +290,16 @@ impl<'a> Emitter<'a> {
 /// EfficientNet-B0 the clip view cost 0.08-0.16 less there, onnxruntime and OpenVINO about the same
 /// (bench/RESULTS-clip-carrier.md). Quantized sites keep the batch form: in onnxruntime, which
 /// QDQ models are made for, the clip view cost an int8 ResNet-50 0.13-0.20 more per clip
-/// (bench/RESULTS-qdq-clip.md).
+/// (bench/RESULTS-qdq-clip.md). So do sites whose height or width the model leaves open: the clip
+/// view would reshape to a shape computed at run time, which TVM's Relax frontend cannot convert
+/// ("Reshape requires the input new shape to be Shape"); the batch form needs no H and W.
 pub fn takes_batch_form(site: &Site, config: &Config, opset: i64) -> bool {
+    let open = site.height.known().is_none() || site.width.known().is_none();
     opset >= 10
         && match config.shift_form {
             ShiftForm::Batch => true,
             ShiftForm::Clip | ShiftForm::Tract => site.strided_1x1,
-            ShiftForm::Stream => site.strided_1x1 || site.quant.is_some(),
+            ShiftForm::Stream => site.strided_1x1 || site.quant.is_some() || open,
         }
 }
 
