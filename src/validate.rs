@@ -306,14 +306,13 @@ fn fallback(
 ) -> Result<Report, Error> {
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let Ok(loaded) = crate::load::load(path) else { return Err(fail(e)) };
-    let external = loaded.model.graph.as_ref().is_some_and(|g| g.initializer.iter().any(crate::external::is_external));
     let original_runs = Runner::load(original, concrete).is_ok();
     if original_runs && Runner::load_with(path, concrete, false).is_ok() {
         let mut report = validate_with(path, original, graph, segments, input_shape, false)?;
         report.unoptimized = Some(format!("{e:#}"));
         return Ok(report);
     }
-    if !crate::widen::has_float16(&loaded.model) || external || original_runs {
+    if !widenable(&loaded.model) || original_runs {
         return Err(fail(e));
     }
     let original_model = crate::load::load(original).map_err(|e| fail(e.into()))?.model;
@@ -322,6 +321,13 @@ fn fallback(
     let mut report = validate(wide.path(), wide_2d.path(), graph, segments, input_shape)?;
     report.float32 = Some(format!("{e:#}"));
     Ok(report)
+}
+
+/// Whether validation may check `model`'s float32 copy instead: it holds float16, and no external
+/// data (the copy is written inline).
+fn widenable(model: &crate::onnx::ModelProto) -> bool {
+    let external = model.graph.as_ref().is_some_and(|g| g.initializer.iter().any(crate::external::is_external));
+    crate::widen::has_float16(model) && !external
 }
 
 /// The float32 copy of `model` (see [`crate::widen`]), staged beside `beside` under `name`'s file
@@ -392,10 +398,9 @@ pub fn validate_online(
         Err(e) => e,
     };
     let Ok(loaded) = crate::load::load(online) else { return Err(e) };
-    let external = loaded.model.graph.as_ref().is_some_and(|g| g.initializer.iter().any(crate::external::is_external));
     let (shapes, _) = input_shapes(graph, 1, input_shape)?;
     let frame_shapes: Vec<Vec<usize>> = shapes[..shapes.len() - buffers].iter().map(|(_, s)| s.clone()).collect();
-    if !crate::widen::has_float16(&loaded.model) || external || Runner::load(original, &frame_shapes).is_ok() {
+    if !widenable(&loaded.model) || Runner::load(original, &frame_shapes).is_ok() {
         return Err(e);
     }
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
