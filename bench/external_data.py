@@ -21,7 +21,6 @@ import hashlib, os, re, shutil, subprocess
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

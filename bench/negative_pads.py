@@ -11,7 +11,6 @@ and TVM (Relax, llvm) and compares with numpy, bit for bit. Prints one line per 
 tract is run in a child process: its Pad panics on negative pads at run time, and the panic aborts
 the interpreter.
 """
-import os
 import subprocess
 import sys
 import tempfile

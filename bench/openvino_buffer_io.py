@@ -13,7 +13,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import onnx
 import openvino as ov
 from onnx import TensorProto, helper

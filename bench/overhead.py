@@ -50,7 +50,6 @@ import copy
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -300,7 +299,7 @@ def check_online(path, expected, frames):
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    ins, outs = sess.get_inputs(), sess.get_outputs()
+    ins = sess.get_inputs()
     bufs = [np.zeros([1] + list(i.shape[1:]), np.float32) for i in ins[1:]]
     err = 0.0
     for f, e in zip(frames, expected):

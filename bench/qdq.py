@@ -20,7 +20,6 @@ Writes bench/RESULTS-qdq.md.
 """
 
 import argparse
-import copy
 import os
 import subprocess
 import sys

@@ -2,7 +2,9 @@
 """ResNet-50 with `--temporal-pool` (and with `--consensus avg` after it) in onnxruntime, OpenVINO,
 tract (the batch left a symbol) and TVM, against bench/verify_deploy.py's PyTorch reference
 (fixtures/export_deploy.py: make_tsm_temporal_pool); 2 clips of 8 frames at 224x224, opset 17,
-dynamic batch. Match: max |diff| <= 1e-4 * max(1, max |ref|).
+dynamic batch. Then the same network exported with H and W open too (`--temporal-pool` took such
+a model since stop 33), rewritten once and run at 224x224 and at 160x192. Match: max |diff| <=
+1e-4 * max(1, max |ref|).
 
     python bench/temporal_pool_runtimes.py TSM_BIN
 """
@@ -50,17 +52,30 @@ def main():
     src = os.path.join(WORK, "resnet50.onnx")
     torch.onnx.export(r50, (torch.from_numpy(x),), src, dynamo=False, opset_version=17, input_names=["input"],
                       output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    y = vf.torch_run(make_tsm_temporal_pool(r50, vf.shift_sites), x)
+    tp = make_tsm_temporal_pool(r50, vf.shift_sites)
+    y = vf.torch_run(tp, x)
     for name, flags, want in (("tpool", ["--temporal-pool"], y),
                               ("tpool-avg", ["--temporal-pool", "--consensus", "avg"],
                                y.reshape(-1, T // 2, y.shape[-1]).mean(1))):
         dst = os.path.join(WORK, f"{name}.onnx")
         subprocess.run([tool, src, "-o", dst, "--no-validate"] + flags, check=True, capture_output=True)
-        tol = 1e-4 * max(1.0, float(np.abs(want).max()))
-        cells = [f"{k} {'ok' if np.abs(v - want).max() <= tol else 'MISMATCH'} {np.abs(v - want).max():.1e}"
-                 for k, v in runtimes(dst, x).items()]
-        print(f"{' '.join(flags)}: output {list(want.shape)}, tolerance {tol:.1e}: {', '.join(cells)}", flush=True)
+        report(" ".join(flags), dst, x, want)
+    src = os.path.join(WORK, "resnet50_open_hw.onnx")
+    torch.onnx.export(r50, (torch.from_numpy(x),), src, dynamo=False, opset_version=17, input_names=["input"],
+                      output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}})
+    dst = os.path.join(WORK, "tpool_open_hw.onnx")
+    subprocess.run([tool, src, "-o", dst, "--no-validate", "--temporal-pool"], check=True, capture_output=True)
+    x2 = np.random.default_rng(160192).standard_normal((2 * T, 3, 160, 192)).astype(np.float32)
+    for xx in (x, x2):
+        report(f"--temporal-pool, H and W open, input {list(xx.shape)}", dst, xx, vf.torch_run(tp, xx))
 
+
+def report(what, path, x, want):
+    tol = 1e-4 * max(1.0, float(np.abs(want).max()))
+    cells = [f"{k} {'ok' if np.abs(v - want).max() <= tol else 'MISMATCH'} {np.abs(v - want).max():.1e}"
+             for k, v in runtimes(path, x).items()]
+    print(f"{what}: output {list(want.shape)}, tolerance {tol:.1e}: {', '.join(cells)}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py channel-concat online.onnx online_cc.onnx
     python bench/variants.py flat-buffer-out online.onnx online_fb.onnx
     python bench/variants.py flat-head online.onnx online_fh.onnx
+    python bench/variants.py stem-split online.onnx online_stem.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -98,6 +99,15 @@ tool's own output, so that a form can be timed before it is built into the emitt
   64-channel sites) are split into the buffer output and the channels that stay, and joined with
   the buffer input, on the head flattened to `[N, s*H*W]`, as flat-buffer-out does for the batch
   form's sites: OpenVINO runs the head's two channel Slices as one reference VariadicSplit.
+
+- stem-split, stem-split16: an online model whose site in the batch form's flattened Concat on a
+  stem's output (Conv, Relu, MaxPool: ResNet-50's first site, fold 8 of 64) is taken by splitting
+  the stem by output channel at s (the fold, or the fold rounded up to 16): two stem convolutions,
+  ReLUs and MaxPools; the buffer output is the first part (with s = 16 its first fold channels, the
+  other ones joined after the buffer input); the consumer is folded by its input halves as the
+  stream form folds it, and the site's other reader (the downsample, which widens 64 channels to
+  256 and so keeps this site out of the stream form) reads the two parts joined by one channel
+  Concat. No reorder to planar in OpenVINO, which the flattened Concat costs there.
 
 All are exact (mul-mask and side-conv as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -666,12 +676,70 @@ def flat_head(m):
     return apply_plan(g, plan, drop)
 
 
+def stem_split(m, block=None):
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    by_output = {o: n for n in g.node for o in n.output}
+    readers = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    arr = lambda name: numpy_helper.to_array(inits[name])
+    plan, drop = {}, set()
+    for p, x, buffer_in, fold in flattened_sites(g):
+        mp = by_output.get(x)
+        relu = mp and by_output.get(mp.input[0])
+        stem = relu and by_output.get(relu.input[0])
+        reads = readers.get(p + "shifted", [])
+        if not (mp and mp.op_type == "MaxPool" and relu.op_type == "Relu" and stem.op_type == "Conv"
+                and len(stem.input) == 3 and len(reads) == 1 and reads[0].op_type == "Conv"):
+            continue
+        conv, w, b = reads[0], arr(stem.input[1]), arr(stem.input[2])
+        c = w.shape[0]
+        s = fold if block is None else (fold + block - 1) // block * block
+        def init(name, a):
+            g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(a), p + "ss/" + name))
+            return p + "ss/" + name
+        def node(op, ins, out, name, like=None, **kw):
+            n = helper.make_node(op, ins, [out], name=p + "ss/" + name, **kw)
+            if like is not None:
+                n.attribute.extend(like.attribute)
+            return n
+        new = []
+        for part, rows in (("a", slice(0, s)), ("b", slice(s, c))):
+            new += [node("Conv", [stem.input[0], init("w_" + part, w[rows]), init("b_" + part, b[rows])], p + "ss/stem_" + part, "Conv_" + part, stem),
+                    node("Relu", [p + "ss/stem_" + part], p + "ss/relu_" + part, "Relu_" + part),
+                    node("MaxPool", [p + "ss/relu_" + part], p + "ss/x_" + part, "MaxPool_" + part, mp)]
+        new.append(node("Concat", [p + "ss/x_a", p + "ss/x_b"], x, "Concat_x", axis=1))
+        if s == fold:
+            new.append(node("Identity", [p + "ss/x_a"], p + "buffer_out", "buffer_out"))
+            head = buffer_in
+        else:
+            axes = int64_init(g, p + "ss/axes", [1])
+            bounds = [int64_init(g, p + "ss/at_" + str(v), [v]) for v in (0, fold, s)]
+            new += [node("Slice", [p + "ss/x_a", bounds[0], bounds[1], axes], p + "buffer_out", "Slice_buffer_out"),
+                    node("Slice", [p + "ss/x_a", bounds[1], bounds[2], axes], p + "ss/stay", "Slice_stay"),
+                    node("Concat", [buffer_in, p + "ss/stay"], p + "ss/head", "Concat_head", axis=1)]
+            head = p + "ss/head"
+        cw = arr(conv.input[1])
+        new += [node("Conv", [head, init("consumer_head", cw[:, :s])], p + "ss/from_shifted", "from_shifted", conv),
+                node("Conv", [p + "ss/x_b", init("consumer_tail", cw[:, s:])] + list(conv.input[2:]), p + "ss/from_tail", "from_tail", conv),
+                node("Add", [p + "ss/from_tail", p + "ss/from_shifted"], conv.output[0], "sum")]
+        plan[stem.name] = new
+        drop |= {relu.name, mp.name, conv.name, by_output[p + "buffer_out"].name}
+    n = apply_plan(g, plan, drop)
+    order = toposort(list(g.node), {i.name for i in g.input} | {i.name for i in g.initializer})
+    replace_nodes(g, order)
+    return n
+
+
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
             "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head,
             "side-conv": side_conv, "channel-concat": channel_concat,
-            "flat-buffer-out": flat_buffer_out, "flat-head": flat_head}
+            "flat-buffer-out": flat_buffer_out, "flat-head": flat_head, "stem-split": stem_split,
+            "stem-split16": lambda m: stem_split(m, 16)}
 
 
 def main():

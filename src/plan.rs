@@ -142,8 +142,9 @@ pub struct Pool {
     /// The pooled tensor: that block's input.
     pub tensor: String,
     pub channels: i64,
-    pub height: i64,
-    pub width: i64,
+    /// Its frame size, for the pooled tensor's declared shape (the pool itself needs neither).
+    pub height: Dim,
+    pub width: Dim,
     /// Frames per clip before the pool.
     pub segments: usize,
     /// The pooled tensor's batch (frames) and element type, for its declared shape.
@@ -181,14 +182,6 @@ fn pool_site(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Co
             block.name
         )));
     }
-    let (Some(height), Some(width)) = (block.height.known(), block.width.known()) else {
-        return Err(Error::Config(format!(
-            "node {}: --temporal-pool needs the height and width of tensor '{}', which the model leaves open ({} x {}): \
-             the pool is written for one frame size (--input-shape only sets the size validation runs at); re-export \
-             the model with a fixed height and width",
-            block.name, block.input, block.height, block.width
-        )));
-    };
     if let Dim::Known(b) = block.batch {
         return Err(Error::Config(format!(
             "--temporal-pool halves the batch, but the model fixes it at {b}: re-export with a dynamic batch axis"
@@ -202,8 +195,8 @@ fn pool_site(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Co
         block_name: block.name.clone(),
         tensor: block.input.clone(),
         channels: block.channels,
-        height,
-        width,
+        height: block.height.clone(),
+        width: block.width.clone(),
         segments: config.segments,
         batch: block.batch.clone(),
         elem_type: elem_type(graph, &block.input, df.consumers_of(&block.input)),
