@@ -4,8 +4,10 @@ fusions, and what does it cost per clip?
 
 torchvision ResNet-50 (seeded weights, bench/verify_full.py) exported twice at opset 17, with open
 batch, H and W and with a fixed 224x224; each rewritten by TSM_BIN with the default flags
-(`--no-validate`). `undeclared` is the open rewrite with the shapes the tool declares at the
-residual joins taken out of its value_info (src/frame_size.rs; the tool's output before stop 33).
+(`--no-validate`). `undeclared` is the open rewrite with the shapes declared at the residual joins
+taken out of its value_info: the tool declared them at commit 0dd71b7 only (src/frame_size.rs,
+reverted after this script's runs); with any other build nothing is taken out and `declared` and
+`undeclared` are the same graph, the tool's.
 For each: the Adds and Relus onnxruntime leaves outside its convolutions, and max |diff| against
 PyTorch's TSM on one clip. Then one clip of 8 frames at 224x224 per run, paired interleaved rounds
 (the order reversed every other round), with one intra-op thread and with onnxruntime's default:

@@ -4,8 +4,7 @@
 //! The library reads like the pipeline it runs:
 //! [`load`] → [`graph`] (dataflow + [`shapes`]) → [`blocks`] (find residual joins) → [`plan`] (which
 //! tensors get a shift) → [`emit`] (the shift subgraphs, as a patch) → [`clip_batch`] (the batch
-//! declared in clips) → [`frame_size`] (the joins' shapes, where H and W are open) → [`write`] →
-//! [`validate`].
+//! declared in clips) → [`write`] → [`validate`].
 //! [`rewrite::run`] strings the stages together; `main.rs` only parses flags and prints.
 
 pub mod blocks;
@@ -16,7 +15,6 @@ pub mod emit;
 pub mod error;
 pub mod external;
 pub mod fields;
-pub mod frame_size;
 pub mod graph;
 pub mod load;
 pub mod plan;

@@ -32,13 +32,6 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
     for c in &p.clip_batch {
         let _ = writeln!(out, "batch declared in clips of {} frames: {c}", config.segments);
     }
-    if let Some(n) = p.frame_size {
-        let _ = writeln!(
-            out,
-            "H and W left open: the shapes of {n} tensor(s) at residual joins declared from tract's analysis, so \
-             that onnxruntime can fuse the joins"
-        );
-    }
     if !p.plan.sites.is_empty() {
         let mut rows =
             vec![["#", "block (Add)", "shifted tensor", "C", "fold", "shortcut", "into"].map(String::from).to_vec()];
@@ -311,7 +304,6 @@ pub fn json(
         "warnings": p.warnings,
         "batch_changes": p.batch_changes,
         "clip_batch": p.clip_batch,
-        "frame_size_declared": p.frame_size,
         "blocks": blocks,
         "shifted": p.plan.sites.len(),
         "skipped": p.findings.skipped.iter().map(|s| json!({"node": s.node, "reason": s.reason})).collect::<Vec<_>>(),

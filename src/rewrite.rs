@@ -36,9 +36,6 @@ pub struct Prepared {
     pub batch_changes: Vec<String>,
     /// The data inputs whose symbolic batch is now declared in clips (see [`crate::clip_batch`]).
     pub clip_batch: Vec<String>,
-    /// Where the model leaves H and W open: how many tensors at residual joins were declared with
-    /// their shapes (see [`crate::frame_size`]).
-    pub frame_size: Option<usize>,
     /// The 2D model with that batch freed, which validation times the rewrite against (the input
     /// itself only runs one image at a time).
     pub freed_2d: Option<ModelProto>,
@@ -212,12 +209,6 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         let pooled = plan.pool.as_ref().map(|p| (p.output(), p.segments / 2));
         crate::clip_batch::declare(graph, config.segments, &crate::clip_batch::Frames { pooled, per_clip })
     };
-    let frame_size = (!config.online && crate::frame_size::leaves_frame_open(&model))
-        .then(|| crate::frame_size::declare(&mut model))
-        .and_then(|declared| declared.map_err(|reason| warnings.push(format!(
-            "the model leaves H and W open, and the shapes at its residual joins could not be declared ({reason}): \
-             onnxruntime cannot prove them equal and runs those joins unfused"
-        ))).ok());
     // The freed 2D model: the model's other fields around the graph kept from before the patch
     // (swapped out so that the rewritten graph is not cloned too).
     let freed_2d = freed_2d.map(|g| {
@@ -235,7 +226,6 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         warnings,
         batch_changes,
         clip_batch,
-        frame_size,
         freed_2d,
         validate,
         external_data: loaded.external_data,

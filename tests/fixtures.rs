@@ -185,37 +185,3 @@ fn inplace_placement_takes_the_stream_form() {
         }
     }
 }
-
-/// A model that leaves H and W open: the inputs of every residual join are declared with tract's
-/// own expressions of the frame size, the same on both sides of each Add, which onnxruntime needs
-/// to fuse the joins (python/tests counts its fusions); the batch keeps the input's spelling. tract
-/// loads the file as written with them and gives the pinned run's values at two frame sizes. A model
-/// with a fixed frame size gets no declaration.
-#[test]
-fn open_height_and_width_declare_the_joins() {
-    use tsm_rewrite::shapes::declared_dims;
-    let config = Config { validate: false, ..Config::default() };
-    let prepared = rewrite::prepare(&model("resnet_dynamic_hw"), &config).unwrap();
-    assert_eq!(prepared.frame_size, Some(16));
-    let g = prepared.graph();
-    let dims = |t: &str| {
-        let vi = g.value_info.iter().find(|v| v.name() == t)?;
-        Some(declared_dims(vi)?.iter().map(|d| d.to_string()).collect::<Vec<_>>())
-    };
-    let joins: Vec<_> = g.node.iter().filter(|n| n.op_type() == "Add" && dims(&n.input[0]).is_some()).collect();
-    assert_eq!(joins.len(), 8);
-    for add in joins {
-        assert_eq!(dims(&add.input[0]), dims(&add.input[1]), "{}", add.name());
-    }
-    assert_eq!(dims("/maxpool/MaxPool_output_0").unwrap(), ["batch*8", "8", "(height+1)/2", "(width+1)/2"]);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("tsm.onnx");
-    rewrite::finish(&prepared, &out, &config).unwrap();
-    let x48 = data("resnet_dynamic_hw").join("temporal-pool").join("48x40").join("input_0.pb");
-    for x in [input("resnet_dynamic_hw"), tsm_rewrite::tensor::FloatArray::read_pb(&x48).unwrap().1] {
-        let pinned = tsm_rewrite::validate::run(&out, std::slice::from_ref(&x)).unwrap().remove(0);
-        check_runs_as_written(&out, &model("resnet_dynamic_hw"), &[x], &pinned, "resnet_dynamic_hw");
-    }
-    let fixed = rewrite::prepare(&model("resnet_basic"), &config).unwrap();
-    assert_eq!(fixed.frame_size, None);
-}
