@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """ResNet-50 with `--temporal-pool` (and with `--consensus avg` after it) in onnxruntime, OpenVINO,
 tract (the batch left a symbol) and TVM, against bench/verify_deploy.py's PyTorch reference
-(fixtures/export_deploy.py: make_tsm_temporal_pool); 2 clips of 8 frames at 224x224, opset 17,
+(fixtures/export_deploy.py: make_tsm_temporal_pool); 2 clips of 8 frames at 224x224, opset 17 (or OPSET),
 dynamic batch. Then the same network exported with H and W open too (`--temporal-pool` took such
 a model since stop 33), rewritten once and run at 224x224 and at 160x192. Match: max |diff| <=
 1e-4 * max(1, max |ref|).
 
-    python bench/temporal_pool_runtimes.py TSM_BIN
+    python bench/temporal_pool_runtimes.py TSM_BIN [OPSET]      # opset 17 by default
 """
 import os
 import subprocess
@@ -46,11 +46,12 @@ def runtimes(path, x):
 
 def main():
     tool = sys.argv[1]
+    opset = int(sys.argv[2]) if len(sys.argv) > 2 else 17
     os.makedirs(WORK, exist_ok=True)
     r50 = vf.build("resnet50")
     x = vf.make_input("resnet50", 224)
     src = os.path.join(WORK, "resnet50.onnx")
-    torch.onnx.export(r50, (torch.from_numpy(x),), src, dynamo=False, opset_version=17, input_names=["input"],
+    torch.onnx.export(r50, (torch.from_numpy(x),), src, dynamo=False, opset_version=opset, input_names=["input"],
                       output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     tp = make_tsm_temporal_pool(r50, vf.shift_sites)
     y = vf.torch_run(tp, x)
@@ -61,7 +62,7 @@ def main():
         subprocess.run([tool, src, "-o", dst, "--no-validate"] + flags, check=True, capture_output=True)
         report(" ".join(flags), dst, x, want)
     src = os.path.join(WORK, "resnet50_open_hw.onnx")
-    torch.onnx.export(r50, (torch.from_numpy(x),), src, dynamo=False, opset_version=17, input_names=["input"],
+    torch.onnx.export(r50, (torch.from_numpy(x),), src, dynamo=False, opset_version=opset, input_names=["input"],
                       output_names=["logits"],
                       dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}})
     dst = os.path.join(WORK, "tpool_open_hw.onnx")
@@ -75,7 +76,7 @@ def report(what, path, x, want):
     tol = 1e-4 * max(1.0, float(np.abs(want).max()))
     cells = [f"{k} {'ok' if np.abs(v - want).max() <= tol else 'MISMATCH'} {np.abs(v - want).max():.1e}"
              for k, v in runtimes(path, x).items()]
-    print(f"{what}: output {list(want.shape)}, tolerance {tol:.1e}: {', '.join(cells)}", flush=True)
+    print(f"opset {onnx.load(path, load_external_data=False).opset_import[0].version}, {what}: output {list(want.shape)}, tolerance {tol:.1e}: {', '.join(cells)}", flush=True)
 
 if __name__ == "__main__":
     main()

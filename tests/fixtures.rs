@@ -185,3 +185,22 @@ fn inplace_placement_takes_the_stream_form() {
         }
     }
 }
+
+/// With H and W open the clip view computes no shape at run time (TVM's Relax frontend cannot
+/// convert a Reshape to one): the frames go side by side on channels. Every reference
+/// configuration of the open fixture with `--shift-form clip`, pinned and as written, every
+/// Reshape to a constant shape.
+#[test]
+fn the_clip_view_with_open_height_and_width_matches_the_references() {
+    use tsm_rewrite::config::ShiftForm;
+    for folder in reference_configs("resnet_dynamic_hw") {
+        let config = Config { shift_form: ShiftForm::Clip, ..config_for(&folder) };
+        let prepared = rewrite::prepare(&model("resnet_dynamic_hw"), &config).unwrap();
+        let g = prepared.graph();
+        let constant = |t: &str| g.initializer.iter().any(|i| i.name() == t);
+        assert!(g.node.iter().filter(|n| n.op_type() == "Reshape").all(|n| constant(&n.input[1])), "{folder}");
+        let got = rewrite_and_run("resnet_dynamic_hw", &config);
+        let want = output("resnet_dynamic_hw", &folder);
+        assert!(got.max_abs_diff(&want) <= tolerance(&want), "{folder}: max abs diff {}", got.max_abs_diff(&want));
+    }
+}

@@ -47,21 +47,11 @@ pub(super) fn groups(config: &Config) -> i64 {
 pub(super) fn frames(e: &mut Emitter, site: &Site, config: &Config) -> String {
     let (t, c, fold) = (site.segments as i64, site.channels, site.fold);
     let x = site.tensor.clone();
-    // Static H and W give constant shapes; symbolic ones are read from the tensor at run time.
-    let (clip_shape, frame_shape) = match (site.height.known(), site.width.known()) {
-        (Some(h), Some(w)) => (e.constant("clip_shape", &[-1, t, c, h * w]), e.constant("frame_shape", &[-1, c, h, w])),
-        _ => {
-            let shape = e.node("Shape", "Shape", vec![x.clone()], "shape", vec![]);
-            let hi = e.constant("h_index", &[2]);
-            let wi = e.constant("w_index", &[3]);
-            let h = e.node("Gather", "Gather_h", vec![shape.clone(), hi], "h", vec![int_attr("axis", 0)]);
-            let w = e.node("Gather", "Gather_w", vec![shape.clone(), wi], "w", vec![int_attr("axis", 0)]);
-            let hw = e.node("Mul", "Mul_hw", vec![h, w], "hw", vec![]);
-            let lead = e.constant("clip_shape_lead", &[-1, t, c]);
-            let clip_shape = e.node("Concat", "Concat_shape", vec![lead, hw], "clip_shape", vec![int_attr("axis", 0)]);
-            (clip_shape, shape)
-        }
+    let (Some(h), Some(w)) = (site.height.known(), site.width.known()) else {
+        return frames_on_channels(e, site, config);
     };
+    let (clip_shape, frame_shape) =
+        (e.constant("clip_shape", &[-1, t, c, h * w]), e.constant("frame_shape", &[-1, c, h, w]));
     let clip = e.node("Reshape", "Reshape_clip", vec![x.clone(), clip_shape], "clip", vec![]);
     // Group g of `fold` channels starting at channel g*fold, taken from the next or previous frame.
     let from_next = |e: &mut Emitter, what: &str, g: i64| {
@@ -86,4 +76,75 @@ pub(super) fn frames(e: &mut Emitter, site: &Site, config: &Config) -> String {
     let joined = e.node("Concat", "Concat", parts, "shifted_clip", vec![int_attr("axis", 2)]);
     let out = if e.opset < 10 { "shifted" } else { "shifted_frames" };
     e.node("Reshape", "Reshape_frames", vec![joined, frame_shape], out, vec![])
+}
+
+/// The clip view where the model leaves H or W open, so that no shape is computed at run time
+/// (TVM's Relax frontend cannot convert a Reshape to one: "Reshape requires the input new shape to
+/// be Shape"): the clip as `[N, T*C, H, W]`, its frames side by side on channels (a Reshape to
+/// `[-1, T*C, 0, 0]`, a 0 keeping H and W as they are), one Split into each frame's groups and
+/// rest, joined again in shifted order with zeros where the neighbour is outside the clip (a Where
+/// on a false condition: zeros of the part's shape whatever it holds), and a Reshape back to
+/// `[-1, C, 0, 0]`. The sites that take it are the batch form's from opset 10, so this is the
+/// form before opset 10 (and with `--shift-form clip`).
+fn frames_on_channels(e: &mut Emitter, site: &Site, config: &Config) -> String {
+    let (t, c, fold) = (site.segments as i64, site.channels, site.fold);
+    // Each moved group by its index, and whether it takes the next frame.
+    let moved: Vec<bool> = match (config.direction, config.group_order) {
+        (Direction::Bidirectional, GroupOrder::Tsm) => vec![true, false],
+        (Direction::Bidirectional, GroupOrder::Paddle) => vec![false, true],
+        (Direction::Past, _) => vec![false],
+    };
+    let rest = c - fold * moved.len() as i64;
+    let view_shape = e.constant("view_shape", &[-1, t * c, 0, 0]);
+    let view = e.node("Reshape", "Reshape_view", vec![site.tensor.clone(), view_shape], "view", vec![]);
+    let per_frame = moved.len() + usize::from(rest > 0);
+    let sizes: Vec<i64> = (0..t).flat_map(|_| moved.iter().map(|_| fold).chain((rest > 0).then_some(rest))).collect();
+    let parts: Vec<String> =
+        (0..sizes.len()).map(|k| e.name(&format!("part{}_{}", k / per_frame, k % per_frame))).collect();
+    e.nodes.push(crate::onnx::NodeProto {
+        op_type: Some("Split".into()),
+        name: Some(e.name("Split_view")),
+        input: vec![view],
+        output: parts.clone(),
+        attribute: if e.opset < 13 {
+            vec![int_attr("axis", 1), super::ints_attr("split", &sizes)]
+        } else {
+            vec![int_attr("axis", 1)]
+        },
+        ..Default::default()
+    });
+    if e.opset >= 13 {
+        let split = e.constant("split", &sizes);
+        e.nodes.last_mut().expect("pushed above").input.push(split);
+    }
+    let zero = match e.zero.clone() {
+        Some(z) => z,
+        None => {
+            let z = e.name("zero");
+            e.inits.push(crate::tensor::zero_scalar(&z, site.elem_type.unwrap_or(1)));
+            z
+        }
+    };
+    let never = e.name("never");
+    e.inits.push(crate::tensor::bool_tensor(&never, &[1, 1, 1, 1], &[false]));
+    let mut joined = Vec::new();
+    for f in 0..t {
+        for (g, &next) in moved.iter().enumerate() {
+            let from = if next { f + 1 } else { f - 1 };
+            let own = &parts[f as usize * per_frame + g];
+            joined.push(if (0..t).contains(&from) {
+                parts[from as usize * per_frame + g].clone()
+            } else {
+                let what = format!("zeros{f}_{g}");
+                e.node("Where", &format!("Where_{what}"), vec![never.clone(), own.clone(), zero.clone()], &what, vec![])
+            });
+        }
+        if rest > 0 {
+            joined.push(parts[f as usize * per_frame + moved.len()].clone());
+        }
+    }
+    let shifted = e.node("Concat", "Concat_view", joined, "shifted_view", vec![int_attr("axis", 1)]);
+    let frame_shape = e.constant("frame_shape", &[-1, c, 0, 0]);
+    let out = if e.opset < 10 { "shifted" } else { "shifted_frames" };
+    e.node("Reshape", "Reshape_frames", vec![shifted, frame_shape], out, vec![])
 }

@@ -562,10 +562,27 @@ mod tests {
         assert_eq!(split(&n9[7]), vec![4, 12]);
         assert_eq!(out, "/l/tsm/shifted");
         assert_eq!(i9.len(), 2);
-        // Symbolic H and W are read at run time in the clip view.
-        let (nodes, _, _) = shift_subgraph_alone(&site(Dim::Sym("H".into())), &c, 9);
-        assert_eq!(ops(&nodes)[..5], ["Shape(1)", "Gather(2)", "Gather(2)", "Mul(2)", "Concat(2)"]);
-        assert_eq!(nodes.last().unwrap().input[1], "/l/tsm/shape");
+        // With H open the clip view computes no shape: the frames side by side on channels
+        // ([-1, T*C, 0, 0]), one Split into each frame's next group, previous group and rest,
+        // joined in shifted order, a Where of zeros where the neighbour is outside the clip.
+        let (nodes, inits, out) = shift_subgraph_alone(&site(Dim::Sym("H".into())), &c, 9);
+        assert_eq!(ops(&nodes), ["Reshape(2)", "Split(1)", "Where(3)", "Where(3)", "Concat(24)", "Reshape(2)"]);
+        assert_eq!(split(&nodes[1]), [2, 2, 12].repeat(8));
+        let part = |f: usize, g: usize| format!("/l/tsm/part{f}_{g}");
+        let joined = &nodes[4].input;
+        // frame 0: next group of frame 1, zeros (no frame before), its own rest
+        assert_eq!(joined[..3], [part(1, 0), "/l/tsm/zeros0_1".into(), part(0, 2)]);
+        // frame 7: zeros (no frame after), previous group of frame 6, its own rest
+        assert_eq!(joined[21..], ["/l/tsm/zeros7_0".into(), part(6, 1), part(7, 2)]);
+        assert_eq!(
+            (&nodes[2].input[1], &nodes[3].input[1]),
+            (&part(0, 1), &part(7, 0)),
+            "zeros shaped as the part they stand for"
+        );
+        let shape =
+            |n: &NodeProto| crate::tensor::int_values(inits.iter().find(|i| i.name() == n.input[1]).unwrap()).unwrap();
+        assert_eq!((shape(&nodes[0]), shape(&nodes[5])), (vec![-1, 128, 0, 0], vec![-1, 16, 0, 0]));
+        assert_eq!(out, "/l/tsm/shifted");
     }
 
     #[test]
