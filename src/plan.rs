@@ -156,12 +156,29 @@ pub struct Pool {
     pub after: Option<usize>,
     /// Prefix of the pool's names; its output is `<prefix>/pooled`.
     pub prefix: String,
+    /// Where the pooled tensor is a QDQ model's per-tensor `DequantizeLinear` output with a positive
+    /// scale, and the opset has Max of integers (12): the pool runs on the quantized tensor and a
+    /// `DequantizeLinear` follows, so that the convolutions reading it stay quantized (onnxruntime
+    /// fuses DequantizeLinear-Conv-QuantizeLinear into QLinearConv). Exact: dequantizing is
+    /// increasing in the quantized value, so the max commutes with it.
+    pub quant: Option<Quant>,
 }
 
 impl Pool {
     pub fn output(&self) -> String {
         format!("{}/pooled", self.prefix)
     }
+
+    /// The pooled quantized tensor, with [`Pool::quant`].
+    pub fn quantized_output(&self) -> String {
+        format!("{}/pooled_quantized", self.prefix)
+    }
+}
+
+/// Whether the float initializer `name` holds only positive values.
+fn positive(graph: &GraphProto, name: &str) -> bool {
+    let t = graph.initializer.iter().find(|t| t.name() == name);
+    t.and_then(|t| crate::tensor::FloatArray::from_proto(t).ok()).is_some_and(|a| a.data.iter().all(|&v| v > 0.0))
 }
 
 /// Where `--temporal-pool` goes: the input of the first block of the second stage, which must be a
@@ -203,6 +220,7 @@ fn pool_site(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Co
         edges: df.consumers_of(&block.input).to_vec(),
         after,
         prefix: format!("{}/pool", base_prefix(graph, block, k)),
+        quant: None,
     })
 }
 
@@ -235,7 +253,15 @@ fn base_prefix(graph: &GraphProto, block: &Block, index: usize) -> String {
 }
 
 /// Plans the shifts for the blocks found.
-pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Config) -> Result<Plan, Error> {
+/// `opset` is the model's (default domain): it decides whether the temporal pool may run on a
+/// QDQ model's quantized tensor.
+pub fn plan(
+    graph: &GraphProto,
+    df: &Dataflow,
+    findings: &Findings,
+    config: &Config,
+    opset: i64,
+) -> Result<Plan, Error> {
     let mut names: HashSet<&str> = HashSet::new();
     names.extend(graph.node.iter().map(|n| n.name()));
     names.extend(graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)));
@@ -307,6 +333,7 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
     }
     if config.temporal_pool {
         let mut pool = pool_site(graph, df, findings, config)?;
+        pool.quant = quant(graph, df, &pool.tensor).filter(|q| opset >= 12 && positive(graph, &q.scale));
         for site in plan.sites.iter_mut().filter(|s| findings.blocks[s.block].stage >= 1) {
             site.segments = config.segments / 2;
             // Half the frames: no longer the batch the model's shapes gave the block (a symbol).
@@ -314,10 +341,10 @@ pub fn plan(graph: &GraphProto, df: &Dataflow, findings: &Findings, config: &Con
             if site.tensor == pool.tensor {
                 site.tensor = pool.output();
                 pool.edges.retain(|e| !site.edges.contains(e));
-                // The pooled tensor is float: a QDQ site's shift of the quantized tensor before the
-                // DequantizeLinear would bypass the pool (its branch would see T frames, its
-                // shortcut T/2).
-                site.quant = None;
+                // A QDQ site shifts the quantized tensor before its DequantizeLinear: the pooled one,
+                // where the pool runs on it, or else the floats (the quantized tensor before the
+                // pool would bypass it: its branch would see T frames, its shortcut T/2).
+                site.quant = pool.quant.as_ref().map(|q| Quant { tensor: pool.quantized_output(), ..q.clone() });
             }
         }
         plan.pool = Some(pool);
@@ -335,7 +362,7 @@ mod tests {
         let g = tiny_resnet();
         let df = Dataflow::build(&g).unwrap();
         let f = find(&g, &df, &Shapes::infer(&g));
-        plan(&g, &df, &f, config)
+        plan(&g, &df, &f, config, 13)
     }
 
     #[test]

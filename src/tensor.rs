@@ -46,6 +46,26 @@ pub fn zero_scalar(name: &str, data_type: i32) -> TensorProto {
     }
 }
 
+/// A scalar one of `data_type` (a float or integer type; Bool is true).
+pub fn one_scalar(name: &str, data_type: i32) -> TensorProto {
+    let bytes: Vec<u8> = match DataType::try_from(data_type) {
+        Ok(DataType::Double) => 1f64.to_le_bytes().to_vec(),
+        Ok(DataType::Float16) => vec![0x00, 0x3c],
+        Ok(DataType::Bfloat16) => vec![0x80, 0x3f],
+        Ok(DataType::Int64 | DataType::Uint64) => 1u64.to_le_bytes().to_vec(),
+        Ok(DataType::Int32 | DataType::Uint32) => 1u32.to_le_bytes().to_vec(),
+        Ok(DataType::Int16 | DataType::Uint16) => 1u16.to_le_bytes().to_vec(),
+        Ok(DataType::Int8 | DataType::Uint8 | DataType::Bool) => vec![1],
+        _ => 1f32.to_le_bytes().to_vec(),
+    };
+    TensorProto {
+        name: Some(name.to_string()),
+        data_type: Some(data_type),
+        raw_data: Some(Bytes::from(bytes)),
+        ..Default::default()
+    }
+}
+
 /// A 1-D int64 tensor.
 pub fn int64_vec(name: &str, values: &[i64]) -> TensorProto {
     int64(name, &[values.len() as i64], values)

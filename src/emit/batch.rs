@@ -20,12 +20,11 @@
 
 use super::{int_attr, node, Emitter};
 use crate::config::{Config, Direction, GroupOrder};
-use crate::onnx::attribute_proto::AttributeType;
 use crate::onnx::tensor_proto::DataType;
-use crate::onnx::{AttributeProto, GraphProto, NodeProto, TensorProto};
+use crate::onnx::{GraphProto, NodeProto, TensorProto};
 use crate::plan::Site;
 use crate::shapes::{declared_dims, Dim};
-use crate::tensor::{bool_tensor, int64, zero_scalar};
+use crate::tensor::{bool_tensor, int64, one_scalar, zero_scalar};
 use crate::validate::data_inputs;
 
 /// The site's shift along the batch axis; returns the shifted tensor's name.
@@ -205,6 +204,8 @@ fn clips_shape(e: &mut Emitter, x: &str, t: i64) -> String {
 pub struct FrameMasks {
     /// (batch symbol, the graph input whose first dim it is).
     sources: Vec<(String, String)>,
+    /// Each source input's rank and element type.
+    kinds: Vec<(String, usize, i32)>,
     /// (T, each frame's index in its clip).
     index: Option<(i64, String)>,
     /// (width, rows, the mask's name), in the order first asked for.
@@ -221,14 +222,24 @@ const MASKS: &str = "/tsm/frames";
 impl FrameMasks {
     /// Masks read the batch from the graph's data inputs whose first dim is a symbol.
     pub fn new(graph: &GraphProto) -> FrameMasks {
-        let sources = data_inputs(graph)
-            .into_iter()
+        let inputs = data_inputs(graph);
+        let sources = inputs
+            .iter()
             .filter_map(|i| match declared_dims(i)?.first()? {
                 Dim::Sym(batch) => Some((batch.clone(), i.name().to_string())),
                 _ => None,
             })
             .collect();
-        FrameMasks { sources, ..FrameMasks::default() }
+        let kinds = inputs
+            .iter()
+            .filter_map(|i| {
+                let Some(crate::onnx::type_proto::Value::TensorType(t)) = i.r#type.as_ref()?.value.as_ref() else {
+                    return None;
+                };
+                Some((i.name().to_string(), t.shape.as_ref()?.dim.len(), t.elem_type()))
+            })
+            .collect();
+        FrameMasks { sources, kinds, ..FrameMasks::default() }
     }
 
     /// The mask whose row for each frame is `rows[its index in the clip]` (`width` values each),
@@ -286,7 +297,8 @@ impl FrameMasks {
             self.inits.push(int64(&dims, &[2], &[channels, 1]));
             self.inits.push(int64(&channel, &[1, channels, 1], &(0..channels).collect::<Vec<_>>()));
             let attrs = vec![int_attr("axis", 0)];
-            self.nodes.push(node("Concat", &format!("{name}/Concat_shape"), vec![n("frames"), dims], &shape, attrs));
+            let frames = self.frames(&input);
+            self.nodes.push(node("Concat", &format!("{name}/Concat_shape"), vec![frames, dims], &shape, attrs));
             let (rows, cols) = (format!("{name}_frames"), format!("{name}_channels"));
             self.nodes.push(node(
                 "Expand",
@@ -308,9 +320,9 @@ impl FrameMasks {
         Some(name)
     }
 
-    /// `CumSum(ones [frames], exclusive) mod t`, `[N*T]` int64, the ones made to the input's
-    /// first dim by ConstantOfShape. (A Range to the frames gives the same values, but TVM's
-    /// frontend cannot tie a Range's length to the batch: the shapes after it are lost there.)
+    /// `CumSum(ones [frames], exclusive) mod t`, `[N*T]` int64, one one per frame of the input (see
+    /// `frame`). (A Range to the frames gives the same values, but TVM's frontend cannot tie a
+    /// Range's length to the batch: the shapes after it are lost there.)
     fn frame_index(&mut self, input: &str, t: i64) -> String {
         let n = |what: &str| format!("{MASKS}/{what}");
         let frame = self.frame(input);
@@ -321,38 +333,56 @@ impl FrameMasks {
         index
     }
 
-    /// `CumSum(ones [frames], exclusive)`: each frame's position in the batch, made once (with
-    /// `frames`, the input's first dim as a `[1]` shape).
+    /// The input's first dim as a `[1]` shape, made once.
+    fn frames(&mut self, input: &str) -> String {
+        let n = |what: &str| format!("{MASKS}/{what}");
+        if !self.nodes.iter().any(|node| node.output.contains(&n("frames"))) {
+            for (what, v) in [("first", 0), ("first_end", 1)] {
+                self.inits.push(int64(&n(what), &[1], &[v]));
+            }
+            self.nodes.push(node("Shape", &n("Shape"), vec![input.into()], &n("input_shape"), vec![]));
+            let inputs = vec![n("input_shape"), n("first"), n("first_end"), n("first")];
+            self.nodes.push(node("Slice", &n("Slice_frames"), inputs, &n("frames"), vec![]));
+        }
+        n("frames")
+    }
+
+    /// `CumSum(ones [frames], exclusive)`: each frame's position in the batch, made once.
     fn frame(&mut self, input: &str) -> String {
         let n = |what: &str| format!("{MASKS}/{what}");
         if self.nodes.iter().any(|node| node.output.contains(&n("frame"))) {
             return n("frame");
         }
-        for (what, dims, v) in [("first", &[1][..], 0), ("first_end", &[1], 1), ("axis0", &[], 0)] {
-            self.inits.push(int64(&n(what), dims, &[v]));
-        }
-        self.nodes.push(node("Shape", &n("Shape"), vec![input.into()], &n("input_shape"), vec![]));
-        self.nodes.push(node(
-            "Slice",
-            &n("Slice_frames"),
-            vec![n("input_shape"), n("first"), n("first_end"), n("first")],
-            &n("frames"),
-            vec![],
-        ));
-        let one = AttributeProto {
-            name: Some("value".into()),
-            r#type: Some(AttributeType::Tensor as i32),
-            t: Some(TensorProto { name: None, ..int64("", &[1], &[1]) }),
-            ..Default::default()
-        };
-        self.nodes.push(node("ConstantOfShape", &n("ConstantOfShape"), vec![n("frames")], &n("ones"), vec![one]));
-        self.nodes.push(node(
-            "CumSum",
-            &n("CumSum"),
-            vec![n("ones"), n("axis0")],
-            &n("frame"),
-            vec![int_attr("exclusive", 1)],
-        ));
+        self.inits.push(int64(&n("axis0"), &[], &[0]));
+        // The ones are made from the input itself, a one in its type per frame (a Where on a
+        // false condition, whatever the input holds), not by ConstantOfShape
+        // of its Shape: OpenVINO 2026.4, compiling a QDQ model with its batch dynamic, computed the
+        // batch form's quantized shift wrongly with masks made from the Shape (resnet_basic_qdq's
+        // logits 0.81 off, where the 2D model is 0.027 off) and right with these
+        // (bench/openvino_qdq_dynamic.py).
+        let (rank, elem_type) =
+            self.kinds.iter().find(|(i, _, _)| i == input).map_or((4, 1), |&(_, r, e)| (r.max(1), e));
+        let rest = (rank - 1) as i64;
+        self.inits.push(int64(&n("first_starts"), &[rest], &vec![0; rest as usize]));
+        self.inits.push(int64(&n("first_ends"), &[rest], &vec![1; rest as usize]));
+        self.inits.push(int64(&n("first_axes"), &[rest], &(1..=rest).collect::<Vec<_>>()));
+        self.inits.push(bool_tensor(&n("never"), &vec![1; rank], &[false]));
+        self.inits.push(one_scalar(&n("input_one"), elem_type));
+        self.inits.push(int64(&n("flat"), &[1], &[-1]));
+        let inputs = vec![input.into(), n("first_starts"), n("first_ends"), n("first_axes")];
+        self.nodes.push(node("Slice", &n("Slice_first"), inputs, &n("first_values"), vec![]));
+        let inputs = vec![n("never"), n("first_values"), n("input_one")];
+        self.nodes.push(node("Where", &n("Where_ones"), inputs, &n("input_ones"), vec![]));
+        let inputs = vec![n("input_ones"), n("flat")];
+        self.nodes.push(node("Reshape", &n("Reshape_ones"), inputs, &n("input_ones_flat"), vec![]));
+        // Counted in float32 (exact to 2^24 frames) and cast after: tract takes an int64 tensor
+        // made from the input for a shape and cannot run a CumSum of it ("TDim is not a number").
+        let float = vec![int_attr("to", DataType::Float as i64)];
+        self.nodes.push(node("Cast", &n("Cast_ones"), vec![n("input_ones_flat")], &n("ones"), float));
+        let exclusive = vec![int_attr("exclusive", 1)];
+        self.nodes.push(node("CumSum", &n("CumSum"), vec![n("ones"), n("axis0")], &n("frame_float"), exclusive));
+        let int = vec![int_attr("to", DataType::Int64 as i64)];
+        self.nodes.push(node("Cast", &n("Cast_frame"), vec![n("frame_float")], &n("frame"), int));
         n("frame")
     }
 }

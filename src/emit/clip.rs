@@ -16,8 +16,13 @@ use crate::plan::Site;
 
 /// The site's shift, viewing the tensor as clips; returns the shifted tensor's name.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String {
-    let x = site.tensor.clone();
     let frames = frames(e, site, config);
+    carried(e, site, frames)
+}
+
+/// `frames` joined after an empty slice of the site's tensor (from opset 10), which carries the
+/// batch symbol.
+fn carried(e: &mut Emitter, site: &Site, frames: String) -> String {
     if e.opset < 10 {
         return frames;
     }
@@ -30,7 +35,7 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, config: &Config) -> String 
     // batch `unk__N`: second, the carrier lost to it, and onnxruntime, reading those shapes from
     // value_info, left the Adds unfused again (bench/RESULTS-simplifiers.md). (Slice-1 before
     // opset 10 cannot take an empty range as a Split: none.)
-    let carrier = e.slice("batch_carrier", &x, &[0], &[0], &[1], &[]);
+    let carrier = e.slice("batch_carrier", &site.tensor, &[0], &[0], &[1], &[]);
     e.node("Concat", "Concat_batch_carrier", vec![carrier, frames], "shifted", vec![int_attr("axis", 1)])
 }
 

@@ -721,11 +721,15 @@ mod tests {
         assert_eq!(
             ops(&masks.nodes),
             [
+                "Slice(4)",
+                "Where(3)",
+                "Reshape(2)",
+                "Cast(1)",
+                "CumSum(2)",
+                "Cast(1)",
+                "Reshape(2)",
                 "Shape(1)",
                 "Slice(4)",
-                "ConstantOfShape(1)",
-                "CumSum(2)",
-                "Reshape(2)",
                 "Concat(2)",
                 "Expand(2)",
                 "Expand(2)",
@@ -871,16 +875,18 @@ mod tests {
         assert_eq!(
             made,
             [
-                "/tsm/frames/Shape",
-                "/tsm/frames/Slice_frames",
-                "/tsm/frames/ConstantOfShape",
+                "/tsm/frames/Slice_first",
+                "/tsm/frames/Where_ones",
+                "/tsm/frames/Reshape_ones",
+                "/tsm/frames/Cast_ones",
                 "/tsm/frames/CumSum",
+                "/tsm/frames/Cast_frame",
                 "/tsm/frames/Mod",
                 "/tsm/frames/mask0/Gather",
                 "/tsm/frames/mask1/Gather"
             ]
         );
-        assert_eq!(masks.nodes[0].input, ["input"]);
+        assert_eq!(masks.nodes[0].input[0], "input", "the ones are made from the input");
         for nodes in [&first, &second] {
             let wheres: Vec<&str> =
                 nodes.iter().filter(|n| n.op_type() == "Where").map(|n| n.input[0].as_str()).collect();
@@ -893,6 +899,6 @@ mod tests {
             let (nodes, _, _) = shift_subgraph(&Site { batch, ..site(Dim::Known(4)) }, &c, opset, &mut masks);
             assert_eq!(nodes.iter().filter(|n| n.op_type() == "Expand").count(), 2, "opset {opset}");
         }
-        assert_eq!(masks.nodes.len(), 7);
+        assert_eq!(masks.nodes.len(), 9);
     }
 }

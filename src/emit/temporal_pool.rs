@@ -17,9 +17,17 @@ use crate::shapes::Dim;
 
 /// The pool's nodes; returns the pooled tensor's name (`[N*T/2, C, H, W]`).
 pub(super) fn subgraph(e: &mut Emitter, pool: &Pool) -> String {
+    let Some(q) = &pool.quant else { return max(e, &pool.tensor, pool, "pooled") };
+    let pooled = max(e, &q.tensor, pool, "pooled_quantized");
+    let inputs = vec![pooled, q.scale.clone(), q.zero_point.clone()];
+    e.node("DequantizeLinear", "DequantizeLinear", inputs, "pooled", vec![])
+}
+
+/// The pool of `x` (float, or with [`Pool::quant`] the quantized tensor) into `out`.
+fn max(e: &mut Emitter, x: &str, pool: &Pool, out: &str) -> String {
     let (half, c) = (pool.segments as i64 / 2, pool.channels);
     let pairs_shape = e.constant("pairs_shape", &[-1, 2 * c, 0, 0]);
-    let pairs = e.node("Reshape", "Reshape_pairs", vec![pool.tensor.clone(), pairs_shape], "pairs", vec![]);
+    let pairs = e.node("Reshape", "Reshape_pairs", vec![x.to_string(), pairs_shape], "pairs", vec![]);
     let even = e.slice("even", &pairs, &[0], &[c], &[1], &[2 * c]);
     let odd = e.slice("odd", &pairs, &[c], &[2 * c], &[1], &[2 * c]);
     let mut parts = vec![even, odd.clone()];
@@ -32,7 +40,7 @@ pub(super) fn subgraph(e: &mut Emitter, pool: &Pool) -> String {
         let frame_shape = e.constant("frame_shape", &[-1, c, 0, 0]);
         parts.push(e.node("Reshape", "Reshape_prev", vec![prev, frame_shape], "prev", vec![]));
     }
-    e.node("Max", "Max", parts, "pooled", vec![])
+    e.node("Max", "Max", parts, out, vec![])
 }
 
 /// The pooled tensor's shape, `[batch, C, H, W]` under the input's batch symbol, which
