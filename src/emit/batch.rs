@@ -292,22 +292,17 @@ impl FrameMasks {
                 self.inits.push(int64(&n("column_shape"), &[3], &[-1, 1, 1]));
                 self.nodes.push(node("Reshape", &n("Reshape_column"), vec![frame, n("column_shape")], &column, vec![]));
             }
-            // Expand, not Tile: TVM cannot convert a Tile whose repeats are computed.
-            let (dims, shape, channel) = (format!("{name}_dims"), format!("{name}_shape"), format!("{name}_channel"));
-            self.inits.push(int64(&dims, &[2], &[channels, 1]));
+            // Broadcast by adding zeros, not by Expand to the input's Shape: OpenVINO computed QDQ
+            // rewrites wrongly with a shape made from the input's Shape (see `frame`). (Not Tile:
+            // TVM cannot convert a Tile whose repeats are computed.)
+            let (zeros, channel) = (format!("{name}_zeros"), format!("{name}_channel"));
+            self.inits.push(int64(&zeros, &[1, channels, 1], &vec![0; channels as usize]));
             self.inits.push(int64(&channel, &[1, channels, 1], &(0..channels).collect::<Vec<_>>()));
-            let attrs = vec![int_attr("axis", 0)];
-            let frames = self.frames(&input);
-            self.nodes.push(node("Concat", &format!("{name}/Concat_shape"), vec![frames, dims], &shape, attrs));
-            let (rows, cols) = (format!("{name}_frames"), format!("{name}_channels"));
-            self.nodes.push(node(
-                "Expand",
-                &format!("{name}/Expand_frames"),
-                vec![column, shape.clone()],
-                &rows,
-                vec![],
-            ));
-            self.nodes.push(node("Expand", &format!("{name}/Expand_channels"), vec![channel, shape], &cols, vec![]));
+            self.inits.push(int64(&n("zero_int"), &[], &[0]));
+            let (rows, cols, none) = (format!("{name}_frames"), format!("{name}_channels"), format!("{name}_none"));
+            self.nodes.push(node("Add", &format!("{name}/Add_frames"), vec![column.clone(), zeros], &rows, vec![]));
+            self.nodes.push(node("Mul", &format!("{name}/Mul_none"), vec![column, n("zero_int")], &none, vec![]));
+            self.nodes.push(node("Add", &format!("{name}/Add_channels"), vec![channel, none], &cols, vec![]));
             self.nodes.push(node(
                 "Concat",
                 &format!("{name}/Concat"),
@@ -331,20 +326,6 @@ impl FrameMasks {
         self.nodes.push(node("Mod", &n("Mod"), vec![frame, n("segments")], &index, vec![]));
         self.index = Some((t, index.clone()));
         index
-    }
-
-    /// The input's first dim as a `[1]` shape, made once.
-    fn frames(&mut self, input: &str) -> String {
-        let n = |what: &str| format!("{MASKS}/{what}");
-        if !self.nodes.iter().any(|node| node.output.contains(&n("frames"))) {
-            for (what, v) in [("first", 0), ("first_end", 1)] {
-                self.inits.push(int64(&n(what), &[1], &[v]));
-            }
-            self.nodes.push(node("Shape", &n("Shape"), vec![input.into()], &n("input_shape"), vec![]));
-            let inputs = vec![n("input_shape"), n("first"), n("first_end"), n("first")];
-            self.nodes.push(node("Slice", &n("Slice_frames"), inputs, &n("frames"), vec![]));
-        }
-        n("frames")
     }
 
     /// `CumSum(ones [frames], exclusive)`: each frame's position in the batch, made once.

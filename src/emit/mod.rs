@@ -728,11 +728,9 @@ mod tests {
                 "CumSum(2)",
                 "Cast(1)",
                 "Reshape(2)",
-                "Shape(1)",
-                "Slice(4)",
-                "Concat(2)",
-                "Expand(2)",
-                "Expand(2)",
+                "Add(2)",
+                "Mul(2)",
+                "Add(2)",
                 "Concat(2)"
             ]
         );
