@@ -24,7 +24,7 @@ use crate::onnx::tensor_proto::DataType;
 use crate::onnx::{GraphProto, NodeProto, TensorProto};
 use crate::plan::Site;
 use crate::shapes::{declared_dims, Dim};
-use crate::tensor::{bool_tensor, int64, one_scalar, zero_scalar};
+use crate::tensor::{bool_tensor, int64, one_scalar};
 use crate::validate::data_inputs;
 
 /// The site's shift along the batch axis; returns the shifted tensor's name.
@@ -41,14 +41,7 @@ pub(super) fn head(e: &mut Emitter, site: &Site, config: &Config) -> String {
 fn shift(e: &mut Emitter, site: &Site, config: &Config, joined: bool) -> String {
     let (t, c, fold) = (site.segments as i64, site.channels, site.fold);
     let x = site.tensor.clone();
-    let zero = match e.zero.clone() {
-        Some(z) => z,
-        None => {
-            let z = e.name("zero");
-            e.inits.push(zero_scalar(&z, site.elem_type.unwrap_or(1)));
-            z
-        }
-    };
+    let zero = e.zero(site);
     // Each moved group: its name, its index and whether it takes the next frame.
     let groups: Vec<(&str, i64, bool)> = match (config.direction, config.group_order) {
         (Direction::Bidirectional, GroupOrder::Tsm) => vec![("next", 0, true), ("prev", 1, false)],
@@ -202,10 +195,8 @@ fn clips_shape(e: &mut Emitter, x: &str, t: i64) -> String {
 /// "eval() called on a Dummy op").
 #[derive(Debug, Default)]
 pub struct FrameMasks {
-    /// (batch symbol, the graph input whose first dim it is).
-    sources: Vec<(String, String)>,
-    /// Each source input's rank and element type.
-    kinds: Vec<(String, usize, i32)>,
+    /// The graph inputs whose first dim is a batch symbol.
+    sources: Vec<Source>,
     /// (T, each frame's index in its clip).
     index: Option<(i64, String)>,
     /// (width, rows, the mask's name), in the order first asked for.
@@ -217,40 +208,43 @@ pub struct FrameMasks {
     pub inits: Vec<TensorProto>,
 }
 
+/// A graph input whose first dim is the batch symbol `batch`: the masks count its frames.
+#[derive(Debug, Clone)]
+struct Source {
+    batch: String,
+    input: String,
+    rank: usize,
+    elem_type: i32,
+}
+
 const MASKS: &str = "/tsm/frames";
 
 impl FrameMasks {
     /// Masks read the batch from the graph's data inputs whose first dim is a symbol.
     pub fn new(graph: &GraphProto) -> FrameMasks {
-        let inputs = data_inputs(graph);
-        let sources = inputs
-            .iter()
-            .filter_map(|i| match declared_dims(i)?.first()? {
-                Dim::Sym(batch) => Some((batch.clone(), i.name().to_string())),
-                _ => None,
-            })
-            .collect();
-        let kinds = inputs
-            .iter()
+        let sources = data_inputs(graph)
+            .into_iter()
             .filter_map(|i| {
                 let Some(crate::onnx::type_proto::Value::TensorType(t)) = i.r#type.as_ref()?.value.as_ref() else {
                     return None;
                 };
-                Some((i.name().to_string(), t.shape.as_ref()?.dim.len(), t.elem_type()))
+                let Dim::Sym(batch) = declared_dims(i)?.first()?.clone() else { return None };
+                let (input, rank, elem_type) = (i.name().to_string(), t.shape.as_ref()?.dim.len(), t.elem_type());
+                Some(Source { batch, input, rank, elem_type })
             })
             .collect();
-        FrameMasks { sources, kinds, ..FrameMasks::default() }
+        FrameMasks { sources, ..FrameMasks::default() }
     }
 
     /// The mask whose row for each frame is `rows[its index in the clip]` (`width` values each),
     /// `[N*T, width, 1, 1]`; `None` where the batch is no graph input's or before opset 11 (CumSum).
     fn mask(&mut self, batch: &str, t: i64, width: i64, rows: Vec<bool>, opset: i64) -> Option<String> {
-        let input = self.sources.iter().find(|(b, _)| b == batch).map(|(_, i)| i.clone()).filter(|_| opset >= 11)?;
+        let source = self.sources.iter().find(|s| s.batch == batch).cloned().filter(|_| opset >= 11)?;
         if let Some((_, _, name)) = self.masks.iter().find(|(w, r, _)| *w == width && *r == rows) {
             return Some(name.clone());
         }
         let index = match self.index.clone() {
-            None => self.frame_index(&input, t),
+            None => self.frame_index(&source, t),
             Some((segments, index)) if segments == t => index,
             Some(_) => return None,
         };
@@ -283,12 +277,12 @@ impl FrameMasks {
             self.inits.push(int64(&name, &[b, channels, 2], &super::scatter::position_rows(b, channels)));
         } else {
             let Dim::Sym(batch) = batch else { return None };
-            let input = self.sources.iter().find(|(b, _)| b == batch).map(|(_, i)| i.clone())?;
+            let source = self.sources.iter().find(|s| &s.batch == batch).cloned()?;
             let n = |what: &str| format!("{MASKS}/{what}");
             // Each frame's position in the batch as a `[N*T, 1, 1]` column, made once.
             let column = n("frame_column");
             if !self.nodes.iter().any(|node| node.output.contains(&column)) {
-                let frame = self.frame(&input);
+                let frame = self.frame(&source);
                 self.inits.push(int64(&n("column_shape"), &[3], &[-1, 1, 1]));
                 self.nodes.push(node("Reshape", &n("Reshape_column"), vec![frame, n("column_shape")], &column, vec![]));
             }
@@ -318,9 +312,9 @@ impl FrameMasks {
     /// `CumSum(ones [frames], exclusive) mod t`, `[N*T]` int64, one one per frame of the input (see
     /// `frame`). (A Range to the frames gives the same values, but TVM's frontend cannot tie a
     /// Range's length to the batch: the shapes after it are lost there.)
-    fn frame_index(&mut self, input: &str, t: i64) -> String {
+    fn frame_index(&mut self, source: &Source, t: i64) -> String {
         let n = |what: &str| format!("{MASKS}/{what}");
-        let frame = self.frame(input);
+        let frame = self.frame(source);
         self.inits.push(int64(&n("segments"), &[], &[t]));
         let index = n("frame_index");
         self.nodes.push(node("Mod", &n("Mod"), vec![frame, n("segments")], &index, vec![]));
@@ -329,7 +323,7 @@ impl FrameMasks {
     }
 
     /// `CumSum(ones [frames], exclusive)`: each frame's position in the batch, made once.
-    fn frame(&mut self, input: &str) -> String {
+    fn frame(&mut self, source: &Source) -> String {
         let n = |what: &str| format!("{MASKS}/{what}");
         if self.nodes.iter().any(|node| node.output.contains(&n("frame"))) {
             return n("frame");
@@ -341,16 +335,14 @@ impl FrameMasks {
         // batch form's quantized shift wrongly with masks made from the Shape (resnet_basic_qdq's
         // logits 0.81 off, where the 2D model is 0.027 off) and right with these
         // (bench/openvino_qdq_dynamic.py).
-        let (rank, elem_type) =
-            self.kinds.iter().find(|(i, _, _)| i == input).map_or((4, 1), |&(_, r, e)| (r.max(1), e));
-        let rest = (rank - 1) as i64;
+        let rest = (source.rank - 1) as i64;
         self.inits.push(int64(&n("first_starts"), &[rest], &vec![0; rest as usize]));
         self.inits.push(int64(&n("first_ends"), &[rest], &vec![1; rest as usize]));
         self.inits.push(int64(&n("first_axes"), &[rest], &(1..=rest).collect::<Vec<_>>()));
-        self.inits.push(bool_tensor(&n("never"), &vec![1; rank], &[false]));
-        self.inits.push(one_scalar(&n("input_one"), elem_type));
+        self.inits.push(bool_tensor(&n("never"), &vec![1; source.rank], &[false]));
+        self.inits.push(one_scalar(&n("input_one"), source.elem_type));
         self.inits.push(int64(&n("flat"), &[1], &[-1]));
-        let inputs = vec![input.into(), n("first_starts"), n("first_ends"), n("first_axes")];
+        let inputs = vec![source.input.clone(), n("first_starts"), n("first_ends"), n("first_axes")];
         self.nodes.push(node("Slice", &n("Slice_first"), inputs, &n("first_values"), vec![]));
         let inputs = vec![n("never"), n("first_values"), n("input_one")];
         self.nodes.push(node("Where", &n("Where_ones"), inputs, &n("input_ones"), vec![]));

@@ -122,14 +122,7 @@ fn frames_on_channels(e: &mut Emitter, site: &Site, config: &Config) -> String {
         let split = e.constant("split", &sizes);
         e.nodes.last_mut().expect("pushed above").input.push(split);
     }
-    let zero = match e.zero.clone() {
-        Some(z) => z,
-        None => {
-            let z = e.name("zero");
-            e.inits.push(crate::tensor::zero_scalar(&z, site.elem_type.unwrap_or(1)));
-            z
-        }
-    };
+    let zero = e.zero(site);
     let never = e.name("never");
     e.inits.push(crate::tensor::bool_tensor(&never, &[1, 1, 1, 1], &[false]));
     let mut joined = Vec::new();

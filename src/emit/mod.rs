@@ -186,6 +186,17 @@ impl<'a> Emitter<'a> {
         format!("{}/{what}", self.prefix)
     }
 
+    /// What a real zero is in `site`'s tensor: the zero point where one is set, else a new scalar 0
+    /// of its type (float32 where unknown).
+    fn zero(&mut self, site: &Site) -> String {
+        if let Some(z) = &self.zero {
+            return z.clone();
+        }
+        let z = self.name("zero");
+        self.inits.push(crate::tensor::zero_scalar(&z, site.elem_type.unwrap_or(1)));
+        z
+    }
+
     fn node(
         &mut self,
         op: &str,
