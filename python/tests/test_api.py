@@ -173,3 +173,19 @@ def test_openvino_runs_qdq_rewrites_with_the_batch_dynamic(tmp_path, name, form)
         got = core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
         diffs.append(float(np.abs(got - ref).max()))
     assert diffs[1] <= max(2 * diffs[0], 1e-3), f"{name}: OpenVINO off by {diffs[1]} (2D model {diffs[0]})"
+
+
+def test_temporal_pool_keeps_a_qdq_model_quantized(tmp_path):
+    # With --temporal-pool the pool runs on the quantized tensor and the shift of the pooled tensor
+    # keeps its QDQ form, so onnxruntime fuses every convolution into QLinearConv as in the 2D model
+    # (resnet_basic_qdq: 20 of 20; with a float pool two stayed float Convs).
+    out = tmp_path / "tsm.onnx"
+    tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic_qdq.onnx"), out, temporal_pool=True, validate=False)
+    counts = []
+    for path in (os.path.join(MODELS, "resnet_basic_qdq.onnx"), str(out)):
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+        counts.append((ops.count("QLinearConv"), ops.count("Conv")))
+    assert counts[1] == counts[0] and counts[0][1] == 0, counts
