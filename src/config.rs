@@ -30,6 +30,23 @@ pub enum GroupOrder {
     Paddle,
 }
 
+/// The frame a moved group of `fold` channels takes its values from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Neighbour {
+    Next,
+    Previous,
+}
+
+impl Neighbour {
+    /// The group's name in emitted node names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Neighbour::Next => "next",
+            Neighbour::Previous => "prev",
+        }
+    }
+}
+
 /// How the offline shift is written (the result is the same; what each runtime runs fastest is not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShiftForm {
@@ -169,6 +186,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The groups of `fold` channels that move, in channel order (group g is channels
+    /// `[g*fold, (g+1)*fold)`), each with the frame it takes: the one table every form reads.
+    pub fn moved_groups(&self) -> &'static [Neighbour] {
+        match (self.direction, self.group_order) {
+            (Direction::Bidirectional, GroupOrder::Tsm) => &[Neighbour::Next, Neighbour::Previous],
+            (Direction::Bidirectional, GroupOrder::Paddle) => &[Neighbour::Previous, Neighbour::Next],
+            (Direction::Past, _) => &[Neighbour::Previous],
+        }
+    }
+
     /// Frames per clip at the model's outputs: T, or T/2 after `--temporal-pool`.
     pub fn output_segments(&self) -> usize {
         if self.temporal_pool {

@@ -19,7 +19,7 @@
 //! whatever the neighbour holds (inf or NaN included), as in the reference.
 
 use super::{int_attr, node, Emitter};
-use crate::config::{Config, Direction, GroupOrder};
+use crate::config::{Config, Neighbour};
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::{GraphProto, NodeProto, TensorProto};
 use crate::plan::Site;
@@ -43,11 +43,8 @@ fn shift(e: &mut Emitter, site: &Site, config: &Config, joined: bool) -> String 
     let x = site.tensor.clone();
     let zero = e.zero(site);
     // Each moved group: its name, its index and whether it takes the next frame.
-    let groups: Vec<(&str, i64, bool)> = match (config.direction, config.group_order) {
-        (Direction::Bidirectional, GroupOrder::Tsm) => vec![("next", 0, true), ("prev", 1, false)],
-        (Direction::Bidirectional, GroupOrder::Paddle) => vec![("prev", 0, false), ("next", 1, true)],
-        (Direction::Past, _) => vec![("prev", 0, false)],
-    };
+    let groups: Vec<(&str, i64, bool)> =
+        (0..).zip(config.moved_groups()).map(|(g, &from)| (from.name(), g, from == Neighbour::Next)).collect();
     let keep = |from_next: bool, frame: i64| if from_next { frame < t - 1 } else { frame > 0 };
     let moved = |e: &mut Emitter, what: &str, g: i64, from_next: bool| {
         let (start, end, pads): (i64, i64, [i64; 8]) =

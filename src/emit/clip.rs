@@ -11,7 +11,7 @@
 //! channel Concat into a convolution as one product per part, which this form does not.
 
 use super::{int_attr, Emitter};
-use crate::config::{Config, Direction, GroupOrder};
+use crate::config::{Config, Neighbour};
 use crate::plan::Site;
 
 /// The site's shift, viewing the tensor as clips; returns the shifted tensor's name.
@@ -41,10 +41,7 @@ fn carried(e: &mut Emitter, site: &Site, frames: String) -> String {
 
 /// How many groups of `fold` channels move.
 pub(super) fn groups(config: &Config) -> i64 {
-    match config.direction {
-        Direction::Bidirectional => 2,
-        Direction::Past => 1,
-    }
+    config.moved_groups().len() as i64
 }
 
 /// The shift on a clip view, reshaped back to `[-1, C, H, W]` (`shifted` before opset 10, where
@@ -67,13 +64,13 @@ pub(super) fn frames(e: &mut Emitter, site: &Site, config: &Config) -> String {
         let s = e.slice(what, &clip, &[0, g * fold], &[t - 1, (g + 1) * fold], &[1, 2], &[t, c]);
         e.pad_time(what, &s, true)
     };
-    let mut parts = match (config.direction, config.group_order) {
-        (Direction::Bidirectional, GroupOrder::Tsm) => vec![from_next(e, "next", 0), from_prev(e, "prev", 1)],
-        (Direction::Bidirectional, GroupOrder::Paddle) => {
-            vec![from_prev(e, "prev", 0), from_next(e, "next", 1)]
-        }
-        (Direction::Past, _) => vec![from_prev(e, "prev", 0)],
-    };
+    let mut parts: Vec<String> = (0..)
+        .zip(config.moved_groups())
+        .map(|(g, &from)| match from {
+            Neighbour::Next => from_next(e, from.name(), g),
+            Neighbour::Previous => from_prev(e, from.name(), g),
+        })
+        .collect();
     let shifted_channels = fold * parts.len() as i64;
     if shifted_channels < c {
         parts.push(e.slice("rest", &clip, &[shifted_channels], &[c], &[2], &[c]));
@@ -93,12 +90,7 @@ pub(super) fn frames(e: &mut Emitter, site: &Site, config: &Config) -> String {
 /// form before opset 10 (and with `--shift-form clip`).
 fn frames_on_channels(e: &mut Emitter, site: &Site, config: &Config) -> String {
     let (t, c, fold) = (site.segments as i64, site.channels, site.fold);
-    // Each moved group by its index, and whether it takes the next frame.
-    let moved: Vec<bool> = match (config.direction, config.group_order) {
-        (Direction::Bidirectional, GroupOrder::Tsm) => vec![true, false],
-        (Direction::Bidirectional, GroupOrder::Paddle) => vec![false, true],
-        (Direction::Past, _) => vec![false],
-    };
+    let moved = config.moved_groups();
     let rest = c - fold * moved.len() as i64;
     let view_shape = e.constant("view_shape", &[-1, t * c, 0, 0]);
     let view = e.node("Reshape", "Reshape_view", vec![site.tensor.clone(), view_shape], "view", vec![]);
@@ -127,8 +119,8 @@ fn frames_on_channels(e: &mut Emitter, site: &Site, config: &Config) -> String {
     e.inits.push(crate::tensor::bool_tensor(&never, &[1, 1, 1, 1], &[false]));
     let mut joined = Vec::new();
     for f in 0..t {
-        for (g, &next) in moved.iter().enumerate() {
-            let from = if next { f + 1 } else { f - 1 };
+        for (g, &neighbour) in moved.iter().enumerate() {
+            let from = if neighbour == Neighbour::Next { f + 1 } else { f - 1 };
             let own = &parts[f as usize * per_frame + g];
             joined.push(if (0..t).contains(&from) {
                 parts[from as usize * per_frame + g].clone()
