@@ -100,6 +100,40 @@ fn consensus_gives_one_row_per_clip_under_the_output_name() {
     assert!(stderr(&o).contains("--consensus avg joins the T frames of each clip, but --online"), "{}", stderr(&o));
 }
 
+#[test]
+fn qdq_consensus_reduces_a_float_copy_of_the_frames() {
+    // OpenVINO's low-precision passes would move the output's DequantizeLinear into the ReduceMean,
+    // which its CPU plugin computes wrongly for every clip but the first (python/tests checks it
+    // there); the consensus reads `Max(frames, frames)` instead. Here: that node is where the
+    // reduction reads, and the clip rows equal the mean and max over T of the per-frame rewrite's
+    // rows, both run in tract.
+    for (name, _) in QDQ {
+        let config = Config { validate: false, ..Config::default() };
+        let (_, _, frames_dir) = rewrite(name, &config);
+        let frames = validate::run(&frames_dir.path().join("tsm.onnx"), &[input(name)]).unwrap().remove(0);
+        let (k, t) = (frames.shape[1], 8);
+        for how in [Consensus::Avg, Consensus::Max] {
+            let (prepared, _, dir) = rewrite(name, &Config { consensus: Some(how), ..config.clone() });
+            let g = prepared.graph();
+            let copy = g.node.iter().find(|n| n.name() == "logits/consensus/Max_float").expect("the float copy");
+            assert_eq!(copy.input, ["logits/frames", "logits/frames"], "{name}");
+            let reshape = g.node.iter().find(|n| n.name() == "logits/consensus/Reshape_clips").unwrap();
+            assert_eq!(reshape.input[0], copy.output[0], "{name}");
+            let got = validate::run(&dir.path().join("tsm.onnx"), &[input(name)]).unwrap().remove(0);
+            let clips = frames.shape[0] / t;
+            let mut want = FloatArray { shape: vec![clips, k], data: vec![0.0; clips * k] };
+            for (i, w) in want.data.iter_mut().enumerate() {
+                let rows = (0..t).map(|f| frames.data[((i / k) * t + f) * k + i % k]);
+                *w = match how {
+                    Consensus::Avg => rows.sum::<f32>() / t as f32,
+                    Consensus::Max => rows.fold(f32::MIN, f32::max),
+                };
+            }
+            assert_close(&got, &want, 1e-5 * want.data.iter().fold(1.0f32, |m, v| m.max(v.abs())), name);
+        }
+    }
+}
+
 /// QDQ fixtures and the float fixtures they were quantized from.
 const QDQ: [(&str, &str); 3] = [
     ("resnet_basic_qdq", "resnet_basic"),

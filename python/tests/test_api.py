@@ -175,6 +175,36 @@ def test_openvino_runs_qdq_rewrites_with_the_batch_dynamic(tmp_path, name, form)
     assert diffs[1] <= max(2 * diffs[0], 1e-3), f"{name}: OpenVINO off by {diffs[1]} (2D model {diffs[0]})"
 
 
+@pytest.mark.parametrize("consensus", ["avg", "max"])
+@pytest.mark.parametrize("name", ["resnet_basic_qdq", "resnet_bottleneck_qdq_pc", "mobilenet_v2_qdq_pc"])
+def test_openvino_reduces_every_clip_of_a_qdq_consensus(tmp_path, name, consensus):
+    # OpenVINO 2026.4 averaged an int8 [N, T, K] wrongly for every clip but the first when its
+    # low-precision passes moved the output's DequantizeLinear into the ReduceMean (resnet_basic_qdq
+    # 1.9 off, mobilenet_v2_qdq_pc 1.4); the consensus now reduces a float copy. Reference: the
+    # per-frame rewrite in onnxruntime, reduced over T here.
+    import openvino as ov
+    x = tensor(name, "input_0.pb")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    core = ov.Core()
+    plain = os.path.join(MODELS, f"{name}.onnx")
+    ref = ort.InferenceSession(plain, so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    own = float(np.abs(core.compile_model(plain, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0] - ref).max())
+    frames, clips = tmp_path / "frames.onnx", tmp_path / "clips.onnx"
+    tsm_rewrite.rewrite(plain, frames, validate=False)
+    tsm_rewrite.rewrite(plain, clips, validate=False, consensus=consensus)
+    per_frame = ort.InferenceSession(str(frames), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    per_frame = per_frame.reshape(-1, 8, per_frame.shape[-1])
+    want = per_frame.mean(1) if consensus == "avg" else per_frame.max(1)
+    for static in (False, True):
+        model = core.read_model(str(clips))
+        if static:
+            model.reshape({model.inputs[0].get_any_name(): list(x.shape)})
+        got = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
+        diff = float(np.abs(got - want).max())
+        assert diff <= max(2 * own, 1e-3), f"{name} {consensus} static={static}: off by {diff} (2D model {own})"
+
+
 def test_temporal_pool_keeps_a_qdq_model_quantized(tmp_path):
     # With --temporal-pool the pool runs on the quantized tensor and the shift of the pooled tensor
     # keeps its QDQ form, so onnxruntime fuses every convolution into QLinearConv as in the 2D model
