@@ -19,11 +19,12 @@ use crate::symbolic_batch::dims_mut;
 use crate::validate::data_inputs;
 use std::collections::HashSet;
 
-/// Where the frames per clip differ from T: the tensor `--temporal-pool` writes (everything computed
-/// from it has `frames` per clip) and the consensus outputs (one row per clip).
+/// Where the frames per clip differ from T: the tensors `--temporal-pool` writes (the pooled tensor,
+/// and in a QDQ model also the pooled quantized tensor, which the shift of the pooled tensor reads;
+/// everything computed from them has `frames` per clip) and the consensus outputs (one row per clip).
 #[derive(Debug, Default)]
 pub struct Frames {
-    pub pooled: Option<(String, usize)>,
+    pub pooled: Option<(Vec<String>, usize)>,
     pub per_clip: Vec<String>,
 }
 
@@ -94,8 +95,8 @@ pub fn declare(graph: &mut GraphProto, segments: usize, frames: &Frames) -> Vec<
     }
     // Graph nodes are in topological order: one pass finds everything computed from the pool.
     let mut pooled: HashSet<String> = HashSet::new();
-    if let Some((tensor, _)) = &frames.pooled {
-        pooled.insert(tensor.clone());
+    if let Some((tensors, _)) = &frames.pooled {
+        pooled.extend(tensors.iter().cloned());
         for node in &graph.node {
             if node.input.iter().any(|i| pooled.contains(i)) {
                 pooled.extend(node.output.iter().cloned());
@@ -197,6 +198,27 @@ mod tests {
     }
 
     #[test]
+    fn a_qdq_pool_halves_the_frames_of_both_its_tensors() {
+        // The pool's DequantizeLinear writes `p/pooled`; the shift of the pooled tensor reads the
+        // quantized `p/pooled_quantized` and computes `c` from it.
+        let mut g = GraphProto {
+            input: vec![vi("x", &["N", "3", "8", "8"])],
+            value_info: vec![vi("b", &["N", "4", "8", "8"]), vi("c", &["N", "4", "8", "8"])],
+            node: vec![
+                node("x", "p/pooled_quantized"),
+                node("p/pooled_quantized", "p/pooled"),
+                node("p/pooled", "b"),
+                node("p/pooled_quantized", "c"),
+            ],
+            ..Default::default()
+        };
+        let pooled = Some((vec!["p/pooled".into(), "p/pooled_quantized".into()], 4));
+        declare(&mut g, 8, &Frames { pooled, per_clip: vec![] });
+        assert_eq!(dims(&g.value_info[0])[0], "N*4");
+        assert_eq!(dims(&g.value_info[1])[0], "N*4");
+    }
+
+    #[test]
     fn after_the_pool_half_the_frames_and_a_consensus_output_counts_clips() {
         let mut g = GraphProto {
             input: vec![vi("x", &["N", "3", "8", "8"])],
@@ -205,7 +227,7 @@ mod tests {
             node: vec![node("x", "a"), node("a", "p/pooled"), node("p/pooled", "b"), node("b", "frames")],
             ..Default::default()
         };
-        declare(&mut g, 8, &Frames { pooled: Some(("p/pooled".into(), 4)), per_clip: vec!["y".into()] });
+        declare(&mut g, 8, &Frames { pooled: Some((vec!["p/pooled".into()], 4)), per_clip: vec!["y".into()] });
         assert_eq!(dims(&g.value_info[0])[0], "N*8");
         assert_eq!(dims(&g.value_info[1])[0], "N*4");
         assert_eq!(dims(&g.output[0])[0], "N*4");

@@ -206,7 +206,10 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     let clip_batch = if config.online {
         Vec::new()
     } else {
-        let pooled = plan.pool.as_ref().map(|p| (p.output(), p.segments / 2));
+        let pooled = plan.pool.as_ref().map(|p| {
+            let quantized = p.quant.as_ref().map(|_| p.quantized_output());
+            ([p.output()].into_iter().chain(quantized).collect(), p.segments / 2)
+        });
         crate::clip_batch::declare(graph, config.segments, &crate::clip_batch::Frames { pooled, per_clip })
     };
     // The freed 2D model: the model's other fields around the graph kept from before the patch
