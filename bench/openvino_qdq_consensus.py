@@ -12,9 +12,12 @@ the consensus of every graph that has a DequantizeLinear.
 Part 1 builds the smallest graphs that show it (QuantizeLinear, DequantizeLinear, Reshape to
 `[-1, T, ...]`, a reduction over axis 1) and prints OpenVINO's distance from onnxruntime for each
 form. Part 2 rewrites the QDQ fixtures with `--consensus avg` and `max` and runs each in OpenVINO
-as written and with the copy taken out again, against onnxruntime.
+as written and with the copy taken out again, against onnxruntime. Part 3 does the same for the
+full-size QDQ models given after the tool (bench/qdq.py writes them, e.g. /tmp/h-qdq/resnet50_qdq.onnx),
+on 2 clips of seeded random frames at their size, and compares with the per-frame rewrite's
+frames averaged in numpy, each runtime its own.
 
-    python bench/openvino_qdq_consensus.py TSM_BIN
+    python bench/openvino_qdq_consensus.py TSM_BIN [FULL_SIZE_QDQ.onnx ...]
 """
 import os
 import subprocess
@@ -27,21 +30,10 @@ import onnxruntime as ort
 import openvino as ov
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runtimes import openvino_run, ort_run  # noqa: E402
+
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
-CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
-
-
-def ort_run(path, feed):
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(None, feed)[0]
-
-
-def ov_run(core, path, x, static):
-    m = core.read_model(path)
-    if static:
-        m.reshape({m.inputs[0].get_any_name(): list(x.shape)})
-    return core.compile_model(m, "CPU", CONFIG)(x)[0]
 
 
 def tiny(path, rest, t, op, copy, zp_type):
@@ -89,7 +81,7 @@ def main():
                                     ("ReduceMean", False, np.uint8, 1)):
                 tiny(path, rest, t, op, copy, zp)
                 x = np.random.default_rng(0).uniform(0 if zp == np.uint8 else -1, 2, [n * t] + rest).astype(np.float32)
-                d = float(np.abs(ov_run(core, path, x, True) - ort_run(path, {"x": x})).max())
+                d = float(np.abs(openvino_run(path, {"x": x}, True, core)[0] - ort_run(path, {"x": x})[0]).max())
                 row.append(f"{d:.3f}")
             print(f"| [-1, {t}, {', '.join(map(str, rest))}] | {t} | " + " | ".join(row) + " |")
     print("\n## Part 2: the QDQ fixtures (2 clips), max |diff| from onnxruntime, OpenVINO dynamic / static\n")
@@ -99,7 +91,7 @@ def main():
         plain = os.path.join(ROOT, "models", f"{name}.onnx")
         x = numpy_helper.to_array(onnx.load_tensor(os.path.join(ROOT, "data", name, "input_0.pb")))
         feed = {"input": x}
-        own = "/".join(f"{float(np.abs(ov_run(core, plain, x, s) - ort_run(plain, feed)).max()):.3f}" for s in (False, True))
+        own = "/".join(f"{float(np.abs(openvino_run(plain, feed, s, core)[0] - ort_run(plain, feed)[0]).max()):.3f}" for s in (False, True))
         for consensus in ("avg", "max"):
             out, bare = os.path.join(work, f"{name}_{consensus}.onnx"), os.path.join(work, f"{name}_{consensus}_bare.onnx")
             subprocess.run([tool, plain, "-o", out, "--no-validate", "--consensus", consensus], check=True,
@@ -107,9 +99,30 @@ def main():
             assert without_copy(out, bare) == 1, out
             cells = []
             for path in (out, bare):
-                want = ort_run(path, feed)
-                cells.append("/".join(f"{float(np.abs(ov_run(core, path, x, s) - want).max()):.3f}" for s in (False, True)))
+                want = ort_run(path, feed)[0]
+                cells.append("/".join(f"{float(np.abs(openvino_run(path, feed, s, core)[0] - want).max()):.3f}" for s in (False, True)))
             print(f"| {name} | {consensus} | {own} | {cells[0]} | {cells[1]} |")
+    if sys.argv[2:]:
+        print("\n## Part 3: full-size QDQ models (2 clips of 8 random frames), --consensus avg, max |diff| per clip\n")
+        print("| model | OpenVINO's per-frame output averaged, against onnxruntime's | the consensus in OpenVINO against its own averaged frames: as written | the copy taken out |")
+        print("|---|---|---|---|")
+    for plain in sys.argv[2:]:
+        m = onnx.load(plain, load_external_data=False)
+        first = m.graph.input[0]
+        hw = [d.dim_value for d in first.type.tensor_type.shape.dim[1:]]
+        clip = {first.name: np.random.default_rng(0).standard_normal([16] + hw).astype(np.float32)}
+        base = os.path.join(work, os.path.basename(plain)[:-5])
+        subprocess.run([tool, plain, "-o", base + "_frames.onnx", "--no-validate"], check=True, capture_output=True)
+        subprocess.run([tool, plain, "-o", base + "_avg.onnx", "--no-validate", "--consensus", "avg"], check=True,
+                       capture_output=True)
+        assert without_copy(base + "_avg.onnx", base + "_bare.onnx") == 1
+        mean = lambda y: y.reshape(2, 8, -1).mean(1)  # noqa: E731
+        ov_frames = mean(openvino_run(base + "_frames.onnx", clip, False, core)[0])
+        ort_frames = mean(ort_run(base + "_frames.onnx", clip)[0])
+        rows = lambda a, b: "/".join(f"{v:.3f}" for v in np.abs(a - b).reshape(2, -1).max(1))  # noqa: E731
+        print(f"| {os.path.basename(plain)} | {rows(ov_frames, ort_frames)} | "
+              f"{rows(openvino_run(base + '_avg.onnx', clip, False, core)[0], ov_frames)} | "
+              f"{rows(openvino_run(base + '_bare.onnx', clip, False, core)[0], ov_frames)} |")
     print(f"\nOpenVINO {ov.__version__.split('-')[0]}, onnxruntime {ort.__version__}")
 
 

@@ -14,27 +14,13 @@ import tempfile
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-import openvino as ov
 from onnx import helper, numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runtimes import openvino_run, ort_run  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 T = 8
-
-
-def reference(path, x):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-
-
-def openvino(path, x, static):
-    core = ov.Core()
-    model = core.read_model(path)
-    if static:
-        model.reshape({"input": list(x.shape)})
-    return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
 
 
 def constant_masks(src, dst, batch):
@@ -85,8 +71,8 @@ def main():
         constant_masks(paths["default"], paths["constant masks"], len(x))
         cells = []
         for form, path in paths.items():
-            ref = reference(path, x)
-            d, s = (float(np.abs(openvino(path, x, static) - ref).max()) for static in (False, True))
+            ref = ort_run(path, {"input": x}, optimize=False)[0]
+            d, s = (float(np.abs(openvino_run(path, {"input": x}, static)[0] - ref).max()) for static in (False, True))
             cells.append(f"{form} {d:.3f} / {s:.3f}")
         print(f"{name} (logits up to {np.abs(ref).max():.2f}): " + "; ".join(cells), flush=True)
 
