@@ -34,9 +34,14 @@ three committed QDQ fixtures.
 Tolerance, every runtime: 1e-4 of the output's scale (5e-3 for float16) plus, for a QDQ model,
 twice the larger of the fixture's own 2D model's distance from the reference in that runtime, on
 the same input, and the output's quantization step (of the DequantizeLinear that writes it, through
-Slices and Reshapes). Runtimes round quantized values their own way: OpenVINO's 2D resnet_basic_qdq
-is two steps (0.027) off, and onnxruntime's own optimized graph one step on the 2D model and two on
-its `--mode inplace` rewrite, where tract and TVM agree with the reference exactly.
+Slices and Reshapes, and through a consensus's reduction, as a mean of values each within k steps
+is). Runtimes round quantized values their own way: OpenVINO's 2D resnet_basic_qdq is two steps
+(0.027) off, and onnxruntime's own optimized graph one step on the 2D model and two on its `--mode
+inplace` rewrite, where tract and TVM agree with the reference exactly. An online buffer, an
+activation inside the network fed random buffers upstream, is held to 4 steps of its own
+quantization: rounding ties flip with a runtime's order of accumulation and the flips compound with
+depth (quantize_static's resnet_deep: tract 2 steps off and OpenVINO 3 at layer2's buffers, where
+the logits are one step off, as on the 2D model).
 
     python bench/fixture_sweep.py TSM_BIN [--tvm] [--quantize] [--only SUBSTRING]   # fixtures whose name has it
 """
@@ -128,17 +133,23 @@ def distance(got, want):
     return float(np.abs(np.asarray(got, np.float32) - np.asarray(want, np.float32)).max())
 
 
-def tolerance(name, ref, own_distance, step):
+def tolerance(name, ref, own_distance, step, buffer):
     scale = max(1.0, float(np.abs(np.asarray(ref, np.float32)).max()))
-    return (5e-3 if "fp16" in name else 1e-4) * scale + (2 * max(own_distance, step) if "qdq" in name else 0.0)
+    quantized = max(2 * own_distance, (4 if buffer else 2) * step) if "qdq" in name else 0.0
+    return (5e-3 if "fp16" in name else 1e-4) * scale + quantized
 
 
-MOVES = {"Slice", "Reshape", "Identity", "Transpose", "Squeeze", "Unsqueeze", "Flatten"}
+# Nodes an output's quantization step carries through: they move values, or (the consensus's
+# float copy Max(x, x), its ReduceMean or ReduceMax) keep each result within the largest distance
+# of the values they read.
+MOVES = {"Slice", "Reshape", "Identity", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Max", "ReduceMean",
+         "ReduceMax"}
 
 
 def output_steps(path):
     """{output: the scale of the DequantizeLinear that writes it, through nodes that only move
-    values (an online buffer is a Slice of one)}, for a scalar scale; else 0."""
+    values (an online buffer is a Slice of one) or reduce them (a consensus)}, for a scalar scale;
+    else 0."""
     m = onnx.load(path, load_external_data=False)
     inits = {i.name: i for i in m.graph.initializer}
     producer = {o: n for n in m.graph.node for o in n.output}
@@ -205,7 +216,7 @@ def main():
             what = f"{name} {' '.join(flags) or '(default)'}"
             # Validation (and online buffers) need the frame size the model leaves open.
             extra = ["--input-shape", "3,32,32"] if name.startswith("resnet_dynamic_hw") else []
-            out = os.path.join(work, f"{name}.onnx")
+            out = os.path.join(work, f"{name}_tsm.onnx")  # never the model's own path (a quantized copy is in work)
 
             def fail(msg):
                 known = KNOWN.get((name, " ".join(flags), msg.split(":")[0]))
@@ -215,7 +226,8 @@ def main():
             def compare(runtime, got, want, names):
                 counts["compared"] += 1
                 for n, g, w in zip(names, got, want):
-                    d, tol = distance(g, w), tolerance(name, w, own.get(runtime, 0.0), steps.get(n, 0.0))
+                    d, tol = distance(g, w), tolerance(name, w, own.get(runtime, 0.0), steps.get(n, 0.0),
+                                                          n.endswith("buffer_out"))
                     worst[runtime] = max(worst.get(runtime, (0.0, "")), (d / tol, f"{what}, {n}"))
                     if not d <= tol:
                         fail(f"{runtime}: output {n} max |diff| from the reference {d:.2e} > {tol:.2e}")
@@ -225,6 +237,7 @@ def main():
                                      capture_output=True, text=True)
             if written.returncode:
                 counts["refused"] += 1
+                print(f"refused {what}: {(written.stderr.strip().splitlines() or ['(no message)'])[-1][:200]}", flush=True)
                 continue
             counts["rewrites"] += 1
             if validated.returncode:

@@ -31,6 +31,10 @@ pub struct Site {
     /// Where the tensor is the output of a per-tensor `DequantizeLinear` (a QDQ model): the shift
     /// moves the quantized values instead, so that the consumers still read a `DequantizeLinear`.
     pub quant: Option<Quant>,
+    /// The model has a `DequantizeLinear`. A site in it that shifts floats (a per-channel or
+    /// computed quantization, or the pooled tensor before opset 12) takes the batch form too: see
+    /// `emit::takes_batch_form`.
+    pub in_qdq_model: bool,
     /// Frames per clip where this site runs: `--segments`, halved after a `--temporal-pool`.
     pub segments: usize,
     /// A consumer is a 1x1 convolution with a stride (ResNet v1's first conv, or a projection):
@@ -269,6 +273,7 @@ pub fn plan(
     names.extend(graph.input.iter().map(|v| v.name()));
     let taken = |p: &str| names.iter().any(|n| n.starts_with(p) && n[p.len()..].starts_with('/'));
 
+    let in_qdq_model = graph.node.iter().any(|n| n.op_type() == "DequantizeLinear");
     let mut plan = Plan::default();
     let mut claimed: HashSet<(usize, usize)> = HashSet::new();
     let mut prefixes: HashSet<String> = HashSet::new();
@@ -322,6 +327,7 @@ pub fn plan(
             width: block.width.clone(),
             elem_type: elem_type(graph, tensor, &edges),
             quant: quant(graph, df, tensor),
+            in_qdq_model,
             segments: config.segments,
             strided_1x1: strided_1x1(graph, &edges),
             stream: None,

@@ -98,8 +98,8 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
             let mut o = "; the other sites shift on a clip view".to_string();
             if batch > 0 {
                 o += &format!(
-                    " ({batch} along the batch axis: a strided 1x1 convolution or a QDQ pair reads them, or the model \
-                     leaves their height or width open)"
+                    " ({batch} along the batch axis: a strided 1x1 convolution reads them, the model is QDQ, or the \
+                     model leaves their height or width open)"
                 );
             }
             o

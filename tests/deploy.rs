@@ -272,6 +272,29 @@ fn temporal_pool_on_qdq_models_pools_both_paths() {
         assert!(pool.quant.is_none(), "{name}");
         assert!(plan.sites.iter().find(|s| s.tensor == pool.output()).unwrap().quant.is_none(), "{name}");
     }
+    // The same through the whole tool, on the model declared opset 11 (every operator in it reads
+    // the same there): the float pooled site takes the batch form, with which OpenVINO with a
+    // dynamic batch is right (with the clip view it quantized conv1's output wrongly, stop 34), and
+    // the output equals the opset-13 rewrite's.
+    let name = QDQ[0].0;
+    let mut m = common::read_model(&model(name));
+    m.opset_import.iter_mut().filter(|o| o.domain().is_empty()).for_each(|o| o.version = Some(11));
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write_model(dir.path(), "opset11.onnx", &m);
+    let config = Config { temporal_pool: true, ..Config::default() };
+    let prepared = rewrite::prepare(&path, &config).unwrap();
+    let pool = prepared.plan.pool.as_ref().unwrap();
+    let site = prepared.plan.sites.iter().find(|s| s.tensor == pool.output()).unwrap();
+    assert!(site.quant.is_none() && site.in_qdq_model, "{name}: opset 11 pools and shifts the floats");
+    let g = prepared.graph();
+    let names: Vec<&str> = g.node.iter().map(|n| n.name()).filter(|n| n.starts_with(&site.prefix)).collect();
+    let has = |n: &str| names.contains(&format!("{}/{n}", site.prefix).as_str());
+    assert!(has("Concat") && !has("Reshape_clip"), "{name}: the batch form, got {names:?}");
+    let out = dir.path().join("tsm.onnx");
+    rewrite::finish(&prepared, &out, &config).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    let got = validate::run(&out, &[input(name)]).unwrap().remove(0);
+    let want = output(name, "residual-bidirectional-fd8-tpool");
+    assert_close(&got, &want, tolerance(&want), name);
 }
 
 #[test]

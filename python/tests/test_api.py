@@ -205,6 +205,32 @@ def test_openvino_reduces_every_clip_of_a_qdq_consensus(tmp_path, name, consensu
         assert diff <= max(2 * own, 1e-3), f"{name} {consensus} static={static}: off by {diff} (2D model {own})"
 
 
+def test_openvino_runs_a_float_site_of_a_qdq_model_with_a_dynamic_batch(tmp_path):
+    # Before opset 12 (no Max of integers) the temporal pool, and so the shift of the pooled
+    # tensor, run on floats in a QDQ model. With that site on a clip view, OpenVINO 2026.4 compiled
+    # with the batch dynamic quantized the output of the convolution reading it wrongly (logits 0.175
+    # off, 6.5 times the 2D model's own 0.027); such sites take the batch form now. resnet_basic_qdq
+    # reads the same at opset 11, so it is declared that here.
+    import openvino as ov
+    x = tensor("resnet_basic_qdq", "input_0.pb")
+    m = onnx.load(os.path.join(MODELS, "resnet_basic_qdq.onnx"))
+    for o in m.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = 11
+    plain, out = tmp_path / "opset11.onnx", tmp_path / "tsm.onnx"
+    onnx.save(m, plain)
+    tsm_rewrite.rewrite(plain, out, temporal_pool=True, validate=False)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    core = ov.Core()
+    own = float(np.abs(core.compile_model(str(plain), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
+                       - ort.InferenceSession(str(plain), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]).max())
+    want = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    got = core.compile_model(str(out), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
+    diff = float(np.abs(got - want).max())
+    assert diff <= max(2 * own, 1e-3), f"OpenVINO off by {diff} (2D model {own})"
+
+
 def test_temporal_pool_keeps_a_qdq_model_quantized(tmp_path):
     # With --temporal-pool the pool runs on the quantized tensor and the shift of the pooled tensor
     # keeps its QDQ form, so onnxruntime fuses every convolution into QLinearConv as in the 2D model
