@@ -83,6 +83,11 @@ fn quant(graph: &GraphProto, df: &Dataflow, tensor: &str) -> Option<Quant> {
     Some(Quant { tensor: x.clone(), scale: scale.clone(), zero_point: zp.clone(), elem_type })
 }
 
+/// Whether the model is quantized in QDQ form: it has a `DequantizeLinear` anywhere.
+pub fn is_qdq_model(graph: &GraphProto) -> bool {
+    graph.node.iter().any(|n| n.op_type() == "DequantizeLinear")
+}
+
 /// Whether a consumer at `edges` is a Conv with a 1x1 kernel and a stride above 1 on its data input.
 fn strided_1x1(graph: &GraphProto, edges: &[(usize, usize)]) -> bool {
     use crate::shapes::attr_ints;
@@ -273,7 +278,7 @@ pub fn plan(
     names.extend(graph.input.iter().map(|v| v.name()));
     let taken = |p: &str| names.iter().any(|n| n.starts_with(p) && n[p.len()..].starts_with('/'));
 
-    let in_qdq_model = graph.node.iter().any(|n| n.op_type() == "DequantizeLinear");
+    let in_qdq_model = is_qdq_model(graph);
     let mut plan = Plan::default();
     let mut claimed: HashSet<(usize, usize)> = HashSet::new();
     let mut prefixes: HashSet<String> = HashSet::new();

@@ -275,7 +275,7 @@ fn temporal_pool_on_qdq_models_pools_both_paths() {
     // The same through the whole tool, on the model declared opset 11 (every operator in it reads
     // the same there): the float pooled site takes the batch form, with which OpenVINO with a
     // dynamic batch is right (with the clip view it quantized conv1's output wrongly, stop 34), and
-    // the output equals the opset-13 rewrite's.
+    // the output equals the reference the opset-13 rewrite is held to.
     let name = QDQ[0].0;
     let mut m = common::read_model(&model(name));
     m.opset_import.iter_mut().filter(|o| o.domain().is_empty()).for_each(|o| o.version = Some(11));

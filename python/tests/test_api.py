@@ -26,6 +26,22 @@ def tensor(*parts):
     return numpy_helper.to_array(t)
 
 
+def reference(path, x):
+    """The first output of `path` on `x` in onnxruntime with graph optimizations off: the reference
+    arithmetic (no fusion rounds a QDQ model its own way)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+
+def openvino_f32(model, x):
+    """The first output of `model` (a path, compiled as read, or an openvino.Model) on `x` in
+    OpenVINO's CPU plugin with its precision pinned to f32."""
+    import openvino as ov
+    return ov.Core().compile_model(model if isinstance(model, ov.Model) else str(model), "CPU",
+                                   {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
+
+
 @pytest.mark.parametrize("form", ["stream", "tract"])
 def test_rewrite_returns_the_report_and_the_model_matches_pytorch(tmp_path, form):
     out = tmp_path / "tsm.onnx"
@@ -160,18 +176,11 @@ def test_openvino_runs_qdq_rewrites_with_the_batch_dynamic(tmp_path, name, form)
     # came from ConstantOfShape of the input's Shape (resnet_basic_qdq 0.81 off; the 2D model
     # 0.027), and `--shift-form tract`'s scatter positions from an Expand to it: the rewrite must
     # be no further from onnxruntime's reference arithmetic than the 2D model is, compiled as read.
-    import openvino as ov
     out = tmp_path / "tsm.onnx"
     tsm_rewrite.rewrite(os.path.join(MODELS, f"{name}.onnx"), out, validate=False, shift_form=form)
     x = tensor(name, "input_0.pb")
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    core = ov.Core()
-    diffs = []
-    for path in (os.path.join(MODELS, f"{name}.onnx"), str(out)):
-        ref = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-        got = core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
-        diffs.append(float(np.abs(got - ref).max()))
+    diffs = [float(np.abs(openvino_f32(path, x) - reference(path, x)).max())
+             for path in (os.path.join(MODELS, f"{name}.onnx"), out)]
     assert diffs[1] <= max(2 * diffs[0], 1e-3), f"{name}: OpenVINO off by {diffs[1]} (2D model {diffs[0]})"
 
 
@@ -184,23 +193,19 @@ def test_openvino_reduces_every_clip_of_a_qdq_consensus(tmp_path, name, consensu
     # per-frame rewrite in onnxruntime, reduced over T here.
     import openvino as ov
     x = tensor(name, "input_0.pb")
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    core = ov.Core()
     plain = os.path.join(MODELS, f"{name}.onnx")
-    ref = ort.InferenceSession(plain, so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    own = float(np.abs(core.compile_model(plain, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0] - ref).max())
+    own = float(np.abs(openvino_f32(plain, x) - reference(plain, x)).max())
     frames, clips = tmp_path / "frames.onnx", tmp_path / "clips.onnx"
     tsm_rewrite.rewrite(plain, frames, validate=False)
     tsm_rewrite.rewrite(plain, clips, validate=False, consensus=consensus)
-    per_frame = ort.InferenceSession(str(frames), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    per_frame = reference(frames, x)
     per_frame = per_frame.reshape(-1, 8, per_frame.shape[-1])
     want = per_frame.mean(1) if consensus == "avg" else per_frame.max(1)
     for static in (False, True):
-        model = core.read_model(str(clips))
+        model = ov.Core().read_model(str(clips))
         if static:
             model.reshape({model.inputs[0].get_any_name(): list(x.shape)})
-        got = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
+        got = openvino_f32(model, x)
         diff = float(np.abs(got - want).max())
         assert diff <= max(2 * own, 1e-3), f"{name} {consensus} static={static}: off by {diff} (2D model {own})"
 
@@ -211,7 +216,6 @@ def test_openvino_runs_a_float_site_of_a_qdq_model_with_a_dynamic_batch(tmp_path
     # with the batch dynamic quantized the output of the convolution reading it wrongly (logits 0.175
     # off, 6.5 times the 2D model's own 0.027); such sites take the batch form now. resnet_basic_qdq
     # reads the same at opset 11, so it is declared that here.
-    import openvino as ov
     x = tensor("resnet_basic_qdq", "input_0.pb")
     m = onnx.load(os.path.join(MODELS, "resnet_basic_qdq.onnx"))
     for o in m.opset_import:
@@ -220,14 +224,8 @@ def test_openvino_runs_a_float_site_of_a_qdq_model_with_a_dynamic_batch(tmp_path
     plain, out = tmp_path / "opset11.onnx", tmp_path / "tsm.onnx"
     onnx.save(m, plain)
     tsm_rewrite.rewrite(plain, out, temporal_pool=True, validate=False)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    core = ov.Core()
-    own = float(np.abs(core.compile_model(str(plain), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
-                       - ort.InferenceSession(str(plain), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]).max())
-    want = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    got = core.compile_model(str(out), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
-    diff = float(np.abs(got - want).max())
+    own = float(np.abs(openvino_f32(plain, x) - reference(plain, x)).max())
+    diff = float(np.abs(openvino_f32(out, x) - reference(out, x)).max())
     assert diff <= max(2 * own, 1e-3), f"OpenVINO off by {diff} (2D model {own})"
 
 

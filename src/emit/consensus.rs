@@ -21,7 +21,7 @@ pub fn add(
 ) -> Result<(), Error> {
     let t = config.output_segments() as i64;
     let last = graph.node.len().checked_sub(1);
-    let quantized = graph.node.iter().any(|n| n.op_type() == "DequantizeLinear");
+    let quantized = crate::plan::is_qdq_model(graph);
     for out in &graph.output {
         let name = out.name();
         let dims = shapes.get(name).map(|i| i.dims.clone()).or_else(|| declared_dims(out)).unwrap_or_default();
