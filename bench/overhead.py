@@ -23,8 +23,8 @@ model measured in the same rounds:
   slices, Concat along T then C), exported with the same exporter;
 - any --variant file (same input and output as the TSM model).
 
-Offline: one clip of T=8 frames per run ([8, 3, 224, 224]). Online: per frame (batch 1) with the
-buffers fed back; onnxruntime through I/O binding (two bindings whose buffer OrtValues swap roles
+Offline: one clip of T=8 frames per run ([8, 3, 224, 224]). Online: per frame (batch 1; with
+--streams N one frame of each of N streams per run, batch N) with the buffers fed back; onnxruntime through I/O binding (two bindings whose buffer OrtValues swap roles
 every frame), OpenVINO through two infer requests whose tensors are set once and swap roles, tract
 by feeding its output tensors back as they are (no numpy copy) into one reused state (since stop 27;
 before, each run spawned a state and the buffers went through numpy). Each round runs every model once (offline) or --frames frames
@@ -398,9 +398,10 @@ def ort_online(path, frame):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     ins, outs = sess.get_inputs(), sess.get_outputs()
     xv = ort.OrtValue.ortvalue_from_numpy(frame)
-    logits = [ort.OrtValue.ortvalue_from_shape_and_type([1] + list(o.shape[1:]), np.float32) for o in outs[:1]]
+    n = frame.shape[0]  # streams
+    logits = [ort.OrtValue.ortvalue_from_shape_and_type([n] + list(o.shape[1:]), np.float32) for o in outs[:1]]
     nb = len(ins) - 1
-    shapes = [[1] + list(i.shape[1:]) for i in ins[1:]]
+    shapes = [[n] + list(i.shape[1:]) for i in ins[1:]]
     sets = [[ort.OrtValue.ortvalue_from_numpy(np.zeros(s, np.float32)) for s in shapes] for _ in range(2)]
     binds = []
     for k in range(2):
@@ -455,7 +456,7 @@ def ov_offline(path, x, precision="f32"):
 
 
 def ov_online(path, frame, precision="f32"):
-    ov, cm = ov_compile(path, 1, precision)
+    ov, cm = ov_compile(path, frame.shape[0], precision)
     return ov_pingpong(ov, cm, frame, ov.Type.f32)
 
 
@@ -492,7 +493,8 @@ def ov_online_state(path, frame, precision="f32"):
     import openvino as ov
     from tsm_rewrite import openvino_stateful
     core = ov.Core()
-    req = core.compile_model(openvino_stateful(path, streams=1, core=core), "CPU", ov_config(precision)).create_infer_request()
+    model = openvino_stateful(path, streams=frame.shape[0], core=core)
+    req = core.compile_model(model, "CPU", ov_config(precision)).create_infer_request()
     req.set_input_tensor(0, ov.Tensor(frame))
     req.reset_state()
     return req.infer
@@ -521,9 +523,10 @@ def tract_online(path, frame):
     frame converted once and one state reused: tract's counterpart of I/O binding."""
     import tract
     shapes = [[d.dim_value for d in v.type.tensor_type.shape.dim[1:]] for v in onnx.load(path, load_external_data=False).graph.input[1:]]
-    state = tract_load(path, 1, shapes).spawn_state()
+    n = frame.shape[0]  # streams
+    state = tract_load(path, n, shapes).spawn_state()
     frame = tract.Tensor.from_numpy(frame)
-    bufs = [[tract.Tensor.from_numpy(np.zeros([1] + s, np.float32)) for s in shapes]]
+    bufs = [[tract.Tensor.from_numpy(np.zeros([n] + s, np.float32)) for s in shapes]]
 
     def run():
         res = state.run([frame] + bufs[0])
@@ -559,7 +562,7 @@ def tvm_offline(path, x):
 
 
 def tvm_online(path, frame):
-    tvm, f, shapes = tvm_compile(path, 1)
+    tvm, f, shapes = tvm_compile(path, frame.shape[0])
     xv = tvm.runtime.tensor(frame)
     state = [[tvm.runtime.tensor(np.zeros(s, np.float32)) for s in shapes[1:]]]
 
@@ -625,8 +628,9 @@ def fmt(s):
     return f"{s['median']:.3f} [{s['q1']:.3f}-{s['q3']:.3f}] ({s['min']:.2f}-{s['max']:.2f})"
 
 
-def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2):
-    """models: {name: path} (with "2d"); returns ({name: summary}, 2d ms)."""
+def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2, streams=1):
+    """models: {name: path} (with "2d"); online, `streams` frames per run (one per stream, the
+    batch); returns ({name: summary}, 2d ms)."""
     r = np.load(models["__ref"])
     offline_fn, online_fn, online_state_fn = RUNNERS[runtime]
     fns = {}
@@ -641,7 +645,7 @@ def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2):
                 log_(f"  {runtime} cannot load {n}: {type(e).__name__}: {str(e)[:300]}")
         reps = 1
     else:
-        frame = np.ascontiguousarray(r["x"][:1])
+        frame = np.ascontiguousarray(r["x"][:streams])
         for n, path in models.items():
             if n.startswith("__"):
                 continue
@@ -688,6 +692,8 @@ def main():
     ap.add_argument("--mode", choices=["offline", "online", "both"], default="both")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--frames", type=int, default=10, help="frames per model per online round")
+    ap.add_argument("--streams", type=int, default=1,
+                    help="online: streams run together, each run a batch of one frame per stream (at most 16)")
     ap.add_argument("--tvm-rounds", type=int, default=3, help="rounds for TVM (untuned: ~33 s per ResNet-50 clip)")
     ap.add_argument("--tvm-frames", type=int, default=2, help="frames per model per online round, TVM")
     ap.add_argument("--variant", action="append", default=[],
@@ -744,9 +750,10 @@ def main():
                 log(f"[{arch}] {rt} {mode}: {', '.join(k for k in models if not k.startswith('__'))}")
                 try:
                     if rt == "tvm":
-                        summ, ms = bench(arch, rt, mode, models, args.tvm_rounds, args.tvm_frames, warmup=1)
+                        summ, ms = bench(arch, rt, mode, models, args.tvm_rounds, args.tvm_frames, warmup=1,
+                                         streams=args.streams)
                     else:
-                        summ, ms = bench(arch, rt, mode, models, args.rounds, args.frames)
+                        summ, ms = bench(arch, rt, mode, models, args.rounds, args.frames, streams=args.streams)
                 except Exception as e:  # noqa: BLE001
                     log(f"  {rt} failed: {type(e).__name__}: {str(e)[:400]}")
                     summ, ms = {}, None
@@ -777,7 +784,7 @@ def write_md(results, args, secs):
              + ". tvm: untuned Relax build (naive loops), fewer rounds.", "",
              "Each cell: median ratio to the 2D model measured in the same rounds, [interquartile range], "
              "(min-max), over the rounds. Offline: one clip of 8 frames at 224x224 per run. Online: per frame "
-             f"(batch 1), {args.frames} frames per model per round, buffers fed back through preallocated "
+             f"(batch {args.streams}: {args.streams} stream(s)), {args.frames} frames per model per round, buffers fed back through preallocated "
              "tensors. null = a copy of the 2D model; roundtrip = each site's branch input through a channel "
              "Split+Concat (exact identity); tsm = tsm-rewrite's default (the stream form where channels "
              "align; elsewhere the clip view offline, the batch form's Concat online); batch = "

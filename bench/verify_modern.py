@@ -13,6 +13,11 @@ scale, eval mode, classifier rescaled so logits have std ~1):
      [16, 3, H, W] input, compare to the PyTorch TSM reference
      (pass: max|diff| <= 1e-4 * max(1, max|ref|), and the output must differ from plain)
   5. onnx.checker.check_model(full_check=True) on every written model
+  6. per online config, `tsm-rewrite --online` with its tract validation (which checks the online
+     model against the tool's own offline past-only rewrite), then onnxruntime streams the clips'
+     frames (one stream per clip, zero buffers from the `tsm-rewrite.buffers` metadata, each
+     buffer output fed back), compared frame by frame to the PyTorch streaming reference
+     (`fixtures/export.py: OnlineShift` at the same sites, fresh buffers); same pass rule
 Writes bench/RESULTS-modern.md (and /tmp/tsm-modern/results.json).
 Nothing is written into the repo except RESULTS-modern.md.
 """
@@ -66,6 +71,10 @@ CONFIGS = [  # (mode, direction, fold_div, group order, segments)
 ]
 
 
+ONLINE_CONFIGS = [("residual", 8), ("inplace", 4)]  # (mode, fold_div)
+META_KEY = "tsm-rewrite.buffers"
+
+
 def cfg_name(mode, direction, fd, order, segs):
     name = f"{mode}-{'paddle' if order == 'paddle' else direction}-fd{fd}"
     return name + (f"-T{segs}" if segs != T else "")
@@ -78,7 +87,7 @@ torch.set_num_threads(1)
 # --------------------------------------------------------------------------
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
-from export import ShiftThen, temporal_shift  # noqa: E402
+from export import OnlineShift, ShiftThen, temporal_shift  # noqa: E402
 
 
 class TemporalShift(nn.Module):
@@ -135,11 +144,12 @@ def set_submodule(model, path, new):
     setattr(parent, name, new)
 
 
-def make_tsm(model, mode, direction, fold_div, order="tsm", segments=T, override=None):
-    """override: {site index: "none" | "inplace" | "residual"} (mutations for the sensitivity check)"""
+def make_tsm(model, mode, direction, fold_div, order="tsm", segments=T, override=None, online=False):
+    """override: {site index: "none" | "inplace" | "residual"} (mutations for the sensitivity check);
+    online: the streaming network (OnlineShift, fresh buffers: one frame per stream per call)"""
     tsm = copy.deepcopy(model)
     for i, (path, attr) in enumerate(residual_sites(tsm)):
-        shift = TemporalShift(fold_div, direction, order, segments)
+        shift = OnlineShift(fold_div) if online else TemporalShift(fold_div, direction, order, segments)
         block = tsm.get_submodule(path)
         m = (override or {}).get(i, mode)
         if m == "none":
@@ -413,7 +423,10 @@ def verify(idx, name, builder, h):
         print(f"  {name} {cname}: diff {diff:.2e} (tol {tol:.1e}) vs plain {c['out_vs_plain']:.3f} "
               f"checker {c['checker'][:40]} -> {'PASS' if c['pass'] else 'FAIL'}", flush=True)
 
-    # 4. sensitivity: would one misplaced shift be caught?  For the first config, drop the
+    # 4. online: the tool's own validation, then a stream in onnxruntime against PyTorch's.
+    rep["online"] = [verify_online(name, path, model, x, mode, fd) for mode, fd in ONLINE_CONFIGS]
+
+    # 5. sensitivity: would one misplaced shift be caught?  For the first config, drop the
     # shift of one site (or put it in inplace position) in the reference and measure how far
     # that moves the output, relative to the pass tolerance.
     if rep["configs"] and "diff" in rep["configs"][0]:
@@ -434,6 +447,57 @@ def verify(idx, name, builder, h):
               f"weakest residual->inplace site {w_inpl[0]} {w_inpl[2]:.0f}", flush=True)
     rep["secs"] = round(time.time() - t_start, 1)
     return rep
+
+
+@torch.no_grad()
+def verify_online(name, path, model, x, mode, fd):
+    """`--online` with the tool's validation (rerun with --no-validate if that fails, so the
+    stream is still checked), then the clips' frames streamed in onnxruntime, one stream per
+    clip, against the PyTorch streaming network on the same frames."""
+    cname = f"online-{mode}-fd{fd}"
+    c = dict(config=cname)
+    opath = os.path.join(WORK, f"{name}.{cname}.onnx")
+    args = [path, "-o", opath, "--online", "--mode", mode, "--fold-div", str(fd)]
+    rc, _, err, dt = run_tool(args)
+    c["validate_rc"], c["validate_secs"] = rc, round(dt, 1)
+    c["validate_line"] = next((l.strip() for l in err.splitlines() if "validated" in l), "")
+    if rc != 0:
+        c["validate_error"] = err.strip()[-1500:]
+        rc, _, err, _ = run_tool(args + ["--no-validate"])
+        if rc != 0:
+            c["pass"], c["error"] = False, err.strip()[-1500:]
+            return c
+    meta = {p.key: p.value for p in onnx.load(opath, load_external_data=False).metadata_props}
+    bufs = json.loads(meta[META_KEY])
+    frames = x.reshape(N_CLIPS, T, *x.shape[1:]).transpose(1, 0, 2, 3, 4)  # [T, streams, 3, H, W]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(opath, so, providers=["CPUExecutionProvider"])
+    state = {b["input"]: np.zeros([N_CLIPS] + [int(d) for d in b["shape"][1:]], np.float32) for b in bufs}
+    net = make_tsm(model, mode, "past", fd, online=True)
+    c["diff"] = c["tol"] = c["out_vs_plain"] = 0.0
+    for f in frames:
+        feed = {"input": np.ascontiguousarray(f), **state}
+        got, *outs = sess.run(["logits"] + [b["output"] for b in bufs], feed)
+        state = {b["input"]: o for b, o in zip(bufs, outs)}
+        ref = torch_run(net, np.ascontiguousarray(f))
+        c["diff"] = max(c["diff"], float(np.abs(got - ref).max()))
+        c["tol"] = max(c["tol"], REL_TOL * max(1.0, float(np.abs(ref).max())))
+        c["out_vs_plain"] = max(c["out_vs_plain"], float(np.abs(got - torch_run(model, np.ascontiguousarray(f))).max()))
+    c["buffers"] = len(bufs)
+    c["checker"] = checker(opath)
+    c["pass"] = bool(c["diff"] <= c["tol"] and c["out_vs_plain"] > MIN_EFFECT and c["checker"] == "ok"
+                      and c["validate_rc"] == 0)
+    print(f"  {name} {cname}: {len(bufs)} buffers, validate rc {c['validate_rc']}; diff {c['diff']:.2e} "
+          f"(tol {c['tol']:.1e}) vs plain {c['out_vs_plain']:.3f} -> {'PASS' if c['pass'] else 'FAIL'}", flush=True)
+    return c
+
+
+def online_cell(c):
+    if "diff" not in c:
+        return f"FAIL: {c.get('error', '')[:80]}"
+    v = "" if c["validate_rc"] == 0 else f", tract validation FAILED (rc {c['validate_rc']})"
+    return f"{'PASS' if c['pass'] else 'FAIL'} {c['diff']:.1e} (Δplain {c['out_vs_plain']:.2f}){v}"
 
 
 # --------------------------------------------------------------------------
@@ -461,13 +525,21 @@ def write_md(reports):
          "inplace position; the smallest resulting output change over all sites, in units of the pass "
          "tolerance (`omitted / residual->inplace`). Values >> 1 mean a single missed or misplaced block "
          "would fail the check.", "",
+         "Online columns: `tsm-rewrite --online --mode M --fold-div F` with its tract validation (the online "
+         "model streamed against the tool's own offline past-only rewrite; a failure is marked in the cell), "
+         f"then onnxruntime streams the clips' {T} frames, one stream per clip, from zero buffers (the "
+         "`tsm-rewrite.buffers` metadata), each buffer output fed back, against the PyTorch streaming network "
+         "(`fixtures/export.py: OnlineShift` at the same sites, fresh buffers) frame by frame; same pass rule "
+         "(largest difference and tolerance over the frames).", "",
          f"tool: `{BIN}`", "",
          "| model | H | nodes | blocks expected | blocks found | channels match | tract validation | "
-         + " | ".join(cfg_name(*c) for c in CONFIGS) + " | checker | sensitivity | time |",
-         "|" + " --- |" * (10 + len(CONFIGS))]
+         + " | ".join(cfg_name(*c) for c in CONFIGS) + " | "
+         + " | ".join(f"online-{m}-fd{fd}" for m, fd in ONLINE_CONFIGS) + " | checker | sensitivity | time |",
+         "|" + " --- |" * (10 + len(CONFIGS) + len(ONLINE_CONFIGS))]
     for r in reports:
         if "exception" in r:
-            L.append(f"| {r['name']} | | | | | | EXCEPTION: {r['exception'][:200]} |" + " |" * (len(CONFIGS) + 2))
+            L.append(f"| {r['name']} | | | | | | EXCEPTION: {r['exception'][:200]} |"
+                     + " |" * (len(CONFIGS) + len(ONLINE_CONFIGS) + 2))
             continue
         val = ("ok" if r["validate_rc"] == 0 and r["validate_line"] else f"FAIL (rc {r['validate_rc']})")
         cells = []
@@ -476,7 +548,8 @@ def write_md(reports):
                 cells.append(f"{'PASS' if c['pass'] else 'FAIL'} {c['diff']:.1e} (Δplain {c['out_vs_plain']:.2f})")
             else:
                 cells.append(f"FAIL: {c.get('error', '')[:80]}")
-        chk = [r["validate_checker"]] + [c.get("checker", "n/a") for c in r["configs"]]
+        cells += [online_cell(c) for c in r.get("online", [])]
+        chk = [r["validate_checker"]] + [c.get("checker", "n/a") for c in r["configs"] + r.get("online", [])]
         chk_s = "ok" if all(s == "ok" for s in chk) else "FAIL"
         L.append(f"| {r['name']} | {r['h']} | {r['nodes']} | {r['expected_blocks']} | {r['found']} | "
                  f"{'yes' if r['blocks_ok'] else 'NO'}{'' if r['channels_in_order'] else ' (order differs)'} | "
@@ -500,6 +573,15 @@ def write_md(reports):
                          f" -> {'PASS' if c['pass'] else 'FAIL'}")
             else:
                 L.append(f"- {c['config']}: FAIL rc {c['rc']}: `{c.get('error', '')[:300]}`")
+        for c in r.get("online", []):
+            if "diff" in c:
+                L.append(f"- {c['config']}: {c['buffers']} buffers; tract validation rc {c['validate_rc']}, "
+                         f"{c['validate_secs']}s: `{c['validate_line'] or c.get('validate_error', '')[-300:]}`; "
+                         f"streamed in onnxruntime, {T} frames x {N_CLIPS} streams: diff {c['diff']:.2e} "
+                         f"(tol {c['tol']:.1e}), out vs plain {c['out_vs_plain']:.3f}, checker {c['checker']}"
+                         f" -> {'PASS' if c['pass'] else 'FAIL'}")
+            else:
+                L.append(f"- {c['config']}: FAIL: `{c.get('error', '')[:300]}`")
         L.append("")
     with open(RESULTS_MD, "w") as f:
         f.write("\n".join(L))
