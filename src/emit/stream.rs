@@ -38,8 +38,8 @@
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
 //! weights), a one-input elementwise op, a pool, an inference BatchNormalization or an Add; and
 //! no other convolution reading a split tensor may write more values than that tensor holds (its
-//! partial sums would pass over more than `x`: ResNet-50's first downsample). Offline, every
-//! convolution it splits must be 1x1 (tract unfolds a split 3x3's input once per part). Other sites get the
+//! partial sums would pass over more than `x`: ResNet-50's first downsample). Every convolution
+//! it splits must be 1x1 (tract unfolds a split 3x3's input once per part). Other sites get the
 //! clip view offline ([`super::clip`]) and the batch form's online Concat ([`super::online`]).
 //! The sums are split in two, so the output equals the other forms' within rounding, not bit
 //! for bit.
@@ -168,7 +168,6 @@ pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Confi
             .collect(),
         folder,
         tract: form == ShiftForm::Tract,
-        pointwise: form == ShiftForm::Tract || !config.online,
     };
     let past = config.online || config.direction == Direction::Past;
     for site in &mut plan.sites {
@@ -194,9 +193,6 @@ struct Finder<'a> {
     /// `--shift-form tract` (online): refuse a site whose head is rounded up past the fold, or
     /// where any other convolution reads a tensor that would be split, not only one that widens.
     tract: bool,
-    /// Refuse a site where a convolution it would split has a spatial kernel: offline, and online
-    /// with `--shift-form tract`.
-    pointwise: bool,
 }
 
 impl Finder<'_> {
@@ -248,14 +244,14 @@ impl Finder<'_> {
         // whose sites sit between 3x3 convolutions, per clip 1.228 and 1.265 with the stream form
         // at its five aligned sites against 1.008 and 0.991 for the clip view everywhere, while
         // onnxruntime (1.045, 1.023 against 1.032, 1.030) and OpenVINO (1.088, 1.059 against
-        // 1.083, 1.040) gained nothing from it (bench/RESULTS-scatter.md): offline such sites take
-        // the clip view. Per frame onnxruntime gains from them (bench/RESULTS-rounded-head.md), so
-        // online only `--shift-form tract` leaves them out (1.041 with them against 1.013 for the
-        // batch form everywhere, bench/RESULTS-tract-form.md). ResNet-50's are 1x1 on both sides.
+        // 1.083, 1.040) gained nothing from it (bench/RESULTS-scatter.md). Online the same: with
+        // two streams tract 1.310 against 1.002 for the batch form's Concat, onnxruntime 1.052
+        // against 1.050, OpenVINO 1.084 against 1.084; with one, tract about even and the others
+        // within the noise, OpenVINO with states perhaps 0.01-0.03 cheaper with them
+        // (bench/RESULTS-online-spatial-splits.md). So such sites take the clip view offline and
+        // the Concat online. ResNet-50's are 1x1 on both sides.
         let pointwise = |w: &TensorProto| w.dims[2..].iter().all(|&d| d == 1);
-        if self.pointwise
-            && !(convs.iter().all(|w| pointwise(w))
-                && chain.iter().all(|t| self.producer_weights(t).is_none_or(pointwise)))
+        if !(convs.iter().all(|w| pointwise(w)) && chain.iter().all(|t| self.producer_weights(t).is_none_or(pointwise)))
         {
             return None;
         }
@@ -954,6 +950,28 @@ mod tests {
     }
 
     #[test]
+    fn no_form_splits_a_convolution_with_a_spatial_kernel() {
+        let online = Config { online: true, direction: Direction::Past, ..Config::default() };
+        // ResNet-18's 3x3s: the consumer, or the stem that writes x. A 1x1 there is split.
+        for (at, name) in [(1, "w1"), (0, "w_stem")] {
+            let (plan, _) = rewrite_graph(one_block(128), &online);
+            assert!(plan.sites[0].stream.is_some(), "{name}");
+            let mut g = one_block(128);
+            let i = g.initializer.iter().position(|t| t.name() == name).unwrap();
+            let (o, c) = (g.initializer[i].dims[0], g.initializer[i].dims[1]);
+            g.initializer[i] = floats(name, &[o, c, 3, 3], (0..o * c * 9).map(|v| v as f32));
+            let conv = g.node.iter_mut().filter(|n| n.op_type() == "Conv").nth(at).unwrap();
+            conv.attribute.push(crate::emit::ints_attr("pads", &[1, 1, 1, 1]));
+            for config in [Config::default(), online.clone(), Config { shift_form: ShiftForm::Tract, ..online.clone() }]
+            {
+                let (plan, g) = rewrite_graph(g.clone(), &config);
+                assert_eq!(plan.sites[0].stream, None, "{name} {config:?}");
+                assert!(!g.node.iter().any(|n| n.name().contains("/from_")), "{name} {config:?}");
+            }
+        }
+    }
+
+    #[test]
     fn the_tract_form_splits_only_pointwise_convolutions_that_no_other_convolution_reads() {
         let online =
             Config { online: true, direction: Direction::Past, shift_form: ShiftForm::Tract, ..Config::default() };
@@ -972,20 +990,6 @@ mod tests {
         assert_eq!(plan.sites[0].stream, None);
         let (plan, _) = rewrite(64, &Config { shift_form: ShiftForm::Stream, ..online.clone() });
         assert_eq!(plan.sites[0].stream.as_ref().map(|s| (s.split, s.moved)), Some((16, 8)));
-        // Nor where a convolution it would split has a spatial kernel (ResNet-18's 3x3s): the
-        // consumer, or the stem that writes x.
-        for (at, name) in [(1, "w1"), (0, "w_stem")] {
-            let mut g = one_block(128);
-            let i = g.initializer.iter().position(|t| t.name() == name).unwrap();
-            let (o, c) = (g.initializer[i].dims[0], g.initializer[i].dims[1]);
-            g.initializer[i] = floats(name, &[o, c, 3, 3], (0..o * c * 9).map(|v| v as f32));
-            let conv = g.node.iter_mut().filter(|n| n.op_type() == "Conv").nth(at).unwrap();
-            conv.attribute.push(crate::emit::ints_attr("pads", &[1, 1, 1, 1]));
-            let (plan, _) = rewrite_graph(g.clone(), &online);
-            assert_eq!(plan.sites[0].stream, None, "{name}");
-            let (plan, _) = rewrite_graph(g, &Config { shift_form: ShiftForm::Stream, ..online.clone() });
-            assert!(plan.sites[0].stream.is_some(), "{name}");
-        }
         // Offline it is the clip view everywhere, as --shift-form clip.
         let offline = Config { shift_form: ShiftForm::Tract, ..Config::default() };
         let (plan, g) = rewrite(64, &offline);
