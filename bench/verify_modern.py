@@ -277,11 +277,15 @@ def export_onnx(model, h, path):
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
 
 
-def ort_run(path, x):
+def ort_session(path):
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def ort_run(path, x):
+    sess = ort_session(path)
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
@@ -470,9 +474,7 @@ def verify_online(name, path, model, x, mode, fd):
     meta = {p.key: p.value for p in onnx.load(opath, load_external_data=False).metadata_props}
     bufs = json.loads(meta[META_KEY])
     frames = x.reshape(N_CLIPS, T, *x.shape[1:]).transpose(1, 0, 2, 3, 4)  # [T, streams, 3, H, W]
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(opath, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(opath)
     state = {b["input"]: np.zeros([N_CLIPS] + [int(d) for d in b["shape"][1:]], np.float32) for b in bufs}
     net = make_tsm(model, mode, "past", fd, online=True)
     c["diff"] = c["tol"] = c["out_vs_plain"] = 0.0

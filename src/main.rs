@@ -70,11 +70,11 @@ struct Args {
     /// convolutions around each site so that only the shifted channels move, where both parts,
     /// the shifted channels rounded up and the rest, are whole blocks of 16 channels and those
     /// convolutions are all 1x1, and elsewhere the clip view offline, the batch form online;
-    /// fastest in onnxruntime and OpenVINO), batch (along the batch axis, no Reshape, weights untouched), clip (on a
-    /// [N, T, C, H*W] view at every site, offline only) or tract (fastest in tract: offline the
-    /// shifted channels moved apart and written back by a ScatterND, from opset 11; online the
-    /// stream form only where the fold is whole blocks and no other convolution reads the site's
-    /// tensor; with several streams, batch measured cheaper in tract).
+    /// fastest in onnxruntime and OpenVINO), batch (along the batch axis, no Reshape, weights
+    /// untouched), clip (on a [N, T, C, H*W] view at every site, offline only) or tract (fastest
+    /// in tract: offline the shifted channels moved apart and written back by a ScatterND, from
+    /// opset 11; online the stream form only where the fold is whole blocks and no other
+    /// convolution reads the site's tensor; with several streams, batch measured cheaper in tract).
     /// Before opset 10 the offline shift is always the clip view.
     #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Stream)]
     shift_form: ShiftForm,
