@@ -5,7 +5,7 @@
 //! reason, so a user can see why a block they expected was not shifted.
 
 use crate::graph::{node_label, Dataflow, Producer, Vertex};
-use crate::onnx::GraphProto;
+use crate::onnx::{GraphProto, NodeProto};
 use crate::shapes::{Dim, Shapes};
 use petgraph::graph::NodeIndex;
 use std::collections::HashSet;
@@ -230,8 +230,8 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
             shortcut_edges.push((c, slot));
         }
     }
-    let (input, input_edges) = match pre_activation_input(graph, df, &fork) {
-        Some((x, consumer)) => (x, vec![(consumer, 0)]),
+    let (input, input_edges) = match pre_activation_input(graph, df, shapes, &fork) {
+        Some(found) => found,
         None => {
             let mut all: Vec<(usize, usize)> = branch_edges.iter().chain(&shortcut_edges).copied().collect();
             all.sort_unstable();
@@ -295,42 +295,91 @@ pub fn open_joins(
     out
 }
 
-/// Per-channel ops that may sit between a block's input and its fork.
-const PRE_ACTIVATION_OPS: &[&str] =
-    &["BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "HardSwish", "Elu", "Selu", "Celu"];
+/// Per-frame ops a pre-activation's normalization and activation are written with, between a
+/// block's input and its fork: BatchNormalization, or GroupNorm as PyTorch exports it (a Reshape to
+/// `[0, G, -1]`, InstanceNormalization, a Reshape back to `Shape(x)`, the affine Mul and Add).
+const PRE_ACTIVATION_OPS: &[&str] = &[
+    "BatchNormalization",
+    "InstanceNormalization",
+    "GroupNormalization",
+    "Reshape",
+    "Shape",
+    "Mul",
+    "Add",
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Clip",
+    "HardSwish",
+    "Elu",
+    "Selu",
+    "Celu",
+];
 
-/// Where the fork is computed by BatchNormalization and an activation, feeding nothing else, from the
-/// output of a previous residual join (a pre-activation block's projection: `x -> BN -> ReLU ->
-/// fork`), the block input `x` and its one consumer. Shifting after a BatchNormalization is not the
-/// same as shifting before it: the zero frames at the clip's edges would become BN's bias. A chain
-/// that starts anywhere else (a stem's Conv-BN-ReLU, MobileNetV2's projection BN) belongs to the
-/// layer before the block, and the fork stays the block input.
-fn pre_activation_input(graph: &GraphProto, df: &Dataflow, fork: &str) -> Option<(String, usize)> {
-    let mut t = fork.to_string();
-    let mut found = None;
-    let mut first = true;
-    for _ in 0..8 {
-        let Some(Producer::Node(p, 0)) = df.producer.get(&t) else { break };
-        let node = &graph.node[*p];
-        let Some(u) = node.input.first() else { break };
-        let single_data_input = node.input.iter().skip(1).all(|i| i.is_empty() || df.constant.contains(i));
-        if !PRE_ACTIVATION_OPS.contains(&node.op_type()) || !single_data_input || df.consumers_of(u).len() != 1 {
-            break;
+const NORMALIZATIONS: &[&str] = &["BatchNormalization", "InstanceNormalization", "GroupNormalization"];
+
+/// Where the fork is computed by a normalization and an activation that nothing else reads, from
+/// the output of a previous residual join or of a pool (a pre-activation block's projection: `x ->
+/// BN -> ReLU -> fork`, or GroupNorm in BiT's blocks), the block input `x` and its consumers. Shifting after a
+/// normalization is not the same as shifting before it: the zero frames at the clip's edges would
+/// become BN's bias, and GroupNorm normalizes each frame over channels the shift moves. A chain that
+/// starts anywhere else (a stem's Conv-BN-ReLU, MobileNetV2's projection BN) belongs to the layer
+/// before the block, and the fork stays the block input.
+fn pre_activation_input(
+    graph: &GraphProto,
+    df: &Dataflow,
+    shapes: &Shapes,
+    fork: &str,
+) -> Option<(String, Vec<(usize, usize)>)> {
+    let data_inputs = |n: &NodeProto| -> Vec<String> {
+        n.input.iter().filter(|i| !i.is_empty() && !df.constant.contains(*i)).cloned().collect()
+    };
+    let is_join = |p: usize| {
+        let n = &graph.node[p];
+        (n.op_type() == "Add" || n.op_type() == "Sum") && data_inputs(n).len() == 2
+    };
+    // A normalization after a pool is the block's own: a layer before the block would have put it
+    // after its convolution (BiT's first block reads the stem's max pool so).
+    let is_entry = |p: usize| is_join(p) || matches!(graph.node[p].op_type(), "MaxPool" | "AveragePool");
+    let Some(Producer::Node(last, 0)) = df.producer.get(fork) else { return None };
+    // The fork straight out of a normalization is a projection's BN, not a pre-activation.
+    if NORMALIZATIONS.contains(&graph.node[*last].op_type()) || is_join(*last) {
+        return None;
+    }
+    // Walk back from the fork to the one join (or pool) output the chain starts from.
+    let mut chain = std::collections::BTreeSet::new();
+    let mut todo = vec![fork.to_string()];
+    let mut x: Option<String> = None;
+    while let Some(t) = todo.pop() {
+        let Some(Producer::Node(p, _)) = df.producer.get(&t) else { return None };
+        if is_entry(*p) {
+            if x.as_ref().is_some_and(|x| *x != t) {
+                return None;
+            }
+            x = Some(t);
+            continue;
         }
-        if first && node.op_type() == "BatchNormalization" {
+        let node = &graph.node[*p];
+        if !PRE_ACTIVATION_OPS.contains(&node.op_type()) || chain.len() >= 16 {
             return None;
         }
-        first = false;
-        if node.op_type() == "BatchNormalization" {
-            found = Some((u.clone(), *p));
+        if chain.insert(*p) {
+            todo.extend(data_inputs(node));
         }
-        t = u.clone();
     }
-    let (x, _) = found.as_ref()?;
-    let Some(Producer::Node(p, _)) = df.producer.get(x) else { return None };
-    let join = &graph.node[*p];
-    let data_inputs = join.input.iter().filter(|i| !i.is_empty() && !df.constant.contains(*i)).count();
-    ((join.op_type() == "Add" || join.op_type() == "Sum") && data_inputs == 2).then_some(found?)
+    let x = x?;
+    let batch = &shapes.get(&x)?.dims[0];
+    let keeps_frames = |p: usize| {
+        let n = &graph.node[p];
+        n.op_type() != "Reshape" || shapes.get(&n.output[0]).is_some_and(|i| i.dims.first() == Some(batch))
+    };
+    // The chain is the block's own and keeps each frame apart: nothing outside it reads x or what
+    // it computes (but the fork), and its Reshapes keep the batch axis.
+    let inside = |t: &str| df.consumers_of(t).iter().all(|(c, _)| chain.contains(c));
+    let outputs_inside = chain.iter().all(|&p| graph.node[p].output.iter().all(|o| o.as_str() == fork || inside(o)));
+    let normalized = chain.iter().any(|&p| NORMALIZATIONS.contains(&graph.node[p].op_type()));
+    (outputs_inside && inside(&x) && normalized && chain.iter().all(|&p| keeps_frames(p)))
+        .then(|| (x.clone(), df.consumers_of(&x).to_vec()))
 }
 
 /// Numbers stages and blocks within them. A stage starts at the first block, at each block whose

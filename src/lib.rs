@@ -24,6 +24,7 @@ pub mod shapes;
 pub mod symbolic_batch;
 pub mod tensor;
 pub mod validate;
+pub mod values;
 pub mod widen;
 pub mod write;
 

@@ -6,9 +6,9 @@
 
 use crate::onnx::{
     attribute_proto::AttributeType, tensor_shape_proto::dimension::Value, type_proto, GraphProto, NodeProto,
-    TensorProto, ValueInfoProto,
+    ValueInfoProto,
 };
-use crate::tensor::int_values;
+use crate::values::{self, Value as Folded};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -189,13 +189,15 @@ impl Shapes {
     /// Infers shapes in node order (the graph is topologically sorted; `Dataflow` checked it).
     pub fn infer(graph: &GraphProto) -> Shapes {
         let mut map: HashMap<String, Info> = HashMap::new();
-        let mut values: HashMap<&str, &TensorProto> = HashMap::new();
+        let mut values: HashMap<String, Folded> = HashMap::new();
         for t in &graph.initializer {
             map.insert(
                 t.name().to_owned(),
                 Info { dims: t.dims.iter().map(|&d| Dim::Known(d)).collect(), channel_axis: None },
             );
-            values.insert(t.name(), t);
+            if let Some(v) = Folded::of_tensor(t) {
+                values.insert(t.name().to_owned(), v);
+            }
         }
         for vi in &graph.input {
             if map.contains_key(vi.name()) {
@@ -216,12 +218,17 @@ impl Shapes {
                             out.clone(),
                             Info { dims: t.dims.iter().map(|&d| Dim::Known(d)).collect(), channel_axis: None },
                         );
-                        values.insert(out, t);
+                        if let Some(v) = Folded::of_tensor(t) {
+                            values.insert(out.clone(), v);
+                        }
                     }
                 }
                 continue;
             }
             let out = infer_node(node, &map, &values);
+            if let (Some(v), Some(name)) = (values::fold(node, &values, &map), node.output.first()) {
+                values.insert(name.clone(), v);
+            }
             for (slot, name) in node.output.iter().enumerate() {
                 if name.is_empty() {
                     continue;
@@ -251,9 +258,10 @@ impl Shapes {
     }
 }
 
-fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&str, &TensorProto>) -> Option<Info> {
+fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<String, Folded>) -> Option<Info> {
     let input = |k: usize| node.input.get(k).filter(|n| !n.is_empty()).and_then(|n| map.get(n));
-    let value = |k: usize| node.input.get(k).and_then(|n| values.get(n.as_str())).and_then(|t| int_values(t));
+    let folded = |k: usize| node.input.get(k).and_then(|n| values.get(n));
+    let value = |k: usize| folded(k).and_then(Folded::known);
     let x = input(0);
     match node.op_type() {
         "Relu"
@@ -469,13 +477,16 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&s
         }
         "Reshape" => {
             let x = x?;
-            let target = value(1)?;
+            let shape = folded(1)?;
+            // A symbolic or unknown element (a `Shape` of an activation) is kept as it is.
+            let target: Vec<i64> = shape.elems.iter().map(|d| d.known().unwrap_or(-2)).collect();
             let allowzero = attr_int(node, "allowzero").unwrap_or(0) != 0;
             let mut dims: Vec<Dim> = target
                 .iter()
                 .enumerate()
                 .map(|(k, &t)| match t {
                     0 if !allowzero => x.dims.get(k).cloned().unwrap_or(Dim::Unknown),
+                    -2 => shape.elems[k].clone(),
                     t if t > 0 => Dim::Known(t),
                     _ => Dim::Unknown,
                 })
@@ -502,7 +513,14 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<&s
                     }
                 }
             }
-            Some(Info { dims, channel_axis: None })
+            // Back to the shape of an activation (GroupNorm's Reshape to `Shape(x)`): x's layout.
+            let channel_axis = shape
+                .shape_of
+                .as_ref()
+                .and_then(|t| map.get(t))
+                .filter(|like| like.rank() == dims.len())
+                .and_then(|like| like.channel_axis);
+            Some(Info { dims, channel_axis })
         }
         "Concat" => {
             let ins: Vec<&Info> = node.input.iter().filter(|n| !n.is_empty()).filter_map(|n| map.get(n)).collect();

@@ -288,8 +288,9 @@ fn validate_with(
 }
 
 /// Where tract cannot load the rewrite at `path`, optimized:
-/// - if the model is float16 and tract cannot load the input model at `original` either, tract is
-///   at fault, not the rewrite: the float32 copies of both are validated instead;
+/// - if tract cannot load the input model at `original` either, tract is at fault, not the rewrite:
+///   a float16 model's float32 copies of both are validated instead, and any other model's error
+///   says so (and that `--no-validate` skips the check);
 /// - if the input model optimizes and the rewrite runs unoptimized, tract's optimizer fails on a
 ///   valid graph (it cannot pull a strided 1x1 convolution's Downsample over a Reshape, see
 ///   `tests/tract/`): both are validated unoptimized.
@@ -312,8 +313,14 @@ fn fallback(
         report.unoptimized = Some(format!("{e:#}"));
         return Ok(report);
     }
-    if !widenable(&loaded.model) || original_runs {
+    if original_runs {
         return Err(fail(e));
+    }
+    if !widenable(&loaded.model) {
+        return Err(Error::Validation(format!(
+            "{e:#}; tract cannot run the input model either, so this is tract's limitation, not the \
+             rewrite's: --no-validate writes the rewrite without this check (run it in your runtime)"
+        )));
     }
     let original_model = crate::load::load(original).map_err(|e| fail(e.into()))?.model;
     let wide = float32_copy(path, path, &loaded.model).map_err(fail)?;

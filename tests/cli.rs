@@ -242,6 +242,28 @@ fn failed_validation_leaves_no_output() {
     assert_eq!(files_in(dir.path()), ["nan.onnx"], "no output, no dump, no temporary file");
 }
 
+/// A model tract cannot load at all (BiT's weight standardization exports a BatchNormalization with
+/// its two running-statistics outputs, which tract refuses) cannot be validated: the error says the
+/// input fails in tract too, and how to write the rewrite anyway.
+#[test]
+fn a_model_tract_cannot_load_names_tract_and_the_way_around() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_unfused_bn"));
+    let g = m.graph.as_mut().unwrap();
+    let bn = g.node.iter_mut().find(|n| n.op_type() == "BatchNormalization").unwrap();
+    bn.output.extend(["running_mean".to_string(), "running_var".to_string()]);
+    let p = write_model(dir.path(), "bn3.onnx", &m);
+    let out = dir.path().join("out.onnx");
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("Wrong number of outputs"), "{err}");
+    assert!(err.contains("tract cannot run the input model either") && err.contains("--no-validate"), "{err}");
+    assert_eq!(files_in(dir.path()), ["bn3.onnx"]);
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-validate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn bad_input_gets_a_clear_error_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();

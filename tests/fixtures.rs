@@ -204,3 +204,26 @@ fn the_clip_view_with_open_height_and_width_matches_the_references() {
         assert!(got.max_abs_diff(&want) <= tolerance(&want), "{folder}: max abs diff {}", got.max_abs_diff(&want));
     }
 }
+
+/// preact_groupnorm's GroupNorms reshape back to `Shape(x)`, and its stem pads by pads the graph
+/// computes (PyTorch's ConstantPad2d): the static inference folds both, so every residual Add's
+/// inputs are known NCHW activations without tract's analysis, which cannot help where tract
+/// cannot load the model (BiT's weight-standardized convolutions, a BatchNormalization with three
+/// outputs).
+#[test]
+fn computed_pads_and_shapes_are_folded_without_a_runtime() {
+    let graph = read_model(&model("preact_groupnorm")).graph.unwrap();
+    let shapes = tsm_rewrite::shapes::Shapes::infer(&graph);
+    let joins: Vec<_> = graph.node.iter().filter(|n| n.op_type() == "Add" && n.name().ends_with("/Add")).collect();
+    let joins: Vec<_> = joins.into_iter().filter(|n| !n.name().contains("/gn")).collect();
+    assert_eq!(joins.len(), 4);
+    for add in joins {
+        for input in &add.input {
+            let info = shapes.get(input).unwrap_or_else(|| panic!("{}: {input} unknown", add.name()));
+            assert!(info.is_nchw(), "{}: {input} {}", add.name(), info.display());
+            assert!(info.dims[1].known().is_some(), "{}: {input} {}", add.name(), info.display());
+        }
+    }
+    let pad = graph.node.iter().find(|n| n.op_type() == "Pad").unwrap();
+    assert_eq!(shapes.get(&pad.output[0]).unwrap().display(), "[batch, 16, 34, 34]");
+}

@@ -170,7 +170,8 @@ macro_rules! for_each_fixture {
             resnet_dynamic_hw,
             resnet_dynamo,
             resnet_v1,
-            resnet_wide
+            resnet_wide,
+            preact_groupnorm
         }
     };
 }

@@ -1,0 +1,434 @@
+//! Integer tensors an export computes inside the graph, folded so that shape inference can read
+//! them. PyTorch writes `F.pad` as `ConstantOfShape -> Concat -> Reshape -> Slice -> Transpose ->
+//! Reshape -> Cast` feeding the Pad's pads, and GroupNorm as a Reshape back to `Shape(x)`; a model
+//! whose shapes pass through such chains (BiT and other pre-activation ResNets with GroupNorm,
+//! weight-standardized convolutions, TF-style padding) would otherwise lose every channel count
+//! after its first Pad. Each element is a [`Dim`], so a `Shape` of an activation with a symbolic
+//! batch keeps the batch as its symbol. Only small tensors are folded ([`MAX_ELEMENTS`]).
+
+use crate::onnx::{tensor_proto::DataType, NodeProto, TensorProto};
+use crate::shapes::{attr_int, attr_ints, Dim, Info};
+use crate::tensor::int_values;
+use std::collections::HashMap;
+
+/// Folded tensors larger than this are dropped: shapes and pads are a few elements long.
+pub const MAX_ELEMENTS: usize = 4096;
+
+/// A folded integer tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// The tensor's own shape (`[]` for a scalar).
+    pub shape: Vec<usize>,
+    /// Its elements, row-major.
+    pub elems: Vec<Dim>,
+    /// The tensor this is the whole `Shape` of, if it is: a Reshape to it restores that tensor's
+    /// layout.
+    pub shape_of: Option<String>,
+}
+
+impl Value {
+    fn new(shape: Vec<usize>, elems: Vec<Dim>) -> Option<Value> {
+        (elems.len() <= MAX_ELEMENTS && shape.iter().product::<usize>() == elems.len()).then_some(Value {
+            shape,
+            elems,
+            shape_of: None,
+        })
+    }
+
+    /// An integer initializer or Constant.
+    pub fn of_tensor(t: &TensorProto) -> Option<Value> {
+        let shape = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
+        if shape.iter().product::<usize>() > MAX_ELEMENTS {
+            return None;
+        }
+        Value::new(shape, int_values(t)?.into_iter().map(Dim::Known).collect())
+    }
+
+    /// Every element, if all are known.
+    pub fn known(&self) -> Option<Vec<i64>> {
+        self.elems.iter().map(Dim::known).collect()
+    }
+}
+
+/// What a fold sees: the node, the folded value of each input, and the inferred shape of each.
+struct Inputs<'a> {
+    node: &'a NodeProto,
+    values: Vec<Option<&'a Value>>,
+    infos: Vec<Option<&'a Info>>,
+}
+
+impl Inputs<'_> {
+    fn value(&self, k: usize) -> Option<&Value> {
+        self.values.get(k).copied().flatten()
+    }
+
+    /// Input k's elements as integers: a constant operand (axes, starts, a permutation).
+    fn ints(&self, k: usize) -> Option<Vec<i64>> {
+        self.value(k)?.known()
+    }
+}
+
+type Fold = fn(&Inputs) -> Option<Value>;
+
+/// One function per operator, in the order a reader looks them up.
+const FOLDS: &[(&str, Fold)] = &[
+    ("Shape", shape),
+    ("ConstantOfShape", constant_of_shape),
+    ("Identity", identity),
+    ("Cast", cast),
+    ("Concat", concat),
+    ("Reshape", reshape),
+    ("Squeeze", squeeze),
+    ("Unsqueeze", unsqueeze),
+    ("Slice", slice),
+    ("Transpose", transpose),
+    ("Gather", gather),
+    ("Add", |i| arithmetic(i, |a, b| a.checked_add(b))),
+    ("Sub", |i| arithmetic(i, |a, b| a.checked_sub(b))),
+    ("Mul", |i| arithmetic(i, |a, b| a.checked_mul(b))),
+    // ONNX's integer Div truncates toward zero, as Rust's does.
+    ("Div", |i| arithmetic(i, |a, b| a.checked_div(b))),
+];
+
+/// Folds `node` if it is an integer operator over folded inputs; `values` holds what was folded
+/// so far, `infos` the inferred shapes (for `Shape`).
+pub fn fold(node: &NodeProto, values: &HashMap<String, Value>, infos: &HashMap<String, Info>) -> Option<Value> {
+    let (_, f) = FOLDS.iter().find(|(op, _)| *op == node.op_type())?;
+    let inputs = Inputs {
+        node,
+        values: node.input.iter().map(|n| values.get(n).filter(|_| !n.is_empty())).collect(),
+        infos: node.input.iter().map(|n| infos.get(n).filter(|_| !n.is_empty())).collect(),
+    };
+    f(&inputs)
+}
+
+fn shape(i: &Inputs) -> Option<Value> {
+    let x = i.infos.first().copied().flatten()?;
+    let rank = x.rank() as i64;
+    let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+    let start = clamp(attr_int(i.node, "start").unwrap_or(0));
+    let end = clamp(attr_int(i.node, "end").unwrap_or(rank));
+    let dims = x.dims.get(start..end.max(start))?.to_vec();
+    let whole = start == 0 && end == x.rank();
+    let mut v = Value::new(vec![dims.len()], dims)?;
+    v.shape_of = whole.then(|| i.node.input[0].clone());
+    Some(v)
+}
+
+fn constant_of_shape(i: &Inputs) -> Option<Value> {
+    let shape = i.ints(0)?.into_iter().map(|d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
+    let fill = match i.node.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref()) {
+        Some(t) => *int_values(t)?.first()?,
+        None => 0,
+    };
+    let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    if n > MAX_ELEMENTS {
+        return None;
+    }
+    Value::new(shape, vec![Dim::Known(fill); n])
+}
+
+fn identity(i: &Inputs) -> Option<Value> {
+    i.value(0).cloned()
+}
+
+fn cast(i: &Inputs) -> Option<Value> {
+    let to = DataType::try_from(i32::try_from(attr_int(i.node, "to")?).ok()?).ok()?;
+    matches!(to, DataType::Int64 | DataType::Int32).then(|| i.value(0).cloned()).flatten()
+}
+
+fn concat(i: &Inputs) -> Option<Value> {
+    // Shapes and pads are vectors: only rank 1 is folded.
+    let mut elems = Vec::new();
+    for (k, name) in i.node.input.iter().enumerate() {
+        if name.is_empty() {
+            continue;
+        }
+        let v = i.value(k)?;
+        if v.shape.len() != 1 {
+            return None;
+        }
+        elems.extend(v.elems.iter().cloned());
+    }
+    Value::new(vec![elems.len()], elems)
+}
+
+fn reshape(i: &Inputs) -> Option<Value> {
+    let v = i.value(0)?;
+    let target = i.ints(1)?;
+    let allowzero = attr_int(i.node, "allowzero").unwrap_or(0) != 0;
+    let mut shape: Vec<Option<usize>> = Vec::with_capacity(target.len());
+    for (k, &t) in target.iter().enumerate() {
+        shape.push(match t {
+            0 if !allowzero => Some(*v.shape.get(k)?),
+            -1 => None,
+            t => Some(usize::try_from(t).ok()?),
+        });
+    }
+    let known: usize = shape.iter().flatten().product();
+    let total = v.elems.len();
+    let shape: Vec<usize> = match shape.iter().filter(|d| d.is_none()).count() {
+        0 => shape.into_iter().flatten().collect(),
+        1 if known > 0 && total % known == 0 => shape.into_iter().map(|d| d.unwrap_or(total / known)).collect(),
+        _ => return None,
+    };
+    Value::new(shape, v.elems.clone())
+}
+
+fn axes_of(i: &Inputs, rank: usize) -> Option<Vec<usize>> {
+    let axes = attr_ints(i.node, "axes").or_else(|| i.ints(1))?;
+    let mut out: Vec<usize> = axes
+        .iter()
+        .map(|&a| usize::try_from(if a < 0 { a + rank as i64 } else { a }).ok().filter(|&a| a < rank))
+        .collect::<Option<_>>()?;
+    out.sort_unstable();
+    out.dedup();
+    (out.len() == axes.len()).then_some(out)
+}
+
+fn squeeze(i: &Inputs) -> Option<Value> {
+    let v = i.value(0)?;
+    let axes = match axes_of(i, v.shape.len()) {
+        Some(a) => a,
+        None if attr_ints(i.node, "axes").is_none() && i.node.input.len() < 2 => {
+            (0..v.shape.len()).filter(|&k| v.shape[k] == 1).collect()
+        }
+        None => return None,
+    };
+    if axes.iter().any(|&a| v.shape[a] != 1) {
+        return None;
+    }
+    let shape = v.shape.iter().enumerate().filter(|(k, _)| !axes.contains(k)).map(|(_, &d)| d).collect();
+    Value::new(shape, v.elems.clone())
+}
+
+fn unsqueeze(i: &Inputs) -> Option<Value> {
+    let v = i.value(0)?;
+    let axes = axes_of(i, v.shape.len() + attr_ints(i.node, "axes").or_else(|| i.ints(1))?.len())?;
+    let mut shape = v.shape.clone();
+    for &a in &axes {
+        if a > shape.len() {
+            return None;
+        }
+        shape.insert(a, 1);
+    }
+    Value::new(shape, v.elems.clone())
+}
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for k in (0..shape.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1] * shape[k + 1];
+    }
+    s
+}
+
+/// Every index of `shape`, row-major.
+fn indices(shape: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = vec![vec![]];
+    for &d in shape {
+        out = out.into_iter().flat_map(|p| (0..d).map(move |k| [p.clone(), vec![k]].concat())).collect();
+    }
+    out
+}
+
+fn slice(i: &Inputs) -> Option<Value> {
+    let v = i.value(0)?;
+    let rank = v.shape.len();
+    // Opset 10 moved starts, ends, axes and steps from attributes to inputs.
+    let (starts, ends, axes, steps) = match attr_ints(i.node, "starts") {
+        Some(s) => (s, attr_ints(i.node, "ends")?, attr_ints(i.node, "axes"), None),
+        None => (i.ints(1)?, i.ints(2)?, i.ints(3), i.ints(4)),
+    };
+    let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return None;
+    }
+    // Per axis, the source index of each output position.
+    let mut picks: Vec<Vec<usize>> = v.shape.iter().map(|&d| (0..d).collect()).collect();
+    for k in 0..starts.len() {
+        let a = axes[k];
+        let a = usize::try_from(if a < 0 { a + rank as i64 } else { a }).ok().filter(|&a| a < rank)?;
+        let d = v.shape[a] as i64;
+        let step = steps[k];
+        if step == 0 {
+            return None;
+        }
+        let norm = |x: i64| if x < 0 { x + d } else { x };
+        let (start, end) = if step > 0 {
+            (norm(starts[k]).clamp(0, d), norm(ends[k]).clamp(0, d))
+        } else {
+            (norm(starts[k]).clamp(-1, d - 1), norm(ends[k]).clamp(-1, d - 1))
+        };
+        let mut p = Vec::new();
+        let mut x = start;
+        while (step > 0 && x < end) || (step < 0 && x > end) {
+            p.push(x as usize);
+            x += step;
+        }
+        picks[a] = p;
+    }
+    let shape: Vec<usize> = picks.iter().map(Vec::len).collect();
+    let src = strides(&v.shape);
+    let elems = indices(&shape)
+        .iter()
+        .map(|ix| v.elems[ix.iter().enumerate().map(|(a, &k)| picks[a][k] * src[a]).sum::<usize>()].clone())
+        .collect();
+    Value::new(shape, elems)
+}
+
+fn transpose(i: &Inputs) -> Option<Value> {
+    let v = i.value(0)?;
+    let rank = v.shape.len();
+    let perm: Vec<usize> = match attr_ints(i.node, "perm") {
+        Some(p) => p.iter().map(|&a| usize::try_from(a).ok().filter(|&a| a < rank)).collect::<Option<_>>()?,
+        None => (0..rank).rev().collect(),
+    };
+    if perm.len() != rank {
+        return None;
+    }
+    let shape: Vec<usize> = perm.iter().map(|&p| v.shape[p]).collect();
+    let src = strides(&v.shape);
+    let elems = indices(&shape)
+        .iter()
+        .map(|ix| v.elems[ix.iter().enumerate().map(|(k, &x)| x * src[perm[k]]).sum::<usize>()].clone())
+        .collect();
+    Value::new(shape, elems)
+}
+
+fn gather(i: &Inputs) -> Option<Value> {
+    // `Shape -> Gather(k)`: picking dims out of a shape vector.
+    let v = i.value(0)?;
+    let idx = i.value(1)?;
+    if v.shape.len() != 1 || attr_int(i.node, "axis").unwrap_or(0) != 0 {
+        return None;
+    }
+    let n = v.elems.len() as i64;
+    let elems = idx
+        .known()?
+        .iter()
+        .map(|&k| usize::try_from(if k < 0 { k + n } else { k }).ok().and_then(|k| v.elems.get(k)).cloned())
+        .collect::<Option<Vec<_>>>()?;
+    Value::new(idx.shape.clone(), elems)
+}
+
+fn arithmetic(i: &Inputs, op: fn(i64, i64) -> Option<i64>) -> Option<Value> {
+    let (a, b) = (i.value(0)?, i.value(1)?);
+    // A vector with a scalar or a vector of the same length: what shape arithmetic needs.
+    let n = a.elems.len().max(b.elems.len());
+    let shape = if a.elems.len() >= b.elems.len() { a.shape.clone() } else { b.shape.clone() };
+    let at = |v: &Value, k: usize| if v.elems.len() == 1 { v.elems[0].clone() } else { v.elems[k].clone() };
+    if (a.elems.len() != n && a.elems.len() != 1) || (b.elems.len() != n && b.elems.len() != 1) {
+        return None;
+    }
+    let elems = (0..n)
+        .map(|k| match (at(a, k), at(b, k)) {
+            (Dim::Known(x), Dim::Known(y)) => op(x, y).map(Dim::Known).unwrap_or(Dim::Unknown),
+            _ => Dim::Unknown,
+        })
+        .collect();
+    Value::new(shape, elems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::{attribute_proto::AttributeType, AttributeProto};
+    use crate::tensor::int64;
+
+    fn node(op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec!["out".into()],
+            attribute: attrs,
+            ..Default::default()
+        }
+    }
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn known(shape: &[usize], v: &[i64]) -> Value {
+        Value::new(shape.to_vec(), v.iter().map(|&x| Dim::Known(x)).collect()).unwrap()
+    }
+
+    fn run(n: &NodeProto, values: &[(&str, Value)]) -> Option<Value> {
+        let values = values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        fold(n, &values, &HashMap::new())
+    }
+
+    /// PyTorch's `F.pad(x, (1, 2, 3, 4))` at opset 17, step by step: the pads of the last two
+    /// axes, reversed into ONNX's begin-all-then-end-all order.
+    #[test]
+    fn torch_pad_chain_folds_to_onnx_pads() {
+        let zeros = run(&node("ConstantOfShape", &["n"], vec![]), &[("n", known(&[1], &[4]))]).unwrap();
+        assert_eq!(zeros.known(), Some(vec![0; 4]));
+        let cat = run(&node("Concat", &["p", "z"], vec![]), &[("p", known(&[4], &[1, 2, 3, 4])), ("z", zeros)]);
+        let pairs =
+            run(&node("Reshape", &["c", "s"], vec![]), &[("c", cat.unwrap()), ("s", known(&[2], &[-1, 2]))]).unwrap();
+        assert_eq!(pairs.shape, vec![4, 2]);
+        let reversed = run(
+            &node("Slice", &["r", "st", "en", "ax", "sp"], vec![]),
+            &[
+                ("r", pairs),
+                ("st", known(&[1], &[-1])),
+                ("en", known(&[1], &[i64::MIN + 1])),
+                ("ax", known(&[1], &[0])),
+                ("sp", known(&[1], &[-1])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(reversed.known(), Some(vec![0, 0, 0, 0, 3, 4, 1, 2]));
+        let t = run(&node("Transpose", &["r"], vec![ints("perm", &[1, 0])]), &[("r", reversed)]).unwrap();
+        let flat = run(&node("Reshape", &["t", "s"], vec![]), &[("t", t), ("s", known(&[1], &[-1]))]).unwrap();
+        assert_eq!(flat.known(), Some(vec![0, 0, 3, 1, 0, 0, 4, 2]));
+    }
+
+    #[test]
+    fn shape_keeps_a_symbolic_batch_and_names_its_tensor() {
+        let x = Info {
+            dims: vec![Dim::Sym("batch".into()), Dim::Known(8), Dim::Known(4), Dim::Known(4)],
+            channel_axis: Some(1),
+        };
+        let infos = HashMap::from([("x".to_string(), x)]);
+        let v = fold(&node("Shape", &["x"], vec![]), &HashMap::new(), &infos).unwrap();
+        assert_eq!(v.elems[0], Dim::Sym("batch".into()));
+        assert_eq!(v.shape_of.as_deref(), Some("x"));
+        let g = run(&node("Gather", &["v", "i"], vec![]), &[("v", v), ("i", known(&[], &[-1]))]).unwrap();
+        assert_eq!((g.shape.clone(), g.known()), (vec![], Some(vec![4])));
+    }
+
+    #[test]
+    fn arithmetic_and_casts() {
+        let a = known(&[2], &[7, -7]);
+        let two = known(&[], &[2]);
+        let d = run(&node("Div", &["a", "b"], vec![]), &[("a", a.clone()), ("b", two)]).unwrap();
+        assert_eq!(d.known(), Some(vec![3, -3]));
+        let zero = known(&[], &[0]);
+        let bad = run(&node("Div", &["a", "b"], vec![]), &[("a", a.clone()), ("b", zero)]).unwrap();
+        assert_eq!(bad.elems, vec![Dim::Unknown, Dim::Unknown]);
+        let to_float = AttributeProto {
+            name: Some("to".into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(DataType::Float as i64),
+            ..Default::default()
+        };
+        assert_eq!(run(&node("Cast", &["a"], vec![to_float]), &[("a", a)]), None);
+    }
+
+    #[test]
+    fn large_tensors_are_not_folded() {
+        let t = int64("big", &[MAX_ELEMENTS as i64 + 1], &vec![0; MAX_ELEMENTS + 1]);
+        assert_eq!(Value::of_tensor(&t), None);
+        let n = run(&node("ConstantOfShape", &["n"], vec![]), &[("n", known(&[2], &[1 << 20, 1 << 20]))]);
+        assert_eq!(n, None);
+    }
+}
