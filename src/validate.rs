@@ -317,10 +317,7 @@ fn fallback(
         return Err(fail(e));
     }
     if !widenable(&loaded.model) {
-        return Err(Error::Validation(format!(
-            "{e:#}; tract cannot run the input model either, so this is tract's limitation, not the \
-             rewrite's: --no-validate writes the rewrite without this check (run it in your runtime)"
-        )));
+        return Err(tract_limited(format!("{e:#}")));
     }
     let original_model = crate::load::load(original).map_err(|e| fail(e.into()))?.model;
     let wide = float32_copy(path, path, &loaded.model).map_err(fail)?;
@@ -328,6 +325,15 @@ fn fallback(
     let mut report = validate(wide.path(), wide_2d.path(), graph, segments, input_shape)?;
     report.float32 = Some(format!("{e:#}"));
     Ok(report)
+}
+
+/// Tract's error where it cannot load the input model either: its limitation, not the rewrite's,
+/// and the way to write the rewrite anyway.
+fn tract_limited(error: String) -> Error {
+    Error::Validation(format!(
+        "{error}; tract cannot run the input model either, so this is tract's limitation, not the \
+         rewrite's: --no-validate writes the rewrite without this check (run it in your runtime)"
+    ))
 }
 
 /// Whether validation may check `model`'s float32 copy instead: it holds float16, and no external
@@ -407,8 +413,15 @@ pub fn validate_online(
     let Ok(loaded) = crate::load::load(online) else { return Err(e) };
     let (shapes, _) = input_shapes(graph, 1, input_shape)?;
     let frame_shapes: Vec<Vec<usize>> = shapes[..shapes.len() - buffers].iter().map(|(_, s)| s.clone()).collect();
-    if !widenable(&loaded.model) || Runner::load(original, &frame_shapes).is_ok() {
+    if Runner::load(original, &frame_shapes).is_ok() {
         return Err(e);
+    }
+    if !widenable(&loaded.model) {
+        let message = match e {
+            Error::Validation(m) => m,
+            other => other.to_string(),
+        };
+        return Err(tract_limited(message));
     }
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let load = |p: &Path| crate::load::load(p).map(|l| l.model).map_err(|e| fail(e.into()));

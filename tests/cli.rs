@@ -260,6 +260,10 @@ fn a_model_tract_cannot_load_names_tract_and_the_way_around() {
     assert!(err.contains("Wrong number of outputs"), "{err}");
     assert!(err.contains("tract cannot run the input model either") && err.contains("--no-validate"), "{err}");
     assert_eq!(files_in(dir.path()), ["bn3.onnx"]);
+    let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--online"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("tract cannot run the input model either"), "{}", stderr(&o));
+    assert_eq!(files_in(dir.path()), ["bn3.onnx"]);
     let o = tool(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-validate"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
