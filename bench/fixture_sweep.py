@@ -44,6 +44,10 @@ depth (quantize_static's resnet_deep: tract 2 steps off and OpenVINO 3 at layer2
 the logits are one step off, as on the 2D model).
 
     python bench/fixture_sweep.py TSM_BIN [--tvm] [--quantize] [--only SUBSTRING]   # fixtures whose name has it
+    python bench/fixture_sweep.py TSM_BIN [--tvm] --model a.onnx [--model b.onnx ...]  # exports of your own
+
+With `--model`, the given exports are swept instead of the fixtures, on two clips of seeded random
+frames at their declared size (e.g. bench/verify_modern.py's exports in /tmp/tsm-modern/).
 """
 import glob
 import os
@@ -66,6 +70,30 @@ FLAGS = [[], ["--online"], ["--mode", "inplace"], ["--online", "--mode", "inplac
          ["--shift-form", "tract"], ["--online", "--shift-form", "batch"], ["--online", "--shift-form", "tract"],
          ["--consensus", "avg"], ["--temporal-pool"], ["--group-order", "paddle"], ["--segments", "4"]]
 TYPES = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "tensor(double)": np.float64}
+
+
+def model_input(path):
+    """For a model given with --model: two clips of seeded random frames at its declared size."""
+    dims = onnx.load(path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    shape = [16] + [d.dim_value for d in dims[1:]]
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+_tvm_2d = {}
+# The tool's validation error where tract cannot load the 2D model either.
+TRACT_LIMITED = "tract cannot run the input model either"
+
+
+def tvm_fails_2d(model, x):
+    """TVM's first error line on the 2D model itself, or None where it converts and runs it."""
+    if model not in _tvm_2d:
+        try:
+            first = ort_session(model).get_inputs()[0]
+            tvm_run(model, feeds([(first.name, first.shape, first.type)], x))
+            _tvm_2d[model] = None
+        except Exception as e:  # noqa: BLE001
+            _tvm_2d[model] = (str(e).strip().splitlines() or [type(e).__name__])[-1][:120]
+    return _tvm_2d[model]
 
 
 def fixture_input(name):
@@ -210,8 +238,11 @@ def main():
     if "--only" in sys.argv[2:]:
         only = sys.argv[sys.argv.index("--only") + 1]
         models = [(m, n) for m, n in models if only in n]
+    given = [sys.argv[k + 1] for k, a in enumerate(sys.argv[:-1]) if a == "--model"]
+    if given:  # models of your own (full-size exports) instead of the fixtures
+        models = [(m, os.path.basename(m)[:-5]) for m in given]
     for model, name in models:
-        x = fixture_input(name.replace("_qdq_sweep", ""))
+        x = model_input(model) if given else fixture_input(name.replace("_qdq_sweep", ""))
         own = plain_distances(core, model, x, with_tvm) if "qdq" in name else {}
         try:
             first = ort_session(model).get_inputs()[0]
@@ -230,6 +261,10 @@ def main():
             def fail(msg):
                 runtime = msg.split(":")[0]
                 known = KNOWN.get((name, " ".join(flags), runtime))
+                if runtime == "validation" and TRACT_LIMITED in msg:
+                    known = "tract cannot load the 2D model either: the tool says so"
+                if runtime == "TVM" and tvm_fails_2d(model, x):
+                    known = f"TVM cannot convert the 2D model either ({tvm_fails_2d(model, x)})"
                 if not known and not online and KNOWN_OFFLINE.get(name, ("",))[0] == runtime:
                     known = KNOWN_OFFLINE[name][1]
                 counts["known" if known else "failures"] += 1
@@ -253,7 +288,11 @@ def main():
                 continue
             counts["rewrites"] += 1
             if validated.returncode:
-                fail("validation: " + validated.stderr.strip().splitlines()[-1][:300])
+                line = validated.stderr.strip().splitlines()[-1]
+                msg = line[:300]
+                if TRACT_LIMITED in line and TRACT_LIMITED not in msg:
+                    msg += " ... " + TRACT_LIMITED
+                fail("validation: " + msg)
             xx = x[:2] if online else x
             steps = output_steps(out)
             try:
