@@ -84,6 +84,11 @@ tool's own output, so that a form can be timed before it is built into the emitt
   multiply-adds (fold/C of the consumer's, which the zeroed columns waste), the zeroed copy of the
   consumer's weights in the file, and exactness for finite values only (a zeroed column times an
   inf or NaN in x's replaced channels is NaN, where the shift reads the buffer).
+- slice-consumer: an online model whose sites in the batch form's flattened Concat (ResNet-50's
+  first) feed their consumer convolution folded by input halves, `Conv(x[:, fold:], W[:, fold:], B)
+  + Conv(buffer_in, W[:, :fold])`, the rest and the buffer output two channel Slices of x itself: no
+  Reshape, no Concat, no zeroed weights, exact. The question (stop 36): does it spare OpenVINO the
+  flattened Concat's reorders at the one site the stream form leaves out.
 - channel-concat: an online model whose sites in the batch form's flattened Concat join the buffer
   and `x[:, fold:]` on the channel axis, unflattened (the form the tool keeps for a strided 1x1
   consumer): no Reshape, so no reorder to planar in OpenVINO; the hope was that OpenVINO's channel
@@ -576,14 +581,14 @@ def apply_plan(g, plan, drop=()):
     return len(plan)
 
 
-def side_conv(m):
-    g = m.graph
+def conv_sites(g):
+    """The flattened sites whose shifted tensor one ungrouped Conv reads: (prefix, x, buffer input,
+    fold, the Conv, its weights)."""
     inits = {i.name: i for i in g.initializer}
     readers = {}
     for n in g.node:
         for i in n.input:
             readers.setdefault(i, []).append(n)
-    plan = {}
     for p, x, buffer_in, fold in flattened_sites(g):
         reads = readers.get(p + "shifted", [])
         if len(reads) != 1 or reads[0].op_type != "Conv" or reads[0].input[0] != p + "shifted":
@@ -591,7 +596,13 @@ def side_conv(m):
         conv = reads[0]
         if next((a.i for a in conv.attribute if a.name == "group"), 1) != 1:
             continue
-        w = numpy_helper.to_array(inits[conv.input[1]])
+        yield p, x, buffer_in, fold, conv, numpy_helper.to_array(inits[conv.input[1]])
+
+
+def side_conv(m):
+    g = m.graph
+    plan = {}
+    for p, x, buffer_in, fold, conv, w in list(conv_sites(g)):
         zeroed = w.copy()
         zeroed[:, :fold] = 0
         g.initializer.append(numpy_helper.from_array(zeroed, p + "side/w_zeroed"))
@@ -605,6 +616,29 @@ def side_conv(m):
         add = helper.make_node("Add", [p + "side/from_x", p + "side/from_buffer"], [conv.output[0]], name=conv.name + "/sum")
         plan[conv.name] = [from_x, from_buffer, add]
     return apply_plan(g, plan)
+
+
+def slice_consumer(m):
+    g = m.graph
+    plan, drop = {}, []
+    for p, x, buffer_in, fold, conv, w in list(conv_sites(g)):
+        g.initializer.append(numpy_helper.from_array(w[:, fold:].copy(), p + "sc/w_rest"))
+        g.initializer.append(numpy_helper.from_array(w[:, :fold].copy(), p + "sc/w_buffer"))
+        for k, v in (("s0", 0), ("sf", fold), ("sc", w.shape[1]), ("ax", 1)):
+            int64_init(g, p + "sc/" + k, [v])
+        rest = helper.make_node("Slice", [x, p + "sc/sf", p + "sc/sc", p + "sc/ax"], [p + "sc/rest"],
+                                name=p + "sc/Slice_rest")
+        head = helper.make_node("Slice", [x, p + "sc/s0", p + "sc/sf", p + "sc/ax"], [p + "buffer_out"],
+                                name=p + "sc/Slice_head")
+        a = helper.make_node("Conv", [p + "sc/rest", p + "sc/w_rest"] + list(conv.input[2:]), [p + "sc/from_rest"],
+                             name=conv.name + "/from_rest")
+        b = helper.make_node("Conv", [buffer_in, p + "sc/w_buffer"], [p + "sc/from_buffer"], name=conv.name + "/from_buffer")
+        for c in (a, b):
+            c.attribute.extend(conv.attribute)
+        add = helper.make_node("Add", [p + "sc/from_rest", p + "sc/from_buffer"], [conv.output[0]], name=conv.name + "/sum")
+        plan[conv.name] = [rest, head, a, b, add]
+        drop.append(p + "Reshape_buffer_out")
+    return apply_plan(g, plan, drop)
 
 
 def channel_concat(m):
@@ -737,7 +771,7 @@ VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "c
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
             "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head,
-            "side-conv": side_conv, "channel-concat": channel_concat,
+            "side-conv": side_conv, "slice-consumer": slice_consumer, "channel-concat": channel_concat,
             "flat-buffer-out": flat_buffer_out, "flat-head": flat_head, "stem-split": stem_split,
             "stem-split16": lambda m: stem_split(m, 16)}
 

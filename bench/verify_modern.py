@@ -47,6 +47,7 @@ try:
     from timm.models import convnext as timm_convnext
     from timm.models import regnet as timm_regnet
     from timm.models import resnet as timm_resnet
+    from timm.models import resnetv2 as timm_resnetv2
 except ImportError:  # timm optional
     timm = None
 
@@ -142,6 +143,11 @@ def branch_attr(m):
         if isinstance(m, timm_convnext.ConvNeXtBlock):
             return "conv_dw"
         if isinstance(m, (timm_resnet.BasicBlock, timm_resnet.Bottleneck)):
+            return "conv1"
+        if isinstance(m, (timm_resnetv2.PreActBasic, timm_resnetv2.PreActBottleneck)):
+            # as transformers' BiT below: the projection reads norm1's output
+            return "conv1" if m.downsample is not None else "norm1"
+        if isinstance(m, timm_resnetv2.Bottleneck):
             return "conv1"
         if getattr(m, "has_skip", False):
             raise TypeError(f"unhandled timm residual block type {type(m).__name__}")
@@ -240,6 +246,10 @@ def models():
             # its own form), the later ones AvgPool -> Conv reading the split tensor
             "timm_resnet50": (tm("resnet50"), 160),
             "timm_resnet26d": (tm("resnet26d"), 160),
+            # pre-activation ResNetV2: with BatchNorm, and BiT's (GroupNorm, weight-standardized
+            # convolutions, a ConstantPad2d stem; tract cannot load it)
+            "timm_resnetv2_50": (tm("resnetv2_50"), 160),
+            "timm_resnetv2_50x1_bit": (tm("resnetv2_50x1_bit"), 160),
         })
     if transformers is not None:
         c = transformers
@@ -332,7 +342,9 @@ def torch_run(model, x):
 
 @torch.no_grad()
 def normalize_logits(model, x):
-    fc = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    # The classifier: the last Linear, or the last convolution where the head is one (timm's ResNetV2).
+    fc = ([m for m in model.modules() if isinstance(m, nn.Linear)]
+          or [m for m in model.modules() if isinstance(m, nn.Conv2d)])[-1]
     s = float(torch_run(model, x).std())
     s = float(np.float32(2.0 ** np.round(np.log2(s))))  # power of two: exact rescale
     fc.weight.div_(s)
