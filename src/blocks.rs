@@ -378,8 +378,11 @@ fn pre_activation_input(
     let inside = |t: &str| df.consumers_of(t).iter().all(|(c, _)| chain.contains(c));
     let outputs_inside = chain.iter().all(|&p| graph.node[p].output.iter().all(|o| o.as_str() == fork || inside(o)));
     let normalized = chain.iter().any(|&p| NORMALIZATIONS.contains(&graph.node[p].op_type()));
-    (outputs_inside && inside(&x) && normalized && chain.iter().all(|&p| keeps_frames(p)))
-        .then(|| (x.clone(), df.consumers_of(&x).to_vec()))
+    if !(outputs_inside && inside(&x) && normalized && chain.iter().all(|&p| keeps_frames(p))) {
+        return None;
+    }
+    let edges = df.consumers_of(&x).to_vec();
+    Some((x, edges))
 }
 
 /// Numbers stages and blocks within them. A stage starts at the first block, at each block whose

@@ -129,7 +129,8 @@ fn broadcast(infos: &[&Info]) -> Vec<Dim> {
         .collect()
 }
 
-fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
+/// An axis in `[-rank, rank)` as an index, or None out of range.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     (0..rank as i64).contains(&a).then_some(a as usize)
 }
@@ -478,20 +479,20 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
         "Reshape" => {
             let x = x?;
             let shape = folded(1)?;
-            // A symbolic or unknown element (a `Shape` of an activation) is kept as it is.
-            let target: Vec<i64> = shape.elems.iter().map(|d| d.known().unwrap_or(-2)).collect();
             let allowzero = attr_int(node, "allowzero").unwrap_or(0) != 0;
-            let mut dims: Vec<Dim> = target
+            // A symbolic or unknown element (a `Shape` of an activation) is kept as it is.
+            let mut dims: Vec<Dim> = shape
+                .elems
                 .iter()
                 .enumerate()
-                .map(|(k, &t)| match t {
-                    0 if !allowzero => x.dims.get(k).cloned().unwrap_or(Dim::Unknown),
-                    -2 => shape.elems[k].clone(),
-                    t if t > 0 => Dim::Known(t),
-                    _ => Dim::Unknown,
+                .map(|(k, t)| match t {
+                    Dim::Known(0) if !allowzero => x.dims.get(k).cloned().unwrap_or(Dim::Unknown),
+                    Dim::Known(t) if *t > 0 => Dim::Known(*t),
+                    Dim::Known(_) => Dim::Unknown,
+                    other => other.clone(),
                 })
                 .collect();
-            if let Some(pos) = target.iter().position(|&t| t == -1) {
+            if let Some(pos) = shape.elems.iter().position(|t| *t == Dim::Known(-1)) {
                 let total = x.dims.iter().try_fold(1i64, |acc, d| d.known().map(|v| acc * v));
                 let rest = dims
                     .iter()
@@ -563,29 +564,22 @@ fn spatial(node: &NodeProto, x: &Info, kernel: &[i64], ceil: bool, dims: &mut Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::emit::ints_attr;
     use crate::graph::tests::{node, value_info};
-    use crate::onnx::AttributeProto;
     use crate::tensor::int64;
-
-    fn ints(name: &str, v: &[i64]) -> AttributeProto {
-        AttributeProto {
-            name: Some(name.into()),
-            r#type: Some(AttributeType::Ints as i32),
-            ints: v.to_vec(),
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn conv_pool_and_transpose() {
         let mut conv = node("Conv", "c", &["x", "w"], &["y"]);
-        conv.attribute = vec![ints("strides", &[2, 2]), ints("pads", &[3, 3, 3, 3]), ints("kernel_shape", &[7, 7])];
+        conv.attribute =
+            vec![ints_attr("strides", &[2, 2]), ints_attr("pads", &[3, 3, 3, 3]), ints_attr("kernel_shape", &[7, 7])];
         let mut pool = node("MaxPool", "p", &["y"], &["z"]);
-        pool.attribute = vec![ints("kernel_shape", &[3, 3]), ints("strides", &[2, 2]), ints("pads", &[1, 1, 1, 1])];
+        pool.attribute =
+            vec![ints_attr("kernel_shape", &[3, 3]), ints_attr("strides", &[2, 2]), ints_attr("pads", &[1, 1, 1, 1])];
         let mut tr = node("Transpose", "t", &["z"], &["nhwc"]);
-        tr.attribute = vec![ints("perm", &[0, 2, 3, 1])];
+        tr.attribute = vec![ints_attr("perm", &[0, 2, 3, 1])];
         let mut back = node("Transpose", "t2", &["nhwc"], &["nchw"]);
-        back.attribute = vec![ints("perm", &[0, 3, 1, 2])];
+        back.attribute = vec![ints_attr("perm", &[0, 3, 1, 2])];
         let graph = GraphProto {
             input: vec![value_info("x", &[-1, 3, 224, 224])],
             initializer: vec![int64("w", &[64, 3, 7, 7], &[0; 64 * 3 * 49])],
@@ -608,7 +602,7 @@ mod tests {
     fn pad_reads_its_pads_from_an_attribute_or_a_constant_input() {
         // tf2onnx writes Keras's ZeroPadding2D on an NHWC tensor as Pad with the pads as an input.
         let mut old = node("Pad", "p2", &["x"], &["a"]);
-        old.attribute = vec![ints("pads", &[0, 0, 1, 1, 0, 0, 2, 2])];
+        old.attribute = vec![ints_attr("pads", &[0, 0, 1, 1, 0, 0, 2, 2])];
         let graph = GraphProto {
             input: vec![value_info("x", &[-1, 8, 4, 4]), value_info("nhwc", &[-1, 224, 224, 3])],
             initializer: vec![

@@ -7,7 +7,7 @@
 //! batch keeps the batch as its symbol. Only small tensors are folded ([`MAX_ELEMENTS`]).
 
 use crate::onnx::{tensor_proto::DataType, NodeProto, TensorProto};
-use crate::shapes::{attr_int, attr_ints, Dim, Info};
+use crate::shapes::{attr_int, attr_ints, norm_axis, Dim, Info};
 use crate::tensor::int_values;
 use std::collections::HashMap;
 
@@ -177,10 +177,7 @@ fn reshape(i: &Inputs) -> Option<Value> {
 
 fn axes_of(i: &Inputs, rank: usize) -> Option<Vec<usize>> {
     let axes = attr_ints(i.node, "axes").or_else(|| i.ints(1))?;
-    let mut out: Vec<usize> = axes
-        .iter()
-        .map(|&a| usize::try_from(if a < 0 { a + rank as i64 } else { a }).ok().filter(|&a| a < rank))
-        .collect::<Option<_>>()?;
+    let mut out: Vec<usize> = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Option<_>>()?;
     out.sort_unstable();
     out.dedup();
     (out.len() == axes.len()).then_some(out)
@@ -248,8 +245,7 @@ fn slice(i: &Inputs) -> Option<Value> {
     // Per axis, the source index of each output position.
     let mut picks: Vec<Vec<usize>> = v.shape.iter().map(|&d| (0..d).collect()).collect();
     for k in 0..starts.len() {
-        let a = axes[k];
-        let a = usize::try_from(if a < 0 { a + rank as i64 } else { a }).ok().filter(|&a| a < rank)?;
+        let a = norm_axis(axes[k], rank)?;
         let d = v.shape[a] as i64;
         let step = steps[k];
         if step == 0 {
@@ -304,11 +300,10 @@ fn gather(i: &Inputs) -> Option<Value> {
     if v.shape.len() != 1 || attr_int(i.node, "axis").unwrap_or(0) != 0 {
         return None;
     }
-    let n = v.elems.len() as i64;
     let elems = idx
         .known()?
         .iter()
-        .map(|&k| usize::try_from(if k < 0 { k + n } else { k }).ok().and_then(|k| v.elems.get(k)).cloned())
+        .map(|&k| norm_axis(k, v.elems.len()).map(|k| v.elems[k].clone()))
         .collect::<Option<Vec<_>>>()?;
     Value::new(idx.shape.clone(), elems)
 }
@@ -334,7 +329,8 @@ fn arithmetic(i: &Inputs, op: fn(i64, i64) -> Option<i64>) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::{attribute_proto::AttributeType, AttributeProto};
+    use crate::emit::{int_attr, ints_attr};
+    use crate::onnx::AttributeProto;
     use crate::tensor::int64;
 
     fn node(op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
@@ -343,15 +339,6 @@ mod tests {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: vec!["out".into()],
             attribute: attrs,
-            ..Default::default()
-        }
-    }
-
-    fn ints(name: &str, v: &[i64]) -> AttributeProto {
-        AttributeProto {
-            name: Some(name.into()),
-            r#type: Some(AttributeType::Ints as i32),
-            ints: v.to_vec(),
             ..Default::default()
         }
     }
@@ -387,7 +374,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(reversed.known(), Some(vec![0, 0, 0, 0, 3, 4, 1, 2]));
-        let t = run(&node("Transpose", &["r"], vec![ints("perm", &[1, 0])]), &[("r", reversed)]).unwrap();
+        let t = run(&node("Transpose", &["r"], vec![ints_attr("perm", &[1, 0])]), &[("r", reversed)]).unwrap();
         let flat = run(&node("Reshape", &["t", "s"], vec![]), &[("t", t), ("s", known(&[1], &[-1]))]).unwrap();
         assert_eq!(flat.known(), Some(vec![0, 0, 3, 1, 0, 0, 4, 2]));
     }
@@ -415,12 +402,7 @@ mod tests {
         let zero = known(&[], &[0]);
         let bad = run(&node("Div", &["a", "b"], vec![]), &[("a", a.clone()), ("b", zero)]).unwrap();
         assert_eq!(bad.elems, vec![Dim::Unknown, Dim::Unknown]);
-        let to_float = AttributeProto {
-            name: Some("to".into()),
-            r#type: Some(AttributeType::Int as i32),
-            i: Some(DataType::Float as i64),
-            ..Default::default()
-        };
+        let to_float = int_attr("to", DataType::Float as i64);
         assert_eq!(run(&node("Cast", &["a"], vec![to_float]), &[("a", a)]), None);
     }
 
