@@ -66,8 +66,18 @@ pub struct Findings {
 }
 
 /// Ops a projection shortcut may consist of: linear maps that keep the block input's content.
-const SHORTCUT_OPS: &[&str] =
-    &["Conv", "BatchNormalization", "AveragePool", "MaxPool", "Identity", "Pad", "Mul", "Add"];
+const SHORTCUT_OPS: &[&str] = &[
+    "Conv",
+    "BatchNormalization",
+    "GroupNormalization",
+    "InstanceNormalization",
+    "AveragePool",
+    "MaxPool",
+    "Identity",
+    "Pad",
+    "Mul",
+    "Add",
+];
 const MAX_SHORTCUT_NODES: usize = 4;
 /// Ops that only change how a tensor is stored (quantized, or in another float type): a QDQ model's
 /// shortcut reads `DequantizeLinear -> Conv -> QuantizeLinear -> DequantizeLinear`, which is the
@@ -202,15 +212,37 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
             ));
         }
     };
-    let mut short_ops: Vec<&str> = short_set
+    let short_nodes: Vec<usize> = short_set
         .iter()
         .filter_map(|v| match df.g[*v] {
-            Vertex::Node(n) => Some(graph.node[n].op_type()),
+            Vertex::Node(n) => Some(n),
             _ => None,
         })
-        .filter(|op| !STORAGE_OPS.contains(op))
         .collect();
+    let mut short_ops: Vec<&str> =
+        short_nodes.iter().map(|&n| graph.node[n].op_type()).filter(|op| !STORAGE_OPS.contains(op)).collect();
     short_ops.sort_unstable();
+    let group_norms = short_ops.iter().filter(|op| **op == "InstanceNormalization").count();
+    if group_norms > 0 {
+        // GroupNorm as PyTorch exports it (timm's `resnet50_gn` normalizes its projections so): a
+        // Reshape to `[0, G, -1]`, InstanceNormalization, a Reshape back to `Shape(x)`, the affine
+        // Mul and Add. One normalization, as BatchNormalization is, if its Reshapes keep each frame
+        // apart.
+        let keeps_frames = short_nodes.iter().all(|&n| {
+            graph.node[n].op_type() != "Reshape"
+                || shapes.get(&graph.node[n].output[0]).is_some_and(|i| i.dims.first() == Some(&info.dims[0]))
+        });
+        if keeps_frames {
+            short_ops.retain(|op| !matches!(*op, "Reshape" | "Shape"));
+            for affine in ["Mul", "Add"] {
+                for _ in 0..group_norms {
+                    if let Some(k) = short_ops.iter().position(|op| *op == affine) {
+                        short_ops.remove(k);
+                    }
+                }
+            }
+        }
+    }
     if short_ops.len() > MAX_SHORTCUT_NODES || short_ops.iter().any(|op| !SHORTCUT_OPS.contains(op)) {
         return Err(format!(
             "the shorter path from '{fork}' ({}) is not an identity or projection shortcut",

@@ -290,12 +290,18 @@ pub fn plan(
             ));
             continue;
         }
+        // As in the reference code (`fold = c // fold_div`), a fold of zero shifts nothing: such a
+        // block (a stem's multi-branch convolution on the 3-channel image) stays as it is.
         let fold = block.channels / config.fold_div as i64;
         if fold == 0 {
-            return Err(Error::Config(format!(
-                "node {}: tensor '{}' has {} channels; --fold-div {} leaves no channel to shift (use a --fold-div of at most {})",
-                block.name, block.fork, block.channels, config.fold_div, block.channels
-            )));
+            plan.not_shifted.push((
+                block.name.clone(),
+                format!(
+                    "tensor '{}' has {} channels: --fold-div {} leaves no channel to shift",
+                    block.fork, block.channels, config.fold_div
+                ),
+            ));
+            continue;
         }
         let (tensor, edges) = match config.mode {
             Mode::Residual => (&block.fork, block.branch_edges.clone()),
@@ -341,6 +347,17 @@ pub fn plan(
             after,
             prefix,
         });
+    }
+    if plan.sites.is_empty() {
+        // The first of the widest (max_by_key keeps the last of equals).
+        if let Some(widest) = findings.blocks.iter().rev().max_by_key(|b| b.channels) {
+            if widest.channels < config.fold_div as i64 {
+                return Err(Error::Config(format!(
+                    "node {}: tensor '{}' has {} channels, the most of any block; --fold-div {} leaves no channel to shift (use a --fold-div of at most {})",
+                    widest.name, widest.fork, widest.channels, config.fold_div, widest.channels
+                )));
+            }
+        }
     }
     if config.temporal_pool {
         let mut pool = pool_site(graph, df, findings, config)?;
@@ -390,8 +407,15 @@ mod tests {
     }
 
     #[test]
-    fn zero_fold_names_the_block() {
+    fn zero_fold_everywhere_names_the_widest_block() {
+        // Both blocks fork from 8 channels. (A block left unshifted beside shifted ones: tests/cli.rs
+        // and the resnet_basic fd16 reference.)
         let err = plan_for(&Config { fold_div: 16, ..Config::default() }).unwrap_err().to_string();
-        assert!(err.starts_with("node /layer1/layer1.0/Add: tensor 's_r' has 8 channels"), "{err}");
+        assert!(
+            err.starts_with(
+                "node /layer1/layer1.0/Add: tensor 's_r' has 8 channels, the most of any block; --fold-div 16"
+            ),
+            "{err}"
+        );
     }
 }

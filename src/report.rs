@@ -162,7 +162,10 @@ pub fn validated(v: &Validated) -> String {
 /// One line on online validation: the buffer loop against the offline reference, and the latency.
 pub fn online_validation(r: &validate::OnlineReport) -> String {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    let note = r.float32.as_ref().map_or(String::new(), |why| float32_note(why));
+    let mut note = r.float32.as_ref().map_or(String::new(), |why| float32_note(why));
+    if let Some(why) = &r.unoptimized {
+        note += &unoptimized_note(why, r.unoptimized_2d);
+    }
     note + &format!(
         "validated in tract: {} stream(s) x {} frames with the buffers fed back, equal to the offline past-only rewrite \
          (max abs diff {:.1e}), all values finite; {:.2} ms per frame online vs {:.2} ms for the 2D model ({:.2}x)\n",
@@ -172,6 +175,14 @@ pub fn online_validation(r: &validate::OnlineReport) -> String {
         ms(r.per_frame),
         ms(r.per_frame_2d),
         ms(r.per_frame) / ms(r.per_frame_2d).max(1e-9)
+    )
+}
+
+fn unoptimized_note(why: &str, input_too: bool) -> String {
+    let which = if input_too { "and on the input model alike" } else { "but not on the input model" };
+    format!(
+        "note: tract's optimizer fails on this model {which} ({why}); a limitation of tract: validated the models as \
+         tract types them, unoptimized (the model is valid; other runtimes run it)\n"
     )
 }
 
@@ -189,11 +200,7 @@ pub fn validation(r: &validate::Report) -> String {
         out += &float32_note(why);
     }
     if let Some(why) = &r.unoptimized {
-        let _ = writeln!(
-            out,
-            "note: tract's optimizer fails on this model but not on the input model ({why}); a limitation of tract: \
-             validated both models as tract types them, unoptimized (the model is valid; other runtimes run it)"
-        );
+        out += &unoptimized_note(why, r.unoptimized_2d);
     }
     out + &format!(
         "validated in tract: {} clip(s), {} -> {}, all values finite; {:.1} ms per clip vs {:.1} ms for the 2D model \
@@ -265,6 +272,7 @@ pub fn json(
             "ratio_to_2d": r.per_clip.as_secs_f64() / r.per_clip_2d.as_secs_f64().max(1e-12),
             "float32_copy_because": r.float32,
             "unoptimized_because": r.unoptimized,
+            "unoptimized_2d": r.unoptimized_2d,
         }),
         Validated::Online(r) => json!({
             "kind": "online",
@@ -277,6 +285,8 @@ pub fn json(
             "ms_per_frame_2d": ms(r.per_frame_2d),
             "ratio_to_2d": r.per_frame.as_secs_f64() / r.per_frame_2d.as_secs_f64().max(1e-12),
             "float32_copy_because": r.float32,
+            "unoptimized_because": r.unoptimized,
+            "unoptimized_2d": r.unoptimized_2d,
         }),
     });
     json!({

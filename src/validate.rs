@@ -28,9 +28,11 @@ pub struct Report {
     /// Where tract cannot run the float16 model, nor the input model: tract's message. Then what
     /// was run is the float32 copy of both (see [`crate::widen`]).
     pub float32: Option<String>,
-    /// Where tract's optimizer fails on the rewrite but not on the input model: its message. Then
-    /// both were run as tract types them, unoptimized.
+    /// Where tract's optimizer fails on the rewrite: its message. Then both were run as tract types
+    /// them, unoptimized.
     pub unoptimized: Option<String>,
+    /// With `unoptimized`: whether the optimizer fails on the input model too.
+    pub unoptimized_2d: bool,
 }
 
 /// Rounds of the offline timing: each runs both models once, alternating which goes first.
@@ -257,6 +259,7 @@ fn validate_with(
         per_clip_2d: per(times_2d),
         float32: None,
         unoptimized: None,
+        unoptimized_2d: false,
     };
     for (out, vi) in outputs.iter().zip(&graph.output) {
         if let Some(dims) = declared_dims(vi) {
@@ -291,9 +294,9 @@ fn validate_with(
 /// - if tract cannot load the input model at `original` either, tract is at fault, not the rewrite:
 ///   a float16 model's float32 copies of both are validated instead, and any other model's error
 ///   says so (and that `--no-validate` skips the check);
-/// - if the input model optimizes and the rewrite runs unoptimized, tract's optimizer fails on a
-///   valid graph (it cannot pull a strided 1x1 convolution's Downsample over a Reshape, see
-///   `tests/tract/`): both are validated unoptimized.
+/// - if the rewrite runs unoptimized and so does the input model (optimized or not), tract's
+///   optimizer fails on a valid graph (it cannot pull a strided 1x1 convolution's Downsample over a
+///   Reshape, see `tests/tract/`): both are validated unoptimized.
 ///
 /// The report says which. Otherwise tract's error is the validation error.
 fn fallback(
@@ -308,9 +311,16 @@ fn fallback(
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let Ok(loaded) = crate::load::load(path) else { return Err(fail(e)) };
     let original_runs = Runner::load(original, concrete).is_ok();
-    if original_runs && Runner::load_with(path, concrete, false).is_ok() {
+    // Where the optimizer fails on the input model too (the same Downsample pull in timm's
+    // `resnet50_gn`, whose projections normalize with GroupNorm), both may still run unoptimized.
+    let both_run_typed = || {
+        (original_runs || Runner::load_with(original, concrete, false).is_ok())
+            && Runner::load_with(path, concrete, false).is_ok()
+    };
+    if both_run_typed() {
         let mut report = validate_with(path, original, graph, segments, input_shape, false)?;
         report.unoptimized = Some(format!("{e:#}"));
+        report.unoptimized_2d = !original_runs;
         return Ok(report);
     }
     if original_runs {
@@ -373,6 +383,9 @@ pub struct OnlineReport {
     /// As [`Report::float32`]: where tract cannot run the float16 online graph, nor the input
     /// model, tract's message; the graphs checked were then the float32 copies of all three.
     pub float32: Option<String>,
+    /// As [`Report::unoptimized`] and [`Report::unoptimized_2d`], for the three models.
+    pub unoptimized: Option<String>,
+    pub unoptimized_2d: bool,
 }
 
 /// Frame `t` of every stream, from clips laid out as `[streams * frames, ...]`.
@@ -406,21 +419,37 @@ pub fn validate_online(
     frames: usize,
     input_shape: Option<&[usize]>,
 ) -> Result<OnlineReport, Error> {
-    let e = match stream_frames((online, reference, original), graph, buffers, frames, input_shape) {
+    let models = (online, reference, original);
+    let e = match stream_frames(models, graph, buffers, frames, input_shape, true) {
         Ok(report) => return Ok(report),
         Err(e) => e,
     };
     let Ok(loaded) = crate::load::load(online) else { return Err(e) };
-    let (shapes, _) = input_shapes(graph, 1, input_shape)?;
-    let frame_shapes: Vec<Vec<usize>> = shapes[..shapes.len() - buffers].iter().map(|(_, s)| s.clone()).collect();
-    if Runner::load(original, &frame_shapes).is_ok() {
+    let message = match &e {
+        Error::Validation(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let (shapes, streams) = input_shapes(graph, 1, input_shape)?;
+    let all_shapes: Vec<Vec<usize>> = shapes.iter().map(|(_, s)| s.clone()).collect();
+    let frame_shapes = &all_shapes[..shapes.len() - buffers];
+    let clip_shapes: Vec<Vec<usize>> =
+        frame_shapes.iter().map(|s| [&[streams * frames][..], &s[1..]].concat()).collect();
+    // As offline ([`fallback`]): where tract's optimizer fails but all three models run as tract
+    // types them, they are checked unoptimized.
+    let original_runs = Runner::load(original, frame_shapes).is_ok();
+    let typed = Runner::load_with(online, &all_shapes, false).is_ok()
+        && Runner::load_with(reference, &clip_shapes, false).is_ok()
+        && (original_runs || Runner::load_with(original, frame_shapes, false).is_ok());
+    if typed {
+        let mut report = stream_frames(models, graph, buffers, frames, input_shape, false)?;
+        report.unoptimized = Some(message);
+        report.unoptimized_2d = !original_runs;
+        return Ok(report);
+    }
+    if original_runs {
         return Err(e);
     }
     if !widenable(&loaded.model) {
-        let message = match e {
-            Error::Validation(m) => m,
-            other => other.to_string(),
-        };
         return Err(tract_limited(message));
     }
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
@@ -429,7 +458,7 @@ pub fn validate_online(
     let wide_reference = float32_copy(online, reference, &load(reference)?).map_err(fail)?;
     let wide_2d = float32_copy(online, &online.with_file_name("2d"), &load(original)?).map_err(fail)?;
     let paths = (wide.path(), wide_reference.path(), wide_2d.path());
-    let mut report = stream_frames(paths, graph, buffers, frames, input_shape)?;
+    let mut report = stream_frames(paths, graph, buffers, frames, input_shape, true)?;
     report.float32 = Some(e.to_string());
     Ok(report)
 }
@@ -441,6 +470,7 @@ fn stream_frames(
     buffers: usize,
     frames: usize,
     input_shape: Option<&[usize]>,
+    optimize: bool,
 ) -> Result<OnlineReport, Error> {
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let (shapes, streams) = input_shapes(graph, 1, input_shape)?;
@@ -455,7 +485,7 @@ fn stream_frames(
         .collect();
     let clips: Vec<FloatArray> =
         clip_shapes.iter().enumerate().map(|(i, s)| FloatArray::random(s, 0x75_6d + i as u64)).collect();
-    let expected = Runner::load(reference, &clip_shapes)
+    let expected = Runner::load_with(reference, &clip_shapes, optimize)
         .and_then(|r| r.run(&clips))
         .context("running the offline past-only rewrite used as the reference")
         .map_err(fail)?;
@@ -472,7 +502,7 @@ fn stream_frames(
     let frame_inputs = |t: usize| clips.iter().map(|c| frame(c, streams, frames, t)).collect::<Vec<_>>();
 
     let all_shapes: Vec<Vec<usize>> = shapes.iter().map(|(_, s)| s.clone()).collect();
-    let runner = Runner::load(online, &all_shapes).map_err(fail)?;
+    let runner = Runner::load_with(online, &all_shapes, optimize).map_err(fail)?;
     let mut state: Vec<FloatArray> = all_shapes[models_in..]
         .iter()
         .map(|s| FloatArray { shape: s.clone(), data: vec![0.0; s.iter().product()] })
@@ -486,6 +516,8 @@ fn stream_frames(
         per_frame: Duration::ZERO,
         per_frame_2d: Duration::ZERO,
         float32: None,
+        unoptimized: None,
+        unoptimized_2d: false,
     };
     let mut times = Vec::with_capacity(frames);
     for t in 0..frames {
@@ -546,7 +578,7 @@ fn stream_frames(
     report.per_frame = median(times);
     drop(runner);
 
-    let runner_2d = Runner::load(original, &all_shapes[..models_in])
+    let runner_2d = Runner::load_with(original, &all_shapes[..models_in], optimize)
         .context("loading the original 2D model for the latency comparison")
         .map_err(fail)?;
     let mut times = Vec::with_capacity(frames);

@@ -171,7 +171,8 @@ macro_rules! for_each_fixture {
             resnet_dynamo,
             resnet_v1,
             resnet_wide,
-            preact_groupnorm
+            preact_groupnorm,
+            resnet_groupnorm
         }
     };
 }
