@@ -150,7 +150,13 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
                 return Err(format!("shape of input '{t}' is unknown{op}"));
             }
             Some(info) if !info.is_nchw() => {
-                return Err(format!("input '{t}' {} is not a rank-4 [N, C, H, W] activation", info.display()));
+                let last =
+                    (info.rank() == 4 && info.channel_axis == Some(3)).then_some(" (its channels are its last axis)");
+                return Err(format!(
+                    "input '{t}' {} is not a rank-4 [N, C, H, W] activation{}",
+                    info.display(),
+                    last.unwrap_or_default()
+                ));
             }
             Some(_) => {}
         }

@@ -8,7 +8,7 @@ use crate::config::{Config, ExternalData};
 use crate::emit;
 use crate::error::Error;
 use crate::external;
-use crate::graph::Dataflow;
+use crate::graph::{Dataflow, Producer};
 use crate::load::{load, Loaded};
 use crate::onnx::{GraphProto, ModelProto, TensorProto};
 use crate::plan::{self, Plan};
@@ -61,6 +61,28 @@ impl Prepared {
 
     pub fn graph(&self) -> &GraphProto {
         self.model.graph.as_ref().expect("load() refuses models without a graph")
+    }
+}
+
+/// The channel axis of a tensor of rank `rank` whose shape only tract's analysis knows, from the
+/// operators next to it: the last axis where a LayerNormalization over it or a MatMul reads or
+/// writes the tensor (a vision transformer's tokens; Swin's `[N, H, W, C]` would otherwise be read
+/// as `[N, C, H, W]`, its rows shifted as if channels), else an ONNX convolution's axis 1 at rank 4.
+fn filled_channel_axis(graph: &GraphProto, df: &Dataflow, tensor: &str, rank: usize) -> Option<usize> {
+    let last = rank.checked_sub(1)?;
+    let over_last = |n: &crate::onnx::NodeProto| match n.op_type() {
+        "LayerNormalization" => {
+            crate::shapes::attr_int(n, "axis").unwrap_or(-1).rem_euclid(rank as i64) as usize == last
+        }
+        "MatMul" | "Gemm" => true,
+        _ => false,
+    };
+    let read = df.consumers_of(tensor).iter().any(|&(c, slot)| slot == 0 && over_last(&graph.node[c]));
+    let written = matches!(df.producer.get(tensor), Some(Producer::Node(p, 0)) if over_last(&graph.node[*p]));
+    if read || written {
+        Some(last)
+    } else {
+        (rank == 4).then_some(1)
     }
 }
 
@@ -157,7 +179,8 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
                 asked_tract = true;
                 for (t, dims) in tensors.iter().zip(found) {
                     if let Some(d) = dims {
-                        shapes.fill(t, &d);
+                        let axis = filled_channel_axis(graph, &df, t, d.len());
+                        shapes.fill(t, &d, axis);
                     }
                 }
                 findings = blocks::find(graph, &df, &shapes);
@@ -535,6 +558,38 @@ pub fn write_dump(prepared: &Prepared, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::tests::{node, value_info};
+
+    #[test]
+    fn a_tensor_only_tract_knows_is_channels_last_where_a_layer_norm_or_matmul_says_so() {
+        // Swin's residual stream, [N, H, W, C]: read by LayerNormalization over its last axis, or
+        // written by a MatMul. A convolution's input, or a tensor with no such neighbour, is NCHW.
+        let mut ln = node("LayerNormalization", "ln", &["tokens", "g", "b"], &["normed"]);
+        ln.attribute.push(crate::emit::int_attr("axis", -1));
+        let mut ln_c = node("LayerNormalization", "ln_c", &["chw", "g", "b"], &["chw_normed"]);
+        ln_c.attribute.push(crate::emit::int_attr("axis", 1));
+        let graph = GraphProto {
+            input: ["x", "tokens", "w", "w2", "g", "b"].iter().map(|n| value_info(n, &[-1, 8, 4, 4])).collect(),
+            node: vec![
+                node("Relu", "r", &["x"], &["plain"]),
+                node("Conv", "c", &["plain", "w"], &["conv"]),
+                ln,
+                node("MatMul", "mm", &["normed", "w2"], &["mixed"]),
+                node("Relu", "r2", &["mixed"], &["chw"]),
+                ln_c,
+                node("Relu", "r3", &["tokens"], &["loose"]),
+            ],
+            ..Default::default()
+        };
+        let df = Dataflow::build(&graph).unwrap();
+        let axis = |t: &str| filled_channel_axis(&graph, &df, t, 4);
+        assert_eq!(axis("tokens"), Some(3));
+        assert_eq!(axis("mixed"), Some(3));
+        assert_eq!(axis("plain"), Some(1));
+        assert_eq!(axis("chw"), Some(1), "a LayerNormalization over the channels of NCHW");
+        assert_eq!(axis("loose"), Some(1));
+        assert_eq!(filled_channel_axis(&graph, &df, "loose", 3), None);
+    }
 
     #[test]
     fn a_result_over_the_size_limit_gets_its_tensors_in_a_data_file() {

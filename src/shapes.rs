@@ -170,13 +170,12 @@ impl Shapes {
     }
 
     /// Fills what inference left open in `tensor` from concrete `dims` (tract's analysis at the
-    /// model's own size), but the batch; a tensor inference never reached becomes a rank-4 NCHW
-    /// activation when it has rank 4 (an ONNX convolution's layout).
-    pub fn fill(&mut self, tensor: &str, dims: &[usize]) {
-        let info = self.map.entry(tensor.to_owned()).or_insert_with(|| Info {
-            dims: vec![Dim::Unknown; dims.len()],
-            channel_axis: (dims.len() == 4).then_some(1),
-        });
+    /// model's own size), but the batch; a tensor inference never reached gets `channel_axis`.
+    pub fn fill(&mut self, tensor: &str, dims: &[usize], channel_axis: Option<usize>) {
+        let info = self
+            .map
+            .entry(tensor.to_owned())
+            .or_insert_with(|| Info { dims: vec![Dim::Unknown; dims.len()], channel_axis });
         if info.rank() != dims.len() {
             return;
         }
