@@ -41,6 +41,7 @@ import torchvision
 from torchvision.models.convnext import CNBlock
 from torchvision.models.efficientnet import FusedMBConv, MBConv
 from torchvision.models.regnet import ResBottleneckBlock
+from torchvision.models.mnasnet import _InvertedResidual as MnasInvertedResidual
 
 try:
     import timm
@@ -49,6 +50,14 @@ try:
     from timm.models import regnet as timm_regnet
     from timm.models import resnet as timm_resnet
     from timm.models import resnetv2 as timm_resnetv2
+    from timm.models import byobnet as timm_byob
+    from timm.models import cspnet as timm_csp
+    from timm.models import ghostnet as timm_ghost
+    from timm.models import res2net as timm_res2net
+    from timm.models import resnest as timm_resnest
+    from timm.models import sknet as timm_sknet
+    from timm.models import xception_aligned as timm_xception
+    from timm.models import rexnet as timm_rexnet
 except ImportError:  # timm optional
     timm = None
 
@@ -131,6 +140,8 @@ def branch_attr(m):
         return "block"
     if isinstance(m, ResBottleneckBlock):
         return "f"
+    if isinstance(m, MnasInvertedResidual):
+        return "layers" if m.apply_residual else None
     if timm is not None:
         if isinstance(m, timm_eff.InvertedResidual):
             if not m.has_skip:
@@ -151,6 +162,26 @@ def branch_attr(m):
             return "conv1" if m.downsample is not None else "norm1"
         if isinstance(m, timm_resnetv2.Bottleneck):
             return "conv1"
+        # each reads `shortcut = x` and feeds x unchanged into the attribute returned
+        if isinstance(m, (timm_res2net.Bottle2neck, timm_resnest.ResNestBottleneck,
+                          timm_sknet.SelectiveKernelBasic, timm_sknet.SelectiveKernelBottleneck,
+                          timm_csp.BottleneckBlock, timm_csp.DarkBlock)):
+            return "conv1"
+        if isinstance(m, timm_byob.BottleneckBlock):
+            return "conv1_1x1" if m.shortcut is not None else None
+        if isinstance(m, timm_byob.BasicBlock):
+            return "conv1_kxk" if m.shortcut is not None else None
+        if isinstance(m, timm_ghost.GhostBottleneck):
+            return "ghost1"
+        if isinstance(m, timm_xception.XceptionModule):
+            return None if m.no_skip else "stack"
+        if isinstance(m, timm_rexnet.LinearBottleneck):
+            # the join adds the shortcut to the branch output's first channels only
+            if not m.use_shortcut:
+                return None
+            return "conv_exp" if m.conv_exp is not None else "conv_dw"
+        if isinstance(m, timm_eff.UniversalInvertedResidual):
+            return "dw_start" if m.has_skip else None
         if getattr(m, "has_skip", False):
             raise TypeError(f"unhandled timm residual block type {type(m).__name__}")
     if transformers is not None:
@@ -268,6 +299,32 @@ def models():
                 width_coefficient=1.0, depth_coefficient=1.0, image_size=224, hidden_dim=1280)), 224),
             # pre-activation, GroupNorm, weight-standardized convolutions (the BiT / ViT-hybrid backbone)
             "hf_bit": (hf(c.BitForImageClassification, c.BitConfig()), 160),
+        })
+    if timm is not None:  # after the others, whose seeds (their position) stay
+        out.update({
+            # stop 37: more of timm's residual families. GroupNorm in the projections (resnet50_gn)
+            # and in a pre-activation ResNet-D (resnetv2_50d_gn); Res2Net's split-and-add inside
+            # the branch; ResNeSt's split attention; SKNet's selective kernels; byobnet (ResNeXt-TS,
+            # GC-ResNet, RegNetZ); CSP stages (the block input a Split output); Xception's
+            # separable stacks; GhostNet
+            "timm_resnet50_gn": (tm("resnet50_gn"), 160),
+            "timm_resnetv2_50d_gn": (tm("resnetv2_50d_gn"), 160),
+            "timm_res2net50_26w_4s": (tm("res2net50_26w_4s"), 160),
+            "timm_resnest14d": (tm("resnest14d"), 160),
+            "timm_skresnet18": (tm("skresnet18"), 160),
+            "timm_resnext26ts": (tm("resnext26ts"), 160),
+            "timm_gcresnet33ts": (tm("gcresnet33ts"), 160),
+            "timm_regnetz_b16": (tm("regnetz_b16"), 160),
+            "timm_cspresnet50": (tm("cspresnet50"), 160),
+            "timm_cs3darknet_s": (tm("cs3darknet_s"), 160),
+            "timm_xception41": (tm("xception41"), 160),
+            "timm_ghostnet_100": (tm("ghostnet_100"), 160),
+            "timm_efficientnet_b0_gn": (tm("efficientnet_b0_gn"), 160),
+            # ReXNet's partial residual (the shortcut added to the branch output's first channels),
+            # MobileNetV4's universal inverted residuals, torchvision's MnasNet
+            "timm_rexnet_100": (tm("rexnet_100"), 160),
+            "timm_mobilenetv4_conv_small": (tm("mobilenetv4_conv_small"), 160),
+            "tv_mnasnet1_0": (lambda: torchvision.models.mnasnet1_0(weights=None), 160),
         })
     return out
 

@@ -45,7 +45,7 @@ struct Args {
     #[arg(long, value_name = "T", default_value_t = 8)]
     segments: usize,
 
-    /// Shift C/D channels per group (rounded down).
+    /// Shift C/D channels per group (rounded down; a block where that is 0 is left unshifted).
     #[arg(long, value_name = "D", default_value_t = 8)]
     fold_div: usize,
 
