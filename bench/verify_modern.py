@@ -58,6 +58,9 @@ try:
     from timm.models import sknet as timm_sknet
     from timm.models import xception_aligned as timm_xception
     from timm.models import rexnet as timm_rexnet
+    from timm.models import inception_next as timm_inext
+    from timm.models import starnet as timm_starnet
+    from timm.models import efficientvit_mit as timm_effvit
 except ImportError:  # timm optional
     timm = None
 
@@ -182,6 +185,13 @@ def branch_attr(m):
             return "conv_exp" if m.conv_exp is not None else "conv_dw"
         if isinstance(m, timm_eff.UniversalInvertedResidual):
             return "dw_start" if m.has_skip else None
+        if isinstance(m, timm_inext.MetaNeXtBlock):
+            return "token_mixer"
+        if isinstance(m, timm_starnet.Block):
+            return "dwconv"
+        if isinstance(m, timm_effvit.ResidualBlock):
+            # main(pre_norm(x)) + shortcut(x); pre_norm is an Identity where there is none
+            return "pre_norm" if m.shortcut is not None else None
         if getattr(m, "has_skip", False):
             raise TypeError(f"unhandled timm residual block type {type(m).__name__}")
     if transformers is not None:
@@ -325,6 +335,11 @@ def models():
             "timm_rexnet_100": (tm("rexnet_100"), 160),
             "timm_mobilenetv4_conv_small": (tm("mobilenetv4_conv_small"), 160),
             "tv_mnasnet1_0": (lambda: torchvision.models.mnasnet1_0(weights=None), 160),
+            # InceptionNeXt's MetaNeXt blocks, StarNet, EfficientViT (MIT): its LiteMLA attention
+            # runs on NCHW through 1x1 convolutions, in residual blocks like its MBConvs
+            "timm_inception_next_tiny": (tm("inception_next_tiny"), 128),
+            "timm_starnet_s1": (tm("starnet_s1"), 160),
+            "timm_efficientvit_b0": (tm("efficientvit_b0"), 160),
         })
     return out
 
@@ -377,6 +392,8 @@ def randomize(model, seed, h):
             m.layer_scale.copy_(u(m.layer_scale.shape, 0.3, 1.0))
         elif timm is not None and isinstance(m, timm_convnext.ConvNeXtBlock) and m.gamma is not None:
             m.gamma.copy_(u(m.gamma.shape, 0.3, 1.0))
+        elif timm is not None and isinstance(m, timm_inext.MetaNeXtBlock) and m.gamma is not None:
+            m.gamma.copy_(u(m.gamma.shape, 0.3, 1.0))  # 1e-6 by default, as ConvNeXt's
     if bns:
         model.eval()
         for m in bns:
