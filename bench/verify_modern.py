@@ -61,6 +61,7 @@ try:
     from timm.models import inception_next as timm_inext
     from timm.models import starnet as timm_starnet
     from timm.models import efficientvit_mit as timm_effvit
+    from timm.models import tresnet as timm_tresnet
 except ImportError:  # timm optional
     timm = None
 
@@ -187,6 +188,8 @@ def branch_attr(m):
             return "dw_start" if m.has_skip else None
         if isinstance(m, timm_inext.MetaNeXtBlock):
             return "token_mixer"
+        if isinstance(m, (timm_tresnet.BasicBlock, timm_tresnet.Bottleneck)):
+            return "conv1"
         if isinstance(m, timm_starnet.Block):
             return "dwconv"
         if isinstance(m, timm_effvit.ResidualBlock):
@@ -340,6 +343,11 @@ def models():
             "timm_inception_next_tiny": (tm("inception_next_tiny"), 128),
             "timm_starnet_s1": (tm("starnet_s1"), 160),
             "timm_efficientvit_b0": (tm("efficientvit_b0"), 160),
+            # HRNet (timm's ResNet blocks in parallel branches, the fuse Adds no residual joins),
+            # TResNet (space-to-depth stem, anti-aliased downsampling). (DLA is not here: its trees
+            # pass a block its projected shortcut, which wrapping the block cannot shift inplace.)
+            "timm_hrnet_w18_small": (tm("hrnet_w18_small"), 128),
+            "timm_tresnet_m": (tm("tresnet_m"), 128),
         })
     return out
 
