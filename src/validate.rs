@@ -434,13 +434,18 @@ pub fn validate_online(
     let frame_shapes = &all_shapes[..shapes.len() - buffers];
     let clip_shapes: Vec<Vec<usize>> =
         frame_shapes.iter().map(|s| [&[streams * frames][..], &s[1..]].concat()).collect();
-    // As offline ([`fallback`]): where tract's optimizer fails but all three models run as tract
-    // types them, they are checked unoptimized.
+    // As offline ([`fallback`]): where tract's optimizer fails on one of the three models but all
+    // run as tract types them, they are checked unoptimized. (A mismatch found optimized is no such
+    // failure: it stands.)
     let original_runs = Runner::load(original, frame_shapes).is_ok();
-    let typed = Runner::load_with(online, &all_shapes, false).is_ok()
-        && Runner::load_with(reference, &clip_shapes, false).is_ok()
-        && (original_runs || Runner::load_with(original, frame_shapes, false).is_ok());
-    if typed {
+    let optimizer_fails =
+        !original_runs || Runner::load(online, &all_shapes).is_err() || Runner::load(reference, &clip_shapes).is_err();
+    let typed = || {
+        Runner::load_with(online, &all_shapes, false).is_ok()
+            && Runner::load_with(reference, &clip_shapes, false).is_ok()
+            && (original_runs || Runner::load_with(original, frame_shapes, false).is_ok())
+    };
+    if optimizer_fails && typed() {
         let mut report = stream_frames(models, graph, buffers, frames, input_shape, false)?;
         report.unoptimized = Some(message);
         report.unoptimized_2d = !original_runs;
