@@ -62,6 +62,7 @@ try:
     from timm.models import starnet as timm_starnet
     from timm.models import efficientvit_mit as timm_effvit
     from timm.models import tresnet as timm_tresnet
+    from timm.models import metaformer as timm_metaformer
 except ImportError:  # timm optional
     timm = None
 
@@ -190,6 +191,9 @@ def branch_attr(m):
             return "token_mixer"
         if isinstance(m, (timm_tresnet.BasicBlock, timm_tresnet.Bottleneck)):
             return "conv1"
+        if isinstance(m, timm_metaformer.MetaFormerBlock):
+            # two residual joins: res_scale1(x) + ...(norm1(x)), then res_scale2(x) + ...(norm2(x))
+            return ("norm1", "norm2")
         if isinstance(m, timm_starnet.Block):
             return "dwconv"
         if isinstance(m, timm_effvit.ResidualBlock):
@@ -220,7 +224,18 @@ def branch_attr(m):
 
 
 def residual_sites(model):
-    return [(name, attr) for name, m in model.named_modules() if (attr := branch_attr(m))]
+    """(module path, attribute) per residual join, in execution order; a block with two joins
+    (MetaFormer's) gives two."""
+    out = []
+    for name, m in model.named_modules():
+        attr = branch_attr(m)
+        out += [(name, a) for a in ((attr,) if isinstance(attr, str) else attr or ())]
+    return out
+
+
+# Where a block has two joins, inplace cannot wrap the block: each join's shortcut and branch
+# reads are wrapped instead (the same shift of the same tensor, so the same as shifting it once).
+INPLACE_PARTNERS = {"norm1": "res_scale1", "norm2": "res_scale2"}
 
 
 def set_submodule(model, path, new):
@@ -241,6 +256,11 @@ def make_tsm(model, mode, direction, fold_div, order="tsm", segments=T, override
             continue
         if m == "residual":
             setattr(block, attr, ShiftThen(shift, getattr(block, attr)))
+        elif m == "inplace" and timm is not None and isinstance(block, timm_metaformer.MetaFormerBlock):
+            partner = INPLACE_PARTNERS[attr]
+            again = OnlineShift(fold_div) if online else TemporalShift(fold_div, direction, order, segments)
+            setattr(block, attr, ShiftThen(shift, getattr(block, attr)))
+            setattr(block, partner, ShiftThen(again, getattr(block, partner)))
         elif m == "inplace":
             set_submodule(tsm, path, ShiftThen(shift, block))
         else:
@@ -347,6 +367,10 @@ def models():
             # TResNet (space-to-depth stem, anti-aliased downsampling). (DLA is not here: its trees
             # pass a block its projected shortcut, which wrapping the block cannot shift inplace.)
             "timm_hrnet_w18_small": (tm("hrnet_w18_small"), 128),
+            # MetaFormer blocks, two residual joins each: PoolFormer (GroupNorm with one group,
+            # pooling as the token mixer) and ConvFormer (separable convolutions)
+            "timm_poolformer_s12": (tm("poolformer_s12"), 128),
+            "timm_convformer_s18": (tm("convformer_s18"), 128),
             "timm_tresnet_m": (tm("tresnet_m"), 128),
         })
     return out
@@ -389,7 +413,8 @@ def randomize(model, seed, h):
             m.bias.copy_(u(c, -0.3, 0.3))
         elif isinstance(m, nn.LayerNorm) and m.weight is not None:
             m.weight.copy_(u(m.weight.shape, 0.5, 1.5))
-            m.bias.copy_(u(m.bias.shape, -0.3, 0.3))
+            if m.bias is not None:  # ConvFormer's LayerNorms have none
+                m.bias.copy_(u(m.bias.shape, -0.3, 0.3))
         elif isinstance(m, nn.GroupNorm) and m.weight is not None:
             m.weight.copy_(u(m.weight.shape, 0.5, 1.5))
             m.bias.copy_(u(m.bias.shape, -0.3, 0.3))
@@ -402,6 +427,8 @@ def randomize(model, seed, h):
             m.gamma.copy_(u(m.gamma.shape, 0.3, 1.0))
         elif timm is not None and isinstance(m, timm_inext.MetaNeXtBlock) and m.gamma is not None:
             m.gamma.copy_(u(m.gamma.shape, 0.3, 1.0))  # 1e-6 by default, as ConvNeXt's
+        elif timm is not None and isinstance(m, timm_metaformer.Scale):
+            m.scale.copy_(u(m.scale.shape, 0.3, 1.0))  # PoolFormer's layer scale: 1e-5
     if bns:
         model.eval()
         for m in bns:

@@ -32,6 +32,8 @@ pub struct Block {
     pub channels: i64,
     pub height: Dim,
     pub width: Dim,
+    /// The fork is `[N, H, W, C]` (see `classify`); the shift then runs on its NCHW transpose.
+    pub channels_last: bool,
     pub shortcut: Shortcut,
     /// Nodes on the residual branch.
     pub branch_len: usize,
@@ -202,10 +204,15 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
             return Err(format!("its paths leave {f} through different outputs"));
         }
     };
-    let Some(info) = shapes.get(&fork).filter(|i| i.is_nchw()) else {
+    // A channels-last fork between channel-first joins: a MetaFormer (timm's ConvFormer) whose
+    // exporter folded the Transpose back out of the stem's LayerNorm2d into the next one's
+    // Transpose in, so the block's branch reads the stem's `[N, H, W, C]` LayerNorm output.
+    let Some(info) = shapes.get(&fork).filter(|i| i.rank() == 4 && matches!(i.channel_axis, Some(1) | Some(3))) else {
         return Err(format!("fork tensor '{fork}' is not a known rank-4 [N, C, H, W] activation"));
     };
-    let Some(channels) = info.dims[1].known() else {
+    let channels_last = info.channel_axis == Some(3);
+    let (c, h, w) = if channels_last { (3, 1, 2) } else { (1, 2, 3) };
+    let Some(channels) = info.dims[c].known() else {
         return Err(format!("channel count of fork tensor '{fork}' is unknown"));
     };
     let (short_in, short_set, branch_set) = match pa.len().cmp(&pb.len()) {
@@ -225,8 +232,18 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
             _ => None,
         })
         .collect();
-    let mut short_ops: Vec<&str> =
-        short_nodes.iter().map(|&n| graph.node[n].op_type()).filter(|op| !STORAGE_OPS.contains(op)).collect();
+    // From a channels-last fork, the shortcut's Transpose to NCHW only changes the layout.
+    let to_nchw = |n: usize| {
+        channels_last
+            && graph.node[n].op_type() == "Transpose"
+            && crate::shapes::attr_ints(&graph.node[n], "perm").as_deref() == Some(&[0, 3, 1, 2][..])
+    };
+    let mut short_ops: Vec<&str> = short_nodes
+        .iter()
+        .filter(|&&n| !to_nchw(n))
+        .map(|&n| graph.node[n].op_type())
+        .filter(|op| !STORAGE_OPS.contains(op))
+        .collect();
     short_ops.sort_unstable();
     let group_norms = short_ops.iter().filter(|op| **op == "InstanceNormalization").count();
     if group_norms > 0 {
@@ -284,8 +301,9 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         fork,
         batch: info.dims[0].clone(),
         channels,
-        height: info.dims[2].clone(),
-        width: info.dims[3].clone(),
+        height: info.dims[h].clone(),
+        width: info.dims[w].clone(),
+        channels_last,
         shortcut: if short_ops.is_empty() { Shortcut::Identity } else { Shortcut::Projection(short_ops.len()) },
         branch_len: branch_set.len(),
         branch_edges,

@@ -26,6 +26,8 @@ pub struct Site {
     pub fold: i64,
     pub height: Dim,
     pub width: Dim,
+    /// The tensor is `[N, H, W, C]`: the shift runs on its NCHW transpose (see `emit`).
+    pub channels_last: bool,
     /// The tensor's element type (an ONNX `DataType`), where the model tells it.
     pub elem_type: Option<i32>,
     /// Where the tensor is the output of a per-tensor `DequantizeLinear` (a QDQ model): the shift
@@ -336,8 +338,10 @@ pub fn plan(
             fold,
             height: block.height.clone(),
             width: block.width.clone(),
+            channels_last: block.channels_last,
             elem_type: elem_type(graph, tensor, &edges),
-            quant: quant(graph, df, tensor),
+            // A QDQ model's channels-last site (none seen) shifts the floats.
+            quant: quant(graph, df, tensor).filter(|_| !block.channels_last),
             in_qdq_model,
             segments: config.segments,
             strided_1x1: strided_1x1(graph, &edges),

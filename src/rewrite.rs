@@ -330,7 +330,8 @@ fn online_shapes(input: &Path, graph: &GraphProto, plan: &Plan, config: &Config)
             .context("reading the buffers' spatial sizes from tract's analysis of the model")?;
         for ((hw, site), dims) in spatial.iter_mut().zip(&plan.sites).zip(found) {
             if hw.is_none() {
-                *hw = dims.filter(|d| d.len() == 4).map(|d| (d[2] as i64, d[3] as i64));
+                let (h, w) = if site.channels_last { (1, 2) } else { (2, 3) };
+                *hw = dims.filter(|d| d.len() == 4).map(|d| (d[h] as i64, d[w] as i64));
                 if hw.is_none() {
                     return Err(Error::Config(format!(
                         "node {}: cannot tell the height and width of tensor '{}' for its online buffer, even with \

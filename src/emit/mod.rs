@@ -342,6 +342,10 @@ pub fn shift_subgraph(
     // once dequantized), and a copy of the DequantizeLinear follows. Moving values is exact in any
     // type, so this equals the float shift of the dequantized tensor. (The clip form pads by the
     // Pad's `value` attribute before opset 11, a float: it shifts the floats there.)
+    if site.channels_last {
+        let out = on_channels_first(&mut e, site, form);
+        return (e.nodes, e.inits, out);
+    }
     let out = match site.quant.as_ref().filter(|_| batch_form || opset >= 11) {
         Some(q) => {
             e.zero = Some(q.zero_point.clone());
@@ -359,8 +363,22 @@ pub fn shift_subgraph(
 /// tensor's name.
 pub fn online_subgraph(site: &Site, opset: i64, spatial: (i64, i64)) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
     let mut e = Emitter::new(&site.prefix, opset);
-    let out = online::subgraph(&mut e, site, spatial);
+    let out = if site.channels_last {
+        on_channels_first(&mut e, site, |e, inner| online::subgraph(e, inner, spatial))
+    } else {
+        online::subgraph(&mut e, site, spatial)
+    };
     (e.nodes, e.inits, out)
+}
+
+/// A channels-last site's shift: `form` on the tensor's NCHW transpose, transposed back. The
+/// shift moves whole channels of whole frames, so this equals shifting the `[N, H, W, C]` tensor
+/// along its last axis; the online buffer is then `[N, fold, H, W]` as everywhere else.
+fn on_channels_first(e: &mut Emitter, site: &Site, form: impl FnOnce(&mut Emitter, &Site) -> String) -> String {
+    let perm = |p: &[i64]| vec![ints_attr("perm", p)];
+    let nchw = e.node("Transpose", "to_nchw", vec![site.tensor.clone()], "nchw", perm(&[0, 3, 1, 2]));
+    let shifted = form(e, &Site { tensor: nchw, channels_last: false, ..site.clone() });
+    e.node("Transpose", "to_nhwc", vec![shifted], "shifted_nhwc", perm(&[0, 2, 3, 1]))
 }
 
 /// The state one online site carries from frame to frame.
@@ -534,6 +552,7 @@ mod tests {
             fold: 2,
             height: h,
             width: Dim::Known(4),
+            channels_last: false,
             elem_type: Some(1),
             quant: None,
             in_qdq_model: false,

@@ -170,7 +170,7 @@ pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Confi
         tract: form == ShiftForm::Tract,
     };
     let past = config.online || config.direction == Direction::Past;
-    for site in &mut plan.sites {
+    for site in plan.sites.iter_mut().filter(|s| !s.channels_last) {
         site.stream = finder.site(site, if past { site.fold } else { 2 * site.fold });
     }
 }

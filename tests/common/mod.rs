@@ -172,7 +172,8 @@ macro_rules! for_each_fixture {
             resnet_v1,
             resnet_wide,
             preact_groupnorm,
-            resnet_groupnorm
+            resnet_groupnorm,
+            metaformer_net
         }
     };
 }
