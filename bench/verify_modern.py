@@ -172,7 +172,7 @@ def branch_attr(m):
                           timm_sknet.SelectiveKernelBasic, timm_sknet.SelectiveKernelBottleneck,
                           timm_csp.BottleneckBlock, timm_csp.DarkBlock)):
             return "conv1"
-        if isinstance(m, timm_byob.BottleneckBlock):
+        if isinstance(m, (timm_byob.BottleneckBlock, timm_byob.SelfAttnBlock)):
             return "conv1_1x1" if m.shortcut is not None else None
         if isinstance(m, timm_byob.BasicBlock):
             return "conv1_kxk" if m.shortcut is not None else None
@@ -371,6 +371,10 @@ def models():
             # pooling as the token mixer) and ConvFormer (separable convolutions)
             "timm_poolformer_s12": (tm("poolformer_s12"), 128),
             "timm_convformer_s18": (tm("convformer_s18"), 128),
+            # self-attention inside the bottleneck (byobnet's SelfAttnBlock): BoTNet's MHSA with
+            # relative positions (a fixed 256 input), LambdaNet's lambda layers
+            "timm_botnet26t_256": (tm("botnet26t_256"), 256),
+            "timm_lambda_resnet26t": (tm("lambda_resnet26t"), 128),
             "timm_tresnet_m": (tm("tresnet_m"), 128),
         })
     return out
