@@ -251,11 +251,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         // Reshape to `[0, G, -1]`, InstanceNormalization, a Reshape back to `Shape(x)`, the affine
         // Mul and Add. One normalization, as BatchNormalization is, if its Reshapes keep each frame
         // apart.
-        let keeps_frames = short_nodes.iter().all(|&n| {
-            graph.node[n].op_type() != "Reshape"
-                || shapes.get(&graph.node[n].output[0]).is_some_and(|i| i.dims.first() == Some(&info.dims[0]))
-        });
-        if keeps_frames {
+        if short_nodes.iter().all(|&n| keeps_frames(graph, shapes, n, &info.dims[0])) {
             short_ops.retain(|op| !matches!(*op, "Reshape" | "Shape"));
             for affine in ["Mul", "Add"] {
                 for _ in 0..group_norms {
@@ -425,20 +421,23 @@ fn pre_activation_input(
     }
     let x = x?;
     let batch = &shapes.get(&x)?.dims[0];
-    let keeps_frames = |p: usize| {
-        let n = &graph.node[p];
-        n.op_type() != "Reshape" || shapes.get(&n.output[0]).is_some_and(|i| i.dims.first() == Some(batch))
-    };
     // The chain is the block's own and keeps each frame apart: nothing outside it reads x or what
     // it computes (but the fork), and its Reshapes keep the batch axis.
     let inside = |t: &str| df.consumers_of(t).iter().all(|(c, _)| chain.contains(c));
     let outputs_inside = chain.iter().all(|&p| graph.node[p].output.iter().all(|o| o.as_str() == fork || inside(o)));
     let normalized = chain.iter().any(|&p| NORMALIZATIONS.contains(&graph.node[p].op_type()));
-    if !(outputs_inside && inside(&x) && normalized && chain.iter().all(|&p| keeps_frames(p))) {
+    if !(outputs_inside && inside(&x) && normalized && chain.iter().all(|&p| keeps_frames(graph, shapes, p, batch))) {
         return None;
     }
     let edges = df.consumers_of(&x).to_vec();
     Some((x, edges))
+}
+
+/// Whether node `n` keeps each frame apart: anything but a Reshape, or a Reshape whose output keeps
+/// the `batch` axis (GroupNorm's to `[0, G, -1]` and back).
+fn keeps_frames(graph: &GraphProto, shapes: &Shapes, n: usize, batch: &Dim) -> bool {
+    let node = &graph.node[n];
+    node.op_type() != "Reshape" || shapes.get(&node.output[0]).is_some_and(|i| i.dims.first() == Some(batch))
 }
 
 /// Numbers stages and blocks within them. A stage starts at the first block, at each block whose

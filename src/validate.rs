@@ -388,6 +388,11 @@ pub struct OnlineReport {
     pub unoptimized_2d: bool,
 }
 
+/// The frame inputs' shapes with the batch made `batch` (all frames of all streams, clip-wise).
+fn clip_shapes(frame_shapes: &[Vec<usize>], batch: usize) -> Vec<Vec<usize>> {
+    frame_shapes.iter().map(|s| [&[batch][..], &s[1..]].concat()).collect()
+}
+
 /// Frame `t` of every stream, from clips laid out as `[streams * frames, ...]`.
 fn frame(clip: &FloatArray, streams: usize, frames: usize, t: usize) -> FloatArray {
     let row = clip.data.len() / clip.shape[0];
@@ -432,8 +437,7 @@ pub fn validate_online(
     let (shapes, streams) = input_shapes(graph, 1, input_shape)?;
     let all_shapes: Vec<Vec<usize>> = shapes.iter().map(|(_, s)| s.clone()).collect();
     let frame_shapes = &all_shapes[..shapes.len() - buffers];
-    let clip_shapes: Vec<Vec<usize>> =
-        frame_shapes.iter().map(|s| [&[streams * frames][..], &s[1..]].concat()).collect();
+    let clip_shapes = clip_shapes(frame_shapes, streams * frames);
     // As offline ([`fallback`]): where tract's optimizer fails on one of the three models but all
     // run as tract types them, they are checked unoptimized. (A mismatch found optimized is no such
     // failure: it stands.)
@@ -480,14 +484,8 @@ fn stream_frames(
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let (shapes, streams) = input_shapes(graph, 1, input_shape)?;
     let (models_in, models_out) = (shapes.len() - buffers, graph.output.len() - buffers);
-    let clip_shapes: Vec<Vec<usize>> = shapes[..models_in]
-        .iter()
-        .map(|(_, s)| {
-            let mut c = s.clone();
-            c[0] = streams * frames;
-            c
-        })
-        .collect();
+    let all_shapes: Vec<Vec<usize>> = shapes.iter().map(|(_, s)| s.clone()).collect();
+    let clip_shapes = clip_shapes(&all_shapes[..models_in], streams * frames);
     let clips: Vec<FloatArray> =
         clip_shapes.iter().enumerate().map(|(i, s)| FloatArray::random(s, 0x75_6d + i as u64)).collect();
     let expected = Runner::load_with(reference, &clip_shapes, optimize)
@@ -506,7 +504,6 @@ fn stream_frames(
     }
     let frame_inputs = |t: usize| clips.iter().map(|c| frame(c, streams, frames, t)).collect::<Vec<_>>();
 
-    let all_shapes: Vec<Vec<usize>> = shapes.iter().map(|(_, s)| s.clone()).collect();
     let runner = Runner::load_with(online, &all_shapes, optimize).map_err(fail)?;
     let mut state: Vec<FloatArray> = all_shapes[models_in..]
         .iter()
