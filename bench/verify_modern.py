@@ -63,6 +63,7 @@ try:
     from timm.models import efficientvit_mit as timm_effvit
     from timm.models import tresnet as timm_tresnet
     from timm.models import metaformer as timm_metaformer
+    from timm.models import fastvit as timm_fastvit
 except ImportError:  # timm optional
     timm = None
 
@@ -199,6 +200,20 @@ def branch_attr(m):
         if isinstance(m, timm_effvit.ResidualBlock):
             # main(pre_norm(x)) + shortcut(x); pre_norm is an Identity where there is none
             return "pre_norm" if m.shortcut is not None else None
+        # training-time re-parameterizable blocks: one join of an identity BN and convolutions of
+        # x, all of them the branch (a list: one join, several modules to wrap); none without
+        # the identity (a sum of convolutions)
+        if isinstance(m, timm_byob.RepVggBlock):
+            return ["conv_1x1", "conv_kxk"] if m.identity is not None else None
+        if isinstance(m, (timm_byob.MobileOneBlock, timm_fastvit.MobileOneBlock)):
+            kxk = [f"conv_kxk.{i}" for i in range(len(m.conv_kxk or ()))]
+            convs = (["conv_scale"] if m.conv_scale is not None else []) + kxk
+            return convs if m.identity is not None and convs else None
+        if isinstance(m, timm_fastvit.RepMixer):
+            # x + scale * (mixer(x) - norm(x)); the MobileOne blocks inside are its branch
+            return ["mixer", "norm"]
+        if isinstance(m, timm_fastvit.RepMixerBlock):
+            return "mlp"  # after token_mixer: x + scale * mlp(x)
         if getattr(m, "has_skip", False):
             raise TypeError(f"unhandled timm residual block type {type(m).__name__}")
     if transformers is not None:
@@ -224,13 +239,34 @@ def branch_attr(m):
 
 
 def residual_sites(model):
-    """(module path, attribute) per residual join, in execution order; a block with two joins
-    (MetaFormer's) gives two."""
+    """(module path, attributes) per residual join, in module order: a block with two joins
+    (MetaFormer's: branch_attr gives a tuple) gives two; a join whose branch starts with several
+    modules (RepVGG's: a list) one with them all. Joins inside a RepMixer's branch are its own."""
+    inner = [name + "." for name, m in model.named_modules()
+             if timm is not None and isinstance(m, timm_fastvit.RepMixer)]
     out = []
     for name, m in model.named_modules():
+        if any(name.startswith(p) for p in inner):
+            continue
         attr = branch_attr(m)
-        out += [(name, a) for a in ((attr,) if isinstance(attr, str) else attr or ())]
+        if isinstance(attr, str):
+            out.append((name, (attr,)))
+        elif isinstance(attr, list):
+            out.append((name, tuple(attr)))
+        elif attr:
+            out += [(name, (a,)) for a in attr]
     return out
+
+
+class ThenShift(nn.Module):
+    """module, then shift its output: FastViT's second join reads the token mixer's output."""
+
+    def __init__(self, module, shift):
+        super().__init__()
+        self.module, self.shift = module, shift
+
+    def forward(self, x):
+        return self.shift(self.module(x))
 
 
 # Where a block has two joins, inplace cannot wrap the block: each join's shortcut and branch
@@ -248,21 +284,28 @@ def make_tsm(model, mode, direction, fold_div, order="tsm", segments=T, override
     """override: {site index: "none" | "inplace" | "residual"} (mutations for the sensitivity check);
     online: the streaming network (OnlineShift, fresh buffers: one frame per stream per call)"""
     tsm = copy.deepcopy(model)
-    for i, (path, attr) in enumerate(residual_sites(tsm)):
-        shift = OnlineShift(fold_div) if online else TemporalShift(fold_div, direction, order, segments)
+
+    def new_shift():  # one per wrapped module: an OnlineShift keeps the frame it last saw
+        return OnlineShift(fold_div) if online else TemporalShift(fold_div, direction, order, segments)
+
+    # inner modules first, so that wrapping a block never hides a site inside it
+    for i, (path, attrs) in reversed(list(enumerate(residual_sites(tsm)))):
         block = tsm.get_submodule(path)
         m = (override or {}).get(i, mode)
         if m == "none":
             continue
         if m == "residual":
-            setattr(block, attr, ShiftThen(shift, getattr(block, attr)))
+            for attr in attrs:
+                set_submodule(block, attr, ShiftThen(new_shift(), block.get_submodule(attr)))
         elif m == "inplace" and timm is not None and isinstance(block, timm_metaformer.MetaFormerBlock):
+            attr = attrs[0]
             partner = INPLACE_PARTNERS[attr]
-            again = OnlineShift(fold_div) if online else TemporalShift(fold_div, direction, order, segments)
-            setattr(block, attr, ShiftThen(shift, getattr(block, attr)))
-            setattr(block, partner, ShiftThen(again, getattr(block, partner)))
+            setattr(block, attr, ShiftThen(new_shift(), getattr(block, attr)))
+            setattr(block, partner, ShiftThen(new_shift(), getattr(block, partner)))
+        elif m == "inplace" and timm is not None and isinstance(block, timm_fastvit.RepMixerBlock):
+            block.token_mixer = ThenShift(block.token_mixer, new_shift())
         elif m == "inplace":
-            set_submodule(tsm, path, ShiftThen(shift, block))
+            set_submodule(tsm, path, ShiftThen(new_shift(), block))
         else:
             raise ValueError(mode)
     return tsm.eval()
@@ -376,6 +419,13 @@ def models():
             "timm_botnet26t_256": (tm("botnet26t_256"), 256),
             "timm_lambda_resnet26t": (tm("lambda_resnet26t"), 128),
             "timm_tresnet_m": (tm("tresnet_m"), 128),
+            # stop 38: training-time re-parameterizable blocks, as timm builds them (before
+            # reparameterize_model): RepVGG (identity BN + 1x1 + 3x3), MobileOne (identity BN, a 1x1
+            # scale branch, 4 kxk branches in S0, 1 in S1), FastViT (MobileOne blocks, RepMixer)
+            "timm_repvgg_a0": (tm("repvgg_a0"), 128),
+            "timm_mobileone_s0": (tm("mobileone_s0"), 128),
+            "timm_mobileone_s1": (tm("mobileone_s1"), 128),
+            "timm_fastvit_t8": (tm("fastvit_t8"), 128),
         })
     return out
 
@@ -433,6 +483,8 @@ def randomize(model, seed, h):
             m.gamma.copy_(u(m.gamma.shape, 0.3, 1.0))  # 1e-6 by default, as ConvNeXt's
         elif timm is not None and isinstance(m, timm_metaformer.Scale):
             m.scale.copy_(u(m.scale.shape, 0.3, 1.0))  # PoolFormer's layer scale: 1e-5
+        elif timm is not None and isinstance(m, timm_fastvit.LayerScale2d):
+            m.gamma.copy_(u(m.gamma.shape, 0.3, 1.0))  # FastViT's: 1e-5
     if bns:
         model.eval()
         for m in bns:

@@ -1,8 +1,11 @@
-//! Finds residual blocks: an `Add` (or two-input `Sum`) joining two rank-4 activations that fork
-//! from one tensor. The fork is the join's immediate dominator in the dataflow graph; the shortcut is
-//! the identity or the shorter, linear path (a downsample Conv, AvgPool + Conv, with or without BN);
-//! the residual branch is the other path. Every Add that is not such a join is reported with the
-//! reason, so a user can see why a block they expected was not shifted.
+//! Finds residual blocks: an `Add` (or `Sum`) joining rank-4 activations that fork from one tensor.
+//! The fork is the join's immediate dominator in the dataflow graph; the shortcut is the identity or
+//! the shorter, linear path (a downsample Conv, AvgPool + Conv, with or without BN); the residual
+//! branch is the other path. A chain of Adds of terms of one tensor is one join (RepVGG's and
+//! MobileOne's training-time blocks: an identity BN plus convolutions, the convolutions the
+//! branch); a join inside another's branch from the same tensor belongs to that block. Every Add
+//! that is not such a join is reported with the reason, so a user can see why a block they
+//! expected was not shifted.
 
 use crate::graph::{node_label, Dataflow, Producer, Vertex};
 use crate::onnx::{GraphProto, NodeProto};
@@ -35,8 +38,11 @@ pub struct Block {
     /// The fork is `[N, H, W, C]` (see `classify`); the shift then runs on its NCHW transpose.
     pub channels_last: bool,
     pub shortcut: Shortcut,
-    /// Nodes on the residual branch.
-    pub branch_len: usize,
+    /// The shortcut only normalizes (RepVGG's and MobileOne's identity BatchNormalization): it keeps
+    /// the block input's shape, so no new stage starts at the block.
+    pub normalizing_shortcut: bool,
+    /// The nodes on the residual branch (indices into `graph.node`, in order).
+    pub branch: Vec<usize>,
     /// Consumers (node, input slot) of the fork inside the residual branch.
     pub branch_edges: Vec<(usize, usize)>,
     /// Consumers of the fork on the shortcut (the Add itself for an identity shortcut).
@@ -109,9 +115,7 @@ const CHAIN_OPS: &[&str] = &[
 pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
     let mut found = Findings::default();
     for (ni, node) in graph.node.iter().enumerate() {
-        let is_join = (node.op_type() == "Add" || node.op_type() == "Sum")
-            && (node.domain().is_empty() || node.domain() == "ai.onnx");
-        if !is_join {
+        if !is_sum(node) {
             continue;
         }
         let name = node_label(node, ni);
@@ -120,6 +124,30 @@ pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
             Err(reason) => found.skipped.push(Skipped { node: name, reason, index: ni }),
         }
     }
+    // A join inside another's branch is part of that block where it forks from the same tensor
+    // (FastViT's RepMixer `x + s * (mixer(x) - norm(x))`, whose mixer is a MobileOne sum with its
+    // own identity BN), or where its shortcut only normalizes: an identity BN to re-parameterize
+    // a layer of that branch (RepGhost's ghost modules), not a block.
+    let inner: Vec<(usize, String)> = found
+        .blocks
+        .iter()
+        .filter_map(|j| {
+            let outer = found.blocks.iter().find(|k| k.add != j.add && k.branch.binary_search(&j.add).is_ok())?;
+            let reason = if outer.fork == j.fork {
+                "which forks from the same tensor"
+            } else if j.normalizing_shortcut {
+                "its shortcut an identity BN that re-parameterizes a layer of that branch"
+            } else {
+                return None;
+            };
+            Some((j.add, format!("inside the branch of the block at {}, {reason}", outer.name)))
+        })
+        .collect();
+    for (add, reason) in inner {
+        found.blocks.retain(|b| b.add != add);
+        found.skipped.push(Skipped { node: node_label(&graph.node[add], add), reason, index: add });
+    }
+    found.skipped.sort_by_key(|s| s.index);
     assign_stages(graph, df, &mut found.blocks);
     found
 }
@@ -127,19 +155,28 @@ pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
 fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Result<Block, String> {
     let node = &graph.node[ni];
     let inputs: Vec<&String> = node.input.iter().filter(|n| !n.is_empty()).collect();
-    if inputs.len() != 2 {
-        return Err(format!("adds {} tensors; a residual join adds two", inputs.len()));
+    if let Some(t) = inputs.iter().find(|t| df.constant.contains(**t)) {
+        return Err(format!("input '{t}' is a constant (a bias, not a residual join)"));
     }
-    let (a, b) = (inputs[0], inputs[1]);
-    for t in [a, b] {
-        if df.constant.contains(t) {
-            return Err(format!("input '{t}' is a constant (a bias, not a residual join)"));
+    if let Some(root) = sum_root(graph, df, ni) {
+        return Err(format!(
+            "a term of the sum at {}, which is judged as one join",
+            node_label(&graph.node[root], root)
+        ));
+    }
+    // RepVGG's and MobileOne's training-time blocks add an identity BatchNormalization and
+    // convolutions of the block input one by one: one join of more than two terms.
+    let (terms, tree) = sum_terms(graph, df, ni);
+    let many = tree.len() > 1 || terms.len() > 2;
+    if terms.len() < 2 {
+        return Err(format!("adds {} tensors; a residual join adds two or more", terms.len()));
+    }
+    for (k, t) in terms.iter().enumerate() {
+        if terms[..k].contains(t) {
+            return Err(format!("adds '{t}' to itself"));
         }
     }
-    if a == b {
-        return Err(format!("adds '{a}' to itself"));
-    }
-    for t in [a, b] {
+    for t in &terms {
         match shapes.get(t) {
             None => {
                 let op = match df.producer.get(t) {
@@ -163,14 +200,18 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
             Some(_) => {}
         }
     }
-    let (sa, sb) = (shapes.get(a).unwrap(), shapes.get(b).unwrap());
-    let clash = sa.dims.iter().zip(&sb.dims).any(|(x, y)| matches!((x, y), (Dim::Known(p), Dim::Known(q)) if p != q));
-    if clash {
-        return Err(format!(
-            "inputs have different shapes {} and {} (a broadcast, not a residual join)",
-            sa.display(),
-            sb.display()
-        ));
+    let sa = shapes.get(&terms[0]).unwrap();
+    for t in &terms[1..] {
+        let sb = shapes.get(t).unwrap();
+        let clash =
+            sa.dims.iter().zip(&sb.dims).any(|(x, y)| matches!((x, y), (Dim::Known(p), Dim::Known(q)) if p != q));
+        if clash {
+            return Err(format!(
+                "inputs have different shapes {} and {} (a broadcast, not a residual join)",
+                sa.display(),
+                sb.display()
+            ));
+        }
     }
     let add_vx = df.node_vx[ni];
     let fork_vx = match df.dominators.immediate_dominator(add_vx) {
@@ -184,18 +225,22 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
             None => HashSet::new(),
         }
     };
-    let (pa, pb) = (path(a), path(b));
-    if !pa.is_disjoint(&pb) {
-        return Err("its two paths share nodes after the fork".into());
+    let paths: Vec<HashSet<NodeIndex>> = terms.iter().map(|t| path(t)).collect();
+    for (k, p) in paths.iter().enumerate() {
+        if paths[..k].iter().any(|q| !q.is_disjoint(p)) {
+            let what = if many { format!("the paths of its {} terms", terms.len()) } else { "its two paths".into() };
+            return Err(format!("{what} share nodes after the fork"));
+        }
     }
-    // The fork tensor: the one output of the fork vertex that both paths (or the Add) consume.
+    // The fork tensor: the one output of the fork vertex that every path (or the Add) consumes.
     let fork_outputs = vertex_outputs(graph, df, fork_vx);
     let used_by = |set: &HashSet<NodeIndex>, t: &str| -> Vec<&String> {
         let on_path = |o: &String| o == t || df.consumers_of(o).iter().any(|(c, _)| set.contains(&df.node_vx[*c]));
         fork_outputs.iter().filter(|o| on_path(o)).collect()
     };
-    let fork = match (used_by(&pa, a).as_slice(), used_by(&pb, b).as_slice()) {
-        ([x], [y]) if x == y => (*x).clone(),
+    let used: Vec<Vec<&String>> = terms.iter().zip(&paths).map(|(t, p)| used_by(p, t)).collect();
+    let fork = match used[0].as_slice() {
+        [x] if used.iter().all(|u| u.as_slice() == [*x]) => (*x).clone(),
         _ => {
             let f = match df.g[fork_vx] {
                 Vertex::Node(f) => node_label(&graph.node[f], f),
@@ -215,16 +260,39 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     let Some(channels) = info.dims[c].known() else {
         return Err(format!("channel count of fork tensor '{fork}' is unknown"));
     };
-    let (short_in, short_set, branch_set) = match pa.len().cmp(&pb.len()) {
-        std::cmp::Ordering::Less => (a, &pa, &pb),
-        std::cmp::Ordering::Greater => (b, &pb, &pa),
-        std::cmp::Ordering::Equal => {
-            return Err(format!(
-                "both paths from '{fork}' have {} nodes: no shorter shortcut to tell from the branch",
-                pa.len()
-            ));
-        }
+    // The shortcut is the shorter path; a path that only normalizes (an identity BatchNormalization)
+    // is shorter than one that does more, whatever their node counts: exported with BN folded, a
+    // MobileOne block's convolution terms are one node each, as its identity's BN is.
+    let key = |p: &HashSet<NodeIndex>| {
+        let normalizes = p.iter().all(|v| match df.g[*v] {
+            Vertex::Node(n) => {
+                let op = graph.node[n].op_type();
+                NORMALIZATIONS.contains(&op) || STORAGE_OPS.contains(&op)
+            }
+            _ => false,
+        });
+        (!normalizes, p.len())
     };
+    let keys: Vec<(bool, usize)> = paths.iter().map(key).collect();
+    let shortest = (0..terms.len()).min_by_key(|&k| keys[k]).unwrap_or(0);
+    if keys.iter().filter(|k| **k == keys[shortest]).count() > 1 {
+        return Err(if many {
+            format!(
+                "none of its {} terms from '{fork}' is an identity or shorter than the others (a sum of \
+                 convolutions of one tensor, not a residual join)",
+                terms.len()
+            )
+        } else {
+            format!(
+                "both paths from '{fork}' have {} nodes: no shorter shortcut to tell from the branch",
+                paths[0].len()
+            )
+        });
+    }
+    let short_in = &terms[shortest];
+    let short_set = &paths[shortest];
+    let branch_set: HashSet<NodeIndex> =
+        paths.iter().enumerate().filter(|(k, _)| *k != shortest).flat_map(|(_, p)| p.iter().copied()).collect();
     let short_nodes: Vec<usize> = short_set
         .iter()
         .filter_map(|v| match df.g[*v] {
@@ -271,8 +339,8 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     let mut branch_edges = Vec::new();
     let mut shortcut_edges = Vec::new();
     for &(c, slot) in df.consumers_of(&fork) {
-        if c == ni {
-            if node.input[slot] == *short_in {
+        if tree.contains(&c) {
+            if graph.node[c].input[slot] == *short_in {
                 shortcut_edges.push((c, slot));
             }
         } else if branch_set.contains(&df.node_vx[c]) {
@@ -301,12 +369,91 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         width: info.dims[w].clone(),
         channels_last,
         shortcut: if short_ops.is_empty() { Shortcut::Identity } else { Shortcut::Projection(short_ops.len()) },
-        branch_len: branch_set.len(),
+        normalizing_shortcut: !short_ops.is_empty() && short_ops.iter().all(|op| NORMALIZATIONS.contains(op)),
+        branch: {
+            let mut nodes: Vec<usize> = branch_set
+                .iter()
+                .filter_map(|v| match df.g[*v] {
+                    Vertex::Node(n) => Some(n),
+                    _ => None,
+                })
+                .collect();
+            nodes.sort_unstable();
+            nodes
+        },
         branch_edges,
         shortcut_edges,
         stage: 0,
         index_in_stage: 0,
     })
+}
+
+fn is_sum(node: &NodeProto) -> bool {
+    (node.op_type() == "Add" || node.op_type() == "Sum") && (node.domain().is_empty() || node.domain() == "ai.onnx")
+}
+
+/// An Add of one activation and constants (a bias, or MobileOne's `0 + identity`).
+fn is_bias(df: &Dataflow, node: &NodeProto) -> bool {
+    node.input.iter().filter(|t| !t.is_empty() && !df.constant.contains(*t)).count() == 1
+}
+
+/// The Add (or Sum) that `t` is a term of: its producer's, if that adds too, and nothing but
+/// `parent` reads `t`, and it forks from the same tensor as `parent` (`fork`) or only adds a
+/// constant.
+fn term_of(graph: &GraphProto, df: &Dataflow, t: &str, parent: usize, fork: Option<NodeIndex>) -> Option<usize> {
+    let Some(Producer::Node(p, 0)) = df.producer.get(t) else { return None };
+    let node = &graph.node[*p];
+    let only_parent = matches!(df.consumers_of(t), [(c, _)] if *c == parent);
+    let same_sum = is_bias(df, node) || df.dominators.immediate_dominator(df.node_vx[*p]) == fork;
+    let is_output = graph.output.iter().any(|o| o.name() == t);
+    (is_sum(node) && only_parent && same_sum && !is_output).then_some(*p)
+}
+
+/// The Add whose sum node `ni` is a term of (the outermost, when Adds chain), if any: that one is
+/// the join. MobileOne's `identity + conv_scale + conv_kxk[0] + ...`, exported as a chain of
+/// Adds, is one join of five terms, not four joins of two.
+fn sum_root(graph: &GraphProto, df: &Dataflow, ni: usize) -> Option<usize> {
+    let mut root = None;
+    let mut n = ni;
+    while let Some(out) = graph.node[n].output.first() {
+        let &[(p, _)] = df.consumers_of(out) else { break };
+        let parent = &graph.node[p];
+        if !is_sum(parent) || is_bias(df, parent) {
+            break;
+        }
+        let fork = df.dominators.immediate_dominator(df.node_vx[p]);
+        if term_of(graph, df, out, p, fork) != Some(n) {
+            break;
+        }
+        root = Some(p);
+        n = p;
+    }
+    root
+}
+
+/// The terms of the sum node `ni` computes (constants left out), and the Adds computing it, `ni`
+/// first: an input that another Add makes is expanded if it is a term of this sum (`term_of`).
+fn sum_terms(graph: &GraphProto, df: &Dataflow, ni: usize) -> (Vec<String>, Vec<usize>) {
+    fn expand(
+        graph: &GraphProto,
+        df: &Dataflow,
+        n: usize,
+        fork: Option<NodeIndex>,
+        terms: &mut Vec<String>,
+        tree: &mut Vec<usize>,
+    ) {
+        tree.push(n);
+        for t in graph.node[n].input.iter().filter(|t| !t.is_empty() && !df.constant.contains(*t)) {
+            match term_of(graph, df, t, n, fork) {
+                Some(p) => expand(graph, df, p, fork, terms, tree),
+                None => terms.push(t.clone()),
+            }
+        }
+    }
+    let fork = df.dominators.immediate_dominator(df.node_vx[ni]);
+    let (mut terms, mut tree) = (Vec::new(), Vec::new());
+    expand(graph, df, ni, fork, &mut terms, &mut tree);
+    (terms, tree)
 }
 
 /// The tensors a dataflow vertex gives: a graph input's, or a node's outputs (none for the root).
@@ -441,15 +588,17 @@ fn keeps_frames(graph: &GraphProto, shapes: &Shapes, n: usize, batch: &Dim) -> b
 }
 
 /// Numbers stages and blocks within them. A stage starts at the first block, at each block whose
-/// shortcut is a projection, and at each block whose input does not come from the previous block's
-/// join (through activations only): e.g. MobileNetV2's identity blocks after a non-residual block.
+/// shortcut is a projection (but one that only normalizes), and at each block whose input does not
+/// come from the previous block's join (through activations only): e.g. MobileNetV2's identity
+/// blocks after a non-residual block.
 fn assign_stages(graph: &GraphProto, df: &Dataflow, blocks: &mut [Block]) {
     let mut prev_add: Option<usize> = None;
     let mut stage = 0;
     let mut index = 0;
     for (k, block) in blocks.iter_mut().enumerate() {
         let chained = prev_add.is_some_and(|p| chained_from(graph, df, &block.fork, p));
-        if k > 0 && (block.shortcut != Shortcut::Identity || !chained) {
+        let projection = block.shortcut != Shortcut::Identity && !block.normalizing_shortcut;
+        if k > 0 && (projection || !chained) {
             stage += 1;
             index = 0;
         }
@@ -563,6 +712,152 @@ pub(crate) mod tests {
             "{:?}",
             f.skipped
         );
+    }
+
+    /// A stem and one training-time MobileOne block on it: `0 + conv_a(s) + conv_b(s) + conv_c(s)`,
+    /// added one by one as the exporter writes it, plus `bn(s)` (its identity) unless `identity` is
+    /// false; then Relu.
+    fn mobileone_block(identity: bool) -> GraphProto {
+        let conv = |name: &str, w: &str, y: &str| -> NodeProto { node("Conv", name, &["s", w], &[y]) };
+        let mut g = GraphProto {
+            input: vec![value_info("x", &[-1, 3, 8, 8])],
+            initializer: vec![
+                int64("w_stem", &[8, 3, 1, 1], &[0; 24]),
+                int64("w", &[8, 8, 1, 1], &[0; 64]),
+                int64("zero", &[], &[0]),
+                int64("bn_p", &[8], &[1; 8]),
+            ],
+            node: vec![
+                node("Conv", "/stem/Conv", &["x", "w_stem"], &["s"]),
+                conv("/b/conv_kxk.0/Conv", "w", "k0"),
+                node("Add", "/b/Add", &["k0", "zero"], &["a0"]),
+                conv("/b/conv_kxk.1/Conv", "w", "k1"),
+                node("Add", "/b/Add_1", &["a0", "k1"], &["a1"]),
+                conv("/b/conv_kxk.2/Conv", "w", "k2"),
+                node("Add", "/b/Add_2", &["a1", "k2"], &["a2"]),
+            ],
+            output: vec![value_info("y", &[-1, 8, 8, 8])],
+            ..Default::default()
+        };
+        if identity {
+            g.node.push(node("BatchNormalization", "/b/identity/BN", &["s", "bn_p", "bn_p", "bn_p", "bn_p"], &["i"]));
+            g.node.push(node("Add", "/b/Add_3", &["a2", "i"], &["a3"]));
+            g.node.push(node("Relu", "/b/act/Relu", &["a3"], &["y"]));
+        } else {
+            g.node.push(node("Relu", "/b/act/Relu", &["a2"], &["y"]));
+        }
+        g
+    }
+
+    #[test]
+    fn a_chain_of_adds_is_one_join_whose_identity_bn_is_the_shortcut() {
+        let f = findings(&mobileone_block(true));
+        assert_eq!(f.blocks.len(), 1, "{:?}", f.skipped);
+        let b = &f.blocks[0];
+        assert_eq!((b.name.as_str(), b.fork.as_str()), ("/b/Add_3", "s"));
+        assert_eq!((&b.shortcut, b.normalizing_shortcut), (&Shortcut::Projection(1), true));
+        // every convolution term is the branch, the BN (node 7) the shortcut
+        assert_eq!(b.branch_edges, vec![(1, 0), (3, 0), (5, 0)]);
+        assert_eq!(b.shortcut_edges, vec![(7, 0)]);
+        let reasons: Vec<(&str, &str)> = f.skipped.iter().map(|s| (s.node.as_str(), s.reason.as_str())).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("/b/Add", "input 'zero' is a constant (a bias, not a residual join)"),
+                ("/b/Add_1", "a term of the sum at /b/Add_3, which is judged as one join"),
+                ("/b/Add_2", "a term of the sum at /b/Add_3, which is judged as one join"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sum_of_convolutions_alone_is_not_a_join() {
+        let f = findings(&mobileone_block(false));
+        assert!(f.blocks.is_empty());
+        let last = f.skipped.last().unwrap();
+        assert_eq!(
+            (last.node.as_str(), last.reason.as_str()),
+            (
+                "/b/Add_2",
+                "none of its 3 terms from 's' is an identity or shorter than the others (a sum of \
+                 convolutions of one tensor, not a residual join)"
+            )
+        );
+        // the same two terms added without a chain stay the two-path case
+        let mut g = mobileone_block(false);
+        g.node.truncate(5);
+        g.node[4].input[0] = "k0".into();
+        g.node.push(node("Relu", "/b/act/Relu", &["a1"], &["y"]));
+        let f = findings(&g);
+        assert!(f
+            .skipped
+            .iter()
+            .any(|s| s.node == "/b/Add_1" && s.reason.contains("both paths from 's' have 1 nodes")));
+    }
+
+    #[test]
+    fn an_identity_bn_beats_a_convolution_of_as_many_nodes_but_is_no_block_inside_a_branch() {
+        // conv(h) + bn(h), as the dynamo exporter writes a one-branch MobileOne block (no `0 +`)
+        // and RepGhost its ghost modules; here inside the branch of s + conv2(relu(that))
+        let g = GraphProto {
+            input: vec![value_info("x", &[-1, 3, 8, 8])],
+            initializer: vec![
+                int64("w_stem", &[8, 3, 1, 1], &[0; 24]),
+                int64("w", &[8, 8, 1, 1], &[0; 64]),
+                int64("bn_p", &[8], &[1; 8]),
+            ],
+            node: vec![
+                node("Conv", "/stem/Conv", &["x", "w_stem"], &["s"]),
+                node("Conv", "/b/conv1/Conv", &["s", "w"], &["h"]),
+                node("Conv", "/b/ghost/cheap/Conv", &["h", "w"], &["k"]),
+                node("BatchNormalization", "/b/ghost/bn/BN", &["h", "bn_p", "bn_p", "bn_p", "bn_p"], &["i"]),
+                node("Add", "/b/ghost/Add", &["k", "i"], &["a"]),
+                node("Relu", "/b/ghost/Relu", &["a"], &["r"]),
+                node("Conv", "/b/conv2/Conv", &["r", "w"], &["c"]),
+                node("Add", "/b/Add", &["s", "c"], &["y"]),
+            ],
+            output: vec![value_info("y", &[-1, 8, 8, 8])],
+            ..Default::default()
+        };
+        let f = findings(&g);
+        assert_eq!(f.blocks.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["/b/Add"]);
+        assert_eq!(
+            f.skipped.iter().map(|s| (s.node.as_str(), s.reason.as_str())).collect::<Vec<_>>(),
+            [(
+                "/b/ghost/Add",
+                "inside the branch of the block at /b/Add, its shortcut an identity BN that re-parameterizes a \
+                 layer of that branch"
+            )]
+        );
+        // on its own, the same sum is a block whose shortcut is the BN
+        let mut alone = g.clone();
+        alone.node.truncate(6);
+        alone.node[5].output[0] = "y".into();
+        let f = findings(&alone);
+        assert_eq!(f.blocks.len(), 1, "{:?}", f.skipped);
+        let b = &f.blocks[0];
+        assert_eq!((b.fork.as_str(), &b.shortcut, b.normalizing_shortcut), ("h", &Shortcut::Projection(1), true));
+        assert_eq!((b.branch_edges.as_slice(), b.shortcut_edges.as_slice()), (&[(2, 0)][..], &[(3, 0)][..]));
+    }
+
+    #[test]
+    fn a_join_inside_a_branch_from_the_same_tensor_is_part_of_that_block() {
+        // FastViT's RepMixer: y = s + scale * (mixer(s) - norm(s)), its mixer a sum with an
+        // identity BN of its own
+        let mut g = mobileone_block(true);
+        g.node.pop();
+        g.initializer.push(int64("scale", &[8, 1, 1], &[1; 8]));
+        g.node.push(node("BatchNormalization", "/norm/BN", &["s", "bn_p", "bn_p", "bn_p", "bn_p"], &["n"]));
+        g.node.push(node("Sub", "/Sub", &["a3", "n"], &["d"]));
+        g.node.push(node("Mul", "/Mul", &["d", "scale"], &["m"]));
+        g.node.push(node("Add", "/Add", &["s", "m"], &["y"]));
+        let f = findings(&g);
+        assert_eq!(f.blocks.len(), 1);
+        let b = &f.blocks[0];
+        assert_eq!((b.name.as_str(), &b.shortcut), ("/Add", &Shortcut::Identity));
+        assert_eq!(b.branch_edges, vec![(1, 0), (3, 0), (5, 0), (7, 0), (9, 0)]);
+        assert!(f.skipped.iter().any(|s| s.node == "/b/Add_3"
+            && s.reason == "inside the branch of the block at /Add, which forks from the same tensor"));
     }
 
     #[test]

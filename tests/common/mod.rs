@@ -173,7 +173,8 @@ macro_rules! for_each_fixture {
             resnet_wide,
             preact_groupnorm,
             resnet_groupnorm,
-            metaformer_net
+            metaformer_net,
+            rep_net
         }
     };
 }
