@@ -8,6 +8,9 @@ use petgraph::algo::dominators::{self, Dominators};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{HashMap, HashSet};
 
+/// Ops whose output is an activation's shape, not its values.
+const SHAPE_OPS: &[&str] = &["Shape", "Size"];
+
 /// What a vertex stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Vertex {
@@ -92,6 +95,10 @@ impl Dataflow {
                 constant.insert(v.name().to_owned());
             }
         }
+        // Tensors computed from activations' shapes alone (the dynamo exporter's batch size, read
+        // once from the input's Shape and used by every Reshape after): no data edges, or each of
+        // those Reshapes would be reached from the input around every fork.
+        let mut shape_values: HashSet<String> = HashSet::new();
         let mut input_vx = Vec::with_capacity(graph.input.len());
         for (i, vi) in graph.input.iter().enumerate() {
             let v = g.add_node(Vertex::Input(i));
@@ -112,6 +119,7 @@ impl Dataflow {
             let explicit = node.input.iter().enumerate().filter(|(_, n)| !n.is_empty());
             let mut has_data_input = false;
             let mut all_const = true;
+            let mut any_shape = false;
             for (slot, name) in explicit.map(|(s, n)| (Some(s), n)).chain(implicit.iter().map(|n| (None, n))) {
                 let Some(p) = producer.get(name) else {
                     let what = if graph.node[ni + 1..].iter().any(|n| n.output.contains(name)) {
@@ -128,6 +136,10 @@ impl Dataflow {
                 // root bypass every fork, and no join would have a dominator but the root.
                 match *p {
                     Producer::Initializer => {}
+                    Producer::Node(_, _) if shape_values.contains(name) => {
+                        any_shape = true;
+                        all_const = false;
+                    }
                     Producer::Input(i) => {
                         has_data_input = true;
                         all_const = false;
@@ -157,6 +169,8 @@ impl Dataflow {
                 }
                 if all_const {
                     constant.insert(out.clone());
+                } else if SHAPE_OPS.contains(&node.op_type()) || (any_shape && !has_data_input) {
+                    shape_values.insert(out.clone());
                 }
             }
         }
@@ -254,6 +268,28 @@ pub(crate) mod tests {
         let df = Dataflow::build(&graph).unwrap();
         assert_eq!(df.dominators.immediate_dominator(df.node_vx[3]), Some(df.node_vx[0]));
         assert_eq!(df.consumers_of("a"), &[(1, 0), (3, 0)]);
+    }
+
+    #[test]
+    fn shapes_read_from_the_input_do_not_bypass_a_fork() {
+        // The dynamo exporter reads the batch size once from the input and reshapes with it deep
+        // inside a block: the join's dominator is still the block input.
+        let graph = GraphProto {
+            input: vec![value_info("x", &[-1, 4, 8, 8])],
+            node: vec![
+                node("Shape", "shape", &["x"], &["s"]),
+                node("Gather", "batch", &["s", "zero"], &["n"]),
+                node("Relu", "fork", &["x"], &["a"]),
+                node("Relu", "b1", &["a"], &["b"]),
+                node("Reshape", "view", &["b", "n"], &["c"]),
+                node("Add", "join", &["a", "c"], &["y"]),
+            ],
+            initializer: vec![crate::tensor::int64("zero", &[], &[0])],
+            ..Default::default()
+        };
+        let df = Dataflow::build(&graph).unwrap();
+        assert_eq!(df.dominators.immediate_dominator(df.node_vx[5]), Some(df.node_vx[2]));
+        assert!(!df.constant.contains("n"));
     }
 
     #[test]

@@ -226,6 +226,7 @@ impl Shapes {
                 continue;
             }
             let out = infer_node(node, &map, &values);
+            let parts = if node.op_type() == "Split" { split_outputs(node, &map, &values) } else { Vec::new() };
             if let (Some(v), Some(name)) = (values::fold(node, &values, &map), node.output.first()) {
                 values.insert(name.clone(), v);
             }
@@ -233,7 +234,11 @@ impl Shapes {
                 if name.is_empty() {
                     continue;
                 }
-                let mut info = if slot == 0 { out.clone() } else { None };
+                let mut info = match parts.get(slot) {
+                    Some(part) => part.clone(),
+                    None if slot == 0 => out.clone(),
+                    None => None,
+                };
                 // Fill what inference could not see from the model's own declarations.
                 if let Some(dims) = declared.get(name.as_str()).and_then(|v| declared_dims(v)) {
                     info = match info {
@@ -256,6 +261,30 @@ impl Shapes {
         }
         Shapes { map }
     }
+}
+
+/// The outputs of a Split, in the input's layout (EdgeNeXt's and Res2Net's channel chunks): the sizes
+/// from its `split` input (opset 13) or attribute, else equal parts (the last one smaller with
+/// opset 18's `num_outputs`).
+fn split_outputs(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<String, Folded>) -> Vec<Option<Info>> {
+    let Some(x) = node.input.first().and_then(|n| map.get(n)) else { return Vec::new() };
+    let Some(axis) = norm_axis(attr_int(node, "axis").unwrap_or(0), x.rank()) else { return Vec::new() };
+    let n = node.output.len();
+    let sizes: Option<Vec<i64>> = match node.input.get(1).filter(|t| !t.is_empty()) {
+        Some(t) => values.get(t).and_then(Folded::known),
+        None => attr_ints(node, "split").or_else(|| {
+            let total = x.dims[axis].known()?;
+            let part = (total + n as i64 - 1) / n as i64;
+            Some((0..n as i64).map(|k| part.min(total - k * part).max(0)).collect())
+        }),
+    };
+    (0..n)
+        .map(|k| {
+            let mut dims = x.dims.clone();
+            dims[axis] = sizes.as_ref().and_then(|s| s.get(k)).map_or(Dim::Unknown, |&v| Dim::Known(v));
+            Some(Info { dims, channel_axis: x.channel_axis })
+        })
+        .collect()
 }
 
 fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<String, Folded>) -> Option<Info> {
@@ -514,12 +543,20 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
                 }
             }
             // Back to the shape of an activation (GroupNorm's Reshape to `Shape(x)`): x's layout.
-            let channel_axis = shape
-                .shape_of
-                .as_ref()
-                .and_then(|t| map.get(t))
-                .filter(|like| like.rank() == dims.len())
-                .and_then(|like| like.channel_axis);
+            // Else channels that stay where they were, after the batch (`[N, C, H, W]` viewed as
+            // `[N, C, H*W]`) or last (`[N, H*W, C]` as `[N, H, W, C]`: EdgeNeXt's tokens for its
+            // LayerNorm and Linears, as the dynamo exporter writes them), are still the channels.
+            let like = shape.shape_of.as_ref().and_then(|t| map.get(t)).filter(|like| like.rank() == dims.len());
+            let kept = |at: usize, to: usize| {
+                x.channel_axis == Some(at) && x.dims[at].known().is_some() && dims.get(to) == Some(&x.dims[at])
+            };
+            let channel_axis = match like {
+                Some(like) => like.channel_axis,
+                None if dims.len() < 3 || x.rank() < 3 => None,
+                None if kept(1, 1) && dims[0] == x.dims[0] => Some(1),
+                None if kept(x.rank() - 1, dims.len() - 1) => Some(dims.len() - 1),
+                None => None,
+            };
             Some(Info { dims, channel_axis })
         }
         "Concat" => {
@@ -563,7 +600,7 @@ fn spatial(node: &NodeProto, x: &Info, kernel: &[i64], ceil: bool, dims: &mut Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emit::ints_attr;
+    use crate::emit::{int_attr, ints_attr};
     use crate::graph::tests::{node, value_info};
     use crate::tensor::int64;
 
@@ -620,6 +657,48 @@ mod tests {
         assert_eq!(s.get("a").unwrap().display(), "[N, 8, 7, 7]");
         assert_eq!(s.get("b").unwrap().display(), "[N, 230, 230, 3]");
         assert_eq!(s.get("c").unwrap().display(), "[N, 8, 6, 6]");
+    }
+
+    #[test]
+    fn split_parts_and_reshapes_that_keep_the_channels_keep_the_layout() {
+        // EdgeNeXt: channel chunks, `[N, C, H*W]`, tokens `[N, H*W, C]`, viewed as `[N, H, W, C]`
+        let mut split = node("Split", "split", &["x", "sizes"], &["p0", "p1"]);
+        split.attribute = vec![int_attr("axis", 1)];
+        let mut even = node("Split", "even", &["x"], &["e0", "e1", "e2"]);
+        even.attribute = vec![int_attr("axis", 1)];
+        let mut tokens = node("Transpose", "t", &["flat"], &["tok"]);
+        tokens.attribute = vec![ints_attr("perm", &[0, 2, 1])];
+        let graph = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 4, 4])],
+            initializer: vec![
+                int64("sizes", &[2], &[6, 2]),
+                int64("to_flat", &[3], &[0, 8, 16]),
+                int64("to_nhwc", &[4], &[0, 4, 4, 8]),
+                int64("to_groups", &[3], &[0, 2, -1]),
+            ],
+            node: vec![
+                split,
+                even,
+                node("Reshape", "r", &["x", "to_flat"], &["flat"]),
+                tokens,
+                node("Reshape", "r2", &["tok", "to_nhwc"], &["nhwc"]),
+                node("Reshape", "r3", &["x", "to_groups"], &["groups"]),
+            ],
+            ..Default::default()
+        };
+        let s = Shapes::infer(&graph);
+        let got = |t: &str| {
+            let i = s.get(t).unwrap();
+            (i.display(), i.channel_axis)
+        };
+        assert_eq!(got("p0"), ("[N, 6, 4, 4]".into(), Some(1)));
+        assert_eq!(got("p1"), ("[N, 2, 4, 4]".into(), Some(1)));
+        assert_eq!(got("e2"), ("[N, 2, 4, 4]".into(), Some(1)));
+        assert_eq!(got("flat"), ("[N, 8, 16]".into(), Some(1)));
+        assert_eq!(got("tok"), ("[N, 16, 8]".into(), Some(2)));
+        assert_eq!(got("nhwc"), ("[N, 4, 4, 8]".into(), Some(3)));
+        // GroupNorm's `[N, G, -1]`: channels no more
+        assert_eq!(got("groups"), ("[N, 2, ?]".into(), None));
     }
 
     #[test]
