@@ -12,7 +12,8 @@ scale, eval mode, classifier rescaled so logits have std ~1):
   3. `tsm-rewrite -o OUT` with tract validation: exit code / stderr recorded
   4. per config, `tsm-rewrite --no-validate`, run in onnxruntime on a seeded
      [16, 3, H, W] input, compare to the PyTorch TSM reference
-     (pass: max|diff| <= 1e-4 * max(1, max|ref|), and the output must differ from plain)
+     (pass: max|diff| <= 1e-4 * max(1, max|ref|), or twice the 2D model's own onnxruntime-vs-PyTorch
+     distance where that is more (ConvMixer-768/32's: 9.5e-4); the output must differ from plain)
   5. onnx.checker.check_model(full_check=True) on every written model
   6. per online config, `tsm-rewrite --online` with its tract validation (which checks the online
      model against the tool's own offline past-only rewrite), then onnxruntime streams the clips'
@@ -42,6 +43,8 @@ from torchvision.models.convnext import CNBlock
 from torchvision.models.efficientnet import FusedMBConv, MBConv
 from torchvision.models.regnet import ResBottleneckBlock
 from torchvision.models.mnasnet import _InvertedResidual as MnasInvertedResidual
+from torchvision.models.maxvit import MBConv as MaxVitMBConv
+from torchvision.models.mobilenetv3 import InvertedResidual as MobileNetV3InvertedResidual
 
 try:
     import timm
@@ -64,6 +67,12 @@ try:
     from timm.models import tresnet as timm_tresnet
     from timm.models import metaformer as timm_metaformer
     from timm.models import fastvit as timm_fastvit
+    from timm.models import convmixer as timm_convmixer
+    from timm.models import edgenext as timm_edgenext
+    from timm.models import efficientformer as timm_effformer
+    from timm.models import hgnet as timm_hgnet
+    from timm.models import repghost as timm_repghost
+    from timm.models import repvit as timm_repvit
 except ImportError:  # timm optional
     timm = None
 
@@ -88,6 +97,9 @@ RESULTS_MD = os.path.join(HERE, "RESULTS-modern.md")
 T = 8
 N_CLIPS = 2
 REL_TOL = 1e-4
+# Twice the 2D model's own onnxruntime-vs-PyTorch distance, set per model: a deep, wide model's float
+# rounding (ConvMixer-768/32: 9.5e-4 on logits of 4) is no tighter after the rewrite.
+PLAIN_FLOOR = 0.0
 MIN_EFFECT = 1e-3  # TSM output must move some logit by more than this (logit std ~1)
 
 CONFIGS = [  # (mode, direction, fold_div, group order, segments)
@@ -148,6 +160,10 @@ def branch_attr(m):
         return "f"
     if isinstance(m, MnasInvertedResidual):
         return "layers" if m.apply_residual else None
+    if isinstance(m, MobileNetV3InvertedResidual):
+        return "block" if m.use_res_connect else None
+    if isinstance(m, MaxVitMBConv):
+        return "layers"  # proj(x) + layers(x); its attention layers' joins are on window partitions
     if timm is not None:
         if isinstance(m, timm_eff.InvertedResidual):
             if not m.has_skip:
@@ -214,6 +230,27 @@ def branch_attr(m):
             return ["mixer", "norm"]
         if isinstance(m, timm_fastvit.RepMixerBlock):
             return "mlp"  # after token_mixer: x + scale * mlp(x)
+        # stop 38, more families. "*": the branch reads x through tensor ops, not one module; the
+        # identity is added last, so the reference is block(shift(x)) - shift(x) + x (BranchShift)
+        if isinstance(m, timm_convmixer.Residual):
+            return "fn"
+        if isinstance(m, timm_edgenext.ConvBlock):
+            assert not m.shortcut_after_dw
+            return "conv_dw"
+        if isinstance(m, timm_edgenext.SplitTransposeBlock):
+            return "*"  # x.chunk, Res2Net-style convs, XCA on tokens, the MLP; then shortcut + x
+        if isinstance(m, timm_effformer.MetaBlock2d):
+            return ("token_mixer", "mlp")  # x + ls1(pool(x) - x), then x + ls2(mlp(x))
+        if isinstance(m, timm_hgnet.HighPerfGpuBlock):
+            return "*" if m.residual else None  # x feeds the first layer and the Concat
+        if isinstance(m, timm_repghost.RepGhostBottleneck):
+            return "ghost1"
+        if isinstance(m, timm_repvit.RepVggDw):
+            return ["conv", "conv1"]  # bn(conv(x) + conv1(x) + x)
+        if isinstance(m, timm_repvit.RepViTBlock):
+            return "channel_mixer"  # identity + channel_mixer(x), x the SE's output
+        if isinstance(m, timm_repvit.RepVitDownsample):
+            return "ffn"  # ffn(x) + x, x the channel downsample's output
         if getattr(m, "has_skip", False):
             raise TypeError(f"unhandled timm residual block type {type(m).__name__}")
     if transformers is not None:
@@ -258,6 +295,40 @@ def residual_sites(model):
     return out
 
 
+class BranchShift(nn.Module):
+    """A block `branch(x) + x` (the identity added last) with its branch reading shift(x): the
+    block run on shift(x), its shifted identity taken back out and x put in."""
+
+    def __init__(self, block, shift):
+        super().__init__()
+        self.block, self.shift = block, shift
+
+    def forward(self, x):
+        xs = self.shift(x)
+        return self.block(xs) - xs + x
+
+
+class TwoJoinsInplace(nn.Module):
+    """EfficientFormer's MetaBlock2d, `x + ls1(token_mixer(x))` then `x + ls2(mlp(x))`, with each
+    join's input shifted for both its paths where `shifts` has one (join 0 and 1)."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block, self.shifts = block, nn.ModuleDict()
+
+    def forward(self, x):
+        b = self.block
+        for k, (fn, ls, dp) in enumerate([(b.token_mixer, b.ls1, b.drop_path1), (b.mlp, b.ls2, b.drop_path2)]):
+            if str(k) in self.shifts:
+                x = self.shifts[str(k)](x)
+            x = x + dp(ls(fn(x)))
+        return x
+
+
+# Blocks whose join's input is a submodule's output rather than the block's: inplace shifts that output.
+INPLACE_AFTER = {"RepMixerBlock": "token_mixer", "RepViTBlock": "se", "RepVitDownsample": "channel_downsample"}
+
+
 class ThenShift(nn.Module):
     """module, then shift its output: FastViT's second join reads the token mixer's output."""
 
@@ -294,16 +365,25 @@ def make_tsm(model, mode, direction, fold_div, order="tsm", segments=T, override
         m = (override or {}).get(i, mode)
         if m == "none":
             continue
-        if m == "residual":
+        if m == "residual" and attrs == ("*",):
+            set_submodule(tsm, path, BranchShift(block, new_shift()))
+        elif m == "residual":
+            inner = block.block if isinstance(block, TwoJoinsInplace) else block
             for attr in attrs:
-                set_submodule(block, attr, ShiftThen(new_shift(), block.get_submodule(attr)))
+                set_submodule(inner, attr, ShiftThen(new_shift(), inner.get_submodule(attr)))
+        elif m == "inplace" and timm is not None and isinstance(block, (timm_effformer.MetaBlock2d, TwoJoinsInplace)):
+            if not isinstance(block, TwoJoinsInplace):
+                block = TwoJoinsInplace(block)
+                set_submodule(tsm, path, block)
+            block.shifts[str(("token_mixer", "mlp").index(attrs[0]))] = new_shift()
         elif m == "inplace" and timm is not None and isinstance(block, timm_metaformer.MetaFormerBlock):
             attr = attrs[0]
             partner = INPLACE_PARTNERS[attr]
             setattr(block, attr, ShiftThen(new_shift(), getattr(block, attr)))
             setattr(block, partner, ShiftThen(new_shift(), getattr(block, partner)))
-        elif m == "inplace" and timm is not None and isinstance(block, timm_fastvit.RepMixerBlock):
-            block.token_mixer = ThenShift(block.token_mixer, new_shift())
+        elif m == "inplace" and type(block).__name__ in INPLACE_AFTER:
+            name = INPLACE_AFTER[type(block).__name__]
+            setattr(block, name, ThenShift(getattr(block, name), new_shift()))
         elif m == "inplace":
             set_submodule(tsm, path, ShiftThen(new_shift(), block))
         else:
@@ -318,6 +398,10 @@ def site_channels(model, x):
     hooks = []
     for path, _ in residual_sites(model):
         m = model.get_submodule(path)
+        if type(m).__name__ in INPLACE_AFTER:  # the join reads that submodule's output
+            hooks.append(getattr(m, INPLACE_AFTER[type(m).__name__]).register_forward_hook(
+                lambda mod, inp, out, path=path: seen.append((path, int(out.shape[1])))))
+            continue
         hooks.append(m.register_forward_pre_hook(
             lambda mod, inp, path=path: seen.append((path, int(inp[0].shape[1])))))
     model(torch.from_numpy(x[:T]))
@@ -426,8 +510,38 @@ def models():
             "timm_mobileone_s0": (tm("mobileone_s0"), 128),
             "timm_mobileone_s1": (tm("mobileone_s1"), 128),
             "timm_fastvit_t8": (tm("fastvit_t8"), 128),
+            # stop 38: ConvMixer; EdgeNeXt (channels-last MLPs between permutes, XCA on tokens inside
+            # its split-transpose blocks); EfficientFormer-L1 (pooling MetaFormer blocks, its last
+            # attention blocks on tokens); GhostNetV2 (DFC attention); HGNetV2 (the block input in
+            # the aggregation's Concat); RepGhostNet; RepViT (RepVGG-style depthwise token mixers)
+            "timm_convmixer_768_32": (tm("convmixer_768_32"), 64),
+            "timm_edgenext_xx_small": (layer_scaled(tm("edgenext_xx_small")), 128),
+            "timm_efficientformer_l1": (layer_scaled(tm("efficientformer_l1")), 224),
+            "timm_ghostnetv2_100": (tm("ghostnetv2_100"), 160),
+            "timm_hgnetv2_b0": (tm("hgnetv2_b0"), 160),
+            "timm_repghostnet_050": (tm("repghostnet_050"), 160),
+            "timm_repvit_m1": (tm("repvit_m1"), 160),
+            # torchvision's MobileNetV3 (its own InvertedResidual) and MaxViT (MBConv blocks between
+            # window and grid attention, whose joins add channels-last partitions)
+            "tv_mobilenet_v3_small": (lambda: torchvision.models.mobilenet_v3_small(weights=None), 160),
+            "tv_maxvit_t": (lambda: torchvision.models.maxvit_t(weights=None), 224),
         })
     return out
+
+
+def layer_scaled(builder):
+    """Layer scales (timm.layers' LayerScale2d, EdgeNeXt's gammas) start at 1e-5 or 1e-6, which hides
+    each branch and its shift: seeded values in [0.3, 1) instead, for every parameter named gamma*
+    (only in the models built so: the others keep their weights)."""
+    def build():
+        model = builder()
+        g = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.rpartition(".")[2].startswith("gamma"):
+                    p.copy_(torch.rand(p.shape, generator=g) * 0.7 + 0.3)
+        return model
+    return build
 
 
 class HFLogits(nn.Module):
@@ -616,6 +730,8 @@ def verify(idx, name, builder, h):
     plain = torch_run(model, x)
     rep["plain_absmax"] = float(np.abs(plain).max())
     rep["plain_ort_diff"] = float(np.abs(ort_run(path, x) - plain).max())
+    global PLAIN_FLOOR
+    PLAIN_FLOOR = 2 * rep["plain_ort_diff"]
 
     # 1. dry run
     rc, out, err, _ = run_tool([path, "--dry-run"])
@@ -670,7 +786,7 @@ def verify(idx, name, builder, h):
             rep["configs"].append(c)
             continue
         diff = float(np.abs(got - ref).max())
-        tol = REL_TOL * max(1.0, float(np.abs(ref).max()))
+        tol = max(REL_TOL * max(1.0, float(np.abs(ref).max())), PLAIN_FLOOR)
         c["diff"], c["tol"] = diff, tol
         c["ref_vs_plain"] = float(np.abs(ref - plain).max())
         c["out_vs_plain"] = float(np.abs(got - plain).max())
@@ -738,7 +854,7 @@ def verify_online(name, path, model, x, mode, fd):
         state = {b["input"]: o for b, o in zip(bufs, outs)}
         ref = torch_run(net, np.ascontiguousarray(f))
         c["diff"] = max(c["diff"], float(np.abs(got - ref).max()))
-        c["tol"] = max(c["tol"], REL_TOL * max(1.0, float(np.abs(ref).max())))
+        c["tol"] = max(c["tol"], REL_TOL * max(1.0, float(np.abs(ref).max())), PLAIN_FLOOR)
         c["out_vs_plain"] = max(c["out_vs_plain"], float(np.abs(got - torch_run(model, np.ascontiguousarray(f))).max()))
     c["buffers"] = len(bufs)
     c["checker"] = checker(opath)
@@ -775,7 +891,8 @@ def write_md(reports, out_path):
          "layer scale, eval mode, logits rescaled to std ~1; "
          + ("dynamo exporter, opset 18" if DYNAMO else "TorchScript exporter, opset 17") + ", dynamic batch; "
          f"input [{N_CLIPS * T}, 3, H, H], T={T}). Pass: max|ORT - PyTorch TSM reference| <= "
-         f"{REL_TOL:g} * max(1, max|ref|), output differs from plain by > {MIN_EFFECT:g}, "
+         f"{REL_TOL:g} * max(1, max|ref|) (or twice the 2D model's own ORT-vs-PyTorch distance, where more), "
+         f"output differs from plain by > {MIN_EFFECT:g}, "
          "and `onnx.checker.check_model(full_check=True)` ok.", "",
          "BN running stats are calibrated on a seeded random batch, then perturbed (mean += U(-0.3,0.3)*std, "
          "var *= U(0.5,2)); with purely random stats the input-dependent signal dies within a few blocks "
