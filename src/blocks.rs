@@ -401,12 +401,38 @@ fn is_bias(df: &Dataflow, node: &NodeProto) -> bool {
 /// `parent` reads `t`, and it forks from the same tensor as `parent` (`fork`) or only adds a
 /// constant.
 fn term_of(graph: &GraphProto, df: &Dataflow, t: &str, parent: usize, fork: Option<NodeIndex>) -> Option<usize> {
-    let Some(Producer::Node(p, 0)) = df.producer.get(t) else { return None };
-    let node = &graph.node[*p];
     let only_parent = matches!(df.consumers_of(t), [(c, _)] if *c == parent);
+    let sum = stored_from(graph, df, t);
+    let Some(Producer::Node(p, 0)) = df.producer.get(sum) else { return None };
+    let node = &graph.node[*p];
     let same_sum = is_bias(df, node) || df.dominators.immediate_dominator(df.node_vx[*p]) == fork;
-    let is_output = graph.output.iter().any(|o| o.name() == t);
+    let is_output = graph.output.iter().any(|o| o.name() == t || o.name() == sum);
     (is_sum(node) && only_parent && same_sum && !is_output).then_some(*p)
+}
+
+/// The tensor `t` stores (QuantizeLinear then DequantizeLinear, or a Cast, that nothing else
+/// reads on the way), or `t` itself: a QDQ model quantizes each Add of a sum.
+fn stored_from<'a>(graph: &'a GraphProto, df: &Dataflow, mut t: &'a str) -> &'a str {
+    while let Some(Producer::Node(p, _)) = df.producer.get(t) {
+        let node = &graph.node[*p];
+        match node.input.first() {
+            Some(src) if STORAGE_OPS.contains(&node.op_type()) && df.consumers_of(src).len() == 1 => t = src,
+            _ => break,
+        }
+    }
+    t
+}
+
+/// The last stored copy of `t` (`stored_from` forward): what a parent Add reads of it.
+fn stored_to<'a>(graph: &'a GraphProto, df: &Dataflow, mut t: &'a str) -> &'a str {
+    while let &[(c, _)] = df.consumers_of(t) {
+        let node = &graph.node[c];
+        match node.output.first() {
+            Some(out) if STORAGE_OPS.contains(&node.op_type()) => t = out,
+            _ => break,
+        }
+    }
+    t
 }
 
 /// The Add whose sum node `ni` is a term of (the outermost, when Adds chain), if any: that one is
@@ -416,6 +442,7 @@ fn sum_root(graph: &GraphProto, df: &Dataflow, ni: usize) -> Option<usize> {
     let mut root = None;
     let mut n = ni;
     while let Some(out) = graph.node[n].output.first() {
+        let out = stored_to(graph, df, out);
         let &[(p, _)] = df.consumers_of(out) else { break };
         let parent = &graph.node[p];
         if !is_sum(parent) || is_bias(df, parent) {
@@ -768,6 +795,21 @@ pub(crate) mod tests {
                 ("/b/Add_2", "a term of the sum at /b/Add_3, which is judged as one join"),
             ]
         );
+        // A QDQ model stores each partial sum quantized: the same one join, and without the
+        // identity still no join (else the last convolution term passes for a projection)
+        for identity in [true, false] {
+            let mut g = mobileone_block(identity);
+            g.initializer.push(int64("q", &[], &[1]));
+            for (at, sum) in [(6, "a2"), (4, "a1")] {
+                g.node[at].output[0] = format!("{sum}f");
+                let (f, q) = (format!("{sum}f"), format!("{sum}q"));
+                g.node.insert(at + 1, node("QuantizeLinear", &format!("{sum}/Q"), &[&f, "q"], &[&q]));
+                g.node.insert(at + 2, node("DequantizeLinear", &format!("{sum}/DQ"), &[&q, "q"], &[sum]));
+            }
+            let f = findings(&g);
+            let found: Vec<(&str, usize)> = f.blocks.iter().map(|b| (b.name.as_str(), b.branch_edges.len())).collect();
+            assert_eq!(found, if identity { vec![("/b/Add_3", 3)] } else { vec![] }, "{:?}", f.skipped);
+        }
     }
 
     #[test]
