@@ -482,8 +482,11 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
             let mut dims = a.dims.clone();
             let last = dims.len() - 1;
             dims[last] = if b.rank() >= 2 { b.dims[b.rank() - 1].clone() } else { return None };
-            // A MatMul over the channel axis (ConvNeXt's Linear in NHWC) maps channels to channels.
-            Some(Info { dims, channel_axis: a.channel_axis })
+            // A MatMul over the channel axis (ConvNeXt's Linear in NHWC) maps channels to channels;
+            // one by a matrix (a Linear) on tokens of unknown layout writes its features last
+            // (FastViT's attention projection, `[N, H*W, C]`, transposed and viewed as NCHW after).
+            let linear = (b.rank() == 2 && a.rank() >= 3).then_some(last);
+            Some(Info { dims, channel_axis: a.channel_axis.or(linear) })
         }
         "Gemm" => {
             let (a, b) = (x?, input(1)?);
@@ -699,6 +702,33 @@ mod tests {
         assert_eq!(got("nhwc"), ("[N, 4, 4, 8]".into(), Some(3)));
         // GroupNorm's `[N, G, -1]`: channels no more
         assert_eq!(got("groups"), ("[N, 2, ?]".into(), None));
+    }
+
+    #[test]
+    fn a_linear_on_tokens_of_unknown_layout_writes_channels_last() {
+        // FastViT's attention by the dynamo exporter: the tokens out of the attention have no
+        // layout; its projection, transposed and viewed as `[N, C, H, W]`, is an NCHW activation
+        let mut back = node("Transpose", "t", &["proj"], &["ct"]);
+        back.attribute = vec![ints_attr("perm", &[0, 2, 1])];
+        let graph = GraphProto {
+            input: vec![value_info("flat", &[-1, 128])],
+            initializer: vec![
+                int64("to_tokens", &[3], &[0, 16, 8]),
+                int64("w", &[8, 8], &[0; 64]),
+                int64("to_nchw", &[4], &[0, 8, 4, 4]),
+            ],
+            node: vec![
+                node("Reshape", "tokens", &["flat", "to_tokens"], &["tokens"]),
+                node("MatMul", "proj", &["tokens", "w"], &["proj"]),
+                back,
+                node("Reshape", "view", &["ct", "to_nchw"], &["x"]),
+            ],
+            ..Default::default()
+        };
+        let s = Shapes::infer(&graph);
+        assert_eq!(s.get("tokens").unwrap().channel_axis, None);
+        assert_eq!(s.get("proj").unwrap().channel_axis, Some(2));
+        assert!(s.get("x").unwrap().is_nchw(), "{:?}", s.get("x"));
     }
 
     #[test]
