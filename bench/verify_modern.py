@@ -73,6 +73,7 @@ try:
     from timm.models import hgnet as timm_hgnet
     from timm.models import repghost as timm_repghost
     from timm.models import repvit as timm_repvit
+    from timm.models import nfnet as timm_nfnet
 except ImportError:  # timm optional
     timm = None
 
@@ -230,6 +231,13 @@ def branch_attr(m):
             return ["mixer", "norm"]
         if isinstance(m, timm_fastvit.RepMixerBlock):
             return "mlp"  # after token_mixer: x + scale * mlp(x)
+        if isinstance(m, timm_fastvit.AttentionBlock):
+            return ("norm", "mlp")  # x + ls1(attention(norm(x))), then x + ls2(mlp(x))
+        if isinstance(m, timm_fastvit.RepConditionalPosEnc):
+            return "pos_enc"  # pos_enc(x) + x
+        if isinstance(m, timm_nfnet.NormFreeBlock):
+            # act1(x) * beta feeds the branch (and a projection, which then forks after it)
+            return "conv1" if m.downsample is not None else "act1"
         # stop 38, more families. "*": the branch reads x through tensor ops, not one module; the
         # identity is added last, so the reference is block(shift(x)) - shift(x) + x (BranchShift)
         if isinstance(m, timm_convmixer.Residual):
@@ -308,20 +316,30 @@ class BranchShift(nn.Module):
         return self.block(xs) - xs + x
 
 
+# Blocks of two joins around a bare identity, `x + f1(x)` then `x + f2(x)`: each join's branch as
+# a chain of the block's attributes (EfficientFormer's MetaBlock2d, FastViT's AttentionBlock).
+TWO_JOINS = {
+    "MetaBlock2d": (("token_mixer", "ls1", "drop_path1"), ("mlp", "ls2", "drop_path2")),
+    "AttentionBlock": (("norm", "token_mixer", "layer_scale_1", "drop_path1"), ("mlp", "layer_scale_2", "drop_path2")),
+}
+
+
 class TwoJoinsInplace(nn.Module):
-    """EfficientFormer's MetaBlock2d, `x + ls1(token_mixer(x))` then `x + ls2(mlp(x))`, with each
-    join's input shifted for both its paths where `shifts` has one (join 0 and 1)."""
+    """A TWO_JOINS block with each join's input shifted for both its paths where `shifts` has one
+    (join 0 and 1)."""
 
     def __init__(self, block):
         super().__init__()
         self.block, self.shifts = block, nn.ModuleDict()
 
     def forward(self, x):
-        b = self.block
-        for k, (fn, ls, dp) in enumerate([(b.token_mixer, b.ls1, b.drop_path1), (b.mlp, b.ls2, b.drop_path2)]):
+        for k, chain in enumerate(TWO_JOINS[type(self.block).__name__]):
             if str(k) in self.shifts:
                 x = self.shifts[str(k)](x)
-            x = x + dp(ls(fn(x)))
+            y = x
+            for attr in chain:
+                y = getattr(self.block, attr)(y)
+            x = x + y
         return x
 
 
@@ -371,11 +389,12 @@ def make_tsm(model, mode, direction, fold_div, order="tsm", segments=T, override
             inner = block.block if isinstance(block, TwoJoinsInplace) else block
             for attr in attrs:
                 set_submodule(inner, attr, ShiftThen(new_shift(), inner.get_submodule(attr)))
-        elif m == "inplace" and timm is not None and isinstance(block, (timm_effformer.MetaBlock2d, TwoJoinsInplace)):
+        elif m == "inplace" and (isinstance(block, TwoJoinsInplace) or type(block).__name__ in TWO_JOINS):
             if not isinstance(block, TwoJoinsInplace):
                 block = TwoJoinsInplace(block)
                 set_submodule(tsm, path, block)
-            block.shifts[str(("token_mixer", "mlp").index(attrs[0]))] = new_shift()
+            joins = TWO_JOINS[type(block.block).__name__]
+            block.shifts[str([j[0] for j in joins].index(attrs[0]))] = new_shift()
         elif m == "inplace" and timm is not None and isinstance(block, timm_metaformer.MetaFormerBlock):
             attr = attrs[0]
             partner = INPLACE_PARTNERS[attr]
@@ -525,20 +544,26 @@ def models():
             # window and grid attention, whose joins add channels-last partitions)
             "tv_mobilenet_v3_small": (lambda: torchvision.models.mobilenet_v3_small(weights=None), 160),
             "tv_maxvit_t": (lambda: torchvision.models.maxvit_t(weights=None), 224),
+            # FastViT with attention (two joins around a bare identity; conditional positional
+            # encodings), and a normalizer-free ResNet (scaled weight-standardized convolutions,
+            # which tract cannot load: checked in onnxruntime)
+            "timm_fastvit_sa12": (tm("fastvit_sa12"), 128),
+            "timm_nf_resnet26": (layer_scaled(tm("nf_resnet26"), "gain"), 128),
         })
     return out
 
 
-def layer_scaled(builder):
-    """Layer scales (timm.layers' LayerScale2d, EdgeNeXt's gammas) start at 1e-5 or 1e-6, which hides
-    each branch and its shift: seeded values in [0.3, 1) instead, for every parameter named gamma*
-    (only in the models built so: the others keep their weights)."""
+def layer_scaled(builder, prefix="gamma"):
+    """Layer scales (timm.layers' LayerScale2d, EdgeNeXt's gammas) start at 1e-5 or 1e-6, and the
+    gain of NF-ResNet's last convolution in a block at 0, which hides each branch and its shift:
+    seeded values in [0.3, 1) instead, for every parameter named `prefix`* (only in the models
+    built so: the others keep their weights)."""
     def build():
         model = builder()
         g = torch.Generator().manual_seed(7)
         with torch.no_grad():
             for name, p in model.named_parameters():
-                if name.rpartition(".")[2].startswith("gamma"):
+                if name.rpartition(".")[2].startswith(prefix):
                     p.copy_(torch.rand(p.shape, generator=g) * 0.7 + 0.3)
         return model
     return build
