@@ -293,13 +293,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     let short_set = &paths[shortest];
     let branch_set: HashSet<NodeIndex> =
         paths.iter().enumerate().filter(|(k, _)| *k != shortest).flat_map(|(_, p)| p.iter().copied()).collect();
-    let short_nodes: Vec<usize> = short_set
-        .iter()
-        .filter_map(|v| match df.g[*v] {
-            Vertex::Node(n) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let short_nodes = node_indices(df, short_set);
     // From a channels-last fork, the shortcut's Transpose to NCHW only changes the layout.
     let to_nchw = |n: usize| {
         channels_last
@@ -370,22 +364,25 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         channels_last,
         shortcut: if short_ops.is_empty() { Shortcut::Identity } else { Shortcut::Projection(short_ops.len()) },
         normalizing_shortcut: !short_ops.is_empty() && short_ops.iter().all(|op| NORMALIZATIONS.contains(op)),
-        branch: {
-            let mut nodes: Vec<usize> = branch_set
-                .iter()
-                .filter_map(|v| match df.g[*v] {
-                    Vertex::Node(n) => Some(n),
-                    _ => None,
-                })
-                .collect();
-            nodes.sort_unstable();
-            nodes
-        },
+        branch: node_indices(df, &branch_set),
         branch_edges,
         shortcut_edges,
         stage: 0,
         index_in_stage: 0,
     })
+}
+
+/// The model's nodes among dataflow vertices, as indices into `graph.node`, in order.
+fn node_indices(df: &Dataflow, vertices: &HashSet<NodeIndex>) -> Vec<usize> {
+    let mut nodes: Vec<usize> = vertices
+        .iter()
+        .filter_map(|v| match df.g[*v] {
+            Vertex::Node(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    nodes.sort_unstable();
+    nodes
 }
 
 fn is_sum(node: &NodeProto) -> bool {
