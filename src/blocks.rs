@@ -262,20 +262,26 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     };
     // The shortcut is the shorter path; a path that only normalizes (an identity BatchNormalization)
     // is shorter than one that does more, whatever their node counts: exported with BN folded, a
-    // MobileOne block's convolution terms are one node each, as its identity's BN is.
+    // MobileOne block's convolution terms are one node each, as its identity's BN is. Storage ops
+    // are not counted: a QDQ model's pairs would outnumber DLA's two-node projections.
     let key = |p: &HashSet<NodeIndex>| {
-        let normalizes = p.iter().all(|v| match df.g[*v] {
-            Vertex::Node(n) => {
-                let op = graph.node[n].op_type();
-                NORMALIZATIONS.contains(&op) || STORAGE_OPS.contains(&op)
-            }
-            _ => false,
-        });
-        (!normalizes, p.len())
+        let ops: Vec<Option<&str>> = p
+            .iter()
+            .map(|v| match df.g[*v] {
+                Vertex::Node(n) => Some(graph.node[n].op_type()),
+                _ => None,
+            })
+            .collect();
+        let stored = |op: &Option<&str>| op.is_some_and(|op| STORAGE_OPS.contains(&op));
+        let normalizes = ops.iter().all(|op| stored(op) || op.is_some_and(|op| NORMALIZATIONS.contains(&op)));
+        (!normalizes, ops.iter().filter(|op| !stored(op)).count())
     };
     let keys: Vec<(bool, usize)> = paths.iter().map(key).collect();
-    let shortest = (0..terms.len()).min_by_key(|&k| keys[k]).unwrap_or(0);
-    if keys.iter().filter(|k| **k == keys[shortest]).count() > 1 {
+    let mut shortest = (0..terms.len()).min_by_key(|&k| keys[k]).unwrap_or(0);
+    let pooled = (!many).then(|| pooled_projection(graph, shapes, df, &paths)).flatten();
+    if let (true, Some(k)) = (keys[0] == keys[1], pooled) {
+        shortest = k;
+    } else if keys.iter().filter(|k| **k == keys[shortest]).count() > 1 {
         return Err(if many {
             format!(
                 "none of its {} terms from '{fork}' is an identity or shorter than the others (a sum of \
@@ -283,10 +289,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
                 terms.len()
             )
         } else {
-            format!(
-                "both paths from '{fork}' have {} nodes: no shorter shortcut to tell from the branch",
-                paths[0].len()
-            )
+            format!("both paths from '{fork}' have {} nodes: no shorter shortcut to tell from the branch", keys[0].1)
         });
     }
     let short_in = &terms[shortest];
@@ -370,6 +373,38 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         stage: 0,
         index_in_stage: 0,
     })
+}
+
+/// Of two paths of as many nodes, the one that is a projection shortcut: no convolution wider than
+/// 1x1, where the other stacks two or more convolutions. A quantized ResNet-D's or DLA's
+/// downsampling block: its pool and 1x1 convolution against two 3x3 convolutions, two nodes each
+/// once the quantizer has taken the branch's ReLU into its QuantizeLinear. Two single convolutions
+/// (RepVGG's strided terms) stay a sum of convolutions, not a block.
+fn pooled_projection(
+    graph: &GraphProto,
+    shapes: &Shapes,
+    df: &Dataflow,
+    paths: &[HashSet<NodeIndex>],
+) -> Option<usize> {
+    let convs = |p: &HashSet<NodeIndex>| {
+        let kernels: Vec<i64> = node_indices(df, p)
+            .into_iter()
+            .map(|n| &graph.node[n])
+            .filter(|n| n.op_type() == "Conv")
+            .map(|n| {
+                let w = n.input.get(1).and_then(|w| shapes.get(w)).filter(|w| w.rank() > 2);
+                let spatial = w.map(|w| w.dims[2..].iter().map(|d| d.known().unwrap_or(0)).product::<i64>());
+                crate::shapes::attr_ints(n, "kernel_shape").map(|k| k.iter().product()).or(spatial).unwrap_or(0)
+            })
+            .collect();
+        (kernels.len(), kernels.iter().all(|&k| k == 1))
+    };
+    let (a, b) = (convs(paths.first()?), convs(paths.get(1)?));
+    match (a, b) {
+        ((_, true), (n, false)) if n >= 2 => Some(0),
+        ((n, false), (_, true)) if n >= 2 => Some(1),
+        _ => None,
+    }
 }
 
 /// The model's nodes among dataflow vertices, as indices into `graph.node`, in order.
@@ -498,7 +533,16 @@ pub fn open_joins(
     shapes: &Shapes,
     findings: &Findings,
 ) -> Vec<(String, Vec<String>)> {
-    let open = |t: &str| shapes.get(t).is_none_or(|i| i.rank() < 2 || i.dims[1].known().is_none());
+    // Open: never reached; or of rank 4 (a rank-3 tensor of tokens is no activation, whatever its
+    // sizes) and of unknown layout, or with its channels (axis 1 where the layout was lost) not
+    // counted.
+    let open = |t: &str| match shapes.get(t) {
+        None => true,
+        Some(i) if i.rank() < 2 => true,
+        Some(i) if i.rank() != 4 => false,
+        Some(_) if shapes.unknown_layout_rank(t).is_some() => true,
+        Some(i) => i.dims.get(i.channel_axis.unwrap_or(1)).is_none_or(|d| d.known().is_none()),
+    };
     let mut out = Vec::new();
     for s in &findings.skipped {
         let node = &graph.node[s.index];
@@ -832,6 +876,65 @@ pub(crate) mod tests {
             .skipped
             .iter()
             .any(|s| s.node == "/b/Add_1" && s.reason.contains("both paths from 's' have 1 nodes")));
+    }
+
+    #[test]
+    fn a_pool_and_1x1_projection_is_told_from_two_convolutions_of_as_many_nodes() {
+        // A quantized ResNet-D's downsampling block, the ReLU between its convolutions taken into a
+        // QuantizeLinear: two 3x3 convolutions against an AveragePool and a 1x1 projection.
+        let mut graph = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 8, 8])],
+            initializer: vec![int64("w3", &[8, 8, 3, 3], &[0; 576]), int64("w1", &[8, 8, 1, 1], &[0; 64])],
+            node: vec![
+                node("Conv", "/b/conv1/Conv", &["x", "w3"], &["a1"]),
+                node("Conv", "/b/conv2/Conv", &["a1", "w3"], &["a2"]),
+                node("AveragePool", "/b/down/pool", &["x"], &["p"]),
+                node("Conv", "/b/down/Conv", &["p", "w1"], &["d"]),
+                node("Add", "/b/Add", &["a2", "d"], &["y"]),
+            ],
+            ..Default::default()
+        };
+        let (same, stride) =
+            (crate::emit::ints_attr("pads", &[1, 1, 1, 1]), crate::emit::ints_attr("strides", &[2, 2]));
+        graph.node[0].attribute = vec![same.clone(), stride.clone()];
+        graph.node[1].attribute = vec![same.clone()];
+        graph.node[2].attribute = vec![crate::emit::ints_attr("kernel_shape", &[2, 2]), stride];
+        let f = findings(&graph);
+        assert_eq!(f.blocks.len(), 1, "{:?}", f.skipped);
+        assert_eq!(f.blocks[0].shortcut, Shortcut::Projection(2));
+        assert_eq!(f.blocks[0].branch_edges, vec![(0, 0)]);
+        // One convolution each (RepVGG's strided terms, 3x3 and 1x1) stays a sum of convolutions.
+        let mut g = graph.clone();
+        g.node.remove(1);
+        g.node.remove(1);
+        g.node[0].attribute = vec![same];
+        g.node[1] = node("Conv", "/b/down/Conv", &["x", "w1"], &["d"]);
+        g.node[2].input[0] = "a1".into();
+        let f = findings(&g);
+        assert!(f.blocks.is_empty());
+        assert!(f.skipped[0].reason.contains("both paths from 'x' have 1 nodes"), "{:?}", f.skipped);
+    }
+
+    #[test]
+    fn a_join_on_dims_the_model_declared_past_an_unknown_operator_is_open_until_its_layout_is_decided() {
+        // onnx shape inference's value_info gives the dims of a Tile's output (no rule here); the
+        // tensor carries no layout until the rewrite decides it, as for one it never reached.
+        let mut g = tiny_resnet();
+        g.initializer.push(int64("reps", &[4], &[1, 1, 1, 1]));
+        g.node.insert(5, node("Tile", "/layer1/layer1.0/tile", &["a3", "reps"], &["a3t"]));
+        g.node[6].input[0] = "a3t".into();
+        g.value_info.push(value_info("a3t", &[-1, 8, 8, 8]));
+        let df = Dataflow::build(&g).unwrap();
+        let mut shapes = Shapes::infer(&g);
+        let f = find(&g, &df, &shapes);
+        assert_eq!(f.blocks.len(), 1);
+        assert!(f.skipped[0].reason.contains("'a3t' [N, 8, 8, 8] is not a rank-4"), "{:?}", f.skipped);
+        let open = open_joins(&g, &df, &shapes, &f);
+        assert_eq!(open, vec![("/layer1/layer1.0/Add".to_string(), vec!["a3t".to_string()])]);
+        shapes.settle_layout("a3t", Some(1));
+        let f = find(&g, &df, &shapes);
+        assert_eq!(f.blocks.len(), 2);
+        assert!(open_joins(&g, &df, &shapes, &f).is_empty());
     }
 
     #[test]

@@ -134,6 +134,9 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     let input_nodes = graph.node.len();
     let bad = |e: anyhow::Error| Error::BadModel { path: input.to_path_buf(), reason: format!("{e:#}") };
     let mut df = Dataflow::build(graph).map_err(bad)?;
+    // Where tract's analysis stands in for the shape inference it reads the file, whose batch of 1
+    // a batch-1 export bakes into its Reshapes: the file's own batch, taken before it is freed.
+    let analysis_inputs = validate::input_shapes(graph, 1, config.input_shape.as_deref());
     let batch_changes = if config.online { Vec::new() } else { crate::symbolic_batch::free(graph)? };
     let mut freed_2d = None;
     if !batch_changes.is_empty() {
@@ -168,14 +171,27 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     }
     let mut shapes = Shapes::infer(graph);
     let mut findings = blocks::find(graph, &df, &shapes);
-    let open = blocks::open_joins(graph, &df, &shapes, &findings);
+    let mut open = blocks::open_joins(graph, &df, &shapes, &findings);
+    // Dims the model declared past an operator the inference does not follow need no tract; their
+    // layout is decided as tract's would be.
+    let mut settled = false;
+    for t in open.iter().flat_map(|(_, t)| t) {
+        if let Some(rank) = shapes.unknown_layout_rank(t) {
+            shapes.settle_layout(t, filled_channel_axis(graph, &df, t, rank));
+            settled = true;
+        }
+    }
+    if settled {
+        findings = blocks::find(graph, &df, &shapes);
+        open = blocks::open_joins(graph, &df, &shapes, &findings);
+    }
     let mut asked_tract = false;
     if !open.is_empty() {
         // Where the tool's own inference stops (an op it does not follow), tract's analysis at the
         // model's own size tells the shapes; then the blocks are found again.
-        if let Ok((frames, _)) = validate::input_shapes(graph, 1, config.input_shape.as_deref()) {
+        if let Ok((frames, _)) = &analysis_inputs {
             let tensors: Vec<&str> = open.iter().flat_map(|(_, t)| t.iter().map(String::as_str)).collect();
-            if let Ok(found) = validate::tensor_shapes(input, &frames, &tensors) {
+            if let Ok(found) = validate::tensor_shapes(input, frames, &tensors) {
                 asked_tract = true;
                 for (t, dims) in tensors.iter().zip(found) {
                     if let Some(d) = dims {

@@ -9,7 +9,7 @@ use crate::onnx::{
     ValueInfoProto,
 };
 use crate::values::{self, Value as Folded};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// One dimension of a shape.
@@ -68,6 +68,12 @@ impl Info {
 #[derive(Debug, Default)]
 pub struct Shapes {
     map: HashMap<String, Info>,
+    /// Tensors whose dims the model's `value_info` gave where no rule here reached (a Slice, an
+    /// attention's ops), and tensors computed from them with no layout: their layout is unknown, not
+    /// lost, and is decided as for a tensor this inference never reached. Without this, a model
+    /// carrying `onnx.shape_inference`'s value_info (every float16 conversion, onnxsim) had joins
+    /// that the bare export shifts skipped as "not a rank-4 activation".
+    unknown_layout: HashSet<String>,
 }
 
 /// Dims of a declared type, if it is a tensor with a shape.
@@ -169,9 +175,25 @@ impl Shapes {
         self.map.get(tensor)
     }
 
+    /// The rank of a tensor whose dims are known but whose layout is not (see `unknown_layout`).
+    pub fn unknown_layout_rank(&self, tensor: &str) -> Option<usize> {
+        self.unknown_layout.contains(tensor).then(|| self.map.get(tensor).map(Info::rank)).flatten()
+    }
+
+    /// Decides the layout of a tensor of unknown layout.
+    pub fn settle_layout(&mut self, tensor: &str, channel_axis: Option<usize>) {
+        if self.unknown_layout.remove(tensor) {
+            if let Some(info) = self.map.get_mut(tensor) {
+                info.channel_axis = channel_axis;
+            }
+        }
+    }
+
     /// Fills what inference left open in `tensor` from concrete `dims` (tract's analysis at the
-    /// model's own size), but the batch; a tensor inference never reached gets `channel_axis`.
+    /// model's own size), but the batch; a tensor inference never reached, or of unknown layout,
+    /// gets `channel_axis`.
     pub fn fill(&mut self, tensor: &str, dims: &[usize], channel_axis: Option<usize>) {
+        self.settle_layout(tensor, channel_axis);
         let info = self
             .map
             .entry(tensor.to_owned())
@@ -179,8 +201,10 @@ impl Shapes {
         if info.rank() != dims.len() {
             return;
         }
+        // A symbol past the batch is onnx shape inference's name for a dim it could not tell
+        // (`unk__3`): what the export would have left unknown.
         for (k, (d, &v)) in info.dims.iter_mut().zip(dims).enumerate() {
-            if k > 0 && *d == Dim::Unknown {
+            if k > 0 && d.known().is_none() {
                 *d = Dim::Known(v as i64);
             }
         }
@@ -189,6 +213,7 @@ impl Shapes {
     /// Infers shapes in node order (the graph is topologically sorted; `Dataflow` checked it).
     pub fn infer(graph: &GraphProto) -> Shapes {
         let mut map: HashMap<String, Info> = HashMap::new();
+        let mut unknown_layout: HashSet<String> = HashSet::new();
         let mut values: HashMap<String, Folded> = HashMap::new();
         for t in &graph.initializer {
             map.insert(
@@ -226,6 +251,7 @@ impl Shapes {
                 continue;
             }
             let out = infer_node(node, &map, &values);
+            let from_unknown = node.input.iter().any(|t| unknown_layout.contains(t));
             let parts = if node.op_type() == "Split" { split_outputs(node, &map, &values) } else { Vec::new() };
             if let (Some(v), Some(name)) = (values::fold(node, &values, &map), node.output.first()) {
                 values.insert(name.clone(), v);
@@ -251,15 +277,21 @@ impl Shapes {
                             Some(i)
                         }
                         Some(i) => Some(i),
-                        None => Some(Info { dims, channel_axis: None }),
+                        None => {
+                            unknown_layout.insert(name.clone());
+                            Some(Info { dims, channel_axis: None })
+                        }
                     };
                 }
                 if let Some(i) = info {
+                    if from_unknown && i.channel_axis.is_none() {
+                        unknown_layout.insert(name.clone());
+                    }
                     map.insert(name.clone(), i);
                 }
             }
         }
-        Shapes { map }
+        Shapes { map, unknown_layout }
     }
 }
 
@@ -563,19 +595,83 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
             Some(Info { dims, channel_axis })
         }
         "Concat" => {
-            let ins: Vec<&Info> = node.input.iter().filter(|n| !n.is_empty()).filter_map(|n| map.get(n)).collect();
+            let named: Vec<&String> = node.input.iter().filter(|n| !n.is_empty()).collect();
+            let ins: Vec<&Info> = named.iter().filter_map(|n| map.get(*n)).collect();
             let first = *ins.first()?;
             let axis = norm_axis(attr_int(node, "axis")?, first.rank())?;
             let mut dims = first.dims.clone();
+            // An input of unknown shape leaves the total unknown, not the sum of the others.
             dims[axis] = ins
                 .iter()
                 .try_fold(0i64, |acc, i| i.dims.get(axis).and_then(Dim::known).map(|v| acc + v))
+                .filter(|_| ins.len() == named.len())
                 .map(Dim::Known)
                 .unwrap_or(Dim::Unknown);
             Some(Info { dims, channel_axis: first.channel_axis })
         }
+        "Expand" => {
+            // An SE gate or ECA's attention expanded to its input's `Shape` (`expand_as`): the
+            // broadcast of both, in the layout of the tensor whose shape it takes.
+            let x = x?;
+            let shape = folded(1)?;
+            let target = Info { dims: shape.elems.clone(), channel_axis: None };
+            let dims = broadcast(&[x, &target]);
+            let like = shape.shape_of.as_ref().and_then(|t| map.get(t)).filter(|like| like.rank() == dims.len());
+            let channel_axis = match like {
+                Some(like) => like.channel_axis,
+                None => x.channel_axis.filter(|_| x.rank() == dims.len()),
+            };
+            Some(Info { dims, channel_axis })
+        }
+        "Slice" => {
+            // A slice keeps the layout (GhostNet's and ReXNet's channel crops, EdgeNeXt's chunks).
+            let x = x?;
+            let (starts, ends, axes, steps) = match attr_ints(node, "starts") {
+                Some(s) => (Some(s), attr_ints(node, "ends"), attr_ints(node, "axes"), None),
+                None => (value(1), value(2), value(3), value(4)),
+            };
+            let mut dims = x.dims.clone();
+            let (Some(starts), Some(ends)) = (starts, ends) else {
+                let dims = vec![Dim::Unknown; x.rank()];
+                return Some(Info { dims, channel_axis: x.channel_axis });
+            };
+            let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+            let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+            if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+                return None;
+            }
+            for k in 0..starts.len() {
+                let a = norm_axis(axes[k], x.rank())?;
+                dims[a] = match x.dims[a] {
+                    Dim::Known(d) => slice_len(d, starts[k], ends[k], steps[k]).map_or(Dim::Unknown, Dim::Known),
+                    // All of an axis of unknown size (`x[:, :, 1:]` slices only the last).
+                    _ if starts[k] == 0 && ends[k] >= i32::MAX as i64 && steps[k] == 1 => x.dims[a].clone(),
+                    _ => Dim::Unknown,
+                };
+            }
+            Some(Info { dims, channel_axis: x.channel_axis })
+        }
         _ => None,
     }
+}
+
+/// The length of `[start, end)` by `step` along an axis of `d`, as ONNX's Slice clamps them.
+fn slice_len(d: i64, start: i64, end: i64, step: i64) -> Option<i64> {
+    let norm = |x: i64| if x < 0 { x.saturating_add(d) } else { x };
+    let len = match step {
+        0 => return None,
+        _ if d <= 0 => 0,
+        // In i128: a hostile step of i64::MIN or MAX must not overflow.
+        s if s > 0 => {
+            let (b, e) = (norm(start).clamp(0, d) as i128, norm(end).clamp(0, d) as i128);
+            (e - b + s as i128 - 1).div_euclid(s as i128)
+        }
+        s => {
+            let (b, e) = (norm(start).clamp(0, d - 1) as i128, norm(end).clamp(-1, d - 1) as i128);
+            (b - e - s as i128 - 1).div_euclid(-(s as i128))
+        }
+    };
+    Some(len.max(0) as i64)
 }
 
 /// Appends the spatial output dims of a Conv or pooling node.
@@ -729,6 +825,109 @@ mod tests {
         assert_eq!(s.get("tokens").unwrap().channel_axis, None);
         assert_eq!(s.get("proj").unwrap().channel_axis, Some(2));
         assert!(s.get("x").unwrap().is_nchw(), "{:?}", s.get("x"));
+    }
+
+    #[test]
+    fn slice_keeps_the_layout_and_counts_what_it_keeps() {
+        // GhostNet's crop to its output channels (inputs, opset 10 on), the attribute form before,
+        // a reversal, and an end past the axis of unknown size (PyTorch's `:`).
+        let mut old = node("Slice", "old", &["x"], &["w3"]);
+        old.attribute = vec![ints_attr("starts", &[1]), ints_attr("ends", &[i64::MAX]), ints_attr("axes", &[3])];
+        let mut graph = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 4, 4])],
+            initializer: vec![
+                int64("s0", &[1], &[0]),
+                int64("e6", &[1], &[6]),
+                int64("a1", &[1], &[1]),
+                int64("sm1", &[1], &[-1]),
+                int64("emin", &[1], &[i64::MIN]),
+                int64("a2", &[1], &[2]),
+                int64("emax", &[1], &[i64::MAX]),
+                int64("a0", &[1], &[0]),
+            ],
+            node: vec![
+                node("Slice", "crop", &["x", "s0", "e6", "a1"], &["c6"]),
+                old,
+                node("Slice", "rev", &["x", "sm1", "emin", "a2", "sm1"], &["r"]),
+                node("Slice", "all", &["x", "s0", "emax", "a0"], &["same"]),
+                node("Tile", "unknown", &["x", "reps"], &["t"]),
+                node("Concat", "cat", &["c6", "t"], &["cat"]),
+            ],
+            ..Default::default()
+        };
+        graph.node[5].attribute = vec![int_attr("axis", 1)];
+        let s = Shapes::infer(&graph);
+        assert_eq!(s.get("c6").unwrap().display(), "[N, 6, 4, 4]");
+        assert!(s.get("c6").unwrap().is_nchw());
+        assert_eq!(s.get("w3").unwrap().display(), "[N, 8, 4, 3]");
+        assert_eq!(s.get("r").unwrap().display(), "[N, 8, 4, 4]");
+        assert_eq!(s.get("same").unwrap().display(), "[N, 8, 4, 4]");
+        // A Concat with an input of unknown shape does not count the others' channels as its own.
+        assert_eq!(s.get("cat").unwrap().display(), "[N, ?, 4, 4]");
+        assert_eq!(slice_len(10, -3, i64::MAX, 1), Some(3));
+        assert_eq!(slice_len(10, 8, 2, -2), Some(3));
+        assert_eq!(slice_len(10, 5, 2, 1), Some(0));
+        assert_eq!(slice_len(0, -1, i64::MIN, -1), Some(0));
+        assert_eq!((slice_len(10, 0, i64::MAX, i64::MAX), slice_len(10, -1, i64::MIN, i64::MIN)), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn expand_to_an_activations_shape_takes_its_layout() {
+        // ECA's gate as a batch-1 export writes it: viewed as [1, C, 1, 1] (the batch freed to 0
+        // here), expanded to Shape(x). Without the rule the product lost the batch symbol, and
+        // every later Reshape that pins the batch to 1 stayed pinned.
+        let mut graph = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 4, 4])],
+            initializer: vec![int64("view", &[4], &[0, -1, 1, 1])],
+            node: vec![
+                node("ReduceMean", "pool", &["x"], &["p"]),
+                node("Reshape", "gate", &["p", "view"], &["g"]),
+                node("Shape", "shape", &["x"], &["sx"]),
+                node("Expand", "expand", &["g", "sx"], &["e"]),
+                node("Mul", "mul", &["x", "e"], &["y"]),
+            ],
+            ..Default::default()
+        };
+        graph.node[0].attribute = vec![ints_attr("axes", &[2, 3])];
+        let s = Shapes::infer(&graph);
+        assert_eq!(s.get("e").unwrap().display(), "[N, 8, 4, 4]");
+        assert!(s.get("e").unwrap().is_nchw() && s.get("y").unwrap().is_nchw());
+    }
+
+    #[test]
+    fn dims_declared_past_an_unknown_operator_have_an_unknown_layout() {
+        let mut graph = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 4, 4])],
+            initializer: vec![int64("reps", &[4], &[1, 1, 1, 1]), int64("w", &[8, 8, 1, 1], &[0; 64])],
+            node: vec![
+                node("Tile", "tile", &["x", "reps"], &["t"]),
+                node("Relu", "relu", &["t"], &["r"]),
+                node("Conv", "conv", &["t", "w"], &["c"]),
+            ],
+            value_info: vec![value_info("t", &[-1, 8, 4, 4])],
+            ..Default::default()
+        };
+        let mut s = Shapes::infer(&graph);
+        assert_eq!((s.unknown_layout_rank("t"), s.unknown_layout_rank("r")), (Some(4), Some(4)));
+        assert!(!s.get("t").unwrap().is_nchw());
+        // A convolution's output is channel-first whatever its input was.
+        assert_eq!(s.unknown_layout_rank("c"), None);
+        assert!(s.get("c").unwrap().is_nchw());
+        s.settle_layout("t", Some(1));
+        assert!(s.get("t").unwrap().is_nchw());
+        assert_eq!(s.unknown_layout_rank("t"), None);
+        // tract's concrete dims replace onnx shape inference's names for dims it could not tell.
+        graph.value_info = vec![value_info("t", &[-1, 8, 4, 4])];
+        if let Some(crate::onnx::type_proto::Value::TensorType(t)) =
+            graph.value_info[0].r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.shape.as_mut().unwrap().dim[1].value = Some(Value::DimParam("unk__3".into()));
+        }
+        let mut s = Shapes::infer(&graph);
+        assert_eq!(s.get("t").unwrap().display(), "[N, unk__3, 4, 4]");
+        s.fill("t", &[2, 8, 4, 4], Some(1));
+        assert_eq!(s.get("t").unwrap().display(), "[N, 8, 4, 4]");
+        assert!(s.get("t").unwrap().is_nchw());
     }
 
     #[test]

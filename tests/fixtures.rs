@@ -153,6 +153,7 @@ fn every_fixture_is_covered() {
         "resnet_basic_fp16",
         "resnet_basic_fp16io",
         "mobilenet_v2_fp16",
+        "ghost_net_fp16io",
         "resnet_basic_qdq",
         "resnet_bottleneck_qdq_pc",
         "mobilenet_v2_qdq_pc",

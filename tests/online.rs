@@ -139,6 +139,7 @@ fn float16_models_stream_online() {
         ("resnet_basic_fp16", "resnet_basic"),
         ("resnet_basic_fp16io", "resnet_basic"),
         ("mobilenet_v2_fp16", "mobilenet_v2"),
+        ("ghost_net_fp16io", "ghost_net"),
     ] {
         let config = Config { validate: true, ..online_config(float, "online-residual-fd8") };
         let dir = tempfile::tempdir().unwrap();

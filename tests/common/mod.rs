@@ -174,7 +174,8 @@ macro_rules! for_each_fixture {
             preact_groupnorm,
             resnet_groupnorm,
             metaformer_net,
-            rep_net
+            rep_net,
+            ghost_net
         }
     };
 }
