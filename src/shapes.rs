@@ -609,6 +609,55 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
                 .unwrap_or(Dim::Unknown);
             Some(Info { dims, channel_axis: first.channel_axis })
         }
+        "Unsqueeze" => {
+            // SK-Net's paths stacked on a new axis (axes an attribute before opset 13).
+            let x = x?;
+            let axes = attr_ints(node, "axes").or_else(|| value(1))?;
+            let rank = x.rank() + axes.len();
+            let mut new: Vec<usize> = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Option<_>>()?;
+            new.sort_unstable();
+            new.dedup();
+            if new.len() != axes.len() {
+                return None;
+            }
+            let mut old = x.dims.iter().enumerate();
+            let mut dims = Vec::with_capacity(rank);
+            let mut channel_axis = None;
+            for k in 0..rank {
+                if new.contains(&k) {
+                    dims.push(Dim::Known(1));
+                } else {
+                    let (j, d) = old.next()?;
+                    if x.channel_axis == Some(j) {
+                        channel_axis = Some(k);
+                    }
+                    dims.push(d.clone());
+                }
+            }
+            Some(Info { dims, channel_axis })
+        }
+        "Squeeze" => {
+            let x = x?;
+            let axes: Vec<usize> = match attr_ints(node, "axes").or_else(|| value(1)) {
+                Some(a) => a.iter().map(|&a| norm_axis(a, x.rank())).collect::<Option<_>>()?,
+                // Without axes, every axis known to be 1 (an unknown one might be too: no rule).
+                None if x.dims.iter().all(|d| d.known().is_some()) => {
+                    (0..x.rank()).filter(|&k| x.dims[k] == Dim::Known(1)).collect()
+                }
+                None => return None,
+            };
+            let mut dims = Vec::new();
+            let mut channel_axis = None;
+            for (k, d) in x.dims.iter().enumerate() {
+                if !axes.contains(&k) {
+                    if x.channel_axis == Some(k) {
+                        channel_axis = Some(dims.len());
+                    }
+                    dims.push(d.clone());
+                }
+            }
+            Some(Info { dims, channel_axis })
+        }
         "Expand" => {
             // An SE gate or ECA's attention expanded to its input's `Shape` (`expand_as`): the
             // broadcast of both, in the layout of the tensor whose shape it takes.
@@ -892,6 +941,27 @@ mod tests {
         let s = Shapes::infer(&graph);
         assert_eq!(s.get("e").unwrap().display(), "[N, 8, 4, 4]");
         assert!(s.get("e").unwrap().is_nchw() && s.get("y").unwrap().is_nchw());
+    }
+
+    #[test]
+    fn unsqueeze_and_squeeze_move_the_channel_axis() {
+        // SK-Net's two paths stacked on a new axis 1, then summed over it: the batch symbol and
+        // the channels follow (a batch-1 export's Reshapes after them are freed only so).
+        let squeeze = node("Squeeze", "sq", &["u", "one"], &["s"]);
+        let mut old = node("Unsqueeze", "old", &["x"], &["v"]);
+        old.attribute = vec![ints_attr("axes", &[0, -1])];
+        let graph = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 4, 4])],
+            initializer: vec![int64("one", &[1], &[1])],
+            node: vec![node("Unsqueeze", "un", &["x", "one"], &["u"]), squeeze, old],
+            ..Default::default()
+        };
+        let s = Shapes::infer(&graph);
+        assert_eq!(s.get("u").unwrap().display(), "[N, 1, 8, 4, 4]");
+        assert_eq!(s.get("u").unwrap().channel_axis, Some(2));
+        assert!(s.get("s").unwrap().is_nchw());
+        assert_eq!(s.get("v").unwrap().display(), "[1, N, 8, 4, 4, 1]");
+        assert_eq!(s.get("v").unwrap().channel_axis, Some(2));
     }
 
     #[test]

@@ -112,9 +112,17 @@ pub fn free(graph: &mut GraphProto) -> Result<Vec<String>, Error> {
         let from = node.input.iter().find(|x| carries(&shapes, x));
         let to = node.output.first().and_then(|o| shapes.get(o));
         if let (Some(x), Some(out)) = (from, to) {
-            if out.rank() >= 2 && out.dims[0] == Dim::Known(1) {
+            // A Reshape to a constant first dim other than 1 has the batch of 1 multiplied into it
+            // (MobileViT's unfolding, `[B*C*n_h, 2, n_w, 2]` as [512, 2, 8, 2]).
+            let folded = node.op_type() == "Reshape" && out.dims[0].known().is_some();
+            if out.rank() >= 2 && (out.dims[0] == Dim::Known(1) || folded) {
+                let how = if out.dims[0] == Dim::Known(1) {
+                    "with a batch of 1 fixed by a constant"
+                } else {
+                    "whose first dim is a constant the batch of 1 was multiplied into"
+                };
                 return Err(Error::Config(format!(
-                    "node {}: {} turns '{x}', which carries the batch, into {} with a batch of 1 fixed by a constant: \
+                    "node {}: {} turns '{x}', which carries the batch, into {} {how}: \
                      the model only works on one image at a time; re-export it with a dynamic batch axis \
                      (torch.onnx.export(..., dynamic_axes={{'{}': {{0: 'batch'}}}}))",
                     node_label(node, i),
@@ -204,6 +212,17 @@ mod tests {
         let err = free(&mut g).unwrap_err().to_string();
         assert!(
             err.starts_with("node /token/Concat: Concat turns 'p', which carries the batch, into [1, 8, 1, 1]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_reshape_that_multiplies_the_batch_into_a_constant_is_refused() {
+        // MobileViT's unfolding in a batch-1 export: [B*C*n_h, ...] written as a constant.
+        let mut g = pinned(&[4, 1], false);
+        let err = free(&mut g).unwrap_err().to_string();
+        assert!(
+            err.starts_with("node /flatten/Reshape: Reshape turns 'p', which carries the batch, into [4, 1] whose first dim is a constant the batch of 1 was multiplied into"),
             "{err}"
         );
     }
