@@ -609,6 +609,21 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
                 .unwrap_or(Dim::Unknown);
             Some(Info { dims, channel_axis: first.channel_axis })
         }
+        "Gather" => {
+            // data[..axis] + indices + data[axis + 1..] (EfficientFormer's attention biases, a
+            // table gathered to [heads, N, N]).
+            let (data, idx) = (x?, input(1)?);
+            let axis = norm_axis(attr_int(node, "axis").unwrap_or(0), data.rank())?;
+            let mut dims = data.dims[..axis].to_vec();
+            dims.extend(idx.dims.iter().cloned());
+            dims.extend(data.dims[axis + 1..].iter().cloned());
+            let channel_axis = match data.channel_axis {
+                Some(c) if c < axis => Some(c),
+                Some(c) if c > axis => Some(c + idx.rank() - 1),
+                _ => None,
+            };
+            Some(Info { dims, channel_axis })
+        }
         "Unsqueeze" => {
             // SK-Net's paths stacked on a new axis (axes an attribute before opset 13).
             let x = x?;
@@ -962,6 +977,25 @@ mod tests {
         assert!(s.get("s").unwrap().is_nchw());
         assert_eq!(s.get("v").unwrap().display(), "[1, N, 8, 4, 4, 1]");
         assert_eq!(s.get("v").unwrap().channel_axis, Some(2));
+    }
+
+    #[test]
+    fn gather_puts_the_indices_dims_in_place_of_its_axis() {
+        // EfficientFormer's attention biases: a [heads, points] table gathered by [N, N] indices.
+        let mut gather = node("Gather", "g", &["x", "idx"], &["y"]);
+        gather.attribute = vec![int_attr("axis", 2)];
+        let mut bias = node("Gather", "bias", &["table", "idx"], &["b"]);
+        bias.attribute = vec![int_attr("axis", 1)];
+        let graph = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 4, 4])],
+            initializer: vec![int64("table", &[2, 10], &[0; 20]), int64("idx", &[3, 3], &[0; 9])],
+            node: vec![bias, gather],
+            ..Default::default()
+        };
+        let s = Shapes::infer(&graph);
+        assert_eq!(s.get("b").unwrap().display(), "[2, 3, 3]");
+        assert_eq!(s.get("y").unwrap().display(), "[N, 8, 3, 3, 4]");
+        assert_eq!(s.get("y").unwrap().channel_axis, Some(1));
     }
 
     #[test]
