@@ -609,6 +609,15 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
                 .unwrap_or(Dim::Unknown);
             Some(Info { dims, channel_axis: first.channel_axis })
         }
+        "Shape" => {
+            // A 1-D tensor of the rank (or the `start`..`end` part of it, opset 15): its size,
+            // so that what is computed from it (CAFormer's `head_dim ** -0.5`) has one too.
+            let rank = x?.rank() as i64;
+            let (start, end) = (attr_int(node, "start").unwrap_or(0), attr_int(node, "end").unwrap_or(rank));
+            let len = slice_len(rank, start, end, 1)?;
+            Some(Info { dims: vec![Dim::Known(len)], channel_axis: None })
+        }
+        "Size" => x.map(|_| Info { dims: Vec::new(), channel_axis: None }),
         "Gather" => {
             // data[..axis] + indices + data[axis + 1..] (EfficientFormer's attention biases, a
             // table gathered to [heads, N, N]).
@@ -954,6 +963,8 @@ mod tests {
         };
         graph.node[0].attribute = vec![ints_attr("axes", &[2, 3])];
         let s = Shapes::infer(&graph);
+        // Shape's own output is the rank (what CAFormer computes its attention scale from).
+        assert_eq!(s.get("sx").unwrap().display(), "[4]");
         assert_eq!(s.get("e").unwrap().display(), "[N, 8, 4, 4]");
         assert!(s.get("e").unwrap().is_nchw() && s.get("y").unwrap().is_nchw());
     }
