@@ -392,9 +392,8 @@ fn pooled_projection(
             .map(|n| &graph.node[n])
             .filter(|n| n.op_type() == "Conv")
             .map(|n| {
-                let w = n.input.get(1).and_then(|w| shapes.get(w)).filter(|w| w.rank() > 2);
-                let spatial = w.map(|w| w.dims[2..].iter().map(|d| d.known().unwrap_or(0)).product::<i64>());
-                crate::shapes::attr_ints(n, "kernel_shape").map(|k| k.iter().product()).or(spatial).unwrap_or(0)
+                let weights = n.input.get(1).and_then(|w| shapes.get(w));
+                crate::shapes::conv_kernel(n, weights).map_or(0, |k| k.iter().product())
             })
             .collect();
         (kernels.len(), kernels.iter().all(|&k| k == 1))

@@ -409,8 +409,7 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
             if node.op_type() == "ConvTranspose" {
                 dims.extend(std::iter::repeat_n(Dim::Unknown, n));
             } else {
-                let kernel = attr_ints(node, "kernel_shape")
-                    .unwrap_or_else(|| w.dims[2..].iter().map(|d| d.known().unwrap_or(0)).collect());
+                let kernel = conv_kernel(node, Some(w)).unwrap_or_default();
                 spatial(node, x, &kernel, false, &mut dims);
             }
             Some(Info { dims, channel_axis: Some(1) })
@@ -745,6 +744,13 @@ fn slice_len(d: i64, start: i64, end: i64, step: i64) -> Option<i64> {
         }
     };
     Some(len.max(0) as i64)
+}
+
+/// A convolution's kernel: its `kernel_shape`, else its weights' spatial dims (0 where unknown).
+pub(crate) fn conv_kernel(node: &NodeProto, weights: Option<&Info>) -> Option<Vec<i64>> {
+    attr_ints(node, "kernel_shape").or_else(|| {
+        weights.filter(|w| w.rank() > 2).map(|w| w.dims[2..].iter().map(|d| d.known().unwrap_or(0)).collect())
+    })
 }
 
 /// Appends the spatial output dims of a Conv or pooling node.
