@@ -729,21 +729,29 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
 
 /// The length of `[start, end)` by `step` along an axis of `d`, as ONNX's Slice clamps them.
 fn slice_len(d: i64, start: i64, end: i64, step: i64) -> Option<i64> {
+    slice_range(d, start, end, step).map(|(_, len)| len)
+}
+
+/// Where Slice starts along an axis of `d` and how many elements it takes by `step`, after ONNX's
+/// clamping: a start within `[0, d]` by a positive step and `[0, d - 1]` by a negative one, an end
+/// within `[0, d]` and `[-1, d - 1]`. `None` for a step of 0. Shared by the Slice shape rule and
+/// constant folding (`values.rs`), so that a hostile slice has one length in both.
+pub(crate) fn slice_range(d: i64, start: i64, end: i64, step: i64) -> Option<(i64, i64)> {
     let norm = |x: i64| if x < 0 { x.saturating_add(d) } else { x };
-    let len = match step {
+    let (b, len) = match step {
         0 => return None,
-        _ if d <= 0 => 0,
+        _ if d <= 0 => (0, 0),
         // In i128: a hostile step of i64::MIN or MAX must not overflow.
         s if s > 0 => {
             let (b, e) = (norm(start).clamp(0, d) as i128, norm(end).clamp(0, d) as i128);
-            (e - b + s as i128 - 1).div_euclid(s as i128)
+            (b, (e - b + s as i128 - 1).div_euclid(s as i128))
         }
         s => {
             let (b, e) = (norm(start).clamp(0, d - 1) as i128, norm(end).clamp(-1, d - 1) as i128);
-            (b - e - s as i128 - 1).div_euclid(-(s as i128))
+            (b, (b - e - s as i128 - 1).div_euclid(-(s as i128)))
         }
     };
-    Some(len.max(0) as i64)
+    Some((b as i64, len.max(0) as i64))
 }
 
 /// A convolution's kernel: its `kernel_shape`, else its weights' spatial dims (0 where unknown).

@@ -7,7 +7,7 @@
 //! batch keeps the batch as its symbol. Only small tensors are folded ([`MAX_ELEMENTS`]).
 
 use crate::onnx::{tensor_proto::DataType, NodeProto, TensorProto};
-use crate::shapes::{attr_int, attr_ints, norm_axis, Dim, Info};
+use crate::shapes::{attr_int, attr_ints, norm_axis, slice_range, Dim, Info};
 use crate::tensor::int_values;
 use std::collections::HashMap;
 
@@ -248,21 +248,9 @@ fn slice(i: &Inputs) -> Option<Value> {
         let a = norm_axis(axes[k], rank)?;
         let d = v.shape[a] as i64;
         let step = steps[k];
-        if step == 0 {
-            return None;
-        }
-        let norm = |x: i64| if x < 0 { x + d } else { x };
-        let (start, end) = if step > 0 {
-            (norm(starts[k]).clamp(0, d), norm(ends[k]).clamp(0, d))
-        } else {
-            (norm(starts[k]).clamp(-1, d - 1), norm(ends[k]).clamp(-1, d - 1))
-        };
-        let mut p = Vec::new();
-        let mut x = start;
-        while (step > 0 && x < end) || (step < 0 && x > end) {
-            p.push(x as usize);
-            x += step;
-        }
+        let (start, len) = slice_range(d, starts[k], ends[k], step)?;
+        // Within the axis by slice_range's clamping, so no step overflows here.
+        let p: Vec<usize> = (0..len).map(|j| (start as i128 + j as i128 * step as i128) as usize).collect();
         picks[a] = p;
     }
     let shape: Vec<usize> = picks.iter().map(Vec::len).collect();
@@ -377,6 +365,27 @@ mod tests {
         let t = run(&node("Transpose", &["r"], vec![ints_attr("perm", &[1, 0])]), &[("r", reversed)]).unwrap();
         let flat = run(&node("Reshape", &["t", "s"], vec![]), &[("t", t), ("s", known(&[1], &[-1]))]).unwrap();
         assert_eq!(flat.known(), Some(vec![0, 0, 3, 1, 0, 0, 4, 2]));
+    }
+
+    /// ONNX clamps a negative step's start to `[0, d - 1]`: a reversed slice starting before the
+    /// axis takes its first element (onnxruntime agrees), and hostile steps take one element.
+    #[test]
+    fn slice_clamps_as_onnx_does() {
+        let slice = |start: i64, end: i64, step: i64| {
+            let v = [
+                ("v", known(&[4], &[10, 11, 12, 13])),
+                ("st", known(&[1], &[start])),
+                ("en", known(&[1], &[end])),
+                ("sp", known(&[1], &[step])),
+            ];
+            run(&node("Slice", &["v", "st", "en", "", "sp"], vec![]), &v).and_then(|r| r.known())
+        };
+        assert_eq!(slice(-10, i64::MIN, -1), Some(vec![10]));
+        assert_eq!(slice(-10, -20, -1), Some(vec![10]));
+        assert_eq!(slice(100, 0, -2), Some(vec![13, 11]));
+        assert_eq!(slice(2, i64::MAX, i64::MAX), Some(vec![12]));
+        assert_eq!(slice(-1, i64::MIN, i64::MIN), Some(vec![13]));
+        assert_eq!(slice(0, 4, 0), None);
     }
 
     #[test]
