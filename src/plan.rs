@@ -7,7 +7,7 @@ use crate::config::{Config, Mode};
 use crate::error::Error;
 use crate::graph::{node_label, Dataflow, Producer};
 use crate::onnx::{GraphProto, NodeProto};
-use crate::shapes::Dim;
+use crate::shapes::{Dim, Shapes};
 use std::collections::HashSet;
 
 /// One shift to insert.
@@ -91,14 +91,13 @@ pub fn is_qdq_model(graph: &GraphProto) -> bool {
 }
 
 /// Whether a consumer at `edges` is a Conv with a 1x1 kernel and a stride above 1 on its data input.
-fn strided_1x1(graph: &GraphProto, edges: &[(usize, usize)]) -> bool {
-    use crate::shapes::attr_ints;
+/// The kernel is read as the shape rules read it (`kernel_shape`, else the weights' dims), so weights
+/// from a Constant node or through a DequantizeLinear count as initializers do.
+fn strided_1x1(graph: &GraphProto, shapes: &Shapes, edges: &[(usize, usize)]) -> bool {
+    use crate::shapes::{attr_ints, conv_kernel};
     edges.iter().any(|&(n, slot)| {
         let node = &graph.node[n];
-        let kernel = attr_ints(node, "kernel_shape").or_else(|| {
-            let w = graph.initializer.iter().find(|t| Some(t.name()) == node.input.get(1).map(String::as_str))?;
-            Some(w.dims.get(2..)?.to_vec())
-        });
+        let kernel = conv_kernel(node, node.input.get(1).and_then(|w| shapes.get(w)));
         node.op_type() == "Conv"
             && slot == 0
             && kernel.is_some_and(|k| !k.is_empty() && k.iter().all(|&d| d == 1))
@@ -270,6 +269,7 @@ pub fn plan(
     graph: &GraphProto,
     df: &Dataflow,
     findings: &Findings,
+    shapes: &Shapes,
     config: &Config,
     opset: i64,
 ) -> Result<Plan, Error> {
@@ -344,7 +344,7 @@ pub fn plan(
             quant: quant(graph, df, tensor).filter(|_| !block.channels_last),
             in_qdq_model,
             segments: config.segments,
-            strided_1x1: strided_1x1(graph, &edges),
+            strided_1x1: strided_1x1(graph, shapes, &edges),
             stream: None,
             into: edges.iter().map(|&(n, _)| node_label(&graph.node[n], n)).collect(),
             edges,
@@ -393,8 +393,42 @@ mod tests {
     fn plan_for(config: &Config) -> Result<Plan, Error> {
         let g = tiny_resnet();
         let df = Dataflow::build(&g).unwrap();
-        let f = find(&g, &df, &Shapes::infer(&g));
-        plan(&g, &df, &f, config, 13)
+        let shapes = Shapes::infer(&g);
+        let f = find(&g, &df, &shapes);
+        plan(&g, &df, &f, &shapes, config, 13)
+    }
+
+    /// A strided 1x1 consumer is found from its weights' dims wherever they come from: without a
+    /// `kernel_shape`, weights from a Constant node (older exporters) were read as no kernel, and
+    /// tract's optimizer then failed on the rewrite (a Downsample pulled over the shift's Reshape).
+    #[test]
+    fn a_strided_1x1_is_found_without_kernel_shape_from_constant_weights() {
+        use crate::onnx::{attribute_proto::AttributeType, AttributeProto};
+        let mut g = tiny_resnet();
+        let w = g.initializer.iter().position(|t| t.name() == "w16").unwrap();
+        let w = g.initializer.remove(w);
+        let value = AttributeProto {
+            name: Some("value".into()),
+            r#type: Some(AttributeType::Tensor as i32),
+            t: Some(w),
+            ..Default::default()
+        };
+        let mut constant = crate::graph::tests::node("Constant", "/w16", &[], &["w16"]);
+        constant.attribute.push(value);
+        g.node.insert(0, constant);
+        let conv1 = g.node.iter().position(|n| n.name() == "/layer2/layer2.0/conv1/Conv").unwrap();
+        let strides = AttributeProto {
+            name: Some("strides".into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: vec![2, 2],
+            ..Default::default()
+        };
+        g.node[conv1].attribute.push(strides);
+        let shapes = Shapes::infer(&g);
+        assert!(strided_1x1(&g, &shapes, &[(conv1, 0)]));
+        let conv2 = g.node.iter().position(|n| n.name() == "/layer2/layer2.0/conv2/Conv").unwrap();
+        assert!(!strided_1x1(&g, &shapes, &[(conv2, 0)]), "no stride");
+        assert!(!strided_1x1(&g, &shapes, &[(conv1, 1)]), "the weights' slot");
     }
 
     #[test]

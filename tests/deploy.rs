@@ -267,9 +267,10 @@ fn temporal_pool_on_qdq_models_pools_both_paths() {
         let loaded = tsm_rewrite::load::load(&model(name)).unwrap();
         let graph = loaded.model.graph.as_ref().unwrap();
         let df = tsm_rewrite::graph::Dataflow::build(graph).unwrap();
-        let found = tsm_rewrite::blocks::find(graph, &df, &tsm_rewrite::shapes::Shapes::infer(graph));
+        let shapes = tsm_rewrite::shapes::Shapes::infer(graph);
+        let found = tsm_rewrite::blocks::find(graph, &df, &shapes);
         let config = Config { temporal_pool: true, ..Config::default() };
-        let plan = tsm_rewrite::plan::plan(graph, &df, &found, &config, 11).unwrap();
+        let plan = tsm_rewrite::plan::plan(graph, &df, &found, &shapes, &config, 11).unwrap();
         let pool = plan.pool.as_ref().unwrap();
         assert!(pool.quant.is_none(), "{name}");
         assert!(plan.sites.iter().find(|s| s.tensor == pool.output()).unwrap().quant.is_none(), "{name}");

@@ -51,7 +51,7 @@ fn a_model_truncated_at_any_byte_is_refused_or_still_a_model() {
                 if let Ok(df) = tsm_rewrite::graph::Dataflow::build(graph) {
                     let shapes = tsm_rewrite::shapes::Shapes::infer(graph);
                     let found = tsm_rewrite::blocks::find(graph, &df, &shapes);
-                    let _ = tsm_rewrite::plan::plan(graph, &df, &found, &Default::default(), loaded.opset);
+                    let _ = tsm_rewrite::plan::plan(graph, &df, &found, &shapes, &Default::default(), loaded.opset);
                 }
             }
         }

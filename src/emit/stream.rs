@@ -843,8 +843,9 @@ mod tests {
 
     fn rewrite_graph(mut g: GraphProto, config: &Config) -> (Plan, GraphProto) {
         let df = Dataflow::build(&g).unwrap();
-        let findings = crate::blocks::find(&g, &df, &Shapes::infer(&g));
-        let mut plan = crate::plan::plan(&g, &df, &findings, config, 13).unwrap();
+        let shapes = Shapes::infer(&g);
+        let findings = crate::blocks::find(&g, &df, &shapes);
+        let mut plan = crate::plan::plan(&g, &df, &findings, &shapes, config, 13).unwrap();
         choose(&g, &df, &mut plan, config, 13, Path::new("."));
         let mut patch = super::super::emit(&plan, config, 13, String::new(), FrameMasks::new(&g));
         emit(&g, &plan, config, 13, Path::new("."), &mut patch).unwrap();
