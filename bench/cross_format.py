@@ -104,13 +104,20 @@ def float_shift(qdq, out, T=8):
     m = onnx.load(qdq)
     g = m.graph
     rows = [r.split() for r in text.splitlines() if re.match(r"^\s+\d+\s+/", r)]
+    # A site's layout from its tensor's inferred dims: [N, H, W, C] where only the last is C (the
+    # stage-0 sums of EdgeNeXt's QDQ copy, whose Transposes onnxruntime moved out of the blocks).
+    inferred = onnx.shape_inference.infer_shapes(m).graph.value_info
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred}
     const = lambda n, v: g.initializer.append(numpy_helper.from_array(np.array(v, dtype=np.int64), n))
     for k, r in enumerate(rows):
-        t, fold, into = r[2], int(r[4]), " ".join(r[6 + (r[5] == "projection"):]).split(", ")
+        t, c, fold, into = r[2], int(r[3]), int(r[4]), " ".join(r[6 + (r[5] == "projection"):]).split(", ")
+        d = dims.get(t, [])
+        last = len(d) == 4 and d[3] == c and d[1] != c
+        ax = "ax4" if last else "ax2"  # the channel axis of the [-1, T, ...] view
         p = f"/ref{k}/"
         const(p + "clip", [-1, T])
         for name, v in [("s0", [0]), ("s1", [1]), ("f", [fold]), ("f2", [2 * fold]), ("big", [2 ** 62]),
-                        ("m1", [-1]), ("ax1", [1]), ("ax2", [2])]:
+                        ("m1", [-1]), ("ax1", [1]), ("ax2", [2]), ("ax4", [4])]:
             const(p + name, v)
         sl = lambda o, x, st, en, ax: helper.make_node("Slice", [x, p + st, p + en, p + ax], [p + o])
         nodes = [
@@ -119,17 +126,17 @@ def float_shift(qdq, out, T=8):
             helper.make_node("Concat", [p + "clip", p + "frame"], [p + "view"], axis=0),
             helper.make_node("Reshape", [t, p + "view"], [p + "v"]),
             # channels [0, fold) from t + 1, [fold, 2 fold) from t - 1, zeros outside the clip
-            sl("a_in", p + "v", "s0", "f", "ax2"), sl("a", p + "a_in", "s1", "big", "ax1"),
+            sl("a_in", p + "v", "s0", "f", ax), sl("a", p + "a_in", "s1", "big", "ax1"),
             sl("edge_a", p + "a_in", "s0", "s1", "ax1"),
-            sl("b_in", p + "v", "f", "f2", "ax2"), sl("b", p + "b_in", "s0", "m1", "ax1"),
+            sl("b_in", p + "v", "f", "f2", ax), sl("b", p + "b_in", "s0", "m1", "ax1"),
             sl("edge_b", p + "b_in", "s0", "s1", "ax1"),
             # zeros of an edge frame's shape (the data here is finite)
             helper.make_node("Sub", [p + "edge_a", p + "edge_a"], [p + "za"]),
             helper.make_node("Sub", [p + "edge_b", p + "edge_b"], [p + "zb"]),
             helper.make_node("Concat", [p + "a", p + "za"], [p + "sa"], axis=1),
             helper.make_node("Concat", [p + "zb", p + "b"], [p + "sb"], axis=1),
-            sl("rest", p + "v", "f2", "big", "ax2"),
-            helper.make_node("Concat", [p + "sa", p + "sb", p + "rest"], [p + "s"], axis=2),
+            sl("rest", p + "v", "f2", "big", ax),
+            helper.make_node("Concat", [p + "sa", p + "sb", p + "rest"], [p + "s"], axis=4 if last else 2),
             helper.make_node("Reshape", [p + "s", p + "shape"], [p + "out"]),
         ]
         for n in g.node:

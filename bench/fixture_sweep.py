@@ -99,8 +99,9 @@ def tvm_fails_2d(model, x):
 
 
 def fixture_input(name):
-    """The fixture's input_0.pb (fp16 and dynamo variants share their float model's)."""
-    for d in (name, name.replace("_fp16io", ""), name.replace("_fp16", ""), name.replace("_dynamo", "")):
+    """The fixture's input_0.pb (fp16, dynamo and pre-processed variants share their float model's)."""
+    for d in (name, name.replace("_fp16io", ""), name.replace("_fp16", ""), name.replace("_dynamo", ""),
+              name.replace("_pre", "")):
         p = os.path.join(ROOT, "data", d, "input_0.pb")
         if os.path.exists(p):
             return numpy_helper.to_array(onnx.load_tensor(p))

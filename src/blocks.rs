@@ -9,7 +9,7 @@
 
 use crate::graph::{node_label, Dataflow, Producer, Vertex};
 use crate::onnx::{GraphProto, NodeProto};
-use crate::shapes::{Dim, Shapes};
+use crate::shapes::{Dim, Info, Shapes};
 use petgraph::graph::NodeIndex;
 use std::collections::HashSet;
 
@@ -176,8 +176,19 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
             return Err(format!("adds '{t}' to itself"));
         }
     }
+    // A join of channels-last terms only (no other kind) is judged with its branch below.
+    let join_channels_last = terms.iter().all(|t| shapes.get(t).is_some_and(channels_last_activation));
     for t in &terms {
         match shapes.get(t) {
+            Some(info) if !info.is_nchw() && !join_channels_last => {
+                let last = channels_last_activation(info).then_some(" (its channels are its last axis)");
+                return Err(format!(
+                    "input '{t}' {} is not a rank-4 [N, C, H, W] activation{}",
+                    info.display(),
+                    last.unwrap_or_default()
+                ));
+            }
+            Some(_) => {}
             None => {
                 let op = match df.producer.get(t) {
                     Some(Producer::Node(p, _)) => format!(
@@ -188,16 +199,6 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
                 };
                 return Err(format!("shape of input '{t}' is unknown{op}"));
             }
-            Some(info) if !info.is_nchw() => {
-                let last =
-                    (info.rank() == 4 && info.channel_axis == Some(3)).then_some(" (its channels are its last axis)");
-                return Err(format!(
-                    "input '{t}' {} is not a rank-4 [N, C, H, W] activation{}",
-                    info.display(),
-                    last.unwrap_or_default()
-                ));
-            }
-            Some(_) => {}
         }
     }
     let sa = shapes.get(&terms[0]).unwrap();
@@ -296,6 +297,18 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     let short_set = &paths[shortest];
     let branch_set: HashSet<NodeIndex> =
         paths.iter().enumerate().filter(|(k, _)| *k != shortest).flat_map(|(_, p)| p.iter().copied()).collect();
+    // Channels-last sums are a transformer's token blocks (Swin's and MaxViT's attention and MLP)
+    // unless a convolution runs in the branch: a ConvNeXt-like block whose Transposes onnxruntime's
+    // transpose optimizer (run by quant_pre_process) moved out of it, as in EdgeNeXt's QDQ copy.
+    let convolves = branch_set.iter().any(|v| matches!(df.g[*v], Vertex::Node(n) if graph.node[n].op_type() == "Conv"));
+    if join_channels_last && !convolves {
+        let t = &terms[0];
+        return Err(format!(
+            "input '{t}' {} is not a rank-4 [N, C, H, W] activation (its channels are its last axis, and no \
+             convolution runs in the branch: a transformer's token block, not a residual CNN block)",
+            shapes.get(t).map(Info::display).unwrap_or_default()
+        ));
+    }
     let short_nodes = node_indices(df, short_set);
     // From a channels-last fork, the shortcut's Transpose to NCHW only changes the layout.
     let to_nchw = |n: usize| {
@@ -373,6 +386,11 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         stage: 0,
         index_in_stage: 0,
     })
+}
+
+/// `[N, H, W, C]`: channels last, as a Transpose of an `[N, C, H, W]` activation gives it.
+fn channels_last_activation(info: &Info) -> bool {
+    info.rank() == 4 && info.channel_axis == Some(3)
 }
 
 /// Of two paths of as many nodes, the one that is a projection shortcut: no convolution wider than
@@ -1011,5 +1029,45 @@ pub(crate) mod tests {
         let f = findings(&g);
         assert!(f.blocks.is_empty());
         assert_eq!(f.skipped[0].reason, "input 'x' [N, 10] is not a rank-4 [N, C, H, W] activation");
+    }
+
+    /// A residual sum in channels-last layout: a ConvNeXt-like block whose Transposes onnxruntime's
+    /// transpose optimizer moved out of it (EdgeNeXt's QDQ copy) is a block, shifted on its last
+    /// axis; the same sum around a branch with no convolution (a Swin token block) is not.
+    #[test]
+    fn a_channels_last_join_is_a_block_where_its_branch_convolves() {
+        use crate::emit::ints_attr;
+        let graph = |branch: Vec<NodeProto>| {
+            let mut to_last = node("Transpose", "/stem/Transpose", &["s"], &["t"]);
+            to_last.attribute.push(ints_attr("perm", &[0, 2, 3, 1]));
+            let mut nodes = vec![node("Conv", "/stem/Conv", &["x", "w"], &["s"]), to_last];
+            nodes.extend(branch);
+            nodes.push(node("Add", "/block/Add", &["b", "t"], &["y"]));
+            GraphProto {
+                input: vec![value_info("x", &[-1, 8, 4, 4])],
+                initializer: vec![int64("w", &[8, 8, 1, 1], &[0; 64])],
+                node: nodes,
+                output: vec![value_info("y", &[-1, 4, 4, 8])],
+                ..Default::default()
+            }
+        };
+        let mut to_first = node("Transpose", "/block/Transpose", &["t"], &["u"]);
+        to_first.attribute.push(ints_attr("perm", &[0, 3, 1, 2]));
+        let mut back = node("Transpose", "/block/Transpose_1", &["v"], &["b"]);
+        back.attribute.push(ints_attr("perm", &[0, 2, 3, 1]));
+        let conv = node("Conv", "/block/conv_dw/Conv", &["u", "w"], &["v"]);
+        let f = findings(&graph(vec![to_first, conv, back]));
+        assert_eq!(f.blocks.len(), 1, "{:?}", f.skipped);
+        let b = &f.blocks[0];
+        assert!(b.channels_last);
+        assert_eq!((b.fork.as_str(), b.channels, b.shortcut.clone()), ("t", 8, Shortcut::Identity));
+        assert_eq!(b.branch_edges, vec![(2, 0)]);
+
+        let relu = node("Relu", "/block/Relu", &["t"], &["r"]);
+        let sigmoid = node("Sigmoid", "/block/Sigmoid", &["r"], &["b"]);
+        let f = findings(&graph(vec![relu, sigmoid]));
+        assert!(f.blocks.is_empty());
+        let why = &f.skipped.iter().find(|s| s.node.contains("/block/Add")).unwrap().reason;
+        assert!(why.contains("its channels are its last axis, and no convolution runs in the branch"), "{why}");
     }
 }

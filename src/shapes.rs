@@ -374,7 +374,8 @@ fn infer_node(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<St
         | "LpNormalization"
         | "MeanVarianceNormalization"
         | "CastLike"
-        | "Hardmax" => x.cloned(),
+        | "Hardmax"
+        | "CumSum" => x.cloned(),
         "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" | "Mean" | "Pow" | "Where" | "Equal" | "Less"
         | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Mod" | "BitShift" => {
             let ins: Vec<&Info> = (0..node.input.len()).filter_map(input).collect();
@@ -885,6 +886,20 @@ mod tests {
         assert_eq!(got("nhwc"), ("[N, 4, 4, 8]".into(), Some(3)));
         // GroupNorm's `[N, G, -1]`: channels no more
         assert_eq!(got("groups"), ("[N, 2, ?]".into(), None));
+    }
+
+    /// EdgeNeXt's positional encoding sums a `[B, H, W]` mask along H and W: without a rule the
+    /// batch symbol stopped there, and its batch-1 export kept a Reshape pinned to 1 in the XCA
+    /// attention after it (validation failed in tract).
+    #[test]
+    fn cumsum_keeps_its_input_shape() {
+        let graph = GraphProto {
+            input: vec![value_info("mask", &[-1, 4, 4])],
+            initializer: vec![int64("axis", &[], &[1])],
+            node: vec![node("CumSum", "c", &["mask", "axis"], &["y"])],
+            ..Default::default()
+        };
+        assert_eq!(Shapes::infer(&graph).get("y").unwrap().display(), "[N, 4, 4]");
     }
 
     #[test]
