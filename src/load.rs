@@ -58,7 +58,11 @@ pub fn decode(bytes: Bytes, path: &Path) -> Result<Loaded, Error> {
     if opset < 9 {
         return Err(bad(
             path,
-            format!("opset {opset} is older than this tool supports (9 and later); re-export with a newer opset"),
+            format!(
+                "opset {opset} is older than this tool supports (9 and later); re-export with a newer opset, or \
+                 convert it with onnx's version converter: python -c \"import onnx; from onnx import \
+                 version_converter as v; onnx.save(v.convert_version(onnx.load('IN.onnx'), 13), 'OUT.onnx')\""
+            ),
         ));
     }
     let external_data = crate::external::check(&mut model, path)?;

@@ -302,11 +302,21 @@ fn bad_input_gets_a_clear_error_and_exit_2() {
     std::fs::write(&garbage, b"\xff\xff\xff\xff not a protobuf").unwrap();
     let empty = dir.path().join("empty.onnx");
     std::fs::write(&empty, b"").unwrap();
+    // The ONNX model zoo's ResNets are opset 7: the error says how to convert one.
+    let mut old = read_model(&model("resnet_opset9"));
+    old.opset_import[0].version = Some(7);
+    let old = write_model(dir.path(), "opset7.onnx", &old);
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["missing.onnx".into(), "-o".into(), out_arg.into()], "missing.onnx: cannot open"),
         (vec![dir.path().to_str().unwrap().into(), "-o".into(), out_arg.into()], "is a folder"),
         (vec![empty.to_str().unwrap().into(), "-o".into(), out_arg.into()], "is empty"),
         (vec![garbage.to_str().unwrap().into(), "-o".into(), out_arg.into()], "not an ONNX model"),
+        (
+            vec![old.to_str().unwrap().into(), "-o".into(), out_arg.into()],
+            "opset 7 is older than this tool supports (9 and later); re-export with a newer opset, or convert it with \
+             onnx's version converter: python -c \"import onnx; from onnx import version_converter as v; \
+             onnx.save(v.convert_version(onnx.load('IN.onnx'), 13), 'OUT.onnx')\"",
+        ),
         (vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--segments".into(), "0".into()], "--segments must be at least 1"),
         (
             vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--fold-div".into(), "65".into()],
