@@ -145,6 +145,32 @@ pub fn tensor_shapes(path: &Path, inputs: &NamedShapes, tensors: &[&str]) -> Res
         .collect())
 }
 
+/// As [`tensor_shapes`]; where the analysis of a float16 model leaves a tensor untold (tract 0.23
+/// types no float16 Gemm or attention: Swin-T's float16 copy), its float32 copy's analysis tells it,
+/// the same graph with the same shapes. Without it, such a model was refused with "channels
+/// unknown" where its float32 export has its joins judged.
+pub fn tensor_shapes_or_float32(
+    path: &Path,
+    inputs: &NamedShapes,
+    tensors: &[&str],
+) -> Result<Vec<Option<Vec<usize>>>> {
+    let found = tensor_shapes(path, inputs, tensors);
+    if found.as_ref().is_ok_and(|f| f.iter().all(Option::is_some)) {
+        return found;
+    }
+    let model = crate::load::load(path)?.model;
+    if !widenable(&model) {
+        return found;
+    }
+    // In the system's temporary folder (the input's may be read-only), removed when dropped.
+    let copy = float32_copy(&std::env::temp_dir().join("tsm-rewrite-analysis.onnx"), path, &model)?;
+    let wide = tensor_shapes(copy.path(), inputs, tensors)?;
+    Ok(match found {
+        Ok(f) => f.into_iter().zip(wide).map(|(a, b)| a.or(b)).collect(),
+        Err(_) => wide,
+    })
+}
+
 /// The graph inputs that are data (not initializers listed as inputs, as before IR 4).
 pub fn data_inputs(graph: &GraphProto) -> Vec<&ValueInfoProto> {
     graph.input.iter().filter(|i| !graph.initializer.iter().any(|t| t.name() == i.name())).collect()

@@ -413,3 +413,30 @@ fn qdq_models_stream_with_float_buffers() {
         }
     }
 }
+
+/// Where the tool's own shape inference stops short of a join, tract's analysis tells the shapes;
+/// tract refuses a float16 model whose converter left an operator reading float32 (Swin-T's
+/// float16 copies: an attention MatMul of float16 by float32, "Impossible to unify F32 with F16"),
+/// and the float32 copy's analysis tells them instead. Those copies were refused ("channels
+/// unknown", exit 2) where the float32 export is judged to have no residual block (exit 1).
+#[test]
+fn tract_analysis_of_a_float16_model_falls_back_to_its_float32_copy() {
+    use tsm_rewrite::onnx::tensor_proto::DataType;
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read_model(&model("resnet_basic_fp16"));
+    let graph = m.graph.as_mut().unwrap();
+    // The head's weights in float32 (the float32 fixture's), as a converter's block list leaves an
+    // operator.
+    let gemm = graph.node.iter().find(|n| n.op_type() == "Gemm").unwrap().input[1].clone();
+    let float = read_model(&model("resnet_basic")).graph.unwrap();
+    let w = float.initializer.into_iter().find(|t| t.name() == gemm).unwrap();
+    assert_eq!(w.data_type(), DataType::Float as i32);
+    *graph.initializer.iter_mut().find(|t| t.name() == gemm).unwrap() = w;
+    let logits = graph.output[0].name().to_string();
+    let (inputs, _) = validate::input_shapes(graph, 2, None).unwrap();
+    let path = write_model(dir.path(), "mixed.onnx", &m);
+    let tensors = [logits.as_str()];
+    assert_eq!(validate::tensor_shapes(&path, &inputs, &tensors).unwrap(), vec![None], "tract typed it");
+    let got = validate::tensor_shapes_or_float32(&path, &inputs, &tensors).unwrap();
+    assert_eq!(got, vec![Some(vec![4, 10])]);
+}
