@@ -74,6 +74,9 @@ try:
     from timm.models import repghost as timm_repghost
     from timm.models import repvit as timm_repvit
     from timm.models import nfnet as timm_nfnet
+    from timm.models import fasternet as timm_fasternet
+    from timm.models import mambaout as timm_mambaout
+    from timm.layers.grn import GlobalResponseNorm as TimmGRN
 except ImportError:  # timm optional
     timm = None
 
@@ -235,6 +238,12 @@ def branch_attr(m):
             return ("norm", "mlp")  # x + ls1(attention(norm(x))), then x + ls2(mlp(x))
         if isinstance(m, timm_fastvit.RepConditionalPosEnc):
             return "pos_enc"  # pos_enc(x) + x
+        # stop 40: FasterNet's partial convolution then MLP; MambaOut's gated CNN blocks, whose
+        # joins add channels-last tensors (the shift then on the last axis: LAST_AXIS)
+        if isinstance(m, timm_fasternet.MLPBlock):
+            return "spatial_mixing"
+        if isinstance(m, timm_mambaout.GatedConvBlock):
+            return "norm"
         if isinstance(m, timm_nfnet.NormFreeBlock):
             # act1(x) * beta feeds the branch (and a projection, which then forks after it)
             return "conv1" if m.downsample is not None else "act1"
@@ -301,6 +310,21 @@ def residual_sites(model):
         elif attr:
             out += [(name, (a,)) for a in attr]
     return out
+
+
+# Blocks whose input is channels-last `[N, H, W, C]`: the reference shifts its last axis.
+LAST_AXIS = {"GatedConvBlock"}
+
+
+class LastAxis(nn.Module):
+    """A shift (offline or online) of the last axis of `[N, H, W, C]` frames."""
+
+    def __init__(self, shift):
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x):
+        return self.shift(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 class BranchShift(nn.Module):
@@ -381,30 +405,31 @@ def make_tsm(model, mode, direction, fold_div, order="tsm", segments=T, override
     for i, (path, attrs) in reversed(list(enumerate(residual_sites(tsm)))):
         block = tsm.get_submodule(path)
         m = (override or {}).get(i, mode)
+        shift = (lambda: LastAxis(new_shift())) if type(block).__name__ in LAST_AXIS else new_shift
         if m == "none":
             continue
         if m == "residual" and attrs == ("*",):
-            set_submodule(tsm, path, BranchShift(block, new_shift()))
+            set_submodule(tsm, path, BranchShift(block, shift()))
         elif m == "residual":
             inner = block.block if isinstance(block, TwoJoinsInplace) else block
             for attr in attrs:
-                set_submodule(inner, attr, ShiftThen(new_shift(), inner.get_submodule(attr)))
+                set_submodule(inner, attr, ShiftThen(shift(), inner.get_submodule(attr)))
         elif m == "inplace" and (isinstance(block, TwoJoinsInplace) or type(block).__name__ in TWO_JOINS):
             if not isinstance(block, TwoJoinsInplace):
                 block = TwoJoinsInplace(block)
                 set_submodule(tsm, path, block)
             joins = TWO_JOINS[type(block.block).__name__]
-            block.shifts[str([j[0] for j in joins].index(attrs[0]))] = new_shift()
+            block.shifts[str([j[0] for j in joins].index(attrs[0]))] = shift()
         elif m == "inplace" and timm is not None and isinstance(block, timm_metaformer.MetaFormerBlock):
             attr = attrs[0]
             partner = INPLACE_PARTNERS[attr]
-            setattr(block, attr, ShiftThen(new_shift(), getattr(block, attr)))
-            setattr(block, partner, ShiftThen(new_shift(), getattr(block, partner)))
+            setattr(block, attr, ShiftThen(shift(), getattr(block, attr)))
+            setattr(block, partner, ShiftThen(shift(), getattr(block, partner)))
         elif m == "inplace" and type(block).__name__ in INPLACE_AFTER:
             name = INPLACE_AFTER[type(block).__name__]
-            setattr(block, name, ThenShift(getattr(block, name), new_shift()))
+            setattr(block, name, ThenShift(getattr(block, name), shift()))
         elif m == "inplace":
-            set_submodule(tsm, path, ShiftThen(new_shift(), block))
+            set_submodule(tsm, path, ShiftThen(shift(), block))
         else:
             raise ValueError(mode)
     return tsm.eval()
@@ -421,8 +446,9 @@ def site_channels(model, x):
             hooks.append(getattr(m, INPLACE_AFTER[type(m).__name__]).register_forward_hook(
                 lambda mod, inp, out, path=path: seen.append((path, int(out.shape[1])))))
             continue
+        axis = -1 if type(m).__name__ in LAST_AXIS else 1
         hooks.append(m.register_forward_pre_hook(
-            lambda mod, inp, path=path: seen.append((path, int(inp[0].shape[1])))))
+            lambda mod, inp, path=path, axis=axis: seen.append((path, int(inp[0].shape[axis])))))
     model(torch.from_numpy(x[:T]))
     for h in hooks:
         h.remove()
@@ -549,6 +575,11 @@ def models():
             # which tract cannot load: checked in onnxruntime)
             "timm_fastvit_sa12": (tm("fastvit_sa12"), 128),
             "timm_nf_resnet26": (layer_scaled(tm("nf_resnet26"), "gain"), 128),
+            # stop 40: ConvNeXt-V2 (a residual sum inside each block's MLP, its global response
+            # norm, which is no block of its own), FasterNet, MambaOut (channels-last joins)
+            "timm_convnextv2_atto": (tm("convnextv2_atto"), 128),
+            "timm_fasternet_t0": (tm("fasternet_t0"), 128),
+            "timm_mambaout_femto": (tm("mambaout_femto"), 128),
         })
     return out
 
@@ -624,6 +655,11 @@ def randomize(model, seed, h):
             m.scale.copy_(u(m.scale.shape, 0.3, 1.0))  # PoolFormer's layer scale: 1e-5
         elif timm is not None and isinstance(m, timm_fastvit.LayerScale2d):
             m.gamma.copy_(u(m.gamma.shape, 0.3, 1.0))  # FastViT's: 1e-5
+        elif timm is not None and isinstance(m, TimmGRN):
+            # ConvNeXt-V2's global response norm starts as an identity (zeros), which would hide
+            # a shift of its inner sum's branch
+            m.weight.copy_(u(m.weight.shape, 0.3, 1.0))
+            m.bias.copy_(u(m.bias.shape, -0.3, 0.3))
     if bns:
         model.eval()
         for m in bns:

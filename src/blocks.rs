@@ -124,10 +124,12 @@ pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
             Err(reason) => found.skipped.push(Skipped { node: name, reason, index: ni }),
         }
     }
-    // A join inside another's branch is part of that block where it forks from the same tensor
+    // A join inside another's branch is part of that block: where it forks from the same tensor
     // (FastViT's RepMixer `x + s * (mixer(x) - norm(x))`, whose mixer is a MobileOne sum with its
-    // own identity BN), or where its shortcut only normalizes: an identity BN to re-parameterize
-    // a layer of that branch (RepGhost's ghost modules), not a block.
+    // own identity BN), where its shortcut only normalizes (an identity BN to re-parameterize a
+    // layer of that branch: RepGhost's ghost modules), and where it adds a tensor of the branch
+    // to a function of it (ConvNeXt-V2's GRN, `x + gamma * x * N(x) + beta`): TSM shifts a block
+    // once, at its branch's input.
     let inner: Vec<(usize, String)> = found
         .blocks
         .iter()
@@ -138,7 +140,7 @@ pub fn find(graph: &GraphProto, df: &Dataflow, shapes: &Shapes) -> Findings {
             } else if j.normalizing_shortcut {
                 "its shortcut an identity BN that re-parameterizes a layer of that branch"
             } else {
-                return None;
+                "a residual sum within that block (ConvNeXt-V2's global response norm), not a block of its own"
             };
             Some((j.add, format!("inside the branch of the block at {}, {reason}", outer.name)))
         })
@@ -1069,5 +1071,36 @@ pub(crate) mod tests {
         assert!(f.blocks.is_empty());
         let why = &f.skipped.iter().find(|s| s.node.contains("/block/Add")).unwrap().reason;
         assert!(why.contains("its channels are its last axis, and no convolution runs in the branch"), "{why}");
+    }
+
+    /// ConvNeXt-V2's global response norm: `x + f(x)` inside a block's branch, from a tensor of
+    /// the branch. It was shifted as a block of its own (two shifts per block); it is part of the
+    /// block whose branch holds it.
+    #[test]
+    fn a_residual_sum_inside_a_branch_is_no_block_of_its_own() {
+        let conv = |name: &str, x: &str, y: &str| node("Conv", name, &[x, "w"], &[y]);
+        let g = GraphProto {
+            input: vec![value_info("x", &[-1, 8, 4, 4])],
+            initializer: vec![int64("w", &[8, 8, 1, 1], &[0; 64])],
+            node: vec![
+                conv("/stem/Conv", "x", "s"),
+                conv("/block/pwconv1/Conv", "s", "a"),
+                node("Relu", "/block/act/Relu", &["a"], &["h"]),
+                node("Mul", "/block/grn/Mul", &["h", "h"], &["m"]),
+                node("Add", "/block/grn/Add", &["h", "m"], &["r"]),
+                conv("/block/pwconv2/Conv", "r", "c"),
+                node("Add", "/block/Add", &["c", "s"], &["y"]),
+            ],
+            ..Default::default()
+        };
+        let f = findings(&g);
+        let names: Vec<&str> = f.blocks.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["/block/Add"]);
+        let grn = f.skipped.iter().find(|s| s.node == "/block/grn/Add").unwrap();
+        assert_eq!(
+            grn.reason,
+            "inside the branch of the block at /block/Add, a residual sum within that block (ConvNeXt-V2's global \
+             response norm), not a block of its own"
+        );
     }
 }
