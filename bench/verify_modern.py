@@ -576,10 +576,11 @@ def models():
             "timm_fastvit_sa12": (tm("fastvit_sa12"), 128),
             "timm_nf_resnet26": (layer_scaled(tm("nf_resnet26"), "gain"), 128),
             # stop 40: ConvNeXt-V2 (a residual sum inside each block's MLP, its global response
-            # norm, which is no block of its own), FasterNet, MambaOut (channels-last joins)
+            # norm, which is no block of its own; in Tiny channels-last), FasterNet, MambaOut (channels-last joins)
             "timm_convnextv2_atto": (tm("convnextv2_atto"), 128),
             "timm_fasternet_t0": (tm("fasternet_t0"), 128),
             "timm_mambaout_femto": (tm("mambaout_femto"), 128),
+            "timm_convnextv2_tiny": (tm("convnextv2_tiny"), 64),  # its MLP and GRN channels-last
         })
     return out
 

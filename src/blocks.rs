@@ -307,7 +307,7 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
         let t = &terms[0];
         return Err(format!(
             "input '{t}' {} is not a rank-4 [N, C, H, W] activation (its channels are its last axis, and no \
-             convolution runs in the branch: a transformer's token block, not a residual CNN block)",
+             convolution runs in the branch: a transformer's token block or an MLP's inner sum, not a residual CNN block)",
             shapes.get(t).map(Info::display).unwrap_or_default()
         ));
     }
