@@ -76,6 +76,9 @@ try:
     from timm.models import nfnet as timm_nfnet
     from timm.models import fasternet as timm_fasternet
     from timm.models import mambaout as timm_mambaout
+    import importlib
+    # timm.models' attribute of that name is the model's builder, which hides the module
+    timm_irv2 = importlib.import_module("timm.models.inception_resnet_v2")
     from timm.layers.grn import GlobalResponseNorm as TimmGRN
 except ImportError:  # timm optional
     timm = None
@@ -244,6 +247,12 @@ def branch_attr(m):
             return "spatial_mixing"
         if isinstance(m, timm_mambaout.GatedConvBlock):
             return "norm"
+        # Inception-ResNet-v2: towers read x, their Concat a 1x1 convolution, `out * scale + x`,
+        # then a ReLU (so the towers are wrapped, not the block)
+        if isinstance(m, timm_irv2.Block35):
+            return ["branch0", "branch1", "branch2"]
+        if isinstance(m, (timm_irv2.Block17, timm_irv2.Block8)):
+            return ["branch0", "branch1"]
         if isinstance(m, timm_nfnet.NormFreeBlock):
             # act1(x) * beta feeds the branch (and a projection, which then forks after it)
             return "conv1" if m.downsample is not None else "act1"
@@ -581,6 +590,7 @@ def models():
             "timm_fasternet_t0": (tm("fasternet_t0"), 128),
             "timm_mambaout_femto": (tm("mambaout_femto"), 128),
             "timm_convnextv2_tiny": (tm("convnextv2_tiny"), 64),  # its MLP and GRN channels-last
+            "timm_inception_resnet_v2": (tm("inception_resnet_v2"), 128),
         })
     return out
 
