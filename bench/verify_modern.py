@@ -200,6 +200,12 @@ def branch_attr(m):
             return "conv1_1x1" if m.shortcut is not None else None
         if isinstance(m, timm_byob.BasicBlock):
             return "conv1_kxk" if m.shortcut is not None else None
+        if isinstance(m, timm_eff.ConvBnAct):
+            return "conv" if m.has_skip else None  # EfficientNetV2-RW's 3x3 blocks with a skip
+        if isinstance(m, timm_eff.EdgeResidual):
+            return "conv_exp" if m.has_skip else None  # its fused MBConvs
+        if isinstance(m, timm_ghost.GhostBottleneckV3):
+            return "ghost1"  # in training form: its ghost modules' re-parameterizable sums inside
         if isinstance(m, timm_ghost.GhostBottleneck):
             return "ghost1"
         if isinstance(m, timm_xception.XceptionModule):
@@ -591,6 +597,8 @@ def models():
             "timm_mambaout_femto": (tm("mambaout_femto"), 128),
             "timm_convnextv2_tiny": (tm("convnextv2_tiny"), 64),  # its MLP and GRN channels-last
             "timm_inception_resnet_v2": (tm("inception_resnet_v2"), 128),
+            "timm_efficientnetv2_rw_t": (tm("efficientnetv2_rw_t"), 128),
+            "timm_ghostnetv3_100": (tm("ghostnetv3_100"), 128),
         })
     return out
 
