@@ -202,6 +202,11 @@ def branch_attr(m):
             return "conv1_kxk" if m.shortcut is not None else None
         if isinstance(m, timm_eff.ConvBnAct):
             return "conv" if m.has_skip else None  # EfficientNetV2-RW's 3x3 blocks with a skip
+        if isinstance(m, timm_eff.MobileAttention):
+            # MobileNetV4-hybrid's attention blocks (with a conditional positional encoding, a
+            # second join before them, they would need both wrapped: none in these models)
+            assert m.conv_cpe_dw is None
+            return "norm" if m.has_skip else None
         if isinstance(m, timm_eff.EdgeResidual):
             return "conv_exp" if m.has_skip else None  # its fused MBConvs
         if isinstance(m, timm_ghost.GhostBottleneckV3):
@@ -599,6 +604,7 @@ def models():
             "timm_inception_resnet_v2": (tm("inception_resnet_v2"), 128),
             "timm_efficientnetv2_rw_t": (tm("efficientnetv2_rw_t"), 128),
             "timm_ghostnetv3_100": (tm("ghostnetv3_100"), 128),
+            "timm_mobilenetv4_hybrid_medium": (tm("mobilenetv4_hybrid_medium"), 128),
         })
     return out
 
