@@ -85,15 +85,12 @@ impl Dataflow {
         let root = g.add_node(Vertex::Root);
         let mut producer: HashMap<String, Producer> = HashMap::new();
         let mut constant: HashSet<String> = HashSet::new();
-        for t in &graph.initializer {
-            producer.insert(t.name().to_owned(), Producer::Initializer);
-            constant.insert(t.name().to_owned());
-        }
-        for t in &graph.sparse_initializer {
-            if let Some(v) = &t.values {
-                producer.insert(v.name().to_owned(), Producer::Initializer);
-                constant.insert(v.name().to_owned());
+        let values = graph.sparse_initializer.iter().filter_map(|t| t.values.as_ref());
+        for t in graph.initializer.iter().chain(values) {
+            if producer.insert(t.name().to_owned(), Producer::Initializer).is_some() {
+                bail!("initializer '{}' is declared twice (duplicate tensor name)", t.name());
             }
+            constant.insert(t.name().to_owned());
         }
         // Tensors computed from activations' shapes alone (the dynamo exporter's batch size, read
         // once from the input's Shape and used by every Reshape after): no data edges, or each of
@@ -319,5 +316,18 @@ pub(crate) mod tests {
         };
         let err = Dataflow::build(&graph).err().unwrap().to_string();
         assert!(err.contains("duplicate tensor name"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_initializer_is_refused() {
+        let w = crate::onnx::TensorProto { name: Some("w".into()), ..Default::default() };
+        let graph = GraphProto {
+            input: vec![value_info("x", &[1])],
+            initializer: vec![w.clone(), w],
+            node: vec![node("Add", "a", &["x", "w"], &["y"])],
+            ..Default::default()
+        };
+        let err = Dataflow::build(&graph).err().unwrap().to_string();
+        assert_eq!(err, "initializer 'w' is declared twice (duplicate tensor name)");
     }
 }

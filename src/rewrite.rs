@@ -251,6 +251,12 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         });
         crate::clip_batch::declare(graph, config.segments, &crate::clip_batch::Frames { pooled, per_clip })
     };
+    // What the emitters wrote must be a graph the tool itself would take (every name produced
+    // once, in order): runtimes differ on what they forgive (onnxruntime took a repeated
+    // initializer with a warning, onnx.checker refuses it), so no output relies on it.
+    if let Err(e) = Dataflow::build(graph) {
+        return Err(Error::Validation(format!("the rewritten graph is malformed: {e:#} (a bug in tsm-rewrite)")).into());
+    }
     // The freed 2D model: the model's other fields around the graph kept from before the patch
     // (swapped out so that the rewritten graph is not cloned too).
     let freed_2d = freed_2d.map(|g| {

@@ -281,6 +281,7 @@ impl FrameMasks {
             if !self.nodes.iter().any(|node| node.output.contains(&column)) {
                 let frame = self.frame(&source);
                 self.inits.push(int64(&n("column_shape"), &[3], &[-1, 1, 1]));
+                self.inits.push(int64(&n("zero_int"), &[], &[0]));
                 self.nodes.push(node("Reshape", &n("Reshape_column"), vec![frame, n("column_shape")], &column, vec![]));
             }
             // Broadcast by adding zeros, not by Expand to the input's Shape: OpenVINO computed QDQ
@@ -289,7 +290,6 @@ impl FrameMasks {
             let (zeros, channel) = (format!("{name}_zeros"), format!("{name}_channel"));
             self.inits.push(int64(&zeros, &[1, channels, 1], &vec![0; channels as usize]));
             self.inits.push(int64(&channel, &[1, channels, 1], &(0..channels).collect::<Vec<_>>()));
-            self.inits.push(int64(&n("zero_int"), &[], &[0]));
             let (rows, cols, none) = (format!("{name}_frames"), format!("{name}_channels"), format!("{name}_none"));
             self.nodes.push(node("Add", &format!("{name}/Add_frames"), vec![column.clone(), zeros], &rows, vec![]));
             self.nodes.push(node("Mul", &format!("{name}/Mul_none"), vec![column, n("zero_int")], &none, vec![]));
