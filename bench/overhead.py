@@ -29,8 +29,13 @@ every frame), OpenVINO through two infer requests whose tensors are set once and
 by feeding its output tensors back as they are (no numpy copy) into one reused state (since stop 27;
 before, each run spawned a state and the buffers went through numpy). Each round runs every model once (offline) or --frames frames
 (online), in an order that rotates every round; the ratio of a round is model time / 2D time of the
-same round. Reported: median ratio, interquartile range and min-max over the rounds; --json also
-keeps every round's ratio ("rounds"), so that two rows can be compared round by round.
+same round. Each model is loaded --instances times (3 by default; TVM once, its builds take
+minutes) and each load runs in an equal share of the rounds, in a seeded order of its own: two
+loads of one model differ in speed by up to 0.04 in onnxruntime, OpenVINO and tract for as long as
+they live (bench/load_effect.py, bench/RESULTS-load-effect.md), so a row from one load carries one
+draw of that offset (until stop 41 every row did). Reported: median ratio, interquartile range and
+min-max over the rounds; --json also keeps every round's ratio ("rounds"), so that two rows can be
+compared round by round.
 
 Runtimes: ort = onnxruntime CPU, default session options; openvino = OpenVINO CPU with its inference
 precision pinned to f32 (exact, the configuration of the issue's table); openvino-auto = OpenVINO's
@@ -589,12 +594,20 @@ RUNNERS = {
 # --------------------------------------------------------------------------
 
 def measure(fns, rounds, warmup=2, reps=1, log_=log, label=""):
-    """fns: {name: run} with "2d" among them. Each round runs every fn `reps` times, in an order that
-    rotates every round (and reverses every other round). Returns {name: [ratio per round]}."""
+    """fns: {name: run, or [run, ...]: loads of the same model} with "2d" among them. Each round
+    runs every model `reps` times, in an order that rotates every round (and reverses every other
+    round). A model with K loads runs each of them in K of every K rounds, in an order drawn apart
+    for each model (seeded), so that neither the pairing of loads nor the position in the round
+    follows the load. Returns ({name: [ratio per round]}, {name: [seconds per round]})."""
+    fns = {n: f if isinstance(f, list) else [f] for n, f in fns.items()}
     names = list(fns)
+    rng = np.random.default_rng(0)
+    load = {n: np.concatenate([rng.permutation(len(fns[n])) for _ in range(-(-rounds // len(fns[n])))])
+            for n in names}
     for _ in range(warmup):
         for n in names:
-            fns[n]()
+            for f in fns[n]:
+                f()
     ratios = {n: [] for n in names if n != "2d"}
     times = {n: [] for n in names}
     for r in range(rounds):
@@ -604,9 +617,10 @@ def measure(fns, rounds, warmup=2, reps=1, log_=log, label=""):
             order = order[::-1]
         t = {}
         for n in order:
+            run = fns[n][load[n][r]]
             t0 = time.perf_counter()
             for _ in range(reps):
-                fns[n]()
+                run()
             t[n] = (time.perf_counter() - t0) / reps
         for n in names:
             times[n].append(t[n])
@@ -628,9 +642,9 @@ def fmt(s):
     return f"{s['median']:.3f} [{s['q1']:.3f}-{s['q3']:.3f}] ({s['min']:.2f}-{s['max']:.2f})"
 
 
-def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2, streams=1):
+def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2, streams=1, instances=1):
     """models: {name: path} (with "2d"); online, `streams` frames per run (one per stream, the
-    batch); returns ({name: summary}, 2d ms)."""
+    batch); each model loaded `instances` times (see --instances); returns ({name: summary}, 2d ms)."""
     r = np.load(models["__ref"])
     offline_fn, online_fn, online_state_fn = RUNNERS[runtime]
     fns = {}
@@ -640,7 +654,7 @@ def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2, strea
             if n.startswith("__"):
                 continue
             try:
-                fns[n] = offline_fn(path, x)
+                fns[n] = [offline_fn(path, x) for _ in range(instances)]
             except Exception as e:  # noqa: BLE001
                 log_(f"  {runtime} cannot load {n}: {type(e).__name__}: {str(e)[:300]}")
         reps = 1
@@ -653,7 +667,7 @@ def bench(arch, runtime, mode, models, rounds, frames, log_=log, warmup=2, strea
             if fn is None:
                 continue
             try:
-                fns[n] = fn(path, frame)
+                fns[n] = [fn(path, frame) for _ in range(instances)]
             except Exception as e:  # noqa: BLE001
                 log_(f"  {runtime} cannot load {n}: {type(e).__name__}: {str(e)[:300]}")
         reps = frames
@@ -699,6 +713,10 @@ def main():
     ap.add_argument("--variant", action="append", default=[],
                     help="extra offline ONNX (name=path or path; {arch} in it is replaced by the model name)")
     ap.add_argument("--online-variant", action="append", default=[], help="extra online ONNX (name=path or path)")
+    ap.add_argument("--instances", type=int, default=3,
+                    help="load each model this many times (sessions, compiled models, tract plans) and spread "
+                    "the rounds over them: two loads of one model differ by up to 0.04 for as long as they live "
+                    "(where their memory landed), a bias no number of rounds on one load averages out; TVM: 1")
     ap.add_argument("--no-standard", action="store_true", help="only 2d, null and the --variant files")
     ap.add_argument("--openvino-threads", type=int,
                     help="OpenVINO's inference threads (default: its own, every core); 1 is what each stream "
@@ -753,7 +771,8 @@ def main():
                         summ, ms = bench(arch, rt, mode, models, args.tvm_rounds, args.tvm_frames, warmup=1,
                                          streams=args.streams)
                     else:
-                        summ, ms = bench(arch, rt, mode, models, args.rounds, args.frames, streams=args.streams)
+                        summ, ms = bench(arch, rt, mode, models, args.rounds, args.frames, streams=args.streams,
+                                         instances=args.instances)
                 except Exception as e:  # noqa: BLE001
                     log(f"  {rt} failed: {type(e).__name__}: {str(e)[:400]}")
                     summ, ms = {}, None
@@ -783,7 +802,8 @@ def write_md(results, args, secs):
              + (f", on {args.openvino_threads} inference thread(s)" if args.openvino_threads else "")
              + ". tvm: untuned Relax build (naive loops), fewer rounds.", "",
              "Each cell: median ratio to the 2D model measured in the same rounds, [interquartile range], "
-             "(min-max), over the rounds. Offline: one clip of 8 frames at 224x224 per run. Online: per frame "
+             f"(min-max), over the rounds; each model loaded {args.instances} time(s) (TVM once), each load run "
+             "in an equal share of the rounds, in a seeded order of its own. Offline: one clip of 8 frames at 224x224 per run. Online: per frame "
              f"(batch {args.streams}: {args.streams} stream(s)), {args.frames} frames per model per round, buffers fed back through preallocated "
              "tensors. null = a copy of the 2D model; roundtrip = each site's branch input through a channel "
              "Split+Concat (exact identity); tsm = tsm-rewrite's default (the stream form where channels "
