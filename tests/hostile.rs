@@ -96,6 +96,14 @@ fn broken_graphs_are_refused_naming_the_node_and_tensor() {
          (duplicate tensor name)",
     );
 
+    // Two initializers of one name (onnx.checker refuses it; onnxruntime takes the last).
+    let mut m = basic();
+    let g = m.graph.as_mut().unwrap();
+    let first = g.initializer[0].clone();
+    let name = first.name().to_string();
+    g.initializer.push(first);
+    refused(&m.encode_to_vec(), &[], &format!("initializer '{name}' is declared twice (duplicate tensor name)"));
+
     // Two graph outputs of one name.
     let mut m = basic();
     let g = m.graph.as_mut().unwrap();
