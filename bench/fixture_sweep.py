@@ -15,8 +15,8 @@ it, every output:
   so, for a fixture whose 2D model tract does not run, the float16 ones);
 - with `--tvm`, TVM (the Relax ONNX frontend, built for `llvm`), for the default, `--online` and
   both `--mode inplace` rewrites.
-Prints every failure: a validation that fails where the rewrite was written, a runtime that cannot
-load or run the output, a non-finite output, a mismatch; refusals the tool explains (a flag that
+Prints every failure: a validation that fails where the rewrite was written, an output that
+onnx.checker (full check) refuses, a runtime that cannot load or run the output, a non-finite output, a mismatch; refusals the tool explains (a flag that
 does not apply to the model) are counted, not failures. PyTorch is not the reference here (the
 tests and bench/runtime_matrix.py compare with PyTorch). Defects found this way: float16 online
 buffers and the QDQ temporal pool (stop 32, when the sweep only ran the outputs), a model with open
@@ -312,6 +312,12 @@ def main():
                 print(f"refused {what}: {(written.stderr.strip().splitlines() or ['(no message)'])[-1][:200]}", flush=True)
                 continue
             counts["rewrites"] += 1
+            # What onnx.checker refuses, some runtime will too (a repeated initializer, stop 41:
+            # onnxruntime and TVM took it with a warning).
+            try:
+                onnx.checker.check_model(out, full_check=True)
+            except Exception as e:  # noqa: BLE001
+                fail(f"onnx.checker: {str(e).splitlines()[0][:300]}")
             if validated.returncode:
                 line = validated.stderr.strip().splitlines()[-1]
                 msg = line[:300]
