@@ -98,10 +98,14 @@ pub struct TempOutput {
     persisted: bool,
 }
 
-/// The temporary path for a target: hidden, beside it, unique to this process.
+/// The temporary path for a target: hidden, beside it, unique to this process and to this call
+/// (two threads of a library user, or two tests, may write copies of same-named files into one
+/// folder: the float32 copies for tract's analysis all go to the system's temporary folder).
 fn temp_path(target: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-    target.with_file_name(format!(".{name}.tsm-rewrite-{}.tmp", std::process::id()))
+    target.with_file_name(format!(".{name}.tsm-rewrite-{}-{call}.tmp", std::process::id()))
 }
 
 /// Encodes `message` into a new file at `path`, synced to disk.
