@@ -302,8 +302,9 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
     // Channels-last sums are a transformer's token blocks (Swin's and MaxViT's attention and MLP)
     // unless a convolution runs in the branch: a ConvNeXt-like block whose Transposes onnxruntime's
     // transpose optimizer (run by quant_pre_process) moved out of it, as in EdgeNeXt's QDQ copy.
-    let convolves = branch_set.iter().any(|v| matches!(df.g[*v], Vertex::Node(n) if graph.node[n].op_type() == "Conv"));
-    if join_channels_last && !convolves {
+    let convolves =
+        || branch_set.iter().any(|v| matches!(df.g[*v], Vertex::Node(n) if graph.node[n].op_type() == "Conv"));
+    if join_channels_last && !convolves() {
         let t = &terms[0];
         return Err(format!(
             "input '{t}' {} is not a rank-4 [N, C, H, W] activation (its channels are its last axis, and no \
