@@ -19,6 +19,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py flat-buffer-out online.onnx online_fb.onnx
     python bench/variants.py flat-head online.onnx online_fh.onnx
     python bench/variants.py stem-split online.onnx online_stem.onnx
+    python bench/variants.py group-heads tsm.onnx tsm_groups.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -113,6 +114,16 @@ tool's own output, so that a form can be timed before it is built into the emitt
   stream form folds it, and the site's other reader (the downsample, which widens 64 channels to
   256 and so keeps this site out of the stream form) reads the two parts joined by one channel
   Concat. No reorder to planar in OpenVINO, which the flattened Concat costs there.
+
+- group-heads: an offline stream-form model whose heads are computed as two tensors, one per moved
+  group (channels `[0, f)`, which take the next frame, and `[f, 2f)`, the previous one): every
+  convolution writing a head split once more by output channel, every Add and Relu on a head done
+  per group, every convolution reading a head (the consumer's partial product on the shifted head,
+  the stage-first downsamples) folded by the two groups. Each group then moves along the batch axis
+  alone (a Slice and a Pad on axis 0, an empty channel slice carrying the batch symbol, a `Where` on
+  a `[N*T, 1, 1, 1]` frame mask): no channel Slice and no channel Concat, which OpenVINO runs
+  channels-last as strided copies in its reference kernels. The price: a third part for every
+  split convolution (122 1x1 convolutions on ResNet-50 against 76).
 
 All are exact (mul-mask and side-conv as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -767,13 +778,121 @@ def stem_split(m, block=None):
     return n
 
 
+def group_heads(m):
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    arr = lambda name: numpy_helper.to_array(inits[name])
+    sites = {pre: (head, fold) for pre, head, fold, _ in stream_heads(g)}
+    by_name = {n.name: n for n in g.node}
+    parts = {}  # head-valued tensor -> (part A, part B, channels of A)
+    out = []
+
+    def init(name, a):
+        if name not in inits:
+            t = numpy_helper.from_array(np.ascontiguousarray(a), name)
+            g.initializer.append(t)
+            inits[name] = t
+        return name
+
+    def conv(x, w, b, y, like, tag):
+        n = helper.make_node("Conv", [x, w] + ([b] if b else []), [y], name=like.name + tag)
+        n.attribute.extend(like.attribute)
+        return n
+
+    def folded(x, w_name, wa, b, y, like, tag):
+        """Conv(x, W) for x head-valued: a partial product per part, summed."""
+        xa, xb, fa = parts[x]
+        ca = conv(xa, init(w_name + "/ga", wa[:, :fa]), b, y + "/ga", like, tag + "/ga")
+        cb = conv(xb, init(w_name + "/gb", wa[:, fa:]), None, y + "/gb", like, tag + "/gb")
+        return [ca, cb, helper.make_node("Add", [y + "/ga", y + "/gb"], [y], name=like.name + tag + "/gsum")]
+
+    for n in g.node:
+        pre = n.name.rsplit("/", 1)[0] + "/"
+        if n.op_type == "Conv" and "/rows_0_" in n.input[1]:
+            # a convolution writing head channels: split by output rows (and by input parts)
+            w = arr(n.input[1])
+            b = arr(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+            f = w.shape[0] // 2
+            y = n.output[0]
+            made = []
+            for tag, rows in (("/A", slice(0, f)), ("/B", slice(f, 2 * f))):
+                bn = init(n.input[2] + tag, b[rows]) if b is not None else None
+                if n.input[0] in parts:
+                    made += folded(n.input[0], n.input[1] + tag, w[rows], bn, y + tag, n, tag)
+                else:
+                    made.append(conv(n.input[0], init(n.input[1] + tag, w[rows]), bn, y + tag, n, tag))
+            parts[y] = (y + "/A", y + "/B", f)
+            out += made
+        elif n.op_type == "Conv" and n.input[0] in parts:
+            # a convolution reading a head (the downsample's tail from the head): folded by parts
+            w = arr(n.input[1])
+            b = n.input[2] if len(n.input) > 2 and n.input[2] else None
+            out += folded(n.input[0], n.input[1], w, b, n.output[0], n, "")
+        elif n.op_type in ("Add", "Relu") and any(i in parts for i in n.input):
+            assert all(i in parts for i in n.input), n.name
+            y = n.output[0]
+            for k in (0, 1):
+                out.append(helper.make_node(n.op_type, [parts[i][k] for i in n.input], [y + ("/A", "/B")[k]],
+                                            name=n.name + ("/A", "/B")[k]))
+            parts[y] = (y + "/A", y + "/B", parts[n.input[0]][2])
+        elif n.op_type == "Concat" and n.name.endswith("/join"):
+            h = n.input[0]
+            out.append(helper.make_node("Concat", [parts[h][0], parts[h][1]] + list(n.input[1:]), list(n.output),
+                                        name=n.name, axis=1))
+        elif n.name.endswith("/tsm/Slice_next") and pre in sites:
+            head, fold = sites[pre]
+            ha, hb, fa = parts[head]
+            assert fa == fold, (n.name, fa, fold)
+            big = 1 << 62
+            ks = {k: int64_init(g, pre + "g_" + k, v) for k, v in dict(
+                s1=[1], big=[big], s0=[0], m1=[-1], ax0=[0], ax1=[1], c0=[0],
+                kc_s=[0, 0, 0], kc_e=[0, 1, 1], kc_ax=[1, 2, 3],
+                pad_next=[0, 0, 0, 0, 1, 0, 0, 0], pad_prev=[1, 0, 0, 0, 0, 0, 0, 0]).items()}
+            for grp, x, s, e, pads, mask in (("A", ha, "s1", "big", "pad_next", "/tsm/frames/gmaskA"),
+                                            ("B", hb, "s0", "m1", "pad_prev", "/tsm/frames/gmaskB")):
+                q = pre + "g" + grp + "_"
+                out += [
+                    helper.make_node("Slice", [x, ks["c0"], ks["c0"], ks["ax1"]], [q + "carrier"], name=q + "Slice_carrier"),
+                    helper.make_node("Slice", [x, ks[s], ks[e], ks["ax0"]], [q + "moved"], name=q + "Slice"),
+                    helper.make_node("Pad", [q + "moved", ks[pads]], [q + "padded"], name=q + "Pad"),
+                    helper.make_node("Concat", [q + "carrier", q + "padded"], [q + "joined"], name=q + "Concat", axis=1),
+                    helper.make_node("Slice", [x, ks["kc_s"], ks["kc_e"], ks["kc_ax"]], [q + "kc"], name=q + "Slice_kc"),
+                    helper.make_node("Cast", [q + "kc"], [q + "kcb"], name=q + "Cast_kc", to=onnx.TensorProto.BOOL),
+                    helper.make_node("Concat", [q + "kcb", mask], [q + "keep"], name=q + "Concat_keep", axis=1),
+                    helper.make_node("Where", [q + "keep", q + "joined", pre + "zero"], [q + "shifted"], name=q + "Where"),
+                ]
+        elif n.name.endswith("/from_shifted") and n.input[0].endswith("/tsm/shifted"):
+            p2 = n.input[0][: -len("shifted")]
+            w = arr(n.input[1])
+            f = w.shape[1] // 2
+            y = n.output[0]
+            out += [conv(p2 + "gA_shifted", init(n.input[1] + "/A", w[:, :f]), None, y + "/ga", n, "/ga"),
+                    conv(p2 + "gB_shifted", init(n.input[1] + "/B", w[:, f:]), None, y + "/gb", n, "/gb"),
+                    helper.make_node("Add", [y + "/ga", y + "/gb"], [y], name=n.name + "/gsum")]
+        elif pre in sites:
+            continue  # the site's joined-head nodes, replaced above
+        else:
+            out.append(n)
+    # per-group frame masks: gathered from the first mask's rows, the groups' first channels
+    rows = arr("/tsm/frames/mask0_rows")
+    f0 = rows.shape[1] // 2
+    first = by_name["/tsm/frames/mask0/Gather"]
+    for grp, ch in (("A", 0), ("B", f0)):
+        init("/tsm/frames/gmask" + grp + "_rows", rows[:, ch:ch + 1])
+        out.insert(out.index(first) + 1, helper.make_node("Gather", ["/tsm/frames/gmask" + grp + "_rows", first.input[1]],
+                                                          ["/tsm/frames/gmask" + grp], name="/tsm/frames/gmask" + grp + "/Gather"))
+    replace_nodes(g, toposort(out, [i.name for i in g.input] + [i.name for i in g.initializer]))
+    drop_dead_nodes(g)
+    return len(sites)
+
+
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
             "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head,
             "side-conv": side_conv, "slice-consumer": slice_consumer, "channel-concat": channel_concat,
             "flat-buffer-out": flat_buffer_out, "flat-head": flat_head, "stem-split": stem_split,
-            "stem-split16": lambda m: stem_split(m, 16)}
+            "stem-split16": lambda m: stem_split(m, 16), "group-heads": group_heads}
 
 
 def main():
