@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""A micro-benchmark of the stream form's head movement in OpenVINO CPU, f32, static shapes (issue 8):
+a 1x1 convolution makes a head of 2f channels for one clip of 8 frames, the head moves one frame
+each way (channels [0, f) from the next frame, [f, 2f) from the previous one, zeros at the clip's
+borders), and a 1x1 convolution reads it. Three ways of moving it, all exact and checked equal:
+
+- joined: the tool's form (two Slices over frames and channels, two Pads on the batch axis, a
+  channel Concat, one Where on a [N*T, 2f, 1, 1] mask);
+- split: the whole head split on the batch axis (Split with constant sizes, which OpenVINO could
+  run in place on its outermost axis) and joined to a zero frame by a Concat on the batch axis, once
+  for each direction, then two Wheres that pick each channel's direction and zero the borders;
+- slicepad: the same with a Slice and a Pad on the batch axis alone (whole frames, no strided copy).
+
+    python bench/openvino_head_moves.py 64 56     # 2f = 64 channels at 56x56 (ResNet-50's layer1)
+    python bench/openvino_head_moves.py 256 14    # layer3
+
+Prints each model's median time over 40 interleaved inferences and its operators' mean times (ms).
+"""
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from onnx import helper as h, numpy_helper as nh, TensorProto as TP
+import openvino as ov
+
+C2, S, NT, T = int(sys.argv[1]), int(sys.argv[2]), 8, 8   # head channels 2f, spatial
+f = C2 // 2
+rng = np.random.default_rng(0)
+W1 = rng.standard_normal((C2, 64, 1, 1)).astype(np.float32) * 0.1
+W2 = rng.standard_normal((64, C2, 1, 1)).astype(np.float32) * 0.1
+def I(name, a): return nh.from_array(np.asarray(a), name)
+def L(name, v): return I(name, np.array(v, dtype=np.int64))
+t = np.arange(NT) % T
+
+def build(kind):
+    inits = [I("w1", W1), I("w2", W2), I("zero", np.zeros((), np.float32))]
+    nodes = [h.make_node("Conv", ["x", "w1"], ["head"])]
+    if kind == "joined":
+        inits += [L("ax01", [0, 1]), L("st_a", [1, 0]), L("en_a", [1 << 62, f]), L("st_b", [0, f]), L("en_b", [-1, C2]),
+                  L("pad_next", [0, 0, 0, 0, 1, 0, 0, 0]), L("pad_prev", [1, 0, 0, 0, 0, 0, 0, 0])]
+        keep = np.zeros((NT, C2, 1, 1), bool); keep[:, :f] = (t < T - 1)[:, None, None, None]; keep[:, f:] = (t > 0)[:, None, None, None]
+        inits.append(I("keep", keep))
+        nodes += [h.make_node("Slice", ["head", "st_a", "en_a", "ax01"], ["a"]), h.make_node("Pad", ["a", "pad_next"], ["ap"]),
+                  h.make_node("Slice", ["head", "st_b", "en_b", "ax01"], ["b"]), h.make_node("Pad", ["b", "pad_prev"], ["bp"]),
+                  h.make_node("Concat", ["ap", "bp"], ["j"], axis=1), h.make_node("Where", ["keep", "j", "zero"], ["moved"])]
+    else:
+        ca = np.zeros((NT, C2, 1, 1), bool); ca[:, :f] = (t < T - 1)[:, None, None, None]
+        cb = np.zeros((NT, C2, 1, 1), bool); cb[:, f:] = (t > 0)[:, None, None, None]
+        inits += [I("ca", ca), I("cb", cb), I("zframe", np.zeros((1, C2, S, S), np.float32))]
+        if kind == "split":
+            inits += [L("sp_next", [1, NT - 1]), L("sp_prev", [NT - 1, 1])]
+            nodes += [h.make_node("Split", ["head", "sp_next"], ["n0", "n1"], axis=0),
+                      h.make_node("Concat", ["n1", "zframe"], ["nxt"], axis=0),
+                      h.make_node("Split", ["head", "sp_prev"], ["p0", "p1"], axis=0),
+                      h.make_node("Concat", ["zframe", "p0"], ["prv"], axis=0)]
+        else:  # batch-only Slice + Pad
+            inits += [L("ax0", [0]), L("s1", [1]), L("big", [1 << 62]), L("s0", [0]), L("m1", [-1]),
+                      L("pad_next", [0, 0, 0, 0, 1, 0, 0, 0]), L("pad_prev", [1, 0, 0, 0, 0, 0, 0, 0])]
+            nodes += [h.make_node("Slice", ["head", "s1", "big", "ax0"], ["n1"]), h.make_node("Pad", ["n1", "pad_next"], ["nxt"]),
+                      h.make_node("Slice", ["head", "s0", "m1", "ax0"], ["p0"]), h.make_node("Pad", ["p0", "pad_prev"], ["prv"])]
+        nodes += [h.make_node("Where", ["cb", "prv", "zero"], ["pm"]), h.make_node("Where", ["ca", "nxt", "pm"], ["moved"])]
+    nodes += [h.make_node("Conv", ["moved", "w2"], ["y"])]
+    g = h.make_graph(nodes, kind, [h.make_tensor_value_info("x", TP.FLOAT, [NT, 64, S, S])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, None)], inits)
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+
+core = ov.Core()
+x = rng.standard_normal((NT, 64, S, S)).astype(np.float32)
+reqs, outs = {}, {}
+kinds = ("joined", "split", "slicepad")
+for k in kinds:
+    path = os.path.join(tempfile.gettempdir(), f"head_moves_{k}.onnx")
+    onnx.save(build(k), path)
+    r = core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": "YES"}).create_infer_request()
+    outs[k] = r.infer({0: x})[0].copy(); reqs[k] = r
+print("max diff vs joined:", {k: float(np.abs(outs[k] - outs["joined"]).max()) for k in kinds})
+times = {k: [] for k in kinds}
+agg = {k: {} for k in kinds}
+for _ in range(40):
+    for k, r in reqs.items():
+        t0 = time.perf_counter(); r.infer({0: x}); times[k].append(time.perf_counter() - t0)
+        for p in r.get_profiling_info():
+            key = f"{p.node_type} ({p.exec_type})"
+            agg[k].setdefault(key, []).append(p.real_time.total_seconds() * 1e3)
+for k in kinds:
+    print(f"{k:9s} {np.median(times[k])*1e3:7.2f} ms", {a: round(sum(v) / 40, 3) for a, v in sorted(agg[k].items(), key=lambda z: -sum(z[1])) if sum(v) / 40 > 0.003})
