@@ -14,17 +14,20 @@ borders), and a 1x1 convolution reads it. Three ways of moving it, all exact and
     python bench/openvino_head_moves.py 64 56     # 2f = 64 channels at 56x56 (ResNet-50's layer1)
     python bench/openvino_head_moves.py 256 14    # layer3
 
-Prints each model's median time over 40 interleaved inferences and its operators' mean times (ms).
+Prints each model's median time over 40 interleaved inferences and its operators' median times (ms),
+as bench/openvino_profile.py's `profile` measures them.
 """
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 import onnx
 from onnx import helper as h, numpy_helper as nh, TensorProto as TP
 import openvino as ov
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from openvino_profile import profile  # noqa: E402
 
 C2, S, NT, T = int(sys.argv[1]), int(sys.argv[2]), 8, 8   # head channels 2f, spatial
 f = C2 // 2
@@ -34,6 +37,10 @@ W2 = rng.standard_normal((64, C2, 1, 1)).astype(np.float32) * 0.1
 def I(name, a): return nh.from_array(np.asarray(a), name)
 def L(name, v): return I(name, np.array(v, dtype=np.int64))
 t = np.arange(NT) % T
+# Per (frame, channel): the channels that take the next frame, kept where there is one; those that
+# take the previous frame, likewise. The joined form keeps either.
+ca = np.zeros((NT, C2, 1, 1), bool); ca[:, :f] = (t < T - 1)[:, None, None, None]
+cb = np.zeros((NT, C2, 1, 1), bool); cb[:, f:] = (t > 0)[:, None, None, None]
 
 def build(kind):
     inits = [I("w1", W1), I("w2", W2), I("zero", np.zeros((), np.float32))]
@@ -41,14 +48,11 @@ def build(kind):
     if kind == "joined":
         inits += [L("ax01", [0, 1]), L("st_a", [1, 0]), L("en_a", [1 << 62, f]), L("st_b", [0, f]), L("en_b", [-1, C2]),
                   L("pad_next", [0, 0, 0, 0, 1, 0, 0, 0]), L("pad_prev", [1, 0, 0, 0, 0, 0, 0, 0])]
-        keep = np.zeros((NT, C2, 1, 1), bool); keep[:, :f] = (t < T - 1)[:, None, None, None]; keep[:, f:] = (t > 0)[:, None, None, None]
-        inits.append(I("keep", keep))
+        inits.append(I("keep", ca | cb))
         nodes += [h.make_node("Slice", ["head", "st_a", "en_a", "ax01"], ["a"]), h.make_node("Pad", ["a", "pad_next"], ["ap"]),
                   h.make_node("Slice", ["head", "st_b", "en_b", "ax01"], ["b"]), h.make_node("Pad", ["b", "pad_prev"], ["bp"]),
                   h.make_node("Concat", ["ap", "bp"], ["j"], axis=1), h.make_node("Where", ["keep", "j", "zero"], ["moved"])]
     else:
-        ca = np.zeros((NT, C2, 1, 1), bool); ca[:, :f] = (t < T - 1)[:, None, None, None]
-        cb = np.zeros((NT, C2, 1, 1), bool); cb[:, f:] = (t > 0)[:, None, None, None]
         inits += [I("ca", ca), I("cb", cb), I("zframe", np.zeros((1, C2, S, S), np.float32))]
         if kind == "split":
             inits += [L("sp_next", [1, NT - 1]), L("sp_prev", [NT - 1, 1])]
@@ -69,21 +73,12 @@ def build(kind):
 
 core = ov.Core()
 x = rng.standard_normal((NT, 64, S, S)).astype(np.float32)
-reqs, outs = {}, {}
 kinds = ("joined", "split", "slicepad")
-for k in kinds:
-    path = os.path.join(tempfile.gettempdir(), f"head_moves_{k}.onnx")
+paths = [os.path.join(tempfile.gettempdir(), f"head_moves_{k}.onnx") for k in kinds]
+outs = []
+for k, path in zip(kinds, paths):
     onnx.save(build(k), path)
-    r = core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": "YES"}).create_infer_request()
-    outs[k] = r.infer({0: x})[0].copy(); reqs[k] = r
-print("max diff vs joined:", {k: float(np.abs(outs[k] - outs["joined"]).max()) for k in kinds})
-times = {k: [] for k in kinds}
-agg = {k: {} for k in kinds}
-for _ in range(40):
-    for k, r in reqs.items():
-        t0 = time.perf_counter(); r.infer({0: x}); times[k].append(time.perf_counter() - t0)
-        for p in r.get_profiling_info():
-            key = f"{p.node_type} ({p.exec_type})"
-            agg[k].setdefault(key, []).append(p.real_time.total_seconds() * 1e3)
-for k in kinds:
-    print(f"{k:9s} {np.median(times[k])*1e3:7.2f} ms", {a: round(sum(v) / 40, 3) for a, v in sorted(agg[k].items(), key=lambda z: -sum(z[1])) if sum(v) / 40 > 0.003})
+    outs.append(core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request().infer({0: x})[0].copy())
+print("max diff vs joined:", {k: float(np.abs(o - outs[0]).max()) for k, o in zip(kinds, outs)})
+for k, (med, _, _, wall) in zip(kinds, profile(core, paths, online=False, precision="f32", runs=40)):
+    print(f"{k:9s} {wall:7.2f} ms", {a: round(v, 3) for a, v in sorted(med.items(), key=lambda z: -z[1]) if v > 0.003})
