@@ -2,14 +2,21 @@
 """A micro-benchmark of the stream form's head movement in OpenVINO CPU, f32, static shapes (issue 8):
 a 1x1 convolution makes a head of 2f channels for one clip of 8 frames, the head moves one frame
 each way (channels [0, f) from the next frame, [f, 2f) from the previous one, zeros at the clip's
-borders), and a 1x1 convolution reads it. Three ways of moving it, all exact and checked equal:
+borders), and a 1x1 convolution reads it. Five ways of moving it, all exact and checked equal, and a floor:
 
-- joined: the tool's form (two Slices over frames and channels, two Pads on the batch axis, a
+- joined: the tool's form until stop 42 (two Slices over frames and channels, two Pads on the batch axis, a
   channel Concat, one Where on a [N*T, 2f, 1, 1] mask);
 - split: the whole head split on the batch axis (Split with constant sizes, which OpenVINO could
   run in place on its outermost axis) and joined to a zero frame by a Concat on the batch axis, once
   for each direction, then two Wheres that pick each channel's direction and zero the borders;
-- slicepad: the same with a Slice and a Pad on the batch axis alone (whole frames, no strided copy).
+- slicepad: the same with a Slice and a Pad on the batch axis alone (whole frames, no strided copy);
+- gather: the head viewed as rows of f channels ([N*T*2, f, H, W], row 2t+g: group g of frame t), a
+  zero row appended by a Pad, one Gather on axis 0 whose index names each row's source (the zero
+  row at the borders);
+- gatherwhere: the same Gather on indices clamped to the row itself at the borders, then a Where on
+  a [N*T*2, 1, 1, 1] mask (the forms bench/variants.py row-gather* built on ResNet-50 from these);
+- none: no movement at all, the two convolutions alone (the floor; not exact, so its difference
+  is printed but not checked).
 
     python bench/openvino_head_moves.py 64 56     # 2f = 64 channels at 56x56 (ResNet-50's layer1)
     python bench/openvino_head_moves.py 256 14    # layer3
@@ -52,6 +59,22 @@ def build(kind):
         nodes += [h.make_node("Slice", ["head", "st_a", "en_a", "ax01"], ["a"]), h.make_node("Pad", ["a", "pad_next"], ["ap"]),
                   h.make_node("Slice", ["head", "st_b", "en_b", "ax01"], ["b"]), h.make_node("Pad", ["b", "pad_prev"], ["bp"]),
                   h.make_node("Concat", ["ap", "bp"], ["j"], axis=1), h.make_node("Where", ["keep", "j", "zero"], ["moved"])]
+    elif kind in ("gather", "gatherwhere"):
+        # The head viewed as [N*T*2, f, H, W] (row 2t+g: group g of frame t), one Gather on axis 0.
+        j = np.arange(2 * NT); tt, gg = j // 2, j % 2
+        ok = np.where(gg == 0, tt % T < T - 1, tt % T > 0)
+        src = np.where(gg == 0, j + 2, j - 2)
+        inits += [L("gv", [2 * NT, f, S, S]), L("back", [NT, C2, S, S])]
+        nodes.append(h.make_node("Reshape", ["head", "gv"], ["hv"]))
+        if kind == "gather":   # a zero row appended, the borders index it
+            inits += [L("padrow", [0, 0, 0, 0, 1, 0, 0, 0]), L("idx", np.where(ok, src, 2 * NT))]
+            nodes += [h.make_node("Pad", ["hv", "padrow"], ["hz"]), h.make_node("Gather", ["hz", "idx"], ["mv"], axis=0)]
+        else:                  # clamped indices, then a Where on a [2NT, 1, 1, 1] mask
+            inits += [L("idx", np.where(ok, src, j)), I("okm", ok.reshape(-1, 1, 1, 1))]
+            nodes += [h.make_node("Gather", ["hv", "idx"], ["g"], axis=0), h.make_node("Where", ["okm", "g", "zero"], ["mv"])]
+        nodes.append(h.make_node("Reshape", ["mv", "back"], ["moved"]))
+    elif kind == "none":       # no movement: the floor
+        nodes.append(h.make_node("Identity", ["head"], ["moved"]))
     else:
         inits += [I("ca", ca), I("cb", cb), I("zframe", np.zeros((1, C2, S, S), np.float32))]
         if kind == "split":
@@ -73,7 +96,7 @@ def build(kind):
 
 core = ov.Core()
 x = rng.standard_normal((NT, 64, S, S)).astype(np.float32)
-kinds = ("joined", "split", "slicepad")
+kinds = ("joined", "split", "slicepad", "gather", "gatherwhere", "none")
 paths = [os.path.join(tempfile.gettempdir(), f"head_moves_{k}.onnx") for k in kinds]
 outs = []
 for k, path in zip(kinds, paths):

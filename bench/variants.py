@@ -20,6 +20,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py flat-head online.onnx online_fh.onnx
     python bench/variants.py stem-split online.onnx online_stem.onnx
     python bench/variants.py group-heads tsm.onnx tsm_groups.onnx
+    python bench/variants.py row-gather tsm.onnx tsm_rows.onnx          (also row-gather-zero, -concat, -frame)
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -124,6 +125,19 @@ tool's own output, so that a form can be timed before it is built into the emitt
   a `[N*T, 1, 1, 1]` frame mask): no channel Slice and no channel Concat, which OpenVINO runs
   channels-last as strided copies in its reference kernels. The price: a third part for every
   split convolution (122 1x1 convolutions on ResNet-50 against 76).
+
+- row-gather, row-gather-zero, row-gather-concat, row-gather-frame: an offline stream-form model
+  (stop 42's default, whose heads move by Slices, Pads, a Concat and a `Where`) whose heads are
+  viewed as rows of `fold` channels, `[N*T*2, fold, H, W]` (row 2t+g: group g of frame t), and
+  moved by one Gather on axis 0 whose index, made once for the graph from the tool's frame counter
+  and frame-in-clip index, names each row's source: group 0 of the next frame, group 1 of the
+  previous one. The four differ in how the clip borders get their zeros: a `Where` on a
+  `[N*T*2, 1, 1, 1]` mask after the Gather (row-gather); a zero row appended by a Pad on axis 0 that
+  the border rows read (row-gather-zero); the same row appended by a Concat with a ConstantOfShape
+  (row-gather-concat); a zero frame joined before the head by a Concat on the batch axis, before
+  the Reshape to rows (row-gather-frame, the tool's own form since stop 43, src/emit/rows.rs).
+  OpenVINO reorders the head out of its blocked layout for the Reshape and back; the Gather copies
+  whole contiguous rows, where the Slices and Pads copied strided ranges in reference kernels.
 
 All are exact (mul-mask and side-conv as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -570,6 +584,91 @@ def gather_head(m, segments=8):
     return len(heads)
 
 
+def row_gather(m, zero_row=False, segments=8):
+    g = m.graph
+    heads = stream_heads(g)
+    shapes = inferred_dims(m) if zero_row in ("concat", "frame") else {}
+    first = 2 if zero_row == "frame" else 0   # rows before the head's: a zero frame's two
+
+    def const(name, a):
+        g.initializer.append(numpy_helper.from_array(np.asarray(a), name))
+        return name
+
+    # Row 2*t + k of the [N*T*2, f, H, W] view is group k of frame t; its source row is 2*(t+1) for
+    # group 0 and 2*(t-1)+1 for group 1, inside the clip. The tool's /tsm/frames/frame counts frames
+    # from 0 and /tsm/frames/frame_index is that count mod T, so a table by frame_index gives each
+    # frame's offsets and which of its two rows have a source.
+    tt = np.arange(segments)
+    valid = np.stack([tt < segments - 1, tt > 0], axis=1)
+    off = np.where(valid, np.array([2, -2]), 0).astype(np.int64)
+    P = "/tsm/rowgather/"
+    new = [
+        helper.make_node("Mul", ["/tsm/frames/frame", const(P + "two", np.array(2, np.int64))], [P + "t2"]),
+        helper.make_node("Unsqueeze", [P + "t2", const(P + "ax1", np.array([1], np.int64))], [P + "t2c"]),
+        helper.make_node("Add", [P + "t2c", const(P + "groups", np.array([[0, 1]], np.int64))], [P + "rows"]),
+        helper.make_node("Gather", [const(P + "off_table", off), "/tsm/frames/frame_index"], [P + "off"], axis=0),
+        helper.make_node("Gather", [const(P + "valid_table", valid), "/tsm/frames/frame_index"], [P + "valid"], axis=0),
+        helper.make_node("Add", [P + "rows", P + "off"], [P + "src"]),
+    ]
+    flat = const(P + "flat", np.array([-1], np.int64))
+    if zero_row == "frame":
+        # the zero frame goes first: every row of the head is two rows on, and rows 0 and 1 are zeros
+        new += [
+            helper.make_node("Add", [P + "src", const(P + "first", np.array(first, np.int64))], [P + "src_after"]),
+            helper.make_node("Where", [P + "valid", P + "src_after", const(P + "zero_index", np.array(0, np.int64))], [P + "src_or_zero"]),
+            helper.make_node("Reshape", [P + "src_or_zero", flat], [P + "index"]),
+        ]
+    elif zero_row:
+        # invalid rows read the zero row each site's Pad appends: row 2*N*T
+        new += [
+            helper.make_node("Shape", ["/tsm/frames/frame"], [P + "nt"]),
+            helper.make_node("Mul", [P + "nt", P + "two"], [P + "nt2"]),
+            helper.make_node("Squeeze", [P + "nt2"], [P + "nt2s"]),
+            helper.make_node("Where", [P + "valid", P + "src", P + "nt2s"], [P + "src_or_zero"]),
+            helper.make_node("Reshape", [P + "src_or_zero", flat], [P + "index"]),
+        ]
+    else:
+        new += [
+            helper.make_node("Reshape", [P + "src", flat], [P + "index"]),
+            helper.make_node("Reshape", [P + "valid", const(P + "mask_shape", np.array([-1, 1, 1, 1], np.int64))], [P + "ok"]),
+        ]
+    for pre, head, fold, shifted in heads:
+        q = pre + "rowgather/"
+        if zero_row == "frame":
+            _, _, hh, ww = shapes[head]
+            zshape = const(q + "zero_frame_shape", np.array([1, 2 * fold, hh, ww], np.int64))
+            new += [helper.make_node("ConstantOfShape", [zshape], [q + "zero_frame"],
+                                     value=numpy_helper.from_array(np.zeros(1, np.float32), "value")),
+                    helper.make_node("Concat", [q + "zero_frame", head], [q + "head_z"], axis=0),
+                    helper.make_node("Reshape", [q + "head_z", const(q + "rows_shape", np.array([-1, fold, 0, 0], np.int64))], [q + "rows_z"]),
+                    helper.make_node("Gather", [q + "rows_z", P + "index"], [q + "moved"], axis=0)]
+        else:
+            new.append(helper.make_node("Reshape", [head, const(q + "rows_shape", np.array([-1, fold, 0, 0], np.int64))], [q + "rows"]))
+        if zero_row == "frame":
+            pass
+        elif zero_row == "concat":
+            _, _, hh, ww = shapes[head]
+            zshape = const(q + "zero_row_shape", np.array([1, fold, hh, ww], np.int64))
+            new += [helper.make_node("ConstantOfShape", [zshape], [q + "zero_row"],
+                                     value=numpy_helper.from_array(np.zeros(1, np.float32), "value")),
+                    helper.make_node("Concat", [q + "rows", q + "zero_row"], [q + "rows_z"], axis=0),
+                    helper.make_node("Gather", [q + "rows_z", P + "index"], [q + "moved"], axis=0)]
+        elif zero_row:
+            new += [helper.make_node("Pad", [q + "rows", const(q + "pads", np.array([0, 0, 0, 0, 1, 0, 0, 0], np.int64))], [q + "rows_z"]),
+                    helper.make_node("Gather", [q + "rows_z", P + "index"], [q + "moved"], axis=0)]
+        else:
+            new += [helper.make_node("Gather", [q + "rows", P + "index"], [q + "gathered"], axis=0),
+                    helper.make_node("Where", [P + "ok", q + "gathered", pre + "zero"], [q + "moved"])]
+        new += [helper.make_node("Reshape", [q + "moved", const(q + "frames_shape", np.array([-1, 2 * fold, 0, 0], np.int64))], [q + "frames"]),
+                # the empty slice of the head the default's Concat has: the batch symbol for onnxruntime
+                helper.make_node("Concat", [q + "frames", pre + "batch_carrier"], [shifted], axis=1)]
+    kept = [n for n in g.node if not (n.op_type == "Where" and n.output[0] in {h[3] for h in heads})]
+    order = toposort(kept + new, {i.name for i in g.input} | {i.name for i in g.initializer})
+    replace_nodes(g, order)
+    drop_dead_nodes(g)
+    return len(heads)
+
+
 def flattened_sites(g):
     """The online sites in the batch form's flattened Concat: (prefix, x, buffer input, fold)."""
     by_name = {n.name: n for n in g.node}
@@ -892,7 +991,10 @@ VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "c
             "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head,
             "side-conv": side_conv, "slice-consumer": slice_consumer, "channel-concat": channel_concat,
             "flat-buffer-out": flat_buffer_out, "flat-head": flat_head, "stem-split": stem_split,
-            "stem-split16": lambda m: stem_split(m, 16), "group-heads": group_heads}
+            "stem-split16": lambda m: stem_split(m, 16), "group-heads": group_heads,
+            "row-gather": row_gather, "row-gather-zero": lambda m: row_gather(m, zero_row=True),
+            "row-gather-concat": lambda m: row_gather(m, zero_row="concat"),
+            "row-gather-frame": lambda m: row_gather(m, zero_row="frame")}
 
 
 def main():

@@ -52,9 +52,9 @@ impl Neighbour {
 pub enum ShiftForm {
     /// Split the convolutions around each site so that only the shifted channels move (where
     /// the shifted channels rounded up to a block, and the rest, are whole blocks of 16
-    /// channels and the convolutions split are all 1x1); at the other sites the
-    /// clip view offline and the batch form online. Fastest in onnxruntime and OpenVINO, offline
-    /// and online.
+    /// channels and the convolutions split are all 1x1), offline by one Gather over their rows
+    /// (from opset 11); at the other sites the clip view offline and the batch form online.
+    /// Fastest in onnxruntime and OpenVINO, offline and online.
     Stream,
     /// Along the batch axis, no Reshape (from opset 10).
     Batch,

@@ -5,10 +5,11 @@
 //! fed frame by frame with its buffer, against the offline past-only reference.
 
 use tsm_rewrite::config::{Config, Direction, GroupOrder, ShiftForm};
-use tsm_rewrite::emit::{online_subgraph, shift_subgraph, FrameMasks};
+use tsm_rewrite::emit::{head_subgraph, online_subgraph, shift_subgraph, FrameMasks};
 use tsm_rewrite::onnx::{
     tensor_shape_proto::{dimension::Value, Dimension},
-    type_proto, GraphProto, ModelProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 use tsm_rewrite::plan::Site;
 use tsm_rewrite::shapes::Dim;
@@ -40,6 +41,12 @@ fn dims(d: &[Option<i64>]) -> TypeProto {
 }
 
 fn shift_model(opset: i64, config: &Config, c: i64, batch: Option<i64>, h: Dim, w: Dim) -> ModelProto {
+    model_of(opset, config, c, batch, h, w, shift_subgraph)
+}
+
+type Form = fn(&Site, &Config, i64, &mut FrameMasks) -> (Vec<NodeProto>, Vec<TensorProto>, String);
+
+fn model_of(opset: i64, config: &Config, c: i64, batch: Option<i64>, h: Dim, w: Dim, form: Form) -> ModelProto {
     let site = Site {
         block: 0,
         block_name: "/b/Add".into(),
@@ -69,7 +76,7 @@ fn shift_model(opset: i64, config: &Config, c: i64, batch: Option<i64>, h: Dim, 
         ..Default::default()
     };
     let mut masks = FrameMasks::new(&GraphProto { input: vec![input.clone()], ..Default::default() });
-    let (node, initializer, out) = shift_subgraph(&site, config, opset, &mut masks);
+    let (node, initializer, out) = form(&site, config, opset, &mut masks);
     let node = masks.nodes.into_iter().chain(node).collect();
     let initializer = masks.inits.into_iter().chain(initializer).collect();
     ModelProto {
@@ -310,6 +317,33 @@ fn where_every_channel_moves_one_where_masks_them_all() {
             };
             assert_eq!((ops("Where"), ops("Mul")), (1, 0), "{config:?}, batch {batch:?}");
             let x = clips_with_specials_at_the_borders(config.segments, 11);
+            check_bits(&model, &x, config);
+        }
+    }
+}
+
+#[test]
+fn the_stream_heads_rows_are_gathered_exactly() {
+    // The stream form's head offline: one Gather over rows of `fold` channels after a zero frame,
+    // with rows that stay (fold_div 4 on 16 channels: two groups move, two stay), both group
+    // orders and past-only; a symbolic batch (the index made at run time) and a fixed one (a
+    // constant index); inf and NaN next to the borders.
+    let configs = [
+        Config { fold_div: 2, ..Config::default() },
+        Config::default(),
+        Config { fold_div: 4, group_order: GroupOrder::Paddle, ..Config::default() },
+        Config { fold_div: 4, direction: Direction::Past, ..Config::default() },
+    ];
+    for config in &configs {
+        for batch in [None, Some(2 * config.segments as i64)] {
+            let model = model_of(13, config, 16, batch, Dim::Known(3), Dim::Known(5), head_subgraph);
+            let graph = model.graph.as_ref().unwrap();
+            // (The graph's index, made once for every site, has Gathers and a Where of its own.)
+            let ops = |op: &str| {
+                graph.node.iter().filter(|n| n.op_type() == op && !n.name().starts_with("/tsm/frames/")).count()
+            };
+            assert_eq!((ops("Gather"), ops("Where"), ops("Slice")), (1, 0, usize::from(batch.is_none())), "{config:?}");
+            let x = clips_with_specials_at_the_borders(config.segments, 13);
             check_bits(&model, &x, config);
         }
     }

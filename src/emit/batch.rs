@@ -5,9 +5,10 @@
 //! That shift also carries the first frame of the next clip into the last frame of this one;
 //! a `Where` on a `[N*T, 1, 1, 1]` condition (frame t has a neighbour in its clip) puts the zeros
 //! back there. The groups and the untouched channels are joined by a channel Concat. For the stream
-//! form's head (and where every channel moves), the groups and the head's channels that stay are
-//! joined first and one `Where` on a `[N*T, C, 1, 1]` condition masks them all (true where a
-//! channel stays), so the consuming convolution reads one tensor.
+//! form's head where [`super::rows`] does not apply (before opset 11, an open height or width, a
+//! batch the rows' index cannot be made for), and where every channel moves, the groups and the
+//! head's channels that stay are joined first and one `Where` on a `[N*T, C, 1, 1]` condition masks
+//! them all (true where a channel stays), so the consuming convolution reads one tensor.
 //!
 //! Why this form: the tensor keeps its layout and its batch symbol. A Reshape to a clip view costs
 //! OpenVINO a reorder out of its blocked layout and back at every site, and loses the batch symbol
@@ -110,7 +111,7 @@ fn shift(e: &mut Emitter, site: &Site, config: &Config, joined: bool) -> String 
 /// it) names each unknown batch `unk__N`: last, the carrier lost to the first group's, and
 /// onnxruntime, reading those shapes from value_info, left 52 Adds and 46 Relus of ResNet-50
 /// unfused (bench/RESULTS-simplifiers.md).
-fn carried(e: &mut Emitter, site: &Site) -> Vec<String> {
+pub(super) fn carried(e: &mut Emitter, site: &Site) -> Vec<String> {
     match site.batch.known() {
         Some(_) => vec![],
         None => vec![e.slice("batch_carrier", &site.tensor, &[0], &[0], &[1], &[])],
@@ -200,6 +201,8 @@ pub struct FrameMasks {
     masks: Vec<(i64, Vec<bool>, String)>,
     /// (frames if fixed, channels, the `[N*T, channels, 2]` ScatterND indices' name).
     positions: Vec<(Option<i64>, i64, String)>,
+    /// (frames if fixed, each row's source, the rows form's Gather index's name).
+    rows: Vec<(Option<i64>, Vec<Option<Neighbour>>, String)>,
     /// What the masks add to the graph, before its first node.
     pub nodes: Vec<NodeProto>,
     pub inits: Vec<TensorProto>,
@@ -303,6 +306,53 @@ impl FrameMasks {
             ));
         }
         self.positions.push((fixed, channels, name.clone()));
+        Some(name)
+    }
+
+    /// The index of the rows form's Gather (see [`super::rows`]), `[N*T * k]` for k =
+    /// `sources.len()` rows per frame: a constant for a fixed batch of whole clips, else made at run
+    /// time from the frames of the graph input that carries the batch (each frame's position in
+    /// the batch times k, plus a `[T, k]` offset gathered by its index in the clip, times a `[T, k]`
+    /// keep of 0 or 1), once per distinct `sources`; `None` otherwise.
+    pub(super) fn rows(&mut self, batch: &Dim, t: i64, sources: &[Option<Neighbour>]) -> Option<String> {
+        let fixed = batch.known().filter(|b| b % t == 0);
+        if let Some((_, _, name)) = self.rows.iter().find(|(f, s, _)| *f == fixed && s == sources) {
+            return Some(name.clone());
+        }
+        let name = format!("{MASKS}/rows{}", self.rows.len());
+        let k = sources.len() as i64;
+        if let Some(b) = fixed {
+            self.inits.push(int64(&name, &[b * k], &super::rows::index_rows(b, t, sources)));
+        } else {
+            let Dim::Sym(batch) = batch else { return None };
+            let source = self.sources.iter().find(|s| &s.batch == batch).cloned()?;
+            let index = match self.index.clone() {
+                None => self.frame_index(&source, t),
+                Some((segments, index)) if segments == t => index,
+                Some(_) => return None,
+            };
+            let frame = self.frame(&source);
+            let (offset, keep) = super::rows::offset_table(t, sources);
+            let n = |what: &str| format!("{name}_{what}");
+            self.inits.push(int64(&n("k"), &[], &[k]));
+            self.inits.push(int64(&n("column_shape"), &[2], &[-1, 1]));
+            self.inits.push(int64(&n("offset_rows"), &[t, k], &offset));
+            self.inits.push(int64(&n("keep_rows"), &[t, k], &keep));
+            self.inits.push(int64(&n("flat"), &[1], &[-1]));
+            let mut push = |op: &str, what: &str, inputs: Vec<String>, out: String, attrs| {
+                self.nodes.push(node(op, &format!("{name}/{what}"), inputs, &out, attrs));
+                out
+            };
+            let first = push("Mul", "Mul_first", vec![frame, n("k")], n("first"), vec![]);
+            let column = push("Reshape", "Reshape_column", vec![first, n("column_shape")], n("column"), vec![]);
+            let axis0 = || vec![int_attr("axis", 0)];
+            let offset = push("Gather", "Gather_offset", vec![n("offset_rows"), index.clone()], n("offset"), axis0());
+            let keep = push("Gather", "Gather_keep", vec![n("keep_rows"), index], n("keep"), axis0());
+            let source = push("Add", "Add_offset", vec![column, offset], n("source"), vec![]);
+            let kept = push("Mul", "Mul_keep", vec![source, keep], n("kept"), vec![]);
+            push("Reshape", "Reshape_flat", vec![kept, n("flat")], name.clone(), vec![]);
+        }
+        self.rows.push((fixed, sources.to_vec(), name.clone()));
         Some(name)
     }
 

@@ -4,10 +4,11 @@
 //!
 //! The shift is plain ONNX that onnxruntime, OpenVINO, tract and TVM all convert (no custom op, no
 //! zeros-then-assign), one form per file: [`stream`] (where the channel blocks align: the site's
-//! tensor computed in two halves, the consumer convolution split), [`batch`] (offline, from opset
-//! 10: along the batch axis, no Reshape; with the clip-border masks the graph's sites share,
-//! [`FrameMasks`]), [`clip`] (offline where the stream form does not apply, and before opset 10:
-//! on a `[N, T, C, H*W]` view), [`scatter`] (offline with `--shift-form tract`: the head shifted
+//! tensor computed in two halves, the consumer convolution split; its head moved offline by one
+//! Gather over rows, [`rows`]), [`batch`] (offline, from opset 10: along the batch axis, no
+//! Reshape; with the clip-border masks and row indices the graph's sites share, [`FrameMasks`]),
+//! [`clip`] (offline where the stream form does not apply, and before opset 10: on a
+//! `[N, T, C, H*W]` view), [`scatter`] (offline with `--shift-form tract`: the head shifted
 //! on its own clip view and written back by a ScatterND), [`online`] (one frame, with buffers).
 
 mod batch;
@@ -15,6 +16,7 @@ pub use batch::FrameMasks;
 mod clip;
 pub mod consensus;
 mod online;
+mod rows;
 mod scatter;
 pub mod stream;
 mod temporal_pool;
@@ -357,6 +359,25 @@ pub fn shift_subgraph(
         None => form(&mut e, site),
     };
     (e.nodes, e.inits, out)
+}
+
+/// The stream form's head shifted offline (see [`stream`]), alone: `site` is the head, its
+/// `channels` the head's. For tests of the emitted form; the stream writer calls [`head_shift`].
+pub fn head_subgraph(
+    site: &Site,
+    config: &Config,
+    opset: i64,
+    masks: &mut FrameMasks,
+) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
+    let mut e = Emitter { masks: Some(masks), ..Emitter::new(&site.prefix, opset) };
+    let out = head_shift(&mut e, site, config);
+    (e.nodes, e.inits, out)
+}
+
+/// The head's shift: one Gather over rows ([`rows`]) where it applies, else the batch form on the
+/// head ([`batch::head`]).
+fn head_shift(e: &mut Emitter, site: &Site, config: &Config) -> String {
+    rows::head(e, site, config).unwrap_or_else(|| batch::head(e, site, config))
 }
 
 /// The online form of one site (see [`online`]): returns its nodes, initializers and the shifted

@@ -8,9 +8,10 @@
 //!   each half. That is how a ResNet's residual stream is carried: split once, it stays split from
 //!   block to block.
 //! - The consumer `Conv(x, W, B)` becomes `Conv(tail, W[:, s:], B) + Conv(moved, W[:, :s])`: `moved`
-//!   is the head shifted along the batch axis (the [`batch`](super::batch) form on `s` channels,
-//!   `[m, s)` passed through) offline; online the buffer input, followed by the head's `[m, s)`
-//!   where the head was rounded up, and the head's `[0, m)` is the buffer output.
+//!   is the head shifted offline, by one Gather over its rows of `fold` channels after a zero
+//!   frame ([`rows`](super::rows); `[m, s)` rows gathered in place), or where that does not apply
+//!   the [`batch`](super::batch) form on `s` channels; online the buffer input, followed by the
+//!   head's `[m, s)` where the head was rounded up, and the head's `[0, m)` is the buffer output.
 //! - Any other convolution reading a split tensor is folded the same way
 //!   (`Conv(tail, W[:, s:], B) + Conv(head, W[:, :s])`); any other reader gets a channel Concat of
 //!   the halves under the tensor's old name.
@@ -44,7 +45,7 @@
 //! The sums are split in two, so the output equals the other forms' within rounding, not bit
 //! for bit.
 
-use super::{batch, node, Emitter, FrameMasks, Patch, BUFFER_IN, BUFFER_OUT};
+use super::{node, Emitter, FrameMasks, Patch, BUFFER_IN, BUFFER_OUT};
 use crate::config::{Config, Direction, ShiftForm};
 use crate::error::Error;
 use crate::graph::{outer_names, Dataflow, Producer};
@@ -651,7 +652,7 @@ impl Writer<'_> {
         let (head, _) = self.halves(&site.tensor);
         let mut e = Emitter { masks: Some(&mut self.masks), ..Emitter::new(&site.prefix, self.opset) };
         let shifted = if !self.config.online {
-            batch::head(&mut e, &Site { tensor: head, channels: s, ..site.clone() }, self.config)
+            super::head_shift(&mut e, &Site { tensor: head, channels: s, ..site.clone() }, self.config)
         } else if moved == s {
             e.name(BUFFER_IN)
         } else {
@@ -863,7 +864,7 @@ mod tests {
         let ops: Vec<String> = g.node.iter().map(|n| format!("{} {}", n.op_type(), n.name())).collect();
         let at = |name: &str| ops.iter().position(|o| o.ends_with(name)).unwrap_or_else(|| panic!("{name}: {ops:?}"));
         // The stem's rows [0, 32) and [32, 64), the Relu on each; the shift on the head only.
-        assert!(at("/stem/Conv/head") < at("/stem/Relu/head") && at("/stem/Relu/tail") < at("/b/tsm/Slice_next"));
+        assert!(at("/stem/Conv/head") < at("/stem/Relu/head") && at("/stem/Relu/tail") < at("/b/tsm/Gather_rows"));
         let conv = |name: &str| g.node.iter().find(|n| n.name() == name).unwrap();
         assert_eq!(conv("/b/conv1/Conv/from_tail").input, ["s_r/tail", "w1/cols_32_64", "b1"]);
         assert_eq!(conv("/b/conv1/Conv/from_shifted").input, ["/b/tsm/shifted", "w1/cols_0_32"]);
@@ -903,24 +904,25 @@ mod tests {
         assert_eq!((buffer_out.input[0].as_str(), buffer_out.output[0].as_str()), ("s_r/head", "/b/tsm/buffer_out"));
         assert_eq!(node(&g, "/b/tsm/Concat").unwrap().input, ["/b/tsm/buffer_in", "/b/tsm/stay"]);
         assert_eq!(node(&g, "/b/conv1/Conv/from_shifted").unwrap().input, ["/b/tsm/shifted", "w1/cols_0_16"]);
-        // Offline, fold_div 16: 4 + 4 move, 8 stay in the head; the Where keeps those at every frame.
+        // Offline, fold_div 16: 4 + 4 move, 8 stay in the head, as four rows of 4 channels a frame
+        // that one Gather reads (see `rows`): the next frame's, the previous one's, its own twice.
         let (plan, g) = rewrite(64, &Config { fold_div: 16, ..Config::default() });
         assert_eq!(plan.sites[0].stream.as_ref().map(|s| (s.split, s.moved)), Some((16, 8)));
-        let joined = node(&g, "/b/tsm/Concat").unwrap();
-        assert_eq!((joined.input[0].as_str(), joined.input[3].as_str()), ("/b/tsm/batch_carrier", "/b/tsm/stay"));
-        // The mask is the graph's, gathered once by each frame's index in its clip, after the
-        // empty slice that carries the batch symbol.
-        let keep = node(&g, "/b/tsm/Concat_keep").unwrap();
-        assert_eq!(keep.input, ["/b/tsm/keep_carrier_bool", "/tsm/frames/mask0"]);
+        assert_eq!(node(&g, "/b/tsm/Gather_rows").unwrap().input, ["/b/tsm/rows", "/tsm/frames/rows0"]);
+        assert_eq!(node(&g, "/b/tsm/Concat").unwrap().input, ["/b/tsm/batch_carrier", "/b/tsm/shifted_frames"]);
+        // The index is the graph's, made from each frame's position in the batch and in its clip.
+        let table = |name: &str| {
+            let t = g.initializer.iter().find(|t| t.name() == name).unwrap();
+            (t.dims.clone(), crate::tensor::int_values(t).unwrap())
+        };
+        let (dims, offset) = table("/tsm/frames/rows0_offset_rows");
+        assert_eq!((dims, &offset[..8], &offset[28..]), (vec![8, 4], &[8, 0, 6, 7, 8, 1, 6, 7][..], &[0, 1, 6, 7][..]));
+        let (_, keep) = table("/tsm/frames/rows0_keep_rows");
+        assert_eq!((&keep[..4], &keep[28..]), (&[1, 0, 1, 1][..], &[0, 1, 1, 1][..]));
         assert_eq!(
-            node(&g, "/tsm/frames/mask0/Gather").unwrap().input,
-            ["/tsm/frames/mask0_rows", "/tsm/frames/frame_index"]
+            node(&g, "/tsm/frames/rows0/Gather_offset").unwrap().input,
+            ["/tsm/frames/rows0_offset_rows", "/tsm/frames/frame_index"]
         );
-        let keep = g.initializer.iter().find(|t| t.name() == "/tsm/frames/mask0_rows").unwrap();
-        assert_eq!(keep.dims, [8, 16, 1, 1]);
-        let rows: Vec<&[u8]> = keep.raw_data().chunks(16).collect();
-        assert_eq!(rows[0], [1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]);
-        assert_eq!(rows[7], [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
         // 24 channels: a 16-channel head would leave a tail of 8, not a whole block.
         let (plan, g) = rewrite(24, &online);
         assert_eq!(plan.sites[0].stream, None);
