@@ -12,8 +12,9 @@
 //! borders need no mask, and the Reshapes move no data in onnxruntime and tract. ResNet-50 per
 //! clip, against the batch form's head round by round in two runs of 15 paired rounds
 //! (`bench/RESULTS-rows.md`, `bench/RESULTS-overhead-stop43.md`): onnxruntime 0.960 and 0.980,
-//! tract 0.967 and 0.984 (what `--shift-form tract` costs it), OpenVINO f32 0.978 and 1.005 (it
-//! reorders the head out of its blocked layout for the Reshape and back). The zero frame goes in
+//! tract 0.967 and 0.984 (what `--shift-form tract` costs it), OpenVINO bf16 0.971 (0.967 in a
+//! third run), OpenVINO f32 0.978, 1.005 and 0.998: no gain there (it reorders the head out of its
+//! blocked layout for the Reshape and back), no loss. The zero frame goes in
 //! before the Reshape, in the head's own layout: a zero row appended to the rows after it cost
 //! OpenVINO 0.02-0.05 (its reference Pad or Concat on the planar rows), and a `Where` on the rows
 //! in place of zero rows cost tract 0.02-0.03. Exact for any value: rows are copied, zeros are
