@@ -243,11 +243,7 @@ impl FrameMasks {
         if let Some((_, _, name)) = self.masks.iter().find(|(w, r, _)| *w == width && *r == rows) {
             return Some(name.clone());
         }
-        let index = match self.index.clone() {
-            None => self.frame_index(&source, t),
-            Some((segments, index)) if segments == t => index,
-            Some(_) => return None,
-        };
+        let index = self.frame_index(&source, t)?;
         let name = format!("{MASKS}/mask{}", self.masks.len());
         let table = format!("{name}_rows");
         self.inits.push(bool_tensor(&table, &[t, width, 1, 1], &rows));
@@ -326,11 +322,7 @@ impl FrameMasks {
         } else {
             let Dim::Sym(batch) = batch else { return None };
             let source = self.sources.iter().find(|s| &s.batch == batch).cloned()?;
-            let index = match self.index.clone() {
-                None => self.frame_index(&source, t),
-                Some((segments, index)) if segments == t => index,
-                Some(_) => return None,
-            };
+            let index = self.frame_index(&source, t)?;
             let frame = self.frame(&source);
             let (offset, keep) = super::rows::offset_table(t, sources);
             let n = |what: &str| format!("{name}_{what}");
@@ -358,15 +350,19 @@ impl FrameMasks {
 
     /// `CumSum(ones [frames], exclusive) mod t`, `[N*T]` int64, one one per frame of the input (see
     /// `frame`). (A Range to the frames gives the same values, but TVM's frontend cannot tie a
-    /// Range's length to the batch: the shapes after it are lost there.)
-    fn frame_index(&mut self, source: &Source, t: i64) -> String {
+    /// Range's length to the batch: the shapes after it are lost there.) Made once for the graph,
+    /// for one T: `None` when asked for another (the sites after a `--temporal-pool`).
+    fn frame_index(&mut self, source: &Source, t: i64) -> Option<String> {
+        if let Some((segments, index)) = &self.index {
+            return (*segments == t).then(|| index.clone());
+        }
         let n = |what: &str| format!("{MASKS}/{what}");
         let frame = self.frame(source);
         self.inits.push(int64(&n("segments"), &[], &[t]));
         let index = n("frame_index");
         self.nodes.push(node("Mod", &n("Mod"), vec![frame, n("segments")], &index, vec![]));
         self.index = Some((t, index.clone()));
-        index
+        Some(index)
     }
 
     /// `CumSum(ones [frames], exclusive)`: each frame's position in the batch, made once.
