@@ -67,6 +67,11 @@ tool's own output, so that a form can be timed before it is built into the emitt
   batch-form sites read `ScatterND(x, [(frame, channel)], buffer_in)`, the buffer written over a
   copy of x's first fold channels, in place of the flattened channel Concat: the offline form of
   `--shift-form tract` (src/emit/scatter.rs), per frame.
+The variants on the stream form's head (head-clip, mul-mask, zero-frames, joined-clip, gather-head,
+group-heads, row-gather*) take the head as the tool wrote it until stop 42 (Slices, Pads, a Concat
+and a Where: `git checkout adcbbc7 && cargo build --release`); on a graph without such heads a
+variant writes nothing and says so. no-shift takes that form and the rows form of the tool now.
+
 - no-shift: NOT EXACT, a diagnostic: an offline stream-form model whose heads are not shifted at all
   (each consumer's `from_shifted` convolution reads the head as it was made; the Slices, Pads,
   Concat and Where of the head and the frame masks they alone read are dropped). Timed against the
@@ -520,10 +525,23 @@ def drop_dead_nodes(g):
     drop_unread_initializers(g)
 
 
+def rows_heads(g):
+    """Each head of the tool's own rows form (src/emit/rows.rs, the default since stop 43):
+    (prefix, head tensor, the shifted head's name)."""
+    by = {n.name: n for n in g.node}
+    heads = []
+    for n in g.node:
+        if n.op_type == "Concat" and n.name.endswith("/tsm/Concat_zero_frame"):
+            pre = n.name[: -len("Concat_zero_frame")]
+            last = by.get(pre + "Concat") or by[pre + "Reshape_frames"]   # the batch carrier's Concat where the batch is symbolic
+            heads.append((pre, n.input[1], last.output[0]))
+    return heads
+
+
 def no_shift(m):
     g = m.graph
-    heads = stream_heads(g)
-    unshifted = {shifted: head for _, head, _, shifted in heads}
+    heads = [(pre, head, shifted) for pre, head, _, shifted in stream_heads(g)] + rows_heads(g)
+    unshifted = {shifted: head for _, head, shifted in heads}
     for n in g.node:
         for i, name in enumerate(n.input):
             if name in unshifted:
@@ -584,17 +602,22 @@ def gather_head(m, segments=8):
     return len(heads)
 
 
-def row_gather(m, zero_row=False, segments=8):
+def row_gather(m, border="where", segments=8):
+    """`border`: how the clip borders get their zeros: "where" (a Where on the gathered rows), "pad"
+    or "concat" (a zero row appended to the rows), "frame" (a zero frame joined before the head)."""
     g = m.graph
     heads = stream_heads(g)
-    shapes = inferred_dims(m) if zero_row in ("concat", "frame") else {}
-    first = 2 if zero_row == "frame" else 0   # rows before the head's: a zero frame's two
+    shapes = inferred_dims(m)
 
     def const(name, a):
         g.initializer.append(numpy_helper.from_array(np.asarray(a), name))
         return name
 
-    # Row 2*t + k of the [N*T*2, f, H, W] view is group k of frame t; its source row is 2*(t+1) for
+    def zeros(name, dims):
+        return helper.make_node("ConstantOfShape", [const(name + "_shape", np.array(dims, np.int64))], [name],
+                                value=numpy_helper.from_array(np.zeros(1, np.float32), "value"))
+
+    # Row 2*t + g of the [N*T*2, f, H, W] view is group g of frame t; its source row is 2*(t+1) for
     # group 0 and 2*(t-1)+1 for group 1, inside the clip. The tool's /tsm/frames/frame counts frames
     # from 0 and /tsm/frames/frame_index is that count mod T, so a table by frame_index gives each
     # frame's offsets and which of its two rows have a source.
@@ -611,15 +634,15 @@ def row_gather(m, zero_row=False, segments=8):
         helper.make_node("Add", [P + "rows", P + "off"], [P + "src"]),
     ]
     flat = const(P + "flat", np.array([-1], np.int64))
-    if zero_row == "frame":
+    if border == "frame":
         # the zero frame goes first: every row of the head is two rows on, and rows 0 and 1 are zeros
         new += [
-            helper.make_node("Add", [P + "src", const(P + "first", np.array(first, np.int64))], [P + "src_after"]),
+            helper.make_node("Add", [P + "src", const(P + "first", np.array(2, np.int64))], [P + "src_after"]),
             helper.make_node("Where", [P + "valid", P + "src_after", const(P + "zero_index", np.array(0, np.int64))], [P + "src_or_zero"]),
             helper.make_node("Reshape", [P + "src_or_zero", flat], [P + "index"]),
         ]
-    elif zero_row:
-        # invalid rows read the zero row each site's Pad appends: row 2*N*T
+    elif border in ("pad", "concat"):
+        # invalid rows read the zero row appended to each site's rows: row 2*N*T
         new += [
             helper.make_node("Shape", ["/tsm/frames/frame"], [P + "nt"]),
             helper.make_node("Mul", [P + "nt", P + "two"], [P + "nt2"]),
@@ -634,31 +657,25 @@ def row_gather(m, zero_row=False, segments=8):
         ]
     for pre, head, fold, shifted in heads:
         q = pre + "rowgather/"
-        if zero_row == "frame":
-            _, _, hh, ww = shapes[head]
-            zshape = const(q + "zero_frame_shape", np.array([1, 2 * fold, hh, ww], np.int64))
-            new += [helper.make_node("ConstantOfShape", [zshape], [q + "zero_frame"],
-                                     value=numpy_helper.from_array(np.zeros(1, np.float32), "value")),
+        _, _, hh, ww = shapes[head]
+        rows_shape = const(q + "rows_shape", np.array([-1, fold, 0, 0], np.int64))
+        if border == "frame":
+            new += [zeros(q + "zero_frame", [1, 2 * fold, hh, ww]),
                     helper.make_node("Concat", [q + "zero_frame", head], [q + "head_z"], axis=0),
-                    helper.make_node("Reshape", [q + "head_z", const(q + "rows_shape", np.array([-1, fold, 0, 0], np.int64))], [q + "rows_z"]),
-                    helper.make_node("Gather", [q + "rows_z", P + "index"], [q + "moved"], axis=0)]
+                    helper.make_node("Reshape", [q + "head_z", rows_shape], [q + "rows_z"])]
         else:
-            new.append(helper.make_node("Reshape", [head, const(q + "rows_shape", np.array([-1, fold, 0, 0], np.int64))], [q + "rows"]))
-        if zero_row == "frame":
-            pass
-        elif zero_row == "concat":
-            _, _, hh, ww = shapes[head]
-            zshape = const(q + "zero_row_shape", np.array([1, fold, hh, ww], np.int64))
-            new += [helper.make_node("ConstantOfShape", [zshape], [q + "zero_row"],
-                                     value=numpy_helper.from_array(np.zeros(1, np.float32), "value")),
-                    helper.make_node("Concat", [q + "rows", q + "zero_row"], [q + "rows_z"], axis=0),
-                    helper.make_node("Gather", [q + "rows_z", P + "index"], [q + "moved"], axis=0)]
-        elif zero_row:
-            new += [helper.make_node("Pad", [q + "rows", const(q + "pads", np.array([0, 0, 0, 0, 1, 0, 0, 0], np.int64))], [q + "rows_z"]),
-                    helper.make_node("Gather", [q + "rows_z", P + "index"], [q + "moved"], axis=0)]
-        else:
+            new.append(helper.make_node("Reshape", [head, rows_shape], [q + "rows"]))
+        if border == "concat":
+            new += [zeros(q + "zero_row", [1, fold, hh, ww]),
+                    helper.make_node("Concat", [q + "rows", q + "zero_row"], [q + "rows_z"], axis=0)]
+        elif border == "pad":
+            pads = const(q + "pads", np.array([0, 0, 0, 0, 1, 0, 0, 0], np.int64))
+            new.append(helper.make_node("Pad", [q + "rows", pads], [q + "rows_z"]))
+        if border == "where":
             new += [helper.make_node("Gather", [q + "rows", P + "index"], [q + "gathered"], axis=0),
                     helper.make_node("Where", [P + "ok", q + "gathered", pre + "zero"], [q + "moved"])]
+        else:
+            new.append(helper.make_node("Gather", [q + "rows_z", P + "index"], [q + "moved"], axis=0))
         new += [helper.make_node("Reshape", [q + "moved", const(q + "frames_shape", np.array([-1, 2 * fold, 0, 0], np.int64))], [q + "frames"]),
                 # the empty slice of the head the default's Concat has: the batch symbol for onnxruntime
                 helper.make_node("Concat", [q + "frames", pre + "batch_carrier"], [shifted], axis=1)]
@@ -992,9 +1009,8 @@ VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "c
             "side-conv": side_conv, "slice-consumer": slice_consumer, "channel-concat": channel_concat,
             "flat-buffer-out": flat_buffer_out, "flat-head": flat_head, "stem-split": stem_split,
             "stem-split16": lambda m: stem_split(m, 16), "group-heads": group_heads,
-            "row-gather": row_gather, "row-gather-zero": lambda m: row_gather(m, zero_row=True),
-            "row-gather-concat": lambda m: row_gather(m, zero_row="concat"),
-            "row-gather-frame": lambda m: row_gather(m, zero_row="frame")}
+            "row-gather": row_gather, "row-gather-zero": lambda m: row_gather(m, "pad"),
+            "row-gather-concat": lambda m: row_gather(m, "concat"), "row-gather-frame": lambda m: row_gather(m, "frame")}
 
 
 def main():
@@ -1005,6 +1021,10 @@ def main():
     args = ap.parse_args()
     m = onnx.load(args.input)
     n = VARIANTS[args.variant](m)
+    if n == 0:
+        # Most variants rewrite the head's Slices, Pads and Where of the tool's output before stop 43
+        # (git checkout adcbbc7 builds it); on another graph they find nothing to change.
+        raise SystemExit(f"{args.variant}: no site of the form it rewrites in {args.input}; nothing written")
     onnx.checker.check_model(m)
     onnx.save(m, args.output)
     print(f"{args.variant}: {n} changed, wrote {args.output}")
