@@ -2,8 +2,17 @@
 """What it costs OpenVINO to take an online model's buffers in and out, alone: a model made of
 ResNet-50's 16 online buffers (the shapes of tsm-rewrite --online's buffer inputs at 224x224), each
 only through a Relu, timed per inference with the buffers as f32 tensors, as bf16 tensors, and as
-states, under OpenVINO's default precision (bf16 on CPUs with AVX512-BF16 or AMX) and pinned to f32.
-Rounds alternate the configurations; medians over the rounds.
+states, under OpenVINO's default precision (bf16 on CPUs with AVX512-BF16 or AMX) and pinned to f32,
+each called two ways: `infer()`, which in OpenVINO's Python binding copies every output into a new
+numpy array after the inference, and `infer(share_outputs=True)`, which returns views and copies
+nothing (what bench/overhead.py calls since stop 44). Rounds alternate the configurations; medians
+over the rounds.
+
+Until stop 44 this script timed `infer()` only and read its 1-3 ms as OpenVINO's cost at its
+ports. That time was the binding's copies of the 16 buffer outputs (2.8 MB), and it swung between
+runs with where glibc put each new 400 KB array: fresh pages from mmap (a page fault per 4 KB,
+each frame) until a larger block freed in the process raised glibc's mmap threshold, then reused
+heap (a process that has loaded and freed a model's weights is in that state).
 
     python bench/openvino_buffer_io.py [rounds]
 """
@@ -30,7 +39,7 @@ def buffers_model(path):
                                 opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
-def runner(core, path, mode, config):
+def runner(core, path, mode, config, call):
     m = core.read_model(path)
     typ = ov.Type.f32
     if mode == "bf16 tensors":
@@ -48,7 +57,9 @@ def runner(core, path, mode, config):
         t = ov.Tensor(typ, port.get_shape())
         t.data.fill(0.5)  # not whatever the allocation held (denormals, NaN)
         setter(port, t)
-    return r.infer
+    if call == "infer()":
+        return r.infer
+    return lambda: r.infer(share_outputs=True)
 
 
 def main():
@@ -57,8 +68,9 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "buffers.onnx")
         buffers_model(path)
-        runs = {(p, mode): runner(core, path, mode, {"INFERENCE_PRECISION_HINT": p} if p else {})
-                for p in [None, "f32"] for mode in ["f32 tensors", "bf16 tensors", "states"]}
+        runs = {(p, mode, call): runner(core, path, mode, {"INFERENCE_PRECISION_HINT": p} if p else {}, call)
+                for p in [None, "f32"] for mode in ["f32 tensors", "bf16 tensors", "states"]
+                for call in ["infer()", "share_outputs"]}
     times = {k: [] for k in runs}
     for _ in range(rounds):
         for k, run in runs.items():
@@ -68,8 +80,8 @@ def main():
             for _ in range(200):
                 run()
             times[k].append((time.perf_counter() - t) / 200 * 1e3)
-    for (p, mode), v in times.items():
-        print(f"precision {p or 'default':7s} buffers as {mode:12s} {statistics.median(v):6.3f} ms "
+    for (p, mode, call), v in times.items():
+        print(f"precision {p or 'default':7s} buffers as {mode:12s} {call:13s} {statistics.median(v):6.3f} ms "
               f"[{min(v):.3f}-{max(v):.3f}]")
 
 

@@ -11,7 +11,8 @@ operator type and kernel, the median over --runs inferences, for models bench/ov
 Offline runs one clip of 8 frames at 224x224, online one frame with every buffer input fed (random
 values: the profile does not depend on them); the models take turns in each run. Only the
 operators' own times: the boundary (inputs and outputs crossing into OpenVINO, the buffers online)
-is not in them; bench/openvino_buffer_io.py times that. Under the table, each model's inference
+is in them only as the reorders OpenVINO puts at the ports; bench/openvino_buffer_io.py times the
+ports alone. Under the table, each model's inference
 by the wall clock (median, for scale) and its count of executed nodes. Appends a section to --out
 (default bench/RESULTS-openvino-profile.md).
 """

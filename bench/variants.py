@@ -39,8 +39,9 @@ tool's own output, so that a form can be timed before it is built into the emitt
   Where (tract's profile has 31 ms of them on ResNet-50), two Reshapes.
 - pack-buffers: an online model whose buffers cross the boundary as one tensor, `[N, S]` in and out
   (S the buffers' sizes summed): inside, a Slice and a Reshape give each site its buffer, and each
-  buffer output is flattened into one Concat. OpenVINO pays a fixed cost per input and output
-  (`bench/openvino_buffer_io.py`), which a model with 10 or 16 buffers pays 20 or 32 times a frame.
+  buffer output is flattened into one Concat. Made when OpenVINO seemed to pay a fixed cost per
+  input and output (`bench/openvino_buffer_io.py`, which until stop 44 timed the Python binding's
+  copies of the outputs instead: `bench/RESULTS-openvino-boundary.md`).
 
 - mul-mask: every `Where(keep, x, 0)` of the shift a multiplication by the condition cast to the
   element type, `x * float(keep)`. tract evaluates Where with a generic broadcasting zip (31 ms of
