@@ -706,6 +706,15 @@ fn chained_from(graph: &GraphProto, df: &Dataflow, tensor: &str, join: usize) ->
             return true;
         }
         let n = &graph.node[*p];
+        if n.op_type() == "Mul" && n.input.len() == 2 {
+            // A gated activation, `x * Sigmoid(x)` (SiLU, as timm's ByobNets end a block), `x *
+            // HardSigmoid(x)`, `x * Tanh(Softplus(x))` (Mish): through it to x.
+            match (0..2).find(|&k| gates(df, graph, &n.input[1 - k], &n.input[k])) {
+                Some(k) => t = n.input[k].clone(),
+                None => return false,
+            }
+            continue;
+        }
         if !CHAIN_OPS.contains(&n.op_type()) {
             return false;
         }
@@ -713,6 +722,23 @@ fn chained_from(graph: &GraphProto, df: &Dataflow, tensor: &str, join: usize) ->
             Some(i) => t = i.clone(),
             None => return false,
         }
+    }
+    false
+}
+
+/// Whether `gate` is computed from `x` alone by one-input activations (a gated activation's gate).
+fn gates(df: &Dataflow, graph: &GraphProto, gate: &str, x: &str) -> bool {
+    let mut g = gate;
+    for _ in 0..3 {
+        let Some(Producer::Node(p, _)) = df.producer.get(g) else { return false };
+        let n = &graph.node[*p];
+        if !["Sigmoid", "HardSigmoid", "Tanh", "Softplus"].contains(&n.op_type()) || n.input.len() != 1 {
+            return false;
+        }
+        if n.input[0] == x {
+            return true;
+        }
+        g = &n.input[0];
     }
     false
 }
@@ -759,6 +785,43 @@ pub(crate) mod tests {
     fn findings(graph: &GraphProto) -> Findings {
         let df = Dataflow::build(graph).unwrap();
         find(graph, &df, &Shapes::infer(graph))
+    }
+
+    /// Two identity blocks whose join is followed by `act` (nodes reading `j0`, writing `j0a`).
+    fn two_blocks_through(act: Vec<NodeProto>) -> GraphProto {
+        let conv = |name: &str, x: &str, y: &str| -> NodeProto { node("Conv", name, &[x, "w8"], &[y]) };
+        let mut nodes = vec![
+            conv("/stem/Conv", "x", "s"),
+            conv("/b0/conv/Conv", "s", "a0"),
+            node("Add", "/b0/Add", &["a0", "s"], &["j0"]),
+        ];
+        nodes.extend(act);
+        nodes.extend([conv("/b1/conv/Conv", "j0a", "a1"), node("Add", "/b1/Add", &["a1", "j0a"], &["y"])]);
+        GraphProto {
+            input: vec![value_info("x", &[-1, 8, 8, 8])],
+            initializer: vec![int64("w8", &[8, 8, 1, 1], &[0; 64]), int64("g", &[1, 8, 1, 1], &[0; 8])],
+            node: nodes,
+            output: vec![value_info("y", &[-1, 8, 8, 8])],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_gated_activation_between_blocks_keeps_them_in_one_stage() {
+        let stages =
+            |g: GraphProto| findings(&g).blocks.iter().map(|b| (b.stage, b.index_in_stage)).collect::<Vec<_>>();
+        let silu =
+            vec![node("Sigmoid", "/act/Sigmoid", &["j0"], &["sg"]), node("Mul", "/act/Mul", &["j0", "sg"], &["j0a"])];
+        assert_eq!(stages(two_blocks_through(silu)), [(0, 0), (0, 1)]);
+        let mish = vec![
+            node("Softplus", "/act/Softplus", &["j0"], &["sp"]),
+            node("Tanh", "/act/Tanh", &["sp"], &["th"]),
+            node("Mul", "/act/Mul", &["th", "j0"], &["j0a"]),
+        ];
+        assert_eq!(stages(two_blocks_through(mish)), [(0, 0), (0, 1)]);
+        // A product with anything else (a constant scale) is not an activation: a new stage.
+        let scaled = vec![node("Mul", "/scale/Mul", &["j0", "g"], &["j0a"])];
+        assert_eq!(stages(two_blocks_through(scaled)), [(0, 0), (1, 0)]);
     }
 
     #[test]

@@ -37,7 +37,8 @@
 //! halves joined, one channel Concat); any other reader of the shifted tensor keeps the site out
 //! of the stream form. Every tensor
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
-//! weights), a one-input elementwise op, a pool, an inference BatchNormalization or an Add; and
+//! weights), a one-input elementwise op, a pool, an inference BatchNormalization, an Add or a Mul
+//! (SiLU's `x * Sigmoid(x)`); and
 //! no other convolution reading a split tensor may write more values than that tensor holds (its
 //! partial sums would pass over more than `x`: ResNet-50's first downsample). Every convolution
 //! it splits must be 1x1 (tract unfolds a split 3x3's input once per part). Other sites get the
@@ -342,7 +343,9 @@ impl Finder<'_> {
                 self.inits.get(i.as_str()).is_some_and(|t| t.dims == [c] && element_size(t, self.folder).is_some())
             };
             n.input.len() == 5 && n.input.iter().skip(1).all(per_channel) && self.chain(&n.input[0], s, c, out)
-        } else if op == "Add" {
+        } else if op == "Add" || op == "Mul" {
+            // Mul: SiLU's `x * Sigmoid(x)` (timm's ByobNets, EfficientNets), a squeeze-excitation's
+            // scale. Every tensor on the chain has `c` channels, so a product is per channel.
             n.input.len() == 2 && self.chain(&n.input[0], s, c, out) && self.chain(&n.input[1], s, c, out)
         } else {
             false
@@ -573,7 +576,7 @@ impl Writer<'_> {
         for (half, which) in [(head, 0), (tail, 1)] {
             let mut m = n.clone();
             for (k, input) in m.input.iter_mut().enumerate() {
-                if k == 0 || n.op_type() == "Add" {
+                if k == 0 || matches!(n.op_type(), "Add" | "Mul") {
                     let (h, t) = match self.halves_at((i, k), input, nodes) {
                         Some((h, t, _)) => (h, t),
                         None => self.halves(input),
@@ -884,6 +887,27 @@ mod tests {
         assert!(!g.initializer.iter().any(|t| t.name() == "w1" || t.name() == "w_stem"));
         let w = g.initializer.iter().find(|t| t.name() == "w_stem/rows_32_64").unwrap();
         assert_eq!((w.dims.clone(), f32s(w)[0]), (vec![32, 3, 1, 1], 96.0));
+    }
+
+    #[test]
+    fn a_silu_before_the_site_is_split_as_its_sigmoid_and_its_product() {
+        // The stem's activation as SiLU, `s * Sigmoid(s)` (timm's ByobNets): both nodes halved.
+        let mut g = one_block(64);
+        let at = g.node.iter().position(|n| n.name() == "/stem/Relu").unwrap();
+        g.node.splice(
+            at..=at,
+            [
+                node("Sigmoid", "/stem/act/Sigmoid", &["s"], &["s_sig"]),
+                node("Mul", "/stem/act/Mul", &["s", "s_sig"], &["s_r"]),
+            ],
+        );
+        let (plan, g) = rewrite_graph(g, &Config { fold_div: 4, ..Config::default() });
+        let stream = plan.sites[0].stream.as_ref().expect("the chain passes through Mul and Sigmoid");
+        assert_eq!(stream.chain, ["s", "s_sig", "s_r"]);
+        let find = |name: &str| g.node.iter().find(|n| n.name() == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(find("/stem/act/Mul/head").input, ["s/head", "s_sig/head"]);
+        assert_eq!(find("/stem/act/Mul/tail").input, ["s/tail", "s_sig/tail"]);
+        assert_eq!(find("/stem/act/Sigmoid/tail").input, ["s/tail"]);
     }
 
     #[test]

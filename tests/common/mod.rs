@@ -181,7 +181,8 @@ macro_rules! for_each_fixture {
             metaformer_net,
             rep_net,
             ghost_net,
-            convnext_block_net_pre
+            convnext_block_net_pre,
+            resnet_silu
         }
     };
 }
