@@ -122,10 +122,14 @@ def test_stream_equals_the_pytorch_streaming_reference(tmp_path, name, sites, fo
     stream = tsm_rewrite.Stream(out, streams=2)
     tol = 1e-4 * max(1.0, np.abs(want).max())
     for rerun in range(2):
+        returned = []
         for t in range(16):
             frame = np.stack([x[t], x[15 - t]])  # stream 0 forwards, stream 1 backwards
             got = stream.step(frame)["logits"]
             assert np.abs(got - want[t]).max() <= tol, (rerun, t)
+            returned.append((got, got.copy()))
+        # Each step's arrays are the caller's: no later step writes over them.
+        assert all(np.array_equal(a, kept) for a, kept in returned)
         stream.reset()
 
 
