@@ -168,10 +168,15 @@ def replace_nodes(g, nodes):
     g.node.extend(nodes)
 
 
+def init(g, name, a):
+    """Adds the initializer `name` holding the array `a`, in its own type; returns its name."""
+    g.initializer.append(numpy_helper.from_array(np.asarray(a), name))
+    return name
+
+
 def int64_init(g, name, values):
     """Adds the int64 initializer `name` holding `values`; returns its name."""
-    g.initializer.append(numpy_helper.from_array(np.array(values, np.int64), name))
-    return name
+    return init(g, name, np.array(values, np.int64))
 
 
 def drop_unread_initializers(g):
@@ -557,8 +562,7 @@ def gather_head(m, segments=8):
     shapes = inferred_dims(m)
 
     def const(name, a):
-        g.initializer.append(numpy_helper.from_array(np.asarray(a), name))
-        return name
+        return init(g, name, a)
 
     one = const("/tsm/gather/one", np.array([1], np.int64))
     # the frame counter, frame count and frame-in-clip index the tool's output makes once per graph
@@ -611,8 +615,7 @@ def row_gather(m, border="where", segments=8):
     shapes = inferred_dims(m)
 
     def const(name, a):
-        g.initializer.append(numpy_helper.from_array(np.asarray(a), name))
-        return name
+        return init(g, name, a)
 
     def zeros(name, dims):
         return helper.make_node("ConstantOfShape", [const(name + "_shape", np.array(dims, np.int64))], [name],
