@@ -10,6 +10,7 @@ and ResNet-18 and checks them against PyTorch; check these with bench/verify_mod
 
     python bench/paired_models.py --size 224 --rounds 9 plain.onnx default=tsm.onnx batch=tsm_batch.onnx
     python bench/paired_models.py --online --size 160 --rounds 11 plain.onnx default=online.onnx
+    python bench/paired_models.py --rounds 31 --against default plain.onnx default=tsm.onnx rows=tsm_rows.onnx
 """
 import argparse
 import os
@@ -34,6 +35,8 @@ def main():
     ap.add_argument("--loads", type=int, default=2)
     ap.add_argument("--runtime", action="append", choices=list(RUNTIMES))
     ap.add_argument("--online", action="store_true", help="per frame: the rewrites are --online models")
+    ap.add_argument("--against", metavar="NAME",
+                    help="also each other rewrite's time over this rewrite's, round by round, and in how many rounds it was below")
     args = ap.parse_args()
     overhead.HW = args.size  # tract's input fact
     batch = 1 if args.online else overhead.T
@@ -47,6 +50,13 @@ def main():
         ratios, times = overhead.measure(runs, args.rounds, reps=10 if args.online else 1, log_=lambda *a: None)
         cells = "; ".join(f"{name} {overhead.fmt(overhead.summarize(v))}" for name, v in ratios.items())
         print(f"  {rt} (2D {np.median(times['2d']) * 1e3:.1f} ms): {cells}", flush=True)
+        if args.against:
+            for name in models:
+                if name in ("2d", "null", args.against):
+                    continue
+                r = np.array(times[name]) / np.array(times[args.against])
+                print(f"    {name} / {args.against}: {overhead.fmt(overhead.summarize(list(r)))}, "
+                      f"below 1 in {int((r < 1).sum())} of {len(r)} rounds", flush=True)
 
 
 if __name__ == "__main__":

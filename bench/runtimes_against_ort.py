@@ -12,6 +12,7 @@ runtime's max |diff| and the tolerance the other checks use, 1e-4 of the output'
 """
 import argparse
 import os
+import re
 import sys
 
 import numpy as np
@@ -38,10 +39,27 @@ def ov_run(path, batch):
 
 def tract_run(path, batch, shapes):
     import tract
-    m = tract.onnx().load(path)
-    for i, s in enumerate(shapes):
-        m.set_input_fact(i, ",".join(str(d) for d in [batch] + s) + ",f32")
-    r = m.into_model().into_runnable()
+    try:
+        m = tract.onnx().load(path)
+        for i, s in enumerate(shapes):
+            m.set_input_fact(i, ",".join(str(d) for d in [batch] + s) + ",f32")
+        r = m.into_model().into_runnable()
+    except tract.bindings.TractError:
+        # A dynamo export's value_info keeps the batch symbol (the rewrite's `batch*8`), which
+        # tract's analysis cannot unify with a concrete batch: keep the symbol in the inputs' facts
+        # and bind it afterwards, as bench/runtime_matrix.py does (its "(sym)" cells).
+        dims = [i.type.tensor_type.shape.dim[0].dim_param for i in onnx.load(path, load_external_data=False).graph.input]
+        binds = {}
+        for d in filter(None, dims):
+            symbol, times = re.fullmatch(r"(\w+?)(?:\*(\d+))?", d).groups()
+            binds[symbol] = batch // int(times or 1)
+        m = tract.onnx().load(path)
+        for i, s in enumerate(shapes):
+            m.set_input_fact(i, ",".join([dims[i] or str(batch)] + [str(d) for d in s]) + ",f32")
+        model = m.into_model()
+        model.transform(tract.SetSymbols(binds))
+        r = model.into_runnable()
+        print(f"(tract: the batch kept as {sorted(set(filter(None, dims)))} in the facts, bound as {binds})", flush=True)
     return lambda feeds: [v.to_numpy() for v in r.run(feeds)]
 
 

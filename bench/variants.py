@@ -79,7 +79,9 @@ variant writes nothing and says so. no-shift takes that form and the rows form o
   default, it splits the stream form's cost in two: the split convolutions (this row) and the
   movement of the head (the difference). The exactness check of bench/overhead.py reports it as
   NOT EXACT, as it should.
-- gather-head: an offline stream-form model whose heads move by two Gathers on the batch axis, the
+- gather-head: (reads the tool's output at stop 29, commit 5645cdc: its frame counter
+  `/tsm/frames/frames`, which later outputs do not have) an offline stream-form model whose heads
+  move by two Gathers on the batch axis, the
   whole head gathered from the next frames and from the previous ones (indices `(frame + 1) mod N`
   and `(frame - 1) mod N`), and two Wheres on per-(frame, channel) masks pick the group and zero the
   clip borders: two gathers and two selects, against two Slices, two Pads, a Concat and a Where.
@@ -333,7 +335,9 @@ def mul_mask(m):
     inits = {i.name: i for i in g.initializer}
     nodes, changed = [], 0
     for n in g.node:
-        if n.op_type == "Where" and "/tsm/" in n.name and n.input[2] in inits:
+        # only a select against zeros is a product with its mask (the rows form's Wheres are not)
+        if n.op_type == "Where" and "/tsm/" in n.name and n.input[2] in inits \
+                and not numpy_helper.to_array(inits[n.input[2]]).any():
             elem = inits[n.input[2]].data_type
             cast = n.name + "_mask"
             nodes.append(helper.make_node("Cast", [n.input[0]], [cast], name=n.name + "_Cast", to=elem))
@@ -407,7 +411,8 @@ def joined_consumer(m):
 
 
 def joined_clip(m):
-    head_clip(m)
+    if head_clip(m) == 0:
+        return 0  # its consumers' joins read the head-clip heads: none here
     g = m.graph
     shapes = inferred_dims(m)
     producer = {o: n for n in g.node for o in n.output}
@@ -559,6 +564,9 @@ def no_shift(m):
 def gather_head(m, segments=8):
     g = m.graph
     heads = stream_heads(g)
+    made = {o for n in g.node for o in n.output}
+    if not heads or "/tsm/frames/frames" not in made:
+        return 0  # it reads the frame counter of the tool's output at stop 29 (5645cdc), gone since
     shapes = inferred_dims(m)
 
     def const(name, a):
@@ -612,6 +620,9 @@ def row_gather(m, border="where", segments=8):
     or "concat" (a zero row appended to the rows), "frame" (a zero frame joined before the head)."""
     g = m.graph
     heads = stream_heads(g)
+    made = {o for n in g.node for o in n.output}
+    if not heads or "/tsm/frames/frames" not in made:
+        return 0  # it reads the frame counter of the tool's output at stop 29 (5645cdc), gone since
     shapes = inferred_dims(m)
 
     def const(name, a):
@@ -903,6 +914,8 @@ def group_heads(m):
     inits = {i.name: i for i in g.initializer}
     arr = lambda name: numpy_helper.to_array(inits[name])
     sites = {pre: (head, fold) for pre, head, fold, _ in stream_heads(g)}
+    if not sites:
+        return 0
     by_name = {n.name: n for n in g.node}
     parts = {}  # head-valued tensor -> (part A, part B, channels of A)
     out = []
