@@ -335,7 +335,7 @@ def mul_mask(m):
     inits = {i.name: i for i in g.initializer}
     nodes, changed = [], 0
     for n in g.node:
-        # only a select against zeros is a product with its mask (the rows form's Wheres are not)
+        # only a select against zeros is a product with its mask (the frame index's Where(never, values, 1) is not)
         if n.op_type == "Where" and "/tsm/" in n.name and n.input[2] in inits \
                 and not numpy_helper.to_array(inits[n.input[2]]).any():
             elem = inits[n.input[2]].data_type
