@@ -45,6 +45,8 @@ pub struct Site {
     pub strided_1x1: bool,
     /// Set where the site takes the stream form (see `emit::stream`).
     pub stream: Option<crate::emit::stream::Stream>,
+    /// Where the stream form was considered and not taken, why (for the report).
+    pub stream_refused: Option<String>,
     /// Consumers (node, input slot) that will read the shifted tensor instead.
     pub edges: Vec<(usize, usize)>,
     /// Names of those consumers (indices change once the patch is applied).
@@ -346,6 +348,7 @@ pub fn plan(
             segments: config.segments,
             strided_1x1: strided_1x1(graph, shapes, &edges),
             stream: None,
+            stream_refused: None,
             into: edges.iter().map(|&(n, _)| node_label(&graph.node[n], n)).collect(),
             edges,
             after,

@@ -111,6 +111,19 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
             p.plan.sites.len()
         );
     }
+    // Why each other site stays out of it, grouped by reason in site order (numbered as in the table).
+    let mut refused: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, site) in p.plan.sites.iter().enumerate() {
+        let Some(why) = site.stream_refused.as_deref() else { continue };
+        match refused.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, sites)) => sites.push(i + 1),
+            None => refused.push((why, vec![i + 1])),
+        }
+    }
+    for (why, sites) in refused {
+        let sites: Vec<String> = sites.iter().map(|i| i.to_string()).collect();
+        let _ = writeln!(out, "  not in the stream form, site(s) {}: {why}", sites.join(", "));
+    }
     // The scatter form's ScatterND is named after its site (emit::scatter); the input's own are not.
     let names: std::collections::HashSet<&str> = p.graph().node.iter().map(|n| n.name()).collect();
     let scattered = p.plan.sites.iter().filter(|s| names.contains(format!("{}/ScatterND", s.prefix).as_str())).count();
@@ -257,6 +270,7 @@ pub fn json(
                 "into": site.map(|s| s.into.clone()),
                 "quantized": site.map(|s| s.quant.is_some()),
                 "stream_split": site.and_then(|s| s.stream.as_ref().map(|st| st.split)),
+                "stream_refused": site.and_then(|s| s.stream_refused.clone()),
                 "not_shifted": not_shifted,
             })
         })

@@ -580,6 +580,7 @@ mod tests {
             segments: 8,
             strided_1x1: false,
             stream: None,
+            stream_refused: None,
             edges: vec![(3, 0)],
             into: vec!["conv".into()],
             after: Some(1),

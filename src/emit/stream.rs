@@ -172,8 +172,16 @@ pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Confi
         tract: form == ShiftForm::Tract,
     };
     let past = config.online || config.direction == Direction::Past;
-    for site in plan.sites.iter_mut().filter(|s| !s.channels_last) {
-        site.stream = finder.site(site, if past { site.fold } else { 2 * site.fold });
+    for site in plan.sites.iter_mut() {
+        let found = if site.channels_last {
+            Err("its tensor is channels-last".to_string())
+        } else {
+            finder.site(site, if past { site.fold } else { 2 * site.fold })
+        };
+        (site.stream, site.stream_refused) = match found {
+            Ok(stream) => (Some(stream), None),
+            Err(why) => (None, Some(why)),
+        };
     }
 }
 
@@ -198,18 +206,32 @@ struct Finder<'a> {
 }
 
 impl Finder<'_> {
-    fn site(&mut self, site: &Site, moved: i64) -> Option<Stream> {
+    /// The site's stream form, or why it cannot take it (for the report: a phrase that follows
+    /// "not in the stream form:").
+    fn site(&mut self, site: &Site, moved: i64) -> Result<Stream, String> {
         let c = site.channels;
-        if site.quant.is_some() || site.edges.is_empty() {
-            return None;
+        if site.quant.is_some() {
+            return Err("it shifts a quantized tensor".into());
+        }
+        if site.edges.is_empty() {
+            return Err("nothing reads its tensor".into());
         }
         // A head of whole blocks, channels that stay riding with the ones that move (a fold of 8
         // online: ResNet-50's first site, ResNet-18's two 64-channel ones). Against the batch form
         // there, onnxruntime measured 0.03-0.06 cheaper on ResNet-18, OpenVINO the same, tract
         // 0.04-0.06 dearer (bench/RESULTS-rounded-head.md), so `--shift-form tract` takes none.
         let s = (moved + BLOCK - 1) / BLOCK * BLOCK;
-        if moved <= 0 || s >= c || (c - s) % BLOCK != 0 || self.tract && s != moved {
-            return None;
+        if moved <= 0 || s >= c {
+            return Err(format!("its {moved} moved channels, rounded up to {s}, leave no tail of its {c}"));
+        }
+        if (c - s) % BLOCK != 0 {
+            return Err(format!(
+                "the tail after a head of {s} channels, {} of {c}, is not whole blocks of {BLOCK}",
+                c - s
+            ));
+        }
+        if self.tract && s != moved {
+            return Err(format!("--shift-form tract takes no head rounded up ({moved} moved channels)"));
         }
         // Every reader of the shifted tensor reads it in halves: the consumer, a convolution (the
         // residual branch's first), and with `--mode inplace` the shortcut too: the downsample
@@ -223,7 +245,16 @@ impl Finder<'_> {
             if k.op_type() == "Add" && default_domain(k) && k.input.len() == 2 && site.edges.len() > 1 {
                 continue;
             }
-            let w = conv_weights(k, &self.inits, self.folder).filter(|w| slot == 0 && w.dims[1] == c)?;
+            let Some(w) = conv_weights(k, &self.inits, self.folder).filter(|w| slot == 0 && w.dims[1] == c) else {
+                // Named by kind, not by node, so that the report groups the sites it keeps out.
+                return Err(if k.op_type() != "Conv" {
+                    format!("a {} reads its tensor, where only convolutions may", k.op_type())
+                } else if attr_int(k, "group").unwrap_or(1) != 1 {
+                    "a grouped or depthwise convolution reads its tensor".into()
+                } else {
+                    "a convolution whose weights are not constant floats reads its tensor".into()
+                });
+            };
             convs.push(w);
             // The two partial sums are added in one pass over the consumer's output; the batch
             // form passes over x. Where the consumer widens (MobileNetV2's expansion, 6C), that
@@ -233,13 +264,20 @@ impl Finder<'_> {
                 consumer = Some((n, k.output[0].clone()));
             }
         }
-        let (consumer_node, consumer) = consumer?;
+        let Some((consumer_node, consumer)) = consumer else {
+            return Err(match convs.first() {
+                Some(w) => format!("its consumer widens the tensor ({c} to {} channels)", w.dims[0]),
+                None => "no convolution reads its tensor".into(),
+            });
+        };
         if self.split.contains_key(&consumer) {
-            return None;
+            return Err(format!("its consumer's output '{consumer}' is split for another site"));
         }
         let mut chain = Vec::new();
         if !self.chain(&site.tensor, s, c, &mut chain) {
-            return None;
+            return Err(
+                "a node on the way back to the convolutions that make its tensor cannot be computed in halves".into()
+            );
         }
         // tract splits a convolution with a spatial kernel at a cost above the copies it saves: a
         // producer split by output channel repeats its im2col of the whole input. On ResNet-18,
@@ -253,9 +291,19 @@ impl Finder<'_> {
         // (bench/RESULTS-online-spatial-splits.md). So such sites take the clip view offline and
         // the Concat online. ResNet-50's are 1x1 on both sides.
         let pointwise = |w: &TensorProto| w.dims[2..].iter().all(|&d| d == 1);
-        if !(convs.iter().all(|w| pointwise(w)) && chain.iter().all(|t| self.producer_weights(t).is_none_or(pointwise)))
-        {
-            return None;
+        let consumers = site.edges.iter().map(|&(n, _)| n);
+        let producers = chain.iter().filter_map(|t| match self.df.producer.get(t.as_str()) {
+            Some(Producer::Node(p, 0)) => Some(*p),
+            _ => None,
+        });
+        let spatial = consumers
+            .chain(producers)
+            .find(|&n| conv_weights(&self.graph.node[n], &self.inits, self.folder).is_some_and(|w| !pointwise(w)));
+        if let Some(n) = spatial {
+            let k = &self.graph.node[n];
+            let w = conv_weights(k, &self.inits, self.folder).expect("found above");
+            let kernel: Vec<String> = w.dims[2..].iter().map(|d| d.to_string()).collect();
+            return Err(format!("it would split the {} convolution {}, not 1x1", kernel.join("x"), k.name()));
         }
         // Any other convolution reading a split tensor is folded by its input halves too, its
         // two partial sums added in a pass over its output. Where that output holds more values
@@ -270,14 +318,18 @@ impl Finder<'_> {
         // onnxruntime measured 0.01-0.06 dearer without the split, OpenVINO 0.07
         // (bench/RESULTS-tract-form.md).
         if chain.iter().any(|t| self.other_reader(t, c, consumer_node)) {
-            return None;
+            return Err(if self.tract {
+                "--shift-form tract: another convolution reads a tensor it would split".into()
+            } else {
+                "another convolution reading a tensor it would split writes more values than that tensor holds".into()
+            });
         }
         for t in &chain {
             self.split.insert(t.clone(), s);
         }
         self.stream_edges.extend(site.edges.iter().map(|&e| (e, s)));
         self.consumers.insert(consumer.clone());
-        Some(Stream { split: s, moved, consumer, chain })
+        Ok(Stream { split: s, moved, consumer, chain })
     }
 
     /// Whether a convolution other than the site's `consumer` (a node index) reads `t`, of `c`
@@ -293,12 +345,6 @@ impl Finder<'_> {
                     self.tract || w.dims[0] > c * stride
                 })
         })
-    }
-
-    /// The weights of the convolution that writes `t`, if one does.
-    fn producer_weights(&self, t: &str) -> Option<&TensorProto> {
-        let Some(Producer::Node(p, 0)) = self.df.producer.get(t) else { return None };
-        conv_weights(&self.graph.node[*p], &self.inits, self.folder)
     }
 
     /// Whether `t` (of `c` channels) can be computed as two halves split at `s`; collects the
@@ -950,10 +996,32 @@ mod tests {
         // 24 channels: a 16-channel head would leave a tail of 8, not a whole block.
         let (plan, g) = rewrite(24, &online);
         assert_eq!(plan.sites[0].stream, None);
+        assert_eq!(
+            plan.sites[0].stream_refused.as_deref(),
+            Some("the tail after a head of 16 channels, 8 of 24, is not whole blocks of 16")
+        );
         assert!(node(&g, "/b/tsm/Concat").is_some());
-        // --shift-form batch never splits.
+        // --shift-form batch never splits, nor says why: the stream form was not asked for.
         let (plan, _) = rewrite(64, &Config { shift_form: ShiftForm::Batch, ..Config::default() });
+        assert_eq!((&plan.sites[0].stream, &plan.sites[0].stream_refused), (&None, &None));
+    }
+
+    #[test]
+    fn a_consumer_that_widens_the_tensor_keeps_the_site_out_and_says_so() {
+        // MobileNetV2's expansion: the partial sums would be added over six times x.
+        let mut g = one_block(32);
+        for (name, dims) in [("w1", [192, 32, 1, 1]), ("w2", [32, 192, 1, 1])] {
+            let i = g.initializer.iter().position(|t| t.name() == name).unwrap();
+            g.initializer[i] = floats(name, &dims, (0..dims.iter().product::<i64>()).map(|v| v as f32));
+        }
+        let i = g.initializer.iter().position(|t| t.name() == "b1").unwrap();
+        g.initializer[i] = floats("b1", &[192], (0..192).map(|v| v as f32));
+        let (plan, _) = rewrite_graph(g, &Config::default());
         assert_eq!(plan.sites[0].stream, None);
+        assert_eq!(
+            plan.sites[0].stream_refused.as_deref(),
+            Some("its consumer widens the tensor (32 to 192 channels)")
+        );
     }
 
     #[test]
@@ -966,6 +1034,10 @@ mod tests {
             let (plan, g) = rewrite_graph(projection_block(64, 256, 1), &config);
             assert_eq!(plan.sites.len(), 1);
             assert_eq!(plan.sites[0].stream, None, "online: {}", config.online);
+            assert_eq!(
+                plan.sites[0].stream_refused.as_deref(),
+                Some("another convolution reading a tensor it would split writes more values than that tensor holds")
+            );
             assert!(!g.node.iter().any(|n| n.name().contains("/head") || n.name().contains("/from_")));
         }
         // A stage's first block in ResNet-50 from layer2 on: twice the channels at stride 2 is half
@@ -993,6 +1065,9 @@ mod tests {
             {
                 let (plan, g) = rewrite_graph(g.clone(), &config);
                 assert_eq!(plan.sites[0].stream, None, "{name} {config:?}");
+                let why = plan.sites[0].stream_refused.as_deref();
+                let conv = if at == 1 { "/b/conv1/Conv" } else { "/stem/Conv" };
+                assert_eq!(why, Some(format!("it would split the 3x3 convolution {conv}, not 1x1").as_str()), "{name}");
                 assert!(!g.node.iter().any(|n| n.name().contains("/from_")), "{name} {config:?}");
             }
         }
@@ -1004,8 +1079,12 @@ mod tests {
             Config { online: true, direction: Direction::Past, shift_form: ShiftForm::Tract, ..Config::default() };
         // The downsample of a stage's first block reads x: folded by halves it would be two
         // products and a sum in tract, so the site keeps the batch form's Concat.
-        let (plan, g) = rewrite_graph(projection_block(64, 128, 2), &online);
+        let (plan, g) = rewrite_graph(projection_block(128, 256, 2), &online);
         assert_eq!(plan.sites[0].stream, None);
+        assert_eq!(
+            plan.sites[0].stream_refused.as_deref(),
+            Some("--shift-form tract: another convolution reads a tensor it would split")
+        );
         assert!(!g.node.iter().any(|n| n.name().contains("/head") || n.name().contains("/from_")));
         assert!(g.node.iter().any(|n| n.op_type() == "Concat"));
         // An identity block: only the shifted convolution reads x, which is split as by the default
@@ -1015,6 +1094,8 @@ mod tests {
         // ...but not where the head would be rounded up past the fold (64 channels: 8 move).
         let (plan, _) = rewrite(64, &online);
         assert_eq!(plan.sites[0].stream, None);
+        let why = plan.sites[0].stream_refused.as_deref();
+        assert_eq!(why, Some("--shift-form tract takes no head rounded up (8 moved channels)"));
         let (plan, _) = rewrite(64, &Config { shift_form: ShiftForm::Stream, ..online.clone() });
         assert_eq!(plan.sites[0].stream.as_ref().map(|s| (s.split, s.moved)), Some((16, 8)));
         // Offline it is the clip view everywhere, as --shift-form clip.
