@@ -35,7 +35,10 @@
 //! folded by the shifted halves as the consumer is, and the residual Add adds the shifted head to
 //! the branch's head (where a later site splits it; after the last site it reads the shifted
 //! halves joined, one channel Concat); any other reader of the shifted tensor keeps the site out
-//! of the stream form. Every tensor
+//! of the stream form. In a pre-activation block (ResNetV2) the shifted tensor's one reader is a
+//! BatchNormalization (or a one-input elementwise op), then a ReLU, before the consumer: each of
+//! those, having one reader, is applied to the shifted head and to the tail (the shift must stay
+//! before the norm, since a normalized zero frame is not zero). Every tensor
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
 //! weights), a one-input elementwise op, a pool, an inference BatchNormalization, an Add or a Mul
 //! (SiLU's `x * Sigmoid(x)`); and
@@ -240,11 +243,20 @@ impl Finder<'_> {
         // that Add, reads the shifted halves joined).
         let mut consumer = None;
         let mut convs = Vec::new();
+        let mut forward = Vec::new();
         for &(n, slot) in &site.edges {
             let k = &self.graph.node[n];
             if k.op_type() == "Add" && default_domain(k) && k.input.len() == 2 && site.edges.len() > 1 {
                 continue;
             }
+            // A pre-activation block normalizes and activates the shifted tensor before its
+            // first convolution: those nodes are applied to the halves and the convolution is the
+            // consumer. (The shift must stay before them: a normalized zero frame is not zero.)
+            let (n, slot) = match slot == 0 && site.edges.len() == 1 && self.per_channel(k, c) {
+                true => (self.forward(n, c, &mut forward), 0),
+                false => (n, slot),
+            };
+            let k = &self.graph.node[n];
             let Some(w) = conv_weights(k, &self.inits, self.folder).filter(|w| slot == 0 && w.dims[1] == c) else {
                 // Named by kind, not by node, so that the report groups the sites it keeps out.
                 return Err(if k.op_type() != "Conv" {
@@ -279,6 +291,7 @@ impl Finder<'_> {
                 "a node on the way back to the convolutions that make its tensor cannot be computed in halves".into()
             );
         }
+        chain.extend(forward);
         // tract splits a convolution with a spatial kernel at a cost above the copies it saves: a
         // producer split by output channel repeats its im2col of the whole input. On ResNet-18,
         // whose sites sit between 3x3 convolutions, per clip 1.228 and 1.265 with the stream form
@@ -291,7 +304,7 @@ impl Finder<'_> {
         // (bench/RESULTS-online-spatial-splits.md). So such sites take the clip view offline and
         // the Concat online. ResNet-50's are 1x1 on both sides.
         let pointwise = |w: &TensorProto| w.dims[2..].iter().all(|&d| d == 1);
-        let consumers = site.edges.iter().map(|&(n, _)| n);
+        let consumers = site.edges.iter().map(|&(n, _)| n).chain([consumer_node]);
         let producers = chain.iter().filter_map(|t| match self.df.producer.get(t.as_str()) {
             Some(Producer::Node(p, 0)) => Some(*p),
             _ => None,
@@ -375,20 +388,12 @@ impl Finder<'_> {
         if op != "Conv" && (0..n.input.len()).any(shifted_elsewhere) {
             return false;
         }
-        let scalar =
-            |i: &String| i.is_empty() || self.inits.get(i.as_str()).is_some_and(|t| crate::tensor::numel(t) == 1);
         let ok = if op == "Conv" {
             conv_weights(n, &self.inits, self.folder).is_some_and(|w| w.dims[0] == c)
-        } else if ELEMENTWISE.contains(&op) {
-            n.input.iter().skip(1).all(scalar) && self.chain(&n.input[0], s, c, out)
+        } else if ELEMENTWISE.contains(&op) || op == "BatchNormalization" {
+            self.per_channel(n, c) && self.chain(&n.input[0], s, c, out)
         } else if POOLS.contains(&op) {
             n.input.len() == 1 && self.chain(&n.input[0], s, c, out)
-        } else if op == "BatchNormalization" {
-            // Inference form (one output): per-channel constants, partitioned with the channels.
-            let per_channel = |i: &String| {
-                self.inits.get(i.as_str()).is_some_and(|t| t.dims == [c] && element_size(t, self.folder).is_some())
-            };
-            n.input.len() == 5 && n.input.iter().skip(1).all(per_channel) && self.chain(&n.input[0], s, c, out)
         } else if op == "Add" || op == "Mul" {
             // Mul: SiLU's `x * Sigmoid(x)` (timm's ByobNets, EfficientNets), a squeeze-excitation's
             // scale. Every tensor on the chain has `c` channels, so a product is per channel.
@@ -400,6 +405,48 @@ impl Finder<'_> {
             out.push(t.to_string());
         }
         ok
+    }
+
+    /// Whether `n` acts on each of `c` channels alone and can be applied to halves: a one-input
+    /// elementwise op (any other input a scalar constant), or an inference BatchNormalization
+    /// (one output, per-channel constants, partitioned with the channels).
+    fn per_channel(&self, n: &NodeProto, c: i64) -> bool {
+        if !default_domain(n) || n.output.is_empty() || n.output.iter().skip(1).any(|o| !o.is_empty()) {
+            return false;
+        }
+        let scalar =
+            |i: &String| i.is_empty() || self.inits.get(i.as_str()).is_some_and(|t| crate::tensor::numel(t) == 1);
+        let per_channel = |i: &String| {
+            self.inits.get(i.as_str()).is_some_and(|t| t.dims == [c] && element_size(t, self.folder).is_some())
+        };
+        match n.op_type() {
+            "BatchNormalization" => n.input.len() == 5 && n.input.iter().skip(1).all(per_channel),
+            op => ELEMENTWISE.contains(&op) && n.input.iter().skip(1).all(scalar),
+        }
+    }
+
+    /// From node `n`, which reads a site's shifted tensor, forward through per-channel nodes
+    /// that each have one reader (a pre-activation block's BatchNormalization and ReLU before its
+    /// first convolution): the node where the walk stops, and the tensors passed, which are then
+    /// computed in halves too (the shifted head and the tail, each normalized and activated).
+    fn forward(&self, mut n: usize, c: i64, passed: &mut Vec<String>) -> usize {
+        loop {
+            let k = &self.graph.node[n];
+            if !self.per_channel(k, c) {
+                return n;
+            }
+            let t = &k.output[0];
+            if self.outputs.contains(t.as_str()) || self.split.contains_key(t) || self.consumers.contains(t) {
+                return n;
+            }
+            match self.df.consumers.get(t.as_str()).map(Vec::as_slice) {
+                Some(&[(next, 0)]) => {
+                    passed.push(t.clone());
+                    n = next;
+                }
+                _ => return n,
+            }
+        }
     }
 }
 
@@ -1004,6 +1051,53 @@ mod tests {
         // --shift-form batch never splits, nor says why: the stream form was not asked for.
         let (plan, _) = rewrite(64, &Config { shift_form: ShiftForm::Batch, ..Config::default() });
         assert_eq!((&plan.sites[0].stream, &plan.sites[0].stream_refused), (&None, &None));
+    }
+
+    #[test]
+    fn a_pre_activation_block_carries_the_halves_through_its_norm_and_activation() {
+        // ResNetV2's block: x -> BatchNormalization -> Relu -> conv1; the shortcut adds x itself.
+        // The shift stays before the norm (a normalized zero frame is not zero), so the norm and
+        // the ReLU are applied to the shifted head and to the tail, and conv1 folds the halves.
+        let c = 64;
+        let mut g = one_block(c);
+        g.node.retain(|n| n.name() != "/stem/Relu");
+        for n in &mut g.node {
+            for i in n.input.iter_mut().filter(|i| i.as_str() == "s_r") {
+                *i = "s".into();
+            }
+        }
+        let at = g.node.iter().position(|n| n.name() == "/b/conv1/Conv").unwrap();
+        g.node[at].input[0] = "p_r".into();
+        g.node.insert(at, node("Relu", "/b/norm1/Relu", &["p"], &["p_r"]));
+        g.node
+            .insert(at, node("BatchNormalization", "/b/norm1/BatchNormalization", &["s", "g", "be", "m", "v"], &["p"]));
+        for name in ["g", "be", "m", "v"] {
+            g.initializer.push(floats(name, &[c], (0..c).map(|v| 1.0 + v as f32)));
+        }
+        let find = |g: &GraphProto, name: &str| g.node.iter().find(|n| n.name() == name).cloned().unwrap();
+        for config in [Config::default(), Config { online: true, direction: Direction::Past, ..Config::default() }] {
+            let (plan, g) = rewrite_graph(g.clone(), &config);
+            let stream = plan.sites[0].stream.as_ref().expect("the stream form through the norm");
+            assert_eq!(stream.consumer, "a1");
+            assert!(stream.chain.iter().any(|t| t == "p") && stream.chain.iter().any(|t| t == "p_r"));
+            // Offline the head moved by rows; online the buffer joined with the head's 8 that stay.
+            let norm = find(&g, "/b/norm1/BatchNormalization/head");
+            assert_eq!((norm.input[0].as_str(), norm.input[1].as_str()), ("/b/tsm/shifted", "g/rows_0_16"));
+            assert_eq!(find(&g, "/b/norm1/BatchNormalization/tail").input[0], "s/tail");
+            assert_eq!(find(&g, "/b/norm1/Relu/head").output, ["p_r/head"]);
+            assert_eq!(find(&g, "/b/conv1/Conv/from_head").input, ["p_r/head", "w1/cols_0_16"]);
+            assert_eq!(find(&g, "/b/conv1/Conv/from_tail").input, ["p_r/tail", "w1/cols_16_64", "b1"]);
+        }
+        // A second reader of the normalized tensor (its value needed whole) keeps the site out.
+        let mut two = g.clone();
+        two.node.push(node("GlobalAveragePool", "/tap", &["p"], &["tap"]));
+        two.output.push(value_info("tap", &[-1, c, 1, 1]));
+        let (plan, _) = rewrite_graph(two, &Config::default());
+        assert_eq!(plan.sites[0].stream, None);
+        assert_eq!(
+            plan.sites[0].stream_refused.as_deref(),
+            Some("a BatchNormalization reads its tensor, where only convolutions may")
+        );
     }
 
     #[test]

@@ -182,7 +182,8 @@ macro_rules! for_each_fixture {
             rep_net,
             ghost_net,
             convnext_block_net_pre,
-            resnet_silu
+            resnet_silu,
+            preact_bn
         }
     };
 }
