@@ -560,16 +560,15 @@ fn stream_frames(
     for t in 0..frames {
         // The 2D model takes each frame beside the online one, first on every other frame: a
         // drift of the machine's speed stays out of the ratio, as offline.
-        let frame_2d = frame_inputs(t);
-        if t % 2 == 1 {
-            times_2d.push(runner_2d.run_timed(&frame_2d).map_err(fail)?.1);
-        }
         let mut inputs = frame_inputs(t);
         inputs.append(&mut state);
+        if t % 2 == 1 {
+            times_2d.push(runner_2d.run_timed(&inputs[..models_in]).map_err(fail)?.1);
+        }
         let (mut outputs, elapsed) = runner.run_timed(&inputs).with_context(|| format!("frame {t}")).map_err(fail)?;
         times.push(elapsed);
         if t % 2 == 0 {
-            times_2d.push(runner_2d.run_timed(&frame_2d).map_err(fail)?.1);
+            times_2d.push(runner_2d.run_timed(&inputs[..models_in]).map_err(fail)?.1);
         }
         for (k, (out, vi)) in outputs.iter().zip(&graph.output).enumerate() {
             if let Some(bad) = out.data.iter().find(|v| !v.is_finite()) {

@@ -252,9 +252,10 @@ impl Finder<'_> {
             // A pre-activation block normalizes and activates the shifted tensor before its
             // first convolution: those nodes are applied to the halves and the convolution is the
             // consumer. (The shift must stay before them: a normalized zero frame is not zero.)
-            let (n, slot) = match slot == 0 && site.edges.len() == 1 && self.per_channel(k, c) {
-                true => (self.forward(n, c, &mut forward), 0),
-                false => (n, slot),
+            let (n, slot) = if slot == 0 && site.edges.len() == 1 && self.per_channel(k, c) {
+                (self.forward(n, c, &mut forward), 0)
+            } else {
+                (n, slot)
             };
             let k = &self.graph.node[n];
             let Some(w) = conv_weights(k, &self.inits, self.folder).filter(|w| slot == 0 && w.dims[1] == c) else {
@@ -309,12 +310,11 @@ impl Finder<'_> {
             Some(Producer::Node(p, 0)) => Some(*p),
             _ => None,
         });
-        let spatial = consumers
-            .chain(producers)
-            .find(|&n| conv_weights(&self.graph.node[n], &self.inits, self.folder).is_some_and(|w| !pointwise(w)));
-        if let Some(n) = spatial {
+        let spatial = consumers.chain(producers).find_map(|n| {
             let k = &self.graph.node[n];
-            let w = conv_weights(k, &self.inits, self.folder).expect("found above");
+            conv_weights(k, &self.inits, self.folder).filter(|w| !pointwise(w)).map(|w| (k, w))
+        });
+        if let Some((k, w)) = spatial {
             let kernel: Vec<String> = w.dims[2..].iter().map(|d| d.to_string()).collect();
             return Err(format!("it would split the {} convolution {}, not 1x1", kernel.join("x"), k.name()));
         }
