@@ -177,7 +177,7 @@ pub fn online_validation(r: &validate::OnlineReport) -> String {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let mut note = r.float32.as_ref().map_or(String::new(), |why| float32_note(why));
     if let Some(why) = &r.unoptimized {
-        note += &unoptimized_note(why, r.unoptimized_2d);
+        note += &unoptimized_note(why, r.unoptimized_2d, r.unoptimized_rewrite);
     }
     note + &format!(
         "validated in tract: {} stream(s) x {} frames with the buffers fed back, equal to the offline past-only rewrite \
@@ -191,11 +191,15 @@ pub fn online_validation(r: &validate::OnlineReport) -> String {
     )
 }
 
-fn unoptimized_note(why: &str, input_too: bool) -> String {
-    let which = if input_too { "and on the input model alike" } else { "but not on the input model" };
+fn unoptimized_note(why: &str, input: bool, rewrite: bool) -> String {
+    let which = match (input, rewrite) {
+        (true, true) => "on this model and on the input model alike",
+        (false, _) => "on this model but not on the input model",
+        (true, false) => "on the input model but not on this one",
+    };
     format!(
-        "note: tract's optimizer fails on this model {which} ({why}); a limitation of tract: validated the models as \
-         tract types them, unoptimized (the model is valid; other runtimes run it)\n"
+        "note: tract's optimizer fails {which} ({why}); a limitation of tract: validated and timed the models as \
+         tract types them, unoptimized (the models are valid; other runtimes run them)\n"
     )
 }
 
@@ -213,7 +217,7 @@ pub fn validation(r: &validate::Report) -> String {
         out += &float32_note(why);
     }
     if let Some(why) = &r.unoptimized {
-        out += &unoptimized_note(why, r.unoptimized_2d);
+        out += &unoptimized_note(why, r.unoptimized_2d, r.unoptimized_rewrite);
     }
     out + &format!(
         "validated in tract: {} clip(s), {} -> {}, all values finite; {:.1} ms per clip vs {:.1} ms for the 2D model \
@@ -287,6 +291,7 @@ pub fn json(
             "float32_copy_because": r.float32,
             "unoptimized_because": r.unoptimized,
             "unoptimized_2d": r.unoptimized_2d,
+            "unoptimized_rewrite": r.unoptimized_rewrite,
         }),
         Validated::Online(r) => json!({
             "kind": "online",
@@ -301,6 +306,7 @@ pub fn json(
             "float32_copy_because": r.float32,
             "unoptimized_because": r.unoptimized,
             "unoptimized_2d": r.unoptimized_2d,
+            "unoptimized_rewrite": r.unoptimized_rewrite,
         }),
     });
     json!({

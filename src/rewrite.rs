@@ -218,7 +218,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         .into());
     }
     let mut plan = plan::plan(graph, &df, &findings, &shapes, config, loaded.opset)?;
-    emit::stream::choose(graph, &df, &mut plan, config, loaded.opset, folder_of(input));
+    emit::stream::choose(graph, &df, &shapes, &mut plan, config, loaded.opset, folder_of(input));
     let record = format!("tsm-rewrite {} {}", env!("CARGO_PKG_VERSION"), config.flags());
     let mut buffers = Vec::new();
     let mut patch = if config.online {

@@ -41,7 +41,11 @@
 //! before the norm, since a normalized zero frame is not zero). Every tensor
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
 //! weights), a one-input elementwise op, a pool, an inference BatchNormalization, an Add or a Mul
-//! (SiLU's `x * Sigmoid(x)`); and
+//! (SiLU's `x * Sigmoid(x)`; or of a per-channel constant, a GroupNorm's affine), a GroupNorm as
+//! PyTorch exports it (Reshape, InstanceNormalization, Reshape back; split between its groups:
+//! each half normalizes its own), or be a part of a channel Split (a CSP stage's), which the Split
+//! then writes as two parts, its head and tail, in the one pass it made (these two offline only:
+//! per frame they did not pay); and
 //! no other convolution reading a split tensor may write more values than that tensor holds (its
 //! partial sums would pass over more than `x`: ResNet-50's first downsample). Every convolution
 //! it splits must be 1x1 (tract unfolds a split 3x3's input once per part). Other sites get the
@@ -55,7 +59,7 @@ use crate::error::Error;
 use crate::graph::{outer_names, Dataflow, Producer};
 use crate::onnx::{tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::plan::{Plan, Site};
-use crate::shapes::{attr_int, attr_ints};
+use crate::shapes::{attr_int, attr_ints, Shapes};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -93,6 +97,8 @@ pub struct Stream {
     /// Tensors this site splits, the site's tensor among them (those split for an earlier site
     /// are listed there).
     pub chain: Vec<String>,
+    /// The channel Splits whose parts it splits (by their first output), with their part sizes.
+    pub parts: Vec<(String, Vec<i64>)>,
 }
 
 fn default_domain(n: &NodeProto) -> bool {
@@ -149,9 +155,103 @@ fn conv_weights<'a>(n: &NodeProto, inits: &HashMap<&str, &'a TensorProto>, folde
     Some(w)
 }
 
+/// The graph's constant tensors by name: its initializers and its Constant nodes' values (the
+/// TorchScript exporter writes a GroupNorm's shape and InstanceNormalization constants as nodes).
+fn constants(graph: &GraphProto) -> HashMap<&str, &TensorProto> {
+    let nodes = graph.node.iter().filter(|n| n.op_type() == "Constant" && default_domain(n) && n.output.len() == 1);
+    let values = nodes.filter_map(|n| {
+        let value = n.attribute.iter().find(|a| a.name() == "value")?.t.as_ref()?;
+        Some((n.output[0].as_str(), value))
+    });
+    graph.initializer.iter().map(|t| (t.name(), t)).chain(values).collect()
+}
+
+/// A GroupNorm as both PyTorch exporters write it: `Reshape(InstanceNormalization(Reshape(x,
+/// [0, G, -1]), scale, bias), Shape(x))` (its affine a Mul and an Add after, per-channel
+/// constants). Split between groups, each half is the same on its own groups.
+#[derive(Debug, Clone)]
+struct GroupNorm {
+    x: String,
+    groups: i64,
+    /// The nodes before the last Reshape, which the halves replace: the first Reshape, the
+    /// InstanceNormalization and the Shape.
+    inner: [usize; 3],
+}
+
+/// The GroupNorm whose last Reshape is node `n`, if it is one (`producer`: the node making a tensor).
+fn group_norm(
+    graph: &GraphProto,
+    n: usize,
+    producer: impl Fn(&str) -> Option<usize>,
+    consts: &HashMap<&str, &TensorProto>,
+    folder: &Path,
+) -> Option<GroupNorm> {
+    let reshape = |k: &NodeProto| {
+        k.op_type() == "Reshape"
+            && default_domain(k)
+            && k.input.len() == 2
+            && attr_int(k, "allowzero").unwrap_or(0) == 0
+    };
+    let last = &graph.node[n];
+    if !reshape(last) {
+        return None;
+    }
+    let (norm, shape) = (producer(&last.input[0])?, producer(&last.input[1])?);
+    let (inorm, shape_node) = (&graph.node[norm], &graph.node[shape]);
+    let whole_shape = attr_int(shape_node, "start").unwrap_or(0) == 0 && attr_int(shape_node, "end").is_none();
+    if shape_node.op_type() != "Shape" || !default_domain(shape_node) || !whole_shape {
+        return None;
+    }
+    if inorm.op_type() != "InstanceNormalization" || !default_domain(inorm) || inorm.input.len() != 3 {
+        return None;
+    }
+    let first = producer(&inorm.input[0])?;
+    let x = shape_node.input.first()?;
+    if !reshape(&graph.node[first]) || graph.node[first].input[0] != *x {
+        return None;
+    }
+    let groups = match crate::tensor::int_values(consts.get(graph.node[first].input[1].as_str())?)?.as_slice() {
+        &[0, g, -1] if g > 0 => g,
+        _ => return None,
+    };
+    let affine =
+        |i: &String| consts.get(i.as_str()).is_some_and(|t| t.dims == [groups] && element_size(t, folder).is_some());
+    if !inorm.input[1..].iter().all(affine) {
+        return None;
+    }
+    Some(GroupNorm { x: x.clone(), groups, inner: [first, norm, shape] })
+}
+
+/// The part sizes of a Split along channels (axis 1), if `n` is one: constant (an input from opset
+/// 13, an attribute before), or from opset 18 `num_outputs` parts of its input's `channels`, the
+/// last one smaller where they do not divide evenly (the dynamo exporter's `torch.split`).
+fn split_sizes(n: &NodeProto, consts: &HashMap<&str, &TensorProto>, channels: Option<i64>) -> Option<Vec<i64>> {
+    if n.op_type() != "Split" || !default_domain(n) || attr_int(n, "axis").unwrap_or(0) != 1 {
+        return None;
+    }
+    let sizes = match (n.input.get(1).filter(|i| !i.is_empty()), attr_int(n, "num_outputs")) {
+        (Some(i), _) => crate::tensor::int_values(consts.get(i.as_str())?)?,
+        (None, Some(parts)) if parts > 0 => {
+            let c = channels?;
+            let chunk = (c + parts - 1) / parts;
+            (0..parts).map(|k| chunk.min(c - k * chunk)).collect()
+        }
+        _ => attr_ints(n, "split")?.to_vec(),
+    };
+    (sizes.len() == n.output.len() && sizes.iter().all(|&k| k > 0)).then_some(sizes)
+}
+
 /// Decides which sites take the stream form (setting `Site::stream`), before anything changes.
 /// `folder` is the model's, where its external data files are.
-pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Config, opset: i64, folder: &Path) {
+pub fn choose(
+    graph: &GraphProto,
+    df: &Dataflow,
+    shapes: &Shapes,
+    plan: &mut Plan,
+    config: &Config,
+    opset: i64,
+    folder: &Path,
+) {
     // The offline head is shifted by the batch form, which needs Slice with inputs (opset 10).
     let form = config.shift_form;
     if !(form == ShiftForm::Stream || form == ShiftForm::Tract && config.online) || (!config.online && opset < 10) {
@@ -160,7 +260,7 @@ pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Confi
     let mut finder = Finder {
         graph,
         df,
-        inits: graph.initializer.iter().map(|t| (t.name(), t)).collect(),
+        inits: constants(graph),
         outputs: graph.output.iter().map(|o| o.name()).collect(),
         split: HashMap::new(),
         consumers: HashSet::new(),
@@ -173,6 +273,10 @@ pub fn choose(graph: &GraphProto, df: &Dataflow, plan: &mut Plan, config: &Confi
             .collect(),
         folder,
         tract: form == ShiftForm::Tract,
+        online: config.online,
+        refusal: std::cell::RefCell::new(None),
+        shapes,
+        parts: std::cell::RefCell::new(Vec::new()),
     };
     let past = config.online || config.direction == Direction::Past;
     for site in plan.sites.iter_mut() {
@@ -206,6 +310,12 @@ struct Finder<'a> {
     /// `--shift-form tract` (online): refuse a site whose head is rounded up past the fold, or
     /// where any other convolution reads a tensor that would be split, not only one that widens.
     tract: bool,
+    online: bool,
+    /// Why the last walk back refused, where it knows better than "cannot be computed in halves".
+    refusal: std::cell::RefCell<Option<String>>,
+    shapes: &'a Shapes,
+    /// The channel Splits the current site's walk reached, with their part sizes.
+    parts: std::cell::RefCell<Vec<(String, Vec<i64>)>>,
 }
 
 impl Finder<'_> {
@@ -213,6 +323,7 @@ impl Finder<'_> {
     /// "not in the stream form:").
     fn site(&mut self, site: &Site, moved: i64) -> Result<Stream, String> {
         let c = site.channels;
+        self.parts.borrow_mut().clear();
         if site.quant.is_some() {
             return Err("it shifts a quantized tensor".into());
         }
@@ -288,9 +399,9 @@ impl Finder<'_> {
         }
         let mut chain = Vec::new();
         if !self.chain(&site.tensor, s, c, &mut chain) {
-            return Err(
+            return Err(self.refusal.take().unwrap_or_else(|| {
                 "a node on the way back to the convolutions that make its tensor cannot be computed in halves".into()
-            );
+            }));
         }
         chain.extend(forward);
         // tract splits a convolution with a spatial kernel at a cost above the copies it saves: a
@@ -342,7 +453,7 @@ impl Finder<'_> {
         }
         self.stream_edges.extend(site.edges.iter().map(|&e| (e, s)));
         self.consumers.insert(consumer.clone());
-        Ok(Stream { split: s, moved, consumer, chain })
+        Ok(Stream { split: s, moved, consumer, chain, parts: self.parts.take() })
     }
 
     /// Whether a convolution other than the site's `consumer` (a node index) reads `t`, of `c`
@@ -373,9 +484,30 @@ impl Finder<'_> {
         if self.outputs.contains(t) || self.consumers.contains(t) {
             return false;
         }
-        let Some(Producer::Node(p, 0)) = self.df.producer.get(t) else { return false };
-        let n = &self.graph.node[*p];
-        if !default_domain(n) || n.output.iter().skip(1).any(|o| !o.is_empty()) {
+        let Some(&Producer::Node(p, slot)) = self.df.producer.get(t) else { return false };
+        let n = &self.graph.node[p];
+        // A channel Split's part (a CSP stage's halves): the Split writes it as two parts instead,
+        // in the same pass over its input. Per clip that costs OpenVINO less (timm's CSPResNet-50
+        // at 160: 1.168 -> 1.024) and onnxruntime and tract the same (1.024 -> 1.030, 1.021 ->
+        // 1.028); per frame OpenVINO 0.97-0.98 of before, onnxruntime 1.01-1.03 and tract
+        // 1.01-1.03 in two runs (bench/RESULTS-stream-refusals.md): online, the site keeps the Concat.
+        let channels = || {
+            let info = self.shapes.get(n.input.first()?)?;
+            info.is_nchw().then(|| info.dims[1].known()).flatten()
+        };
+        if let Some(sizes) = split_sizes(n, &self.inits, channels()) {
+            if self.online {
+                self.refusal.replace(Some("online, a channel Split's part costs more in halves than whole".into()));
+                return false;
+            }
+            let ok = sizes.get(slot) == Some(&c) && !self.edges.contains(&(p, 0));
+            if ok && !out.iter().any(|o| o == t) {
+                out.push(t.to_string());
+                self.parts.borrow_mut().push((n.output[0].clone(), sizes));
+            }
+            return ok;
+        }
+        if slot != 0 || !default_domain(n) || n.output.iter().skip(1).any(|o| !o.is_empty()) {
             return false;
         }
         let op = n.op_type();
@@ -383,7 +515,7 @@ impl Finder<'_> {
         // that site's shifted halves are split at the same channel (`--mode inplace`: the residual
         // Add reads the shifted head and the tail).
         let shifted_elsewhere = |slot: usize| {
-            self.edges.contains(&(*p, slot)) && self.stream_edges.get(&(*p, slot)).is_none_or(|&at| at != s)
+            self.edges.contains(&(p, slot)) && self.stream_edges.get(&(p, slot)).is_none_or(|&at| at != s)
         };
         if op != "Conv" && (0..n.input.len()).any(shifted_elsewhere) {
             return false;
@@ -396,8 +528,32 @@ impl Finder<'_> {
             n.input.len() == 1 && self.chain(&n.input[0], s, c, out)
         } else if op == "Add" || op == "Mul" {
             // Mul: SiLU's `x * Sigmoid(x)` (timm's ByobNets, EfficientNets), a squeeze-excitation's
-            // scale. Every tensor on the chain has `c` channels, so a product is per channel.
-            n.input.len() == 2 && self.chain(&n.input[0], s, c, out) && self.chain(&n.input[1], s, c, out)
+            // scale. Every tensor on the chain has `c` channels, so a product is per channel. One
+            // input may be a constant instead (a GroupNorm's affine), partitioned with the channels.
+            n.input.len() == 2
+                && n.input.iter().any(|i| !self.constant_operand(i, c))
+                && n.input.iter().all(|i| self.constant_operand(i, c) || self.chain(i, s, c, out))
+        } else if op == "Reshape" {
+            // A GroupNorm (ResNet-50-GN): each half normalizes its own groups, so the split must
+            // fall between two. Per clip that is cheaper everywhere (timm's ResNet-50-GN at 160:
+            // onnxruntime 1.135 -> 1.027, OpenVINO f32 1.072 -> 1.009, tract 1.017 -> 0.987); per
+            // frame it is even in onnxruntime and OpenVINO and 5% dearer in tract, whose cost per
+            // node the halves' twelve nodes for six add to (bench/RESULTS-stream-refusals.md):
+            // online, the site keeps the Concat.
+            let Some(g) = self.group_norm(p) else { return false };
+            let size = c / g.groups.max(1);
+            let why = if self.online {
+                Some("online, a GroupNorm on the way back costs more in halves than whole (tract, per frame)".into())
+            } else if c % g.groups != 0 || s % size != 0 {
+                Some(format!("its head of {s} channels would cut a GroupNorm's groups of {size}"))
+            } else {
+                None
+            };
+            if why.is_some() {
+                self.refusal.replace(why);
+                return false;
+            }
+            self.chain(&g.x, s, c, out)
         } else {
             false
         };
@@ -405,6 +561,32 @@ impl Finder<'_> {
             out.push(t.to_string());
         }
         ok
+    }
+
+    /// Whether `i` is a constant that an Add or a Mul on the chain can take half by half: a scalar
+    /// (kept) or one value per channel, `[c, 1, 1]` or `[1, c, 1, 1]` (partitioned).
+    fn constant_operand(&self, i: &str, c: i64) -> bool {
+        self.inits.get(i).is_some_and(|t| {
+            crate::tensor::numel(t) == 1
+                || (t.dims == [c, 1, 1] || t.dims == [1, c, 1, 1]) && element_size(t, self.folder).is_some()
+        })
+    }
+
+    /// The GroupNorm whose last Reshape is node `n`, if its inner tensors have no other reader and
+    /// no site's shift takes its input over there.
+    fn group_norm(&self, n: usize) -> Option<GroupNorm> {
+        let producer = |t: &str| match self.df.producer.get(t) {
+            Some(Producer::Node(p, 0)) => Some(*p),
+            _ => None,
+        };
+        let g = group_norm(self.graph, n, producer, &self.inits, self.folder)?;
+        let alone = g.inner.iter().all(|&k| {
+            let t = self.graph.node[k].output[0].as_str();
+            !self.outputs.contains(t) && matches!(self.df.consumers.get(t).map(Vec::as_slice), Some([_]))
+        });
+        let [first, _, shape] = g.inner;
+        let shifted = self.edges.contains(&(first, 0)) || self.edges.contains(&(shape, 0));
+        (alone && !shifted).then_some(g)
     }
 
     /// Whether `n` acts on each of `c` channels alone and can be applied to halves: a one-input
@@ -466,6 +648,9 @@ pub fn emit(
     if sites.is_empty() {
         return Ok(());
     }
+    let consts = constants(graph);
+    let producer: HashMap<&str, usize> =
+        graph.node.iter().enumerate().filter_map(|(i, n)| Some((n.output.first()?.as_str(), i))).collect();
     let mut w = Writer {
         split: HashMap::new(),
         heads: HashMap::new(),
@@ -473,8 +658,14 @@ pub fn emit(
         shifted: HashMap::new(),
         // A node the patch rewires to another site's shift reads that shift, not a split tensor.
         rewired: patch.rewires.iter().map(|r| r.0).collect(),
-        inits: graph.initializer.iter().map(|t| (t.name().to_string(), t.clone())).collect(),
+        // A Constant node's value takes its output's name, which its slices are named after.
+        inits: consts
+            .iter()
+            .map(|(&k, &t)| (k.to_string(), TensorProto { name: Some(k.into()), ..t.clone() }))
+            .collect(),
         new_inits: BTreeMap::new(),
+        graph,
+        group_norms: HashMap::new(),
         replaced_weights: HashSet::new(),
         bytes: HashMap::new(),
         error: None,
@@ -487,6 +678,10 @@ pub fn emit(
         let stream = site.stream.as_ref().expect("filtered");
         for t in &stream.chain {
             w.split.insert(t.clone(), stream.split);
+            let Some(&p) = producer.get(t.as_str()) else { continue };
+            if let Some(g) = group_norm(graph, p, |t| producer.get(t).copied(), &consts, folder) {
+                w.group_norms.insert(p, (g, site.channels));
+            }
         }
         // Online, a head of the moved channels only is the buffer output itself.
         if config.online && stream.moved == stream.split {
@@ -496,8 +691,15 @@ pub fn emit(
     }
     // A split tensor still read whole (by an op that is not rewritten, another site's shift, a
     // subgraph or as a graph output) is joined back under its own name.
+    let parts: HashMap<&str, &Vec<i64>> =
+        sites.iter().flat_map(|s| &s.stream.as_ref().expect("filtered").parts).map(|(o, p)| (o.as_str(), p)).collect();
+    // The nodes inside a GroupNorm computed in halves give way to each half's own.
+    let inner: HashSet<usize> = w.group_norms.values().flat_map(|(g, _)| g.inner).collect();
     let mut whole: HashSet<String> = HashSet::new();
     for (i, n) in graph.node.iter().enumerate() {
+        if inner.contains(&i) {
+            continue;
+        }
         // An input a site's shift takes over is read as the shifted halves, never whole.
         if !w.reads_halves(i, n) {
             let unshifted = n.input.iter().enumerate().filter(|&(k, _)| !w.edges.contains_key(&(i, k)));
@@ -511,6 +713,10 @@ pub fn emit(
 
     let mut read: HashSet<String> = HashSet::new();
     for (i, n) in graph.node.iter().enumerate() {
+        if inner.contains(&i) {
+            patch.replacements.push((i, vec![]));
+            continue;
+        }
         // A producer convolution whose input another site's shift (or the temporal pool) takes
         // over reads that.
         let rewired;
@@ -527,7 +733,15 @@ pub fn emit(
         let out = n.output.first().cloned().unwrap_or_default();
         let mut nodes = Vec::new();
         let shifted_whole = (0..n.input.len()).find_map(|k| w.edges.get(&(i, k)).map(|site| (k, *site)));
-        if let Some(&s) = w.split.get(&out) {
+        // The Splits the sites' walks reached (by their first output).
+        let parted = n.output.first().filter(|_| n.op_type() == "Split").and_then(|o| parts.get(o.as_str()));
+        if let Some(sizes) = parted {
+            w.split_parts(n, sizes, &mut nodes);
+            for o in n.output.iter().filter(|o| w.split.contains_key(*o) && whole.contains(*o)) {
+                let (head, tail) = w.halves(o);
+                nodes.push(node("Concat", &format!("{}/join_{o}", label(n)), vec![head, tail], o, vec![axis1()]));
+            }
+        } else if let Some(&s) = w.split.get(&out) {
             w.split_node(i, n, s, &mut nodes);
             if whole.contains(&out) {
                 let (head, tail) = w.halves(&out);
@@ -558,9 +772,20 @@ pub fn emit(
     let mut gone: Vec<String> =
         w.replaced_weights.iter().filter(|t| !read.contains(*t) && !listed.contains(t.as_str())).cloned().collect();
     gone.sort();
+    // So do Constant nodes no node reads any more (a GroupNorm's shape and scales).
+    for (i, n) in graph.node.iter().enumerate() {
+        if n.op_type() == "Constant" && n.output.len() == 1 && gone.contains(&n.output[0]) {
+            patch.replacements.push((i, vec![]));
+        }
+    }
     patch.removed_initializers.extend(gone);
+    let inner_tensors: HashSet<&str> = inner.iter().map(|&i| graph.node[i].output[0].as_str()).collect();
     patch.removed_value_info.extend(
-        graph.value_info.iter().map(|v| v.name().to_string()).filter(|v| w.split.contains_key(v) && !whole.contains(v)),
+        graph
+            .value_info
+            .iter()
+            .map(|v| v.name().to_string())
+            .filter(|v| w.split.contains_key(v) && !whole.contains(v) || inner_tensors.contains(v.as_str())),
     );
     patch.initializers.extend(w.new_inits.into_values());
     patch.frame_masks = w.masks;
@@ -592,8 +817,12 @@ struct Writer<'a> {
     shifted: HashMap<String, String>,
     /// Nodes (by index) whose input the patch rewires to another site's shift.
     rewired: HashSet<usize>,
+    /// The graph's constants: initializers and Constant nodes' values.
     inits: HashMap<String, TensorProto>,
     new_inits: BTreeMap<String, TensorProto>,
+    graph: &'a GraphProto,
+    /// GroupNorms computed in halves, by their last Reshape, with their channels.
+    group_norms: HashMap<usize, (GroupNorm, i64)>,
     /// Weights and biases of replaced convolutions: removed if nothing reads them after.
     replaced_weights: HashSet<String>,
     /// Weights read so far (an external one is read once).
@@ -666,15 +895,34 @@ impl Writer<'_> {
             self.conv(i, n, &input, (s, c), &tail, "/tail", nodes);
             return;
         }
+        if let Some((g, c)) = self.group_norms.get(&i).cloned() {
+            for (half, which) in [(head, 0), (tail, 1)] {
+                self.group_norm_half(n, (&g, c), if which == 0 { (0, s) } else { (s, c) }, half, which, nodes);
+            }
+            return;
+        }
+        let binary = matches!(n.op_type(), "Add" | "Mul");
         for (half, which) in [(head, 0), (tail, 1)] {
             let mut m = n.clone();
             for (k, input) in m.input.iter_mut().enumerate() {
-                if k == 0 || matches!(n.op_type(), "Add" | "Mul") {
+                let halves = self.split.contains_key(input.as_str()) || self.edges.contains_key(&(i, k));
+                if k == 0 && !binary || binary && halves {
                     let (h, t) = match self.halves_at((i, k), input, nodes) {
                         Some((h, t, _)) => (h, t),
                         None => self.halves(input),
                     };
                     *input = if which == 0 { h } else { t };
+                } else if binary {
+                    // A constant: a scalar stays; one value per channel, `[c, 1, 1]` or
+                    // `[1, c, 1, 1]`, is partitioned.
+                    let t = self.inits[input.as_str()].clone();
+                    if crate::tensor::numel(&t) > 1 {
+                        self.replaced_weights.insert(t.name().to_string());
+                        let lead = t.dims.len() == 4;
+                        let c = t.dims[usize::from(lead)];
+                        let part = if which == 0 { (0, s) } else { (s, c) };
+                        *input = if lead { self.sliced(&t, (0, 1), part) } else { self.sliced(&t, part, (0, 1)) };
+                    }
                 } else if n.op_type() == "BatchNormalization" {
                     let t = self.inits[input.as_str()].clone();
                     self.replaced_weights.insert(t.name().to_string());
@@ -685,6 +933,85 @@ impl Writer<'_> {
             m.name = Some(format!("{}/{}", label(n), ["head", "tail"][which]));
             nodes.push(m);
         }
+    }
+
+    /// The Split `n` (part `sizes`) with each of its parts that is split written as the two halves.
+    fn split_parts(&mut self, n: &NodeProto, sizes: &[i64], nodes: &mut Vec<NodeProto>) {
+        let (mut parts, mut outputs) = (Vec::new(), Vec::new());
+        for (o, &size) in n.output.iter().zip(sizes) {
+            match self.split.get(o) {
+                Some(&s) => {
+                    let (head, tail) = self.halves(o);
+                    parts.extend([s, size - s]);
+                    outputs.extend([head, tail]);
+                }
+                None => {
+                    parts.push(size);
+                    outputs.push(o.clone());
+                }
+            }
+        }
+        // A new name, as every node the stream form changes has: what keeps its name keeps its bytes.
+        let mut m = NodeProto { name: Some(format!("{}/halves", label(n))), ..n.clone() };
+        m.attribute.retain(|a| a.name() != "split" && a.name() != "num_outputs");
+        // The sizes are an input from opset 13 (opset 18's `num_outputs` gives way to them).
+        if self.opset >= 13 {
+            self.replaced_weights.extend(n.input.get(1).filter(|i| !i.is_empty()).cloned());
+            let name = format!("{}/halves/split", label(n));
+            self.new_inits.insert(name.clone(), crate::tensor::int64_vec(&name, &parts));
+            m.input.truncate(1);
+            m.input.push(name);
+        } else {
+            m.attribute.push(super::ints_attr("split", &parts));
+        }
+        m.output = outputs;
+        nodes.push(m);
+    }
+
+    /// Channels `part` of the GroupNorm `g` of `c` channels, whose last Reshape is `n`, as `out`
+    /// (`which`: 0 the head, 1 the tail): the same four nodes on the half's tensor and groups.
+    fn group_norm_half(
+        &mut self,
+        n: &NodeProto,
+        (g, c): (&GroupNorm, i64),
+        part: (i64, i64),
+        out: String,
+        which: usize,
+        nodes: &mut Vec<NodeProto>,
+    ) {
+        let graph = self.graph;
+        let [first, norm, shape] = g.inner.map(|k| &graph.node[k]);
+        let half = ["head", "tail"][which];
+        let x = {
+            let (h, t) = self.halves(&g.x);
+            if which == 0 {
+                h
+            } else {
+                t
+            }
+        };
+        let size = c / g.groups;
+        let groups = (part.0 / size, part.1 / size);
+        let copy = |k: &NodeProto, input: Vec<String>, output: String| NodeProto {
+            input,
+            output: vec![output],
+            name: Some(format!("{}/{half}", label(k))),
+            ..k.clone()
+        };
+        let grouped = format!("{}/{half}/groups", label(first));
+        self.new_inits.insert(grouped.clone(), crate::tensor::int64_vec(&grouped, &[0, groups.1 - groups.0, -1]));
+        self.replaced_weights.insert(first.input[1].clone());
+        let mut affine = Vec::new();
+        for a in &norm.input[1..] {
+            let t = self.inits[a.as_str()].clone();
+            self.replaced_weights.insert(a.clone());
+            affine.push(self.sliced(&t, groups, (0, 1)));
+        }
+        let (grouped_x, normed, dims) = [first, norm, shape].map(|k| format!("{}/{half}", k.output[0])).into();
+        nodes.push(copy(first, vec![x.clone(), grouped], grouped_x.clone()));
+        nodes.push(copy(norm, [vec![grouped_x], affine].concat(), normed.clone()));
+        nodes.push(copy(shape, vec![x], dims.clone()));
+        nodes.push(copy(n, vec![normed, dims], out));
     }
 
     /// Output channels `rows` of the Conv `n` (node `i`) applied to `input` (split, shifted by a
@@ -938,14 +1265,18 @@ mod tests {
         rewrite_graph(one_block(c), config)
     }
 
-    fn rewrite_graph(mut g: GraphProto, config: &Config) -> (Plan, GraphProto) {
+    fn rewrite_graph(g: GraphProto, config: &Config) -> (Plan, GraphProto) {
+        rewrite_at(g, config, 13)
+    }
+
+    fn rewrite_at(mut g: GraphProto, config: &Config, opset: i64) -> (Plan, GraphProto) {
         let df = Dataflow::build(&g).unwrap();
         let shapes = Shapes::infer(&g);
         let findings = crate::blocks::find(&g, &df, &shapes);
-        let mut plan = crate::plan::plan(&g, &df, &findings, &shapes, config, 13).unwrap();
-        choose(&g, &df, &mut plan, config, 13, Path::new("."));
-        let mut patch = super::super::emit(&plan, config, 13, String::new(), FrameMasks::new(&g));
-        emit(&g, &plan, config, 13, Path::new("."), &mut patch).unwrap();
+        let mut plan = crate::plan::plan(&g, &df, &findings, &shapes, config, opset).unwrap();
+        choose(&g, &df, &shapes, &mut plan, config, opset, Path::new("."));
+        let mut patch = super::super::emit(&plan, config, opset, String::new(), FrameMasks::new(&g));
+        emit(&g, &plan, config, opset, Path::new("."), &mut patch).unwrap();
         patch.apply(&mut g, &mut vec![]);
         (plan, g)
     }
@@ -1098,6 +1429,145 @@ mod tests {
             plan.sites[0].stream_refused.as_deref(),
             Some("a BatchNormalization reads its tensor, where only convolutions may")
         );
+    }
+
+    /// `one_block(c)` with the stem's activation after a GroupNorm of `groups` as the TorchScript
+    /// exporter writes it: its shape and InstanceNormalization constants as Constant nodes, its
+    /// affine a Mul and an Add of `[c, 1, 1]` initializers.
+    fn group_norm_stem(c: i64, groups: i64) -> GraphProto {
+        let mut g = one_block(c);
+        let constant = |name: &str, value: TensorProto| NodeProto {
+            attribute: vec![AttributeProto {
+                name: Some("value".into()),
+                r#type: Some(crate::onnx::attribute_proto::AttributeType::Tensor as i32),
+                t: Some(value),
+                ..Default::default()
+            }],
+            ..node("Constant", name, &[], &[name])
+        };
+        let at = g.node.iter().position(|n| n.name() == "/stem/Relu").unwrap();
+        g.node[at].input[0] = "gn".into();
+        let unit = [
+            constant("grouped", crate::tensor::int64_vec("", &[0, groups, -1])),
+            node("Reshape", "/stem/gn/Reshape", &["s", "grouped"], &["gx"]),
+            constant("ones", floats("", &[groups], (0..groups).map(|v| 1.0 + v as f32))),
+            constant("zeros", floats("", &[groups], (0..groups).map(|v| v as f32))),
+            node("InstanceNormalization", "/stem/gn/InstanceNormalization", &["gx", "ones", "zeros"], &["gn_in"]),
+            node("Shape", "/stem/gn/Shape", &["s"], &["s_shape"]),
+            node("Reshape", "/stem/gn/Reshape_1", &["gn_in", "s_shape"], &["gn_r"]),
+            node("Mul", "/stem/gn/Mul", &["gn_r", "gamma"], &["gn_m"]),
+            node("Add", "/stem/gn/Add", &["gn_m", "beta"], &["gn"]),
+        ];
+        g.node.splice(at..at, unit);
+        g.initializer.push(floats("gamma", &[c, 1, 1], (0..c).map(|v| 2.0 + v as f32)));
+        g.initializer.push(floats("beta", &[c, 1, 1], (0..c).map(|v| -(v as f32))));
+        g
+    }
+
+    #[test]
+    fn a_group_norm_before_the_site_is_computed_in_halves_between_its_groups() {
+        // ResNet-50-GN: every site's tensor is made through a GroupNorm. Split at 32 of 64
+        // channels in 8 groups of 8, each half normalizes its own 4 groups.
+        let (plan, g) = rewrite_graph(group_norm_stem(64, 8), &Config { fold_div: 4, ..Config::default() });
+        let stream = plan.sites[0].stream.as_ref().expect("the chain passes through the GroupNorm");
+        assert_eq!(stream.chain, ["s", "gn_r", "gn_m", "gn", "s_r"]);
+        let find = |name: &str| g.node.iter().find(|n| n.name() == name).unwrap_or_else(|| panic!("{name}"));
+        let init = |name: &str| g.initializer.iter().find(|t| t.name() == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(find("/stem/gn/Reshape/head").input, ["s/head", "/stem/gn/Reshape/head/groups"]);
+        assert_eq!(crate::tensor::int_values(init("/stem/gn/Reshape/tail/groups")), Some(vec![0, 4, -1]));
+        assert_eq!(find("/stem/gn/InstanceNormalization/tail").input, ["gx/tail", "ones/rows_4_8", "zeros/rows_4_8"]);
+        assert_eq!(f32s(init("ones/rows_4_8")), [5., 6., 7., 8.]);
+        assert_eq!(find("/stem/gn/Shape/tail").input, ["s/tail"]);
+        assert_eq!(find("/stem/gn/Reshape_1/head").input, ["gn_in/head", "s_shape/head"]);
+        assert_eq!(find("/stem/gn/Mul/tail").input, ["gn_r/tail", "gamma/rows_32_64"]);
+        assert_eq!(f32s(init("beta/rows_32_64"))[..2], [-32., -33.]);
+        // The whole GroupNorm's nodes, constants and affine are gone; nothing else reads them.
+        for gone in ["/stem/gn/Reshape", "/stem/gn/InstanceNormalization", "/stem/gn/Shape", "grouped", "ones"] {
+            assert!(!g.node.iter().any(|n| n.name() == gone), "{gone}");
+        }
+        assert!(!g.initializer.iter().any(|t| t.name() == "gamma" || t.name() == "beta"));
+
+        // Where the split would cut a group (64 channels in 2 groups of 32, split at 16), the site
+        // takes the clip view.
+        let (plan, g) = rewrite_graph(group_norm_stem(64, 2), &Config::default());
+        assert_eq!(plan.sites[0].stream, None);
+        assert_eq!(
+            plan.sites[0].stream_refused.as_deref(),
+            Some("its head of 16 channels would cut a GroupNorm's groups of 32")
+        );
+        assert!(g.node.iter().any(|n| n.name() == "/stem/gn/InstanceNormalization"));
+        // Online the GroupNorm stays whole (measured dearer in tract per frame, even elsewhere).
+        let online = Config { online: true, direction: Direction::Past, ..Config::default() };
+        let (plan, _) = rewrite_graph(group_norm_stem(64, 8), &online);
+        assert_eq!(plan.sites[0].stream, None);
+        assert!(plan.sites[0].stream_refused.as_deref().unwrap().starts_with("online, a GroupNorm"));
+    }
+
+    #[test]
+    fn a_channel_split_writes_the_part_a_site_shifts_as_two_parts() {
+        // A CSP stage: the stem makes 2c channels, a Split hands c of them to the blocks and c to
+        // the stage's final Concat. The Split writes the blocks' part as its head and tail.
+        let c = 64;
+        let mut g = one_block(c);
+        g.initializer[0] = floats("w_stem", &[2 * c, 3, 1, 1], (0..6 * c).map(|v| v as f32));
+        g.initializer.push(crate::tensor::int64_vec("parts", &[c, c]));
+        let stem = g.node.iter().position(|n| n.name() == "/stem/Relu").unwrap();
+        let mut split = node("Split", "/stem/Split", &["s", "parts"], &["xs", "s_r"]);
+        split.attribute.push(crate::emit::int_attr("axis", 1));
+        g.node[stem] = split;
+        let pool = g.node.len() - 1;
+        g.node.insert(pool, node("Concat", "/stage/Concat", &["xs", "b0r"], &["stage"]));
+        g.node[pool + 1].input[0] = "stage".into();
+        g.node[pool].attribute.push(crate::emit::int_attr("axis", 1));
+        let config = Config { fold_div: 4, ..Config::default() };
+        // The sizes as an input (opset 13), an attribute (before), or opset 18's `num_outputs` of
+        // the input's channels (the dynamo exporter's `torch.split`).
+        for opset in [13, 11, 18] {
+            let mut g = g.clone();
+            let split = g.node.iter_mut().find(|n| n.op_type() == "Split").unwrap();
+            if opset != 13 {
+                split.input.truncate(1);
+                g.initializer.retain(|t| t.name() != "parts");
+            }
+            match opset {
+                11 => split.attribute.push(crate::emit::ints_attr("split", &[c, c])),
+                18 => split.attribute.push(crate::emit::int_attr("num_outputs", 2)),
+                _ => {}
+            }
+            let attribute = opset < 13;
+            let (plan, g) = rewrite_at(g, &config, opset);
+            let stream = plan.sites[0].stream.as_ref().expect("the chain ends at the Split");
+            assert_eq!((stream.split, stream.chain.as_slice()), (32, &["s_r".to_string()][..]));
+            let split = g.node.iter().find(|n| n.op_type() == "Split").unwrap();
+            assert_eq!(split.output, ["xs", "s_r/head", "s_r/tail"]);
+            let sizes = match split.input.get(1) {
+                Some(name) => crate::tensor::int_values(g.initializer.iter().find(|t| t.name() == name).unwrap()),
+                None => attr_ints(split, "split"),
+            };
+            assert_eq!(sizes, Some(vec![64, 32, 32]));
+            assert_eq!(attribute, !g.initializer.iter().any(|t| t.name() == "/stem/Split/halves/split"));
+            assert!(!g.initializer.iter().any(|t| t.name() == "parts"));
+            // The residual Add, which no later site splits, reads the part whole.
+            let join = g.node.iter().find(|n| n.name() == "/stem/Split/join_s_r").unwrap();
+            assert_eq!(
+                (join.input.as_slice(), join.output.as_slice()),
+                (&["s_r/head".into(), "s_r/tail".into()][..], &["s_r".into()][..])
+            );
+            assert!(!split.attribute.iter().any(|a| a.name() == "num_outputs"));
+        }
+        // opset 18's `num_outputs` parts, the last smaller where the channels do not divide.
+        let split = |k: i64| {
+            let mut n = node("Split", "s", &["x"], &["a", "b", "c"]);
+            n.attribute.extend([crate::emit::int_attr("axis", 1), crate::emit::int_attr("num_outputs", k)]);
+            n
+        };
+        assert_eq!(split_sizes(&split(3), &HashMap::new(), Some(64)), Some(vec![22, 22, 20]));
+        assert_eq!(split_sizes(&split(3), &HashMap::new(), None), None);
+        // Online the part stays whole (measured dearer per frame in onnxruntime and tract).
+        let online = Config { online: true, direction: Direction::Past, ..Config::default() };
+        let (plan, _) = rewrite_graph(g, &online);
+        assert_eq!(plan.sites[0].stream, None);
+        assert!(plan.sites[0].stream_refused.as_deref().unwrap().starts_with("online, a channel Split"));
     }
 
     #[test]

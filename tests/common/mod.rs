@@ -183,7 +183,8 @@ macro_rules! for_each_fixture {
             ghost_net,
             convnext_block_net_pre,
             resnet_silu,
-            preact_bn
+            preact_bn,
+            csp_net
         }
     };
 }
