@@ -45,7 +45,8 @@
 //! PyTorch exports it (Reshape, InstanceNormalization, Reshape back; split between its groups:
 //! each half normalizes its own), or be a part of a channel Split (a CSP stage's), which the Split
 //! then writes as two parts, its head and tail, in the one pass it made (these two offline only:
-//! per frame they did not pay); and
+//! per frame they did not pay); no more than one tensor it splits may be read whole elsewhere
+//! (each is joined back by a Concat, a pass over it); and
 //! no other convolution reading a split tensor may write more values than that tensor holds (its
 //! partial sums would pass over more than `x`: ResNet-50's first downsample). Every convolution
 //! it splits must be 1x1 (tract unfolds a split 3x3's input once per part). Other sites get the
@@ -257,38 +258,66 @@ pub fn choose(
     if !(form == ShiftForm::Stream || form == ShiftForm::Tract && config.online) || (!config.online && opset < 10) {
         return;
     }
-    let mut finder = Finder {
-        graph,
-        df,
-        inits: constants(graph),
-        outputs: graph.output.iter().map(|o| o.name()).collect(),
-        split: HashMap::new(),
-        consumers: HashSet::new(),
-        stream_edges: HashMap::new(),
-        edges: plan
-            .sites
-            .iter()
-            .flat_map(|s| s.edges.iter().copied())
-            .chain(plan.pool.iter().flat_map(|p| p.edges.iter().copied()))
-            .collect(),
-        folder,
-        tract: form == ShiftForm::Tract,
-        online: config.online,
-        refusal: std::cell::RefCell::new(None),
-        shapes,
-        parts: std::cell::RefCell::new(Vec::new()),
-    };
+    let inits = constants(graph);
+    let edges: HashSet<(usize, usize)> = plan
+        .sites
+        .iter()
+        .flat_map(|s| s.edges.iter().copied())
+        .chain(plan.pool.iter().flat_map(|p| p.edges.iter().copied()))
+        .collect();
     let past = config.online || config.direction == Direction::Past;
-    for site in plan.sites.iter_mut() {
-        let found = if site.channels_last {
-            Err("its tensor is channels-last".to_string())
-        } else {
-            finder.site(site, if past { site.fold } else { 2 * site.fold })
+    // Sites kept out because their halves would be joined back whole too often, and why; the
+    // choice is made again without them (another site's walk may have counted on their tensors).
+    let mut excluded: HashMap<usize, String> = HashMap::new();
+    loop {
+        let mut finder = Finder {
+            graph,
+            df,
+            inits: inits.clone(),
+            outputs: graph.output.iter().map(|o| o.name()).collect(),
+            split: HashMap::new(),
+            consumers: HashSet::new(),
+            stream_edges: HashMap::new(),
+            edges: edges.clone(),
+            folder,
+            tract: form == ShiftForm::Tract,
+            online: config.online,
+            refusal: std::cell::RefCell::new(None),
+            shapes,
+            parts: std::cell::RefCell::new(Vec::new()),
         };
-        (site.stream, site.stream_refused) = match found {
-            Ok(stream) => (Some(stream), None),
-            Err(why) => (None, Some(why)),
-        };
+        for (k, site) in plan.sites.iter_mut().enumerate() {
+            let found = if site.channels_last {
+                Err("its tensor is channels-last".to_string())
+            } else if let Some(why) = excluded.get(&k) {
+                Err(why.clone())
+            } else {
+                finder.site(site, if past { site.fold } else { 2 * site.fold })
+            };
+            (site.stream, site.stream_refused) = match found {
+                Ok(stream) => (Some(stream), None),
+                Err(why) => (None, Some(why)),
+            };
+        }
+        // Each tensor a site splits that a node still reads whole is joined back by a Concat, a
+        // pass over it: where a walk leaves more than one, the site costs more than the clip view
+        // it replaces. timm's ResNetV2-50d-GN, whose stage-first sites' walks ran back through
+        // their stages' residual streams, each tensor also read whole by its block's GroupNorm
+        // (13 joins for 3 sites), measured dearer per clip than with those sites on the clip view:
+        // onnxruntime 1.017, OpenVINO 1.024, tract 1.004 (bench/RESULTS-stream-refusals.md);
+        // ResNet-50 has one join (its last site), CSPResNet-50 one per stage.
+        let over: Vec<(usize, usize)> = finder.joins(plan).into_iter().filter(|&(_, n)| n > 1).collect();
+        if over.is_empty() {
+            return;
+        }
+        for (k, n) in over {
+            excluded.insert(
+                k,
+                format!(
+                    "{n} of the tensors it would split are read whole elsewhere, each joined back by a pass over it"
+                ),
+            );
+        }
     }
 }
 
@@ -587,6 +616,41 @@ impl Finder<'_> {
         let [first, _, shape] = g.inner;
         let shifted = self.edges.contains(&(first, 0)) || self.edges.contains(&(shape, 0));
         (alone && !shifted).then_some(g)
+    }
+
+    /// Per stream site (by index into the plan), how many of the tensors its walk split some node
+    /// reads whole: a graph output, or a reader that is neither split itself, nor inside a split
+    /// GroupNorm, nor a convolution folded by the halves, nor a stream site's shift.
+    fn joins(&self, plan: &Plan) -> BTreeMap<usize, usize> {
+        let producer = |t: &str| match self.df.producer.get(t) {
+            Some(Producer::Node(p, 0)) => Some(*p),
+            _ => None,
+        };
+        let inner: HashSet<usize> = self
+            .split
+            .keys()
+            .filter_map(|t| producer(t))
+            .filter_map(|p| group_norm(self.graph, p, producer, &self.inits, self.folder))
+            .flat_map(|g| g.inner)
+            .collect();
+        let halves = |n: usize, slot: usize| {
+            let k = &self.graph.node[n];
+            let data_only = k.input.iter().skip(1).all(|i| !self.split.contains_key(i));
+            self.stream_edges.contains_key(&(n, slot))
+                || inner.contains(&n)
+                || k.output.iter().any(|o| self.split.contains_key(o))
+                || slot == 0 && data_only && conv_weights(k, &self.inits, self.folder).is_some()
+        };
+        let mut joins = BTreeMap::new();
+        for (k, site) in plan.sites.iter().enumerate() {
+            let Some(stream) = &site.stream else { continue };
+            let whole = stream.chain.iter().filter(|t| {
+                self.outputs.contains(t.as_str())
+                    || self.df.consumers.get(t.as_str()).into_iter().flatten().any(|&(n, slot)| !halves(n, slot))
+            });
+            joins.insert(k, whole.count());
+        }
+        joins
     }
 
     /// Whether `n` acts on each of `c` channels alone and can be applied to halves: a one-input
@@ -1568,6 +1632,26 @@ mod tests {
         let (plan, _) = rewrite_graph(g, &online);
         assert_eq!(plan.sites[0].stream, None);
         assert!(plan.sites[0].stream_refused.as_deref().unwrap().starts_with("online, a channel Split"));
+    }
+
+    #[test]
+    fn a_site_whose_halves_would_be_joined_back_more_than_once_keeps_the_clip_view() {
+        // one_block's walk splits the stem's output and its ReLU; the residual Add reads the ReLU
+        // whole (one join, as ResNet-50's last site). A second whole reader of the stem's output
+        // makes two joins, a pass over the tensor each: more than the clip view costs.
+        let config = Config { fold_div: 4, ..Config::default() };
+        let mut g = one_block(64);
+        g.node.push(node("GlobalAveragePool", "/tap", &["s"], &["tap"]));
+        g.output.push(value_info("tap", &[-1, 64, 1, 1]));
+        let (plan, out) = rewrite_graph(g, &config);
+        assert_eq!(plan.sites[0].stream, None);
+        assert_eq!(
+            plan.sites[0].stream_refused.as_deref(),
+            Some("2 of the tensors it would split are read whole elsewhere, each joined back by a pass over it")
+        );
+        assert!(out.node.iter().any(|n| n.name() == "/stem/Conv"), "the stem is not split");
+        let (plan, _) = rewrite_graph(one_block(64), &config);
+        assert!(plan.sites[0].stream.is_some());
     }
 
     #[test]
