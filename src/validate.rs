@@ -28,11 +28,13 @@ pub struct Report {
     /// Where tract cannot run the float16 model, nor the input model: tract's message. Then what
     /// was run is the float32 copy of both (see [`crate::widen`]).
     pub float32: Option<String>,
-    /// Where tract's optimizer fails on the rewrite: its message. Then both were run as tract types
-    /// them, unoptimized.
+    /// Where tract's optimizer fails on the rewrite or on the input model: its message. Then both
+    /// were run as tract types them, unoptimized.
     pub unoptimized: Option<String>,
-    /// With `unoptimized`: whether the optimizer fails on the input model, and on the rewrite.
+    /// With `unoptimized`: whether the optimizer fails on the input model.
     pub unoptimized_2d: bool,
+    /// With `unoptimized`: whether it fails on the rewrite (where it does not, only the timing
+    /// needed both unoptimized).
     pub unoptimized_rewrite: bool,
 }
 
