@@ -446,10 +446,7 @@ impl Finder<'_> {
         // the Concat online. ResNet-50's are 1x1 on both sides.
         let pointwise = |w: &TensorProto| w.dims[2..].iter().all(|&d| d == 1);
         let consumers = site.edges.iter().map(|&(n, _)| n).chain([consumer_node]);
-        let producers = chain.iter().filter_map(|t| match self.df.producer.get(t.as_str()) {
-            Some(Producer::Node(p, 0)) => Some(*p),
-            _ => None,
-        });
+        let producers = chain.iter().filter_map(|t| self.producer(t));
         let spatial = consumers.chain(producers).find_map(|n| {
             let k = &self.graph.node[n];
             conv_weights(k, &self.inits, self.folder).filter(|w| !pointwise(w)).map(|w| (k, w))
@@ -592,6 +589,14 @@ impl Finder<'_> {
         ok
     }
 
+    /// The node whose first output is `t`, if a node's is.
+    fn producer(&self, t: &str) -> Option<usize> {
+        match self.df.producer.get(t) {
+            Some(Producer::Node(p, 0)) => Some(*p),
+            _ => None,
+        }
+    }
+
     /// Whether `i` is a constant that an Add or a Mul on the chain can take half by half: a scalar
     /// (kept) or one value per channel, `[c, 1, 1]` or `[1, c, 1, 1]` (partitioned).
     fn constant_operand(&self, i: &str, c: i64) -> bool {
@@ -604,14 +609,10 @@ impl Finder<'_> {
     /// The GroupNorm whose last Reshape is node `n`, if its inner tensors have no other reader and
     /// no site's shift takes its input over there.
     fn group_norm(&self, n: usize) -> Option<GroupNorm> {
-        let producer = |t: &str| match self.df.producer.get(t) {
-            Some(Producer::Node(p, 0)) => Some(*p),
-            _ => None,
-        };
-        let g = group_norm(self.graph, n, producer, &self.inits, self.folder)?;
+        let g = group_norm(self.graph, n, |t| self.producer(t), &self.inits, self.folder)?;
         let alone = g.inner.iter().all(|&k| {
             let t = self.graph.node[k].output[0].as_str();
-            !self.outputs.contains(t) && matches!(self.df.consumers.get(t).map(Vec::as_slice), Some([_]))
+            !self.outputs.contains(t) && self.df.consumers_of(t).len() == 1
         });
         let [first, _, shape] = g.inner;
         let shifted = self.edges.contains(&(first, 0)) || self.edges.contains(&(shape, 0));
@@ -622,15 +623,11 @@ impl Finder<'_> {
     /// reads whole: a graph output, or a reader that is neither split itself, nor inside a split
     /// GroupNorm, nor a convolution folded by the halves, nor a stream site's shift.
     fn joins(&self, plan: &Plan) -> BTreeMap<usize, usize> {
-        let producer = |t: &str| match self.df.producer.get(t) {
-            Some(Producer::Node(p, 0)) => Some(*p),
-            _ => None,
-        };
         let inner: HashSet<usize> = self
             .split
             .keys()
-            .filter_map(|t| producer(t))
-            .filter_map(|p| group_norm(self.graph, p, producer, &self.inits, self.folder))
+            .filter_map(|t| self.producer(t))
+            .filter_map(|p| group_norm(self.graph, p, |t| self.producer(t), &self.inits, self.folder))
             .flat_map(|g| g.inner)
             .collect();
         let halves = |n: usize, slot: usize| {
@@ -645,8 +642,7 @@ impl Finder<'_> {
         for (k, site) in plan.sites.iter().enumerate() {
             let Some(stream) = &site.stream else { continue };
             let whole = stream.chain.iter().filter(|t| {
-                self.outputs.contains(t.as_str())
-                    || self.df.consumers.get(t.as_str()).into_iter().flatten().any(|&(n, slot)| !halves(n, slot))
+                self.outputs.contains(t.as_str()) || self.df.consumers_of(t).iter().any(|&(n, slot)| !halves(n, slot))
             });
             joins.insert(k, whole.count());
         }
