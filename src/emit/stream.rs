@@ -36,9 +36,12 @@
 //! the branch's head (where a later site splits it; after the last site it reads the shifted
 //! halves joined, one channel Concat); any other reader of the shifted tensor keeps the site out
 //! of the stream form. In a pre-activation block (ResNetV2) the shifted tensor's one reader is a
-//! BatchNormalization (or a one-input elementwise op), then a ReLU, before the consumer: each of
-//! those, having one reader, is applied to the shifted head and to the tail (the shift must stay
-//! before the norm, since a normalized zero frame is not zero). Every tensor
+//! BatchNormalization (or a one-input elementwise op, or an Add or Mul of a per-channel constant),
+//! then a ReLU, before the consumer: each of those, having one reader, is applied to the shifted
+//! head and to the tail (the shift must stay before the norm, since a normalized zero frame is not
+//! zero). Offline, that norm may be a GroupNorm (ResNetV2-50d-GN, BiT), which reads the shifted
+//! tensor by its first Reshape (its Shape, the same shape, reads either): it is computed in halves
+//! split between its groups, as on the way back. Every tensor
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
 //! weights), a one-input elementwise op, a pool, an inference BatchNormalization, an Add or a Mul
 //! (SiLU's `x * Sigmoid(x)`; or of a per-channel constant, a GroupNorm's affine), a GroupNorm as
@@ -384,19 +387,27 @@ impl Finder<'_> {
         let mut consumer = None;
         let mut convs = Vec::new();
         let mut forward = Vec::new();
-        for &(n, slot) in &site.edges {
+        // A pre-activation GroupNorm reads the shifted tensor by its first Reshape (and its Shape,
+        // where that reads it too); the walk goes on from its output, computed in halves, to the
+        // nodes that read that.
+        let edges = match self.group_norm_after(site, s, c)? {
+            Some(out) => {
+                let readers = self.df.consumers_of(&out).to_vec();
+                forward.push(out);
+                readers
+            }
+            None => site.edges.clone(),
+        };
+        for &(n, slot) in &edges {
             let k = &self.graph.node[n];
-            if k.op_type() == "Add" && default_domain(k) && k.input.len() == 2 && site.edges.len() > 1 {
+            if k.op_type() == "Add" && default_domain(k) && k.input.len() == 2 && edges.len() > 1 {
                 continue;
             }
             // A pre-activation block normalizes and activates the shifted tensor before its
             // first convolution: those nodes are applied to the halves and the convolution is the
             // consumer. (The shift must stay before them: a normalized zero frame is not zero.)
-            let (n, slot) = if slot == 0 && site.edges.len() == 1 && self.per_channel(k, c) {
-                (self.forward(n, c, &mut forward), 0)
-            } else {
-                (n, slot)
-            };
+            let starts = slot == 0 && self.per_channel(k, c) || self.affine(k, c);
+            let (n, slot) = if edges.len() == 1 && starts { (self.forward(n, c, &mut forward), 0) } else { (n, slot) };
             let k = &self.graph.node[n];
             let Some(w) = conv_weights(k, &self.inits, self.folder).filter(|w| slot == 0 && w.dims[1] == c) else {
                 // Named by kind, not by node, so that the report groups the sites it keeps out.
@@ -674,21 +685,66 @@ impl Finder<'_> {
     fn forward(&self, mut n: usize, c: i64, passed: &mut Vec<String>) -> usize {
         loop {
             let k = &self.graph.node[n];
-            if !self.per_channel(k, c) {
+            if !self.per_channel(k, c) && !self.affine(k, c) {
                 return n;
             }
             let t = &k.output[0];
             if self.outputs.contains(t.as_str()) || self.split.contains_key(t) || self.consumers.contains(t) {
                 return n;
             }
-            match self.df.consumers.get(t.as_str()).map(Vec::as_slice) {
-                Some(&[(next, 0)]) => {
+            match self.df.consumers_of(t) {
+                &[(next, slot)] if slot == 0 || self.affine(&self.graph.node[next], c) => {
                     passed.push(t.clone());
                     n = next;
                 }
                 _ => return n,
             }
         }
+    }
+
+    /// Whether `n` is an Add or a Mul of one tensor and one constant that it can take half by
+    /// half (`constant_operand`): a GroupNorm's affine.
+    fn affine(&self, n: &NodeProto, c: i64) -> bool {
+        matches!(n.op_type(), "Add" | "Mul")
+            && default_domain(n)
+            && n.input.len() == 2
+            && n.output.len() == 1
+            && n.input.iter().filter(|i| self.constant_operand(i, c)).count() == 1
+    }
+
+    /// The GroupNorm a pre-activation block applies to `site`'s shifted tensor, where the shift
+    /// is read by its first Reshape (and its Shape, unless that reads the unshifted tensor, the
+    /// same shape): the GroupNorm's output (its last Reshape's), which the halves then start
+    /// from. An error where it cannot be split: online (as on the way back), or where the head
+    /// would cut its groups.
+    fn group_norm_after(&self, site: &Site, s: i64, c: i64) -> Result<Option<String>, String> {
+        let only_reader = |n: usize| match self.df.consumers_of(self.graph.node[n].output.first()?) {
+            &[(next, 0)] => Some(next),
+            _ => None,
+        };
+        let found = site.edges.iter().find_map(|&(first, _)| {
+            let last = only_reader(only_reader(first)?)?;
+            let g = group_norm(self.graph, last, |t| self.producer(t), &self.inits, self.folder)?;
+            let [f, _, shape] = g.inner;
+            let alone = g.inner.iter().all(|&k| !self.outputs.contains(self.graph.node[k].output[0].as_str()));
+            let read = |e: &(usize, usize)| *e == (f, 0) || *e == (shape, 0);
+            let ours = g.x == site.tensor && f == first && site.edges.iter().all(read);
+            let dims_alone = self.df.consumers_of(&self.graph.node[shape].output[0]) == [(last, 1)];
+            (alone && ours && dims_alone).then_some((last, g))
+        });
+        let Some((last, g)) = found else { return Ok(None) };
+        let size = c / g.groups.max(1);
+        // Per clip it pays everywhere (timm's ResNetV2-50d-GN at 160, 15 of 16 sites against
+        // none: onnxruntime 1.095 -> 1.037, OpenVINO f32 1.027 -> 0.999, tract 1.017 -> 1.008);
+        // per frame onnxruntime 0.959 of before, OpenVINO even and tract 1.025, as on the way back
+        // (bench/RESULTS-stream-refusals.md): online, the site keeps the Concat.
+        if self.online {
+            return Err("online, a GroupNorm after the shift costs more in halves than whole (tract, per frame)".into());
+        }
+        if c % g.groups != 0 || s % size != 0 {
+            return Err(format!("its head of {s} channels would cut a GroupNorm's groups of {size}"));
+        }
+        Ok(Some(self.graph.node[last].output[0].clone()))
     }
 }
 
@@ -1042,14 +1098,12 @@ impl Writer<'_> {
         let graph = self.graph;
         let [first, norm, shape] = g.inner.map(|k| &graph.node[k]);
         let half = ["head", "tail"][which];
-        let x = {
-            let (h, t) = self.halves(&g.x);
-            if which == 0 {
-                h
-            } else {
-                t
-            }
+        // A pre-activation GroupNorm reads a site's shifted halves.
+        let (h, t) = match self.halves_at((g.inner[0], 0), &g.x, nodes) {
+            Some((h, t, _)) => (h, t),
+            None => self.halves(&g.x),
         };
+        let x = if which == 0 { h } else { t };
         let size = c / g.groups;
         let groups = (part.0 / size, part.1 / size);
         let copy = |k: &NodeProto, input: Vec<String>, output: String| NodeProto {
@@ -1444,12 +1498,10 @@ mod tests {
         assert_eq!((&plan.sites[0].stream, &plan.sites[0].stream_refused), (&None, &None));
     }
 
-    #[test]
-    fn a_pre_activation_block_carries_the_halves_through_its_norm_and_activation() {
-        // ResNetV2's block: x -> BatchNormalization -> Relu -> conv1; the shortcut adds x itself.
-        // The shift stays before the norm (a normalized zero frame is not zero), so the norm and
-        // the ReLU are applied to the shifted head and to the tail, and conv1 folds the halves.
-        let c = 64;
+    /// `one_block(c)` as a pre-activation block: the stem's ReLU gone (the block reads the
+    /// stem's convolution `s`), conv1 reading `p_r`, a ReLU named `relu` of `input` making it; and
+    /// the index of that ReLU, before which a test inserts the block's norm from `s`.
+    fn pre_activation_block(c: i64, relu: &str, input: &str) -> (GraphProto, usize) {
         let mut g = one_block(c);
         g.node.retain(|n| n.name() != "/stem/Relu");
         for n in &mut g.node {
@@ -1459,7 +1511,17 @@ mod tests {
         }
         let at = g.node.iter().position(|n| n.name() == "/b/conv1/Conv").unwrap();
         g.node[at].input[0] = "p_r".into();
-        g.node.insert(at, node("Relu", "/b/norm1/Relu", &["p"], &["p_r"]));
+        g.node.insert(at, node("Relu", relu, &[input], &["p_r"]));
+        (g, at)
+    }
+
+    #[test]
+    fn a_pre_activation_block_carries_the_halves_through_its_norm_and_activation() {
+        // ResNetV2's block: x -> BatchNormalization -> Relu -> conv1; the shortcut adds x itself.
+        // The shift stays before the norm (a normalized zero frame is not zero), so the norm and
+        // the ReLU are applied to the shifted head and to the tail, and conv1 folds the halves.
+        let c = 64;
+        let (mut g, at) = pre_activation_block(c, "/b/norm1/Relu", "p");
         g.node
             .insert(at, node("BatchNormalization", "/b/norm1/BatchNormalization", &["s", "g", "be", "m", "v"], &["p"]));
         for name in ["g", "be", "m", "v"] {
@@ -1491,11 +1553,11 @@ mod tests {
         );
     }
 
-    /// `one_block(c)` with the stem's activation after a GroupNorm of `groups` as the TorchScript
-    /// exporter writes it: its shape and InstanceNormalization constants as Constant nodes, its
-    /// affine a Mul and an Add of `[c, 1, 1]` initializers.
-    fn group_norm_stem(c: i64, groups: i64) -> GraphProto {
-        let mut g = one_block(c);
+    /// `g` with a GroupNorm of `groups` over `x` (of `c` channels) inserted at node `at`, as the
+    /// TorchScript exporter writes it: its shape and InstanceNormalization constants as Constant
+    /// nodes, its affine a Mul and an Add of `[c, 1, 1]` initializers; its output is `gn`, its
+    /// nodes named `<name>/...`.
+    fn with_group_norm(mut g: GraphProto, at: usize, name: &str, x: &str, c: i64, groups: i64) -> GraphProto {
         let constant = |name: &str, value: TensorProto| NodeProto {
             attribute: vec![AttributeProto {
                 name: Some("value".into()),
@@ -1505,23 +1567,32 @@ mod tests {
             }],
             ..node("Constant", name, &[], &[name])
         };
-        let at = g.node.iter().position(|n| n.name() == "/stem/Relu").unwrap();
-        g.node[at].input[0] = "gn".into();
+        let n = |op: &str, suffix: &str, inputs: &[&str], output: &str| {
+            node(op, &format!("{name}/{suffix}"), inputs, &[output])
+        };
         let unit = [
             constant("grouped", crate::tensor::int64_vec("", &[0, groups, -1])),
-            node("Reshape", "/stem/gn/Reshape", &["s", "grouped"], &["gx"]),
+            n("Reshape", "Reshape", &[x, "grouped"], "gx"),
             constant("ones", floats("", &[groups], (0..groups).map(|v| 1.0 + v as f32))),
             constant("zeros", floats("", &[groups], (0..groups).map(|v| v as f32))),
-            node("InstanceNormalization", "/stem/gn/InstanceNormalization", &["gx", "ones", "zeros"], &["gn_in"]),
-            node("Shape", "/stem/gn/Shape", &["s"], &["s_shape"]),
-            node("Reshape", "/stem/gn/Reshape_1", &["gn_in", "s_shape"], &["gn_r"]),
-            node("Mul", "/stem/gn/Mul", &["gn_r", "gamma"], &["gn_m"]),
-            node("Add", "/stem/gn/Add", &["gn_m", "beta"], &["gn"]),
+            n("InstanceNormalization", "InstanceNormalization", &["gx", "ones", "zeros"], "gn_in"),
+            n("Shape", "Shape", &[x], "s_shape"),
+            n("Reshape", "Reshape_1", &["gn_in", "s_shape"], "gn_r"),
+            n("Mul", "Mul", &["gn_r", "gamma"], "gn_m"),
+            n("Add", "Add", &["gn_m", "beta"], "gn"),
         ];
         g.node.splice(at..at, unit);
         g.initializer.push(floats("gamma", &[c, 1, 1], (0..c).map(|v| 2.0 + v as f32)));
         g.initializer.push(floats("beta", &[c, 1, 1], (0..c).map(|v| -(v as f32))));
         g
+    }
+
+    /// `one_block(c)` with the stem's activation after a GroupNorm of `groups`.
+    fn group_norm_stem(c: i64, groups: i64) -> GraphProto {
+        let mut g = one_block(c);
+        let at = g.node.iter().position(|n| n.name() == "/stem/Relu").unwrap();
+        g.node[at].input[0] = "gn".into();
+        with_group_norm(g, at, "/stem/gn", "s", c, groups)
     }
 
     #[test]
@@ -1561,6 +1632,64 @@ mod tests {
         let (plan, _) = rewrite_graph(group_norm_stem(64, 8), &online);
         assert_eq!(plan.sites[0].stream, None);
         assert!(plan.sites[0].stream_refused.as_deref().unwrap().starts_with("online, a GroupNorm"));
+    }
+
+    #[test]
+    fn a_pre_activation_group_norm_is_computed_in_halves_of_the_shifted_head_and_the_tail() {
+        // BiT's and ResNetV2-50d-GN's block: x -> GroupNorm -> Relu -> conv1, the shortcut x
+        // itself. The GroupNorm reads the shifted tensor twice (its first Reshape, its Shape);
+        // split between its groups, each half normalizes its own, from the shifted head and the
+        // tail, and conv1 folds the halves.
+        let c = 64;
+        let preact = |groups: i64| {
+            let (g, at) = pre_activation_block(c, "/b/norm1/Relu", "gn");
+            with_group_norm(g, at, "/b/norm1", "s", c, groups)
+        };
+        let (plan, g) = rewrite_graph(preact(8), &Config::default());
+        let stream = plan.sites[0].stream.as_ref().expect("the stream form through the GroupNorm");
+        assert_eq!(stream.consumer, "a1");
+        assert_eq!(stream.chain, ["s", "gn_r", "gn_m", "gn", "p_r"]);
+        let find = |name: &str| g.node.iter().find(|n| n.name() == name).unwrap_or_else(|| panic!("{name}"));
+        let init = |name: &str| g.initializer.iter().find(|t| t.name() == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(find("/b/norm1/Reshape/head").input, ["/b/tsm/shifted", "/b/norm1/Reshape/head/groups"]);
+        assert_eq!(crate::tensor::int_values(init("/b/norm1/Reshape/head/groups")), Some(vec![0, 2, -1]));
+        assert_eq!(find("/b/norm1/Shape/head").input, ["/b/tsm/shifted"]);
+        assert_eq!(find("/b/norm1/Reshape/tail").input[0], "s/tail");
+        assert_eq!(find("/b/norm1/InstanceNormalization/tail").input, ["gx/tail", "ones/rows_2_8", "zeros/rows_2_8"]);
+        assert_eq!(find("/b/norm1/Mul/head").input, ["gn_r/head", "gamma/rows_0_16"]);
+        assert_eq!(find("/b/norm1/Relu/tail").output, ["p_r/tail"]);
+        assert_eq!(find("/b/conv1/Conv/from_head").input, ["p_r/head", "w1/cols_0_16"]);
+        assert!(!g.node.iter().any(|n| n.name() == "/b/norm1/InstanceNormalization"));
+
+        // A head that would cut a group (2 groups of 32) keeps the clip view, and so does online.
+        let (plan, _) = rewrite_graph(preact(2), &Config::default());
+        assert_eq!(
+            plan.sites[0].stream_refused.as_deref(),
+            Some("its head of 16 channels would cut a GroupNorm's groups of 32")
+        );
+        let online = Config { online: true, direction: Direction::Past, ..Config::default() };
+        let (plan, _) = rewrite_graph(preact(8), &online);
+        assert_eq!(plan.sites[0].stream, None);
+        assert!(plan.sites[0].stream_refused.as_deref().unwrap().starts_with("online, a GroupNorm after the shift"));
+    }
+
+    #[test]
+    fn a_scaled_pre_activation_is_applied_to_the_halves_whichever_side_its_constant_is() {
+        // NF-ResNet's block scales the shifted tensor by a constant (`beta * x`, the constant
+        // first in the export) before the activation and conv1: a scale is per channel, so it is
+        // applied to the shifted head and to the tail, and conv1 folds the halves.
+        let c = 64;
+        let (mut g, at) = pre_activation_block(c, "/b/act/Relu", "p");
+        g.node.insert(at, node("Mul", "/b/Mul", &["beta", "s"], &["p"]));
+        g.initializer.push(floats("beta", &[], [0.5].into_iter()));
+        let (plan, g) = rewrite_graph(g, &Config::default());
+        let stream = plan.sites[0].stream.as_ref().expect("the stream form through the scale");
+        assert_eq!(stream.consumer, "a1");
+        assert!(stream.chain.iter().any(|t| t == "p") && stream.chain.iter().any(|t| t == "p_r"));
+        let find = |name: &str| g.node.iter().find(|n| n.name() == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(find("/b/Mul/head").input, ["beta", "/b/tsm/shifted"]);
+        assert_eq!(find("/b/Mul/tail").input, ["beta", "s/tail"]);
+        assert_eq!(find("/b/conv1/Conv/from_head").input, ["p_r/head", "w1/cols_0_16"]);
     }
 
     #[test]
