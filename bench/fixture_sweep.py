@@ -228,7 +228,8 @@ def plain_distances(core, model, x, with_tvm, work, tensors=()):
     f = feeds([(first.name, first.shape, first.type)], x)  # a fixed batch (batch-1 exports) takes its own
     names = [o.name for o in s.get_outputs()]
     want = s.run(None, f)
-    got = {f"OpenVINO {how}": openvino_run(path, f, how == "static", core) for how in ("dynamic", "static")}
+    crashes = any(n.op_type == "GroupNormalization" for n in onnx.load(path, load_external_data=False).graph.node)
+    got = {} if crashes else {f"OpenVINO {how}": openvino_run(path, f, how == "static", core) for how in ("dynamic", "static")}
     got["onnxruntime"] = ort_run(path, f)
     try:
         got["tract"] = tract_run(path, f)
@@ -267,6 +268,9 @@ def main():
         x = model_input(model) if given else fixture_input(name.replace("_qdq_sweep", ""))
         own = plain_distances(core, model, x, with_tvm, work) if "qdq" in name else {}
         own_at = {}  # buffer tensors -> plain_distances with them as outputs
+        # OpenVINO 2026.4 crashes the process (a segfault) compiling a GroupNormalization in f32,
+        # the 2D model's too (the dynamo exporter writes one per GroupNorm from opset 21).
+        ov_crashes = any(n.op_type == "GroupNormalization" for n in onnx.load(model, load_external_data=False).graph.node)
         try:
             first = ort_session(model).get_inputs()[0]
             tract_run(model, feeds([(first.name, first.shape, first.type)], x))
@@ -288,6 +292,8 @@ def main():
                     known = "tract cannot load the 2D model either: the tool says so"
                 if runtime == "TVM" and tvm_fails_2d(model, x):
                     known = f"TVM cannot convert the 2D model either ({tvm_fails_2d(model, x)})"
+                if runtime.startswith("OpenVINO") and ov_crashes:
+                    known = "OpenVINO 2026.4 crashes compiling a GroupNormalization in f32, the 2D model too: not run"
                 if not known and not online and KNOWN_OFFLINE.get(name, ("",))[0] == runtime:
                     known = KNOWN_OFFLINE[name][1]
                 counts["known" if known else "failures"] += 1
@@ -343,6 +349,9 @@ def main():
                 fail(f"onnxruntime: {str(e)[:300]}")
                 continue
             for how in ("dynamic", "static"):
+                if ov_crashes:
+                    fail(f"OpenVINO {how}: not run")
+                    continue
                 try:
                     compare(f"OpenVINO {how}", openvino_run(out, f, how == "static", core), want, names)
                 except Exception as e:  # noqa: BLE001

@@ -508,15 +508,35 @@ def ov_online_state(path, frame, precision="f32"):
     return lambda: req.infer(share_outputs=True)
 
 
-def tract_load(path, batch, n_inputs_shapes=None):
+def tract_runnable(path, batch, shapes):
+    """tract's runnable model, each input's fact `[batch] + shapes[i]`, and the symbols bound ({}
+    where the batch could be pinned). A dynamo export's value_info keeps the batch symbol, which
+    tract's analysis cannot unify with a pinned batch: there the inputs' facts keep the symbol and
+    it is bound after analysis."""
     import tract
-    m = tract.onnx().load(path)
-    for i in range(m.input_count()):
-        if i == 0:
-            m.set_input_fact(i, f"{batch},3,{HW},{HW},f32")
-        else:
-            m.set_input_fact(i, ",".join(str(d) for d in [batch] + n_inputs_shapes[i - 1]) + ",f32")
-    return m.into_model().into_runnable()
+    try:
+        m = tract.onnx().load(path)
+        for i in range(m.input_count()):
+            m.set_input_fact(i, ",".join(str(d) for d in [batch] + shapes[i]) + ",f32")
+        return m.into_model().into_runnable(), {}
+    except tract.bindings.TractError:
+        import onnx
+        import re
+        dims = [i.type.tensor_type.shape.dim[0].dim_param for i in onnx.load(path, load_external_data=False).graph.input]
+        binds = {}
+        for d in filter(None, dims):
+            symbol, times = re.fullmatch(r"(\w+?)(?:\*(\d+))?", d).groups()
+            binds[symbol] = batch // int(times or 1)
+        m = tract.onnx().load(path)
+        for i in range(m.input_count()):
+            m.set_input_fact(i, ",".join([dims[i] or str(batch)] + [str(d) for d in shapes[i]]) + ",f32")
+        model = m.into_model()
+        model.transform(tract.SetSymbols(binds))
+        return model.into_runnable(), binds
+
+
+def tract_load(path, batch, n_inputs_shapes=None):
+    return tract_runnable(path, batch, [[3, HW, HW]] + list(n_inputs_shapes or []))[0]
 
 
 def tract_offline(path, x):

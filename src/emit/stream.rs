@@ -40,13 +40,14 @@
 //! then a ReLU, before the consumer: each of those, having one reader, is applied to the shifted
 //! head and to the tail (the shift must stay before the norm, since a normalized zero frame is not
 //! zero). Offline, that norm may be a GroupNorm (ResNetV2-50d-GN, BiT), which reads the shifted
-//! tensor by its first Reshape (its Shape, the same shape, reads either): it is computed in halves
-//! split between its groups, as on the way back. Every tensor
+//! tensor by its first Reshape (its Shape, the same shape, reads either), or a GroupNormalization:
+//! it is computed in halves split between its groups, as on the way back. Every tensor
 //! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
 //! weights), a one-input elementwise op, a pool, an inference BatchNormalization, an Add or a Mul
 //! (SiLU's `x * Sigmoid(x)`; or of a per-channel constant, a GroupNorm's affine), a GroupNorm as
-//! PyTorch exports it (Reshape, InstanceNormalization, Reshape back; split between its groups:
-//! each half normalizes its own), or be a part of a channel Split (a CSP stage's), which the Split
+//! PyTorch exports it (Reshape, InstanceNormalization, Reshape back; or from opset 21 one
+//! GroupNormalization; split between its groups: each half normalizes its own), or be a part of a
+//! channel Split (a CSP stage's), which the Split
 //! then writes as two parts, its head and tail, in the one pass it made (these two offline only:
 //! per frame they did not pay); no more than one tensor it splits may be read whole elsewhere
 //! (each is joined back by a Concat, a pass over it); and
@@ -356,6 +357,7 @@ impl Finder<'_> {
     fn site(&mut self, site: &Site, moved: i64) -> Result<Stream, String> {
         let c = site.channels;
         self.parts.borrow_mut().clear();
+        self.refusal.take();
         if site.quant.is_some() {
             return Err("it shifts a quantized tensor".into());
         }
@@ -406,12 +408,16 @@ impl Finder<'_> {
             // A pre-activation block normalizes and activates the shifted tensor before its
             // first convolution: those nodes are applied to the halves and the convolution is the
             // consumer. (The shift must stay before them: a normalized zero frame is not zero.)
-            let starts = slot == 0 && self.per_channel(k, c) || self.affine(k, c);
-            let (n, slot) = if edges.len() == 1 && starts { (self.forward(n, c, &mut forward), 0) } else { (n, slot) };
+            let norm = self.per_channel(k, c) || k.op_type() == "GroupNormalization";
+            let starts = slot == 0 && norm || self.affine(k, c);
+            let (n, slot) =
+                if edges.len() == 1 && starts { (self.forward(n, s, c, &mut forward), 0) } else { (n, slot) };
             let k = &self.graph.node[n];
             let Some(w) = conv_weights(k, &self.inits, self.folder).filter(|w| slot == 0 && w.dims[1] == c) else {
                 // Named by kind, not by node, so that the report groups the sites it keeps out.
-                return Err(if k.op_type() != "Conv" {
+                return Err(if let Some(why) = self.refusal.take() {
+                    why
+                } else if k.op_type() != "Conv" {
                     format!("a {} reads its tensor, where only convolutions may", k.op_type())
                 } else if attr_int(k, "group").unwrap_or(1) != 1 {
                     "a grouped or depthwise convolution reads its tensor".into()
@@ -570,6 +576,14 @@ impl Finder<'_> {
             n.input.len() == 2
                 && n.input.iter().any(|i| !self.constant_operand(i, c))
                 && n.input.iter().all(|i| self.constant_operand(i, c) || self.chain(i, s, c, out))
+        } else if op == "GroupNormalization" {
+            match self.group_normalization(n, s, c, false) {
+                Ok(halves) => halves && self.chain(&n.input[0], s, c, out),
+                Err(why) => {
+                    self.refusal.replace(Some(why));
+                    false
+                }
+            }
         } else if op == "Reshape" {
             // A GroupNorm (ResNet-50-GN): each half normalizes its own groups, so the split must
             // fall between two. Per clip that is cheaper everywhere (timm's ResNet-50-GN at 160:
@@ -682,10 +696,17 @@ impl Finder<'_> {
     /// that each have one reader (a pre-activation block's BatchNormalization and ReLU before its
     /// first convolution): the node where the walk stops, and the tensors passed, which are then
     /// computed in halves too (the shifted head and the tail, each normalized and activated).
-    fn forward(&self, mut n: usize, c: i64, passed: &mut Vec<String>) -> usize {
+    fn forward(&self, mut n: usize, s: i64, c: i64, passed: &mut Vec<String>) -> usize {
         loop {
             let k = &self.graph.node[n];
-            if !self.per_channel(k, c) && !self.affine(k, c) {
+            let halves = match self.group_normalization(k, s, c, true) {
+                Ok(halves) => halves,
+                Err(why) => {
+                    self.refusal.replace(Some(why));
+                    return n;
+                }
+            };
+            if !halves && !self.per_channel(k, c) && !self.affine(k, c) {
                 return n;
             }
             let t = &k.output[0];
@@ -710,6 +731,39 @@ impl Finder<'_> {
             && n.input.len() == 2
             && n.output.len() == 1
             && n.input.iter().filter(|i| self.constant_operand(i, c)).count() == 1
+    }
+
+    /// Whether `n` is a GroupNormalization (the operator, which the dynamo exporter writes for a
+    /// GroupNorm from opset 21) over `c` channels that halves split at `s` can each compute on
+    /// their own groups: false if it is none; an error where it cannot be split (online, `after`
+    /// the shift or on the way back, as the exporters' Reshape form; or where the head would cut
+    /// its groups).
+    fn group_normalization(&self, n: &NodeProto, s: i64, c: i64, after: bool) -> Result<bool, String> {
+        let groups = attr_int(n, "num_groups").unwrap_or(0);
+        let affine = |i: &String| {
+            self.inits
+                .get(i.as_str())
+                .is_some_and(|t| (t.dims == [c] || t.dims == [groups]) && element_size(t, self.folder).is_some())
+        };
+        let one_output = n.output.len() == 1;
+        if n.op_type() != "GroupNormalization" || !default_domain(n) || groups <= 0 || !one_output {
+            return Ok(false);
+        }
+        if n.input.len() != 3 || !n.input[1..].iter().all(affine) {
+            return Ok(false);
+        }
+        let size = c / groups;
+        if self.online {
+            return Err(if after {
+                "online, a GroupNorm after the shift costs more in halves than whole (tract, per frame)".into()
+            } else {
+                "online, a GroupNorm on the way back costs more in halves than whole (tract, per frame)".into()
+            });
+        }
+        if c % groups != 0 || s % size != 0 {
+            return Err(format!("its head of {s} channels would cut a GroupNorm's groups of {size}"));
+        }
+        Ok(true)
     }
 
     /// The GroupNorm a pre-activation block applies to `site`'s shifted tensor, where the shift
@@ -782,6 +836,7 @@ pub fn emit(
         new_inits: BTreeMap::new(),
         graph,
         group_norms: HashMap::new(),
+        group_normalizations: HashMap::new(),
         replaced_weights: HashSet::new(),
         bytes: HashMap::new(),
         error: None,
@@ -797,6 +852,8 @@ pub fn emit(
             let Some(&p) = producer.get(t.as_str()) else { continue };
             if let Some(g) = group_norm(graph, p, |t| producer.get(t).copied(), &consts, folder) {
                 w.group_norms.insert(p, (g, site.channels));
+            } else if graph.node[p].op_type() == "GroupNormalization" {
+                w.group_normalizations.insert(p, site.channels);
             }
         }
         // Online, a head of the moved channels only is the buffer output itself.
@@ -939,6 +996,8 @@ struct Writer<'a> {
     graph: &'a GraphProto,
     /// GroupNorms computed in halves, by their last Reshape, with their channels.
     group_norms: HashMap<usize, (GroupNorm, i64)>,
+    /// GroupNormalization nodes computed in halves, with their channels.
+    group_normalizations: HashMap<usize, i64>,
     /// Weights and biases of replaced convolutions: removed if nothing reads them after.
     replaced_weights: HashSet<String>,
     /// Weights read so far (an external one is read once).
@@ -1014,6 +1073,32 @@ impl Writer<'_> {
         if let Some((g, c)) = self.group_norms.get(&i).cloned() {
             for (half, which) in [(head, 0), (tail, 1)] {
                 self.group_norm_half(n, (&g, c), if which == 0 { (0, s) } else { (s, c) }, half, which, nodes);
+            }
+            return;
+        }
+        // A GroupNormalization: each half on its own groups, its scale and bias partitioned by
+        // channel (opset 21) or by group (opset 18).
+        if let Some(&c) = self.group_normalizations.get(&i) {
+            let size = c / attr_int(n, "num_groups").unwrap_or(1).max(1);
+            let (h, t) = match self.halves_at((i, 0), &n.input[0], nodes) {
+                Some((h, t, _)) => (h, t),
+                None => self.halves(&n.input[0]),
+            };
+            for (half, which, x) in [(head, 0, h), (tail, 1, t)] {
+                let part = if which == 0 { (0, s) } else { (s, c) };
+                let mut m = n.clone();
+                m.input[0] = x;
+                for input in &mut m.input[1..] {
+                    let t = self.inits[input.as_str()].clone();
+                    self.replaced_weights.insert(t.name().to_string());
+                    let range = if t.dims == [c] { part } else { (part.0 / size, part.1 / size) };
+                    *input = self.sliced(&t, range, (0, 1));
+                }
+                m.attribute.retain(|a| a.name() != "num_groups");
+                m.attribute.push(super::int_attr("num_groups", (part.1 - part.0) / size));
+                m.output = vec![half];
+                m.name = Some(format!("{}/{}", label(n), ["head", "tail"][which]));
+                nodes.push(m);
             }
             return;
         }
@@ -1690,6 +1775,57 @@ mod tests {
         assert_eq!(find("/b/Mul/head").input, ["beta", "/b/tsm/shifted"]);
         assert_eq!(find("/b/Mul/tail").input, ["beta", "s/tail"]);
         assert_eq!(find("/b/conv1/Conv/from_head").input, ["p_r/head", "w1/cols_0_16"]);
+    }
+
+    #[test]
+    fn a_group_normalization_node_is_computed_in_halves_on_the_way_back_and_after_the_shift() {
+        // The dynamo exporter writes a GroupNorm as one GroupNormalization from opset 21 (scale
+        // and bias one per channel; opset 18's are one per group). 64 channels in 8 groups, split
+        // at 16: 2 groups and 6.
+        let c = 64;
+        let group_norm = |name: &str, x: &str, out: &str, per: i64| {
+            let mut n =
+                node("GroupNormalization", name, &[x, &format!("{name}/scale"), &format!("{name}/bias")], &[out]);
+            n.attribute.push(crate::emit::int_attr("num_groups", 8));
+            let values = [
+                floats(&format!("{name}/scale"), &[per], (0..per).map(|v| 1.0 + v as f32)),
+                floats(&format!("{name}/bias"), &[per], (0..per).map(|v| v as f32)),
+            ];
+            (n, values)
+        };
+        // On the way back: the stem's activation after a GroupNormalization with scale per channel.
+        let mut g = one_block(c);
+        let at = g.node.iter().position(|n| n.name() == "/stem/Relu").unwrap();
+        g.node[at].input[0] = "gn".into();
+        let (n, values) = group_norm("/stem/gn", "s", "gn", c);
+        g.node.insert(at, n);
+        g.initializer.extend(values);
+        let (plan, back) = rewrite_graph(g.clone(), &Config::default());
+        let stream = plan.sites[0].stream.as_ref().expect("the chain passes through the GroupNormalization");
+        assert_eq!(stream.chain, ["s", "gn", "s_r"]);
+        let find = |g: &GraphProto, name: &str| g.node.iter().find(|n| n.name() == name).cloned().unwrap();
+        let head = find(&back, "/stem/gn/head");
+        assert_eq!(head.input, ["s/head", "/stem/gn/scale/rows_0_16", "/stem/gn/bias/rows_0_16"]);
+        assert_eq!(attr_int(&head, "num_groups"), Some(2));
+        assert_eq!(attr_int(&find(&back, "/stem/gn/tail"), "num_groups"), Some(6));
+
+        // After the shift (a pre-activation block), with scale and bias per group.
+        let (mut g, at) = pre_activation_block(c, "/b/norm1/Relu", "gn");
+        let (n, values) = group_norm("/b/norm1", "s", "gn", 8);
+        g.node.insert(at, n);
+        g.initializer.extend(values);
+        let (plan, after) = rewrite_graph(g.clone(), &Config::default());
+        let stream = plan.sites[0].stream.as_ref().expect("the stream form through the GroupNormalization");
+        assert_eq!(stream.consumer, "a1");
+        let tail = find(&after, "/b/norm1/tail");
+        assert_eq!(tail.input, ["s/tail", "/b/norm1/scale/rows_2_8", "/b/norm1/bias/rows_2_8"]);
+        assert_eq!(find(&after, "/b/norm1/head").input[0], "/b/tsm/shifted");
+        assert_eq!(find(&after, "/b/conv1/Conv/from_head").input, ["p_r/head", "w1/cols_0_16"]);
+
+        // Online both keep the Concat, and say why.
+        let online = Config { online: true, direction: Direction::Past, ..Config::default() };
+        let (plan, _) = rewrite_graph(g, &online);
+        assert!(plan.sites[0].stream_refused.as_deref().unwrap().starts_with("online, a GroupNorm after the shift"));
     }
 
     #[test]

@@ -184,7 +184,8 @@ macro_rules! for_each_fixture {
             convnext_block_net_pre,
             resnet_silu,
             preact_bn,
-            csp_net
+            csp_net,
+            groupnorm_op21
         }
     };
 }
