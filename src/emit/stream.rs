@@ -160,15 +160,34 @@ fn conv_weights<'a>(n: &NodeProto, inits: &HashMap<&str, &'a TensorProto>, folde
     Some(w)
 }
 
-/// The graph's constant tensors by name: its initializers and its Constant nodes' values (the
-/// TorchScript exporter writes a GroupNorm's shape and InstanceNormalization constants as nodes).
+/// The graph's constant tensors by name: its initializers, its Constant nodes' values (the
+/// TorchScript exporter writes a GroupNorm's shape and InstanceNormalization constants as nodes)
+/// and the Identity of a constant (the TorchScript exporter's for a weight equal to another, which
+/// it keeps once: fresh GroupNorms' and BatchNorms' ones and zeros).
 fn constants(graph: &GraphProto) -> HashMap<&str, &TensorProto> {
     let nodes = graph.node.iter().filter(|n| n.op_type() == "Constant" && default_domain(n) && n.output.len() == 1);
     let values = nodes.filter_map(|n| {
         let value = n.attribute.iter().find(|a| a.name() == "value")?.t.as_ref()?;
         Some((n.output[0].as_str(), value))
     });
-    graph.initializer.iter().map(|t| (t.name(), t)).chain(values).collect()
+    let mut consts: HashMap<&str, &TensorProto> =
+        graph.initializer.iter().map(|t| (t.name(), t)).chain(values).collect();
+    for n in &graph.node {
+        if constant_identity(n, &consts) {
+            let t = consts[n.input[0].as_str()];
+            consts.insert(n.output[0].as_str(), t);
+        }
+    }
+    consts
+}
+
+/// Whether `n` is an Identity of one of `consts`.
+fn constant_identity(n: &NodeProto, consts: &HashMap<&str, &TensorProto>) -> bool {
+    n.op_type() == "Identity"
+        && default_domain(n)
+        && n.input.len() == 1
+        && n.output.len() == 1
+        && consts.contains_key(n.input[0].as_str())
 }
 
 /// A GroupNorm as both PyTorch exporters write it: `Reshape(InstanceNormalization(Reshape(x,
@@ -885,6 +904,7 @@ pub fn emit(
     whole.extend(graph.output.iter().map(|o| o.name().to_string()).filter(|o| w.split.contains_key(o)));
 
     let mut read: HashSet<String> = HashSet::new();
+    let mut identities = Vec::new();
     for (i, n) in graph.node.iter().enumerate() {
         if inner.contains(&i) {
             patch.replacements.push((i, vec![]));
@@ -929,6 +949,9 @@ pub fn emit(
             let mut m = n.clone();
             m.input[k] = w.shifted_whole(site, &mut nodes);
             nodes.push(m);
+        } else if constant_identity(n, &consts) {
+            identities.push(i);
+            continue;
         } else {
             read.extend(n.input.iter().cloned());
             let mut inner = Vec::new();
@@ -939,6 +962,20 @@ pub fn emit(
         read.extend(nodes.iter().flat_map(|n| n.input.iter().cloned()));
         patch.replacements.push((i, nodes));
     }
+    // An Identity of a constant stays while something reads it (latest first: one may read
+    // another); one nothing reads goes, and so may the constant it reads.
+    let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name()).collect();
+    let mut unread = Vec::new();
+    for &i in identities.iter().rev() {
+        let n = &graph.node[i];
+        if read.contains(&n.output[0]) || outputs.contains(n.output[0].as_str()) {
+            read.insert(n.input[0].clone());
+        } else {
+            patch.replacements.push((i, vec![]));
+            unread.push(n.input[0].clone());
+        }
+    }
+    w.replaced_weights.extend(unread);
     // Weights no node reads any more go (a weight also listed as a graph input stays: before IR 4
     // it may be fed), and so do the shapes recorded for tensors that no longer exist.
     let listed: HashSet<&str> = graph.input.iter().map(|i| i.name()).collect();
@@ -1826,6 +1863,23 @@ mod tests {
         let online = Config { online: true, direction: Direction::Past, ..Config::default() };
         let (plan, _) = rewrite_graph(g, &online);
         assert!(plan.sites[0].stream_refused.as_deref().unwrap().starts_with("online, a GroupNorm after the shift"));
+    }
+
+    #[test]
+    fn a_constant_read_through_an_identity_is_partitioned_and_the_identity_goes() {
+        // The TorchScript exporter keeps a weight equal to another once and reads it through an
+        // Identity (fresh GroupNorms' ones and zeros): the GroupNorm's affine is still constant.
+        let mut g = group_norm_stem(64, 8);
+        let at = g.node.iter().position(|n| n.name() == "/stem/gn/Mul").unwrap();
+        g.node[at].input[1] = "gamma_again".into();
+        g.node.insert(at, node("Identity", "/Identity", &["gamma"], &["gamma_again"]));
+        let (plan, g) = rewrite_graph(g, &Config { fold_div: 4, ..Config::default() });
+        assert!(plan.sites[0].stream.is_some(), "{:?}", plan.sites[0].stream_refused);
+        let mul = g.node.iter().find(|n| n.name() == "/stem/gn/Mul/tail").unwrap();
+        assert_eq!(mul.input, ["gn_r/tail", "gamma_again/rows_32_64"]);
+        // Nothing reads the Identity or its constant any more.
+        assert!(!g.node.iter().any(|n| n.op_type() == "Identity"));
+        assert!(!g.initializer.iter().any(|t| t.name() == "gamma"));
     }
 
     #[test]
