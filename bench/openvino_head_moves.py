@@ -18,8 +18,25 @@ borders), and a 1x1 convolution reads it. Five ways of moving it, all exact and 
 - none: no movement at all, the two convolutions alone (the floor; not exact, so its difference
   is printed but not checked).
 
+Stop 47 added kinds (named as a third argument) to see which forms OpenVINO keeps in its blocked
+layout (a Reorder beyond the two at the ports, in the operator counts, is the head leaving it and
+coming back):
+
+- frame: the tool's form since stop 43 (a zero frame joined on the batch axis, the head viewed as
+  rows of f channels, one Gather, viewed back);
+- pergroup / pergroup_slice / pergroup_pad: each group cut off (Split, or Slice), a zero frame
+  joined (Concat, or Pad), one Gather on the batch axis each, a channel Concat;
+- whole2: the whole head gathered from the next and from the previous frames, each group sliced;
+- slicepad1: each group's Slice over frames and channels and a one-frame Pad (one clip only: the
+  Pads' zeros are the borders), a channel Concat;
+- z2where / z2where2: zero frames joined at both ends, a batch-only Slice each way, one Where on a
+  channel mask (one clip) or two on (frame, channel) masks;
+- slicepadwhere / slicepadwhere1: a batch-only Slice and Pad each way, then two Wheres on (frame,
+  channel) masks, or one on a channel mask (one clip).
+
     python bench/openvino_head_moves.py 64 56     # 2f = 64 channels at 56x56 (ResNet-50's layer1)
     python bench/openvino_head_moves.py 256 14    # layer3
+    python bench/openvino_head_moves.py 64 56 frame,slicepad1,slicepadwhere,none
 
 Prints each model's median time over 40 interleaved inferences and its operators' median times (ms),
 as bench/openvino_profile.py's `profile` measures them.
@@ -48,6 +65,8 @@ t = np.arange(NT) % T
 # take the previous frame, likewise. The joined form keeps either.
 ca = np.zeros((NT, C2, 1, 1), bool); ca[:, :f] = (t < T - 1)[:, None, None, None]
 cb = np.zeros((NT, C2, 1, 1), bool); cb[:, f:] = (t > 0)[:, None, None, None]
+nxt = np.where(t < T - 1, np.arange(NT) + 2, 0)   # each frame's next, into Concat(zero frame, head)
+prv = np.where(t > 0, np.arange(NT), 0)           # its previous, likewise
 
 def build(kind):
     inits = [I("w1", W1), I("w2", W2), I("zero", np.zeros((), np.float32))]
@@ -73,6 +92,58 @@ def build(kind):
             inits += [L("idx", np.where(ok, src, j)), I("okm", ok.reshape(-1, 1, 1, 1))]
             nodes += [h.make_node("Gather", ["hv", "idx"], ["g"], axis=0), h.make_node("Where", ["okm", "g", "zero"], ["mv"])]
         nodes.append(h.make_node("Reshape", ["mv", "back"], ["moved"]))
+    elif kind == "frame":
+        j = np.arange(2 * NT); tt, gg = j // 2, j % 2
+        src = np.where(gg == 0, np.where(tt % T < T - 1, 2 * (tt + 1) + gg + 2, gg), np.where(tt % T > 0, 2 * (tt - 1) + gg + 2, gg))
+        inits += [I("zf", np.zeros((1, C2, S, S), np.float32)), L("rows", [-1, f, S, S]), L("back", [-1, C2, S, S]), L("idx", src)]
+        nodes += [h.make_node("Concat", ["zf", "head"], ["hz"], axis=0), h.make_node("Reshape", ["hz", "rows"], ["hr"]),
+                  h.make_node("Gather", ["hr", "idx"], ["g"], axis=0), h.make_node("Reshape", ["g", "back"], ["moved"])]
+    elif kind in ("pergroup", "pergroup_slice", "pergroup_pad"):
+        inits += [I("zg", np.zeros((1, f, S, S), np.float32)), L("in", nxt), L("ip", prv), L("sizes", [f, f])]
+        if kind == "pergroup":
+            nodes.append(h.make_node("Split", ["head", "sizes"], ["g0", "g1"], axis=1))
+        else:
+            inits += [L("a1", [1]), L("s0", [0]), L("sf", [f]), L("s2f", [C2])]
+            nodes += [h.make_node("Slice", ["head", "s0", "sf", "a1"], ["g0"]), h.make_node("Slice", ["head", "sf", "s2f", "a1"], ["g1"])]
+        if kind == "pergroup_pad":
+            inits += [L("p1", [1, 0, 0, 0, 0, 0, 0, 0])]
+            nodes += [h.make_node("Pad", ["g0", "p1"], ["z0"]), h.make_node("Pad", ["g1", "p1"], ["z1"])]
+        else:
+            nodes += [h.make_node("Concat", ["zg", "g0"], ["z0"], axis=0), h.make_node("Concat", ["zg", "g1"], ["z1"], axis=0)]
+        nodes += [h.make_node("Gather", ["z0", "in"], ["m0"], axis=0), h.make_node("Gather", ["z1", "ip"], ["m1"], axis=0),
+                  h.make_node("Concat", ["m0", "m1"], ["moved"], axis=1)]
+    elif kind == "whole2":
+        inits += [I("zf", np.zeros((1, C2, S, S), np.float32)), L("in", nxt), L("ip", prv),
+                  L("a1", [1]), L("s0", [0]), L("sf", [f]), L("s2f", [C2])]
+        nodes += [h.make_node("Concat", ["zf", "head"], ["hz"], axis=0),
+                  h.make_node("Gather", ["hz", "in"], ["gn"], axis=0), h.make_node("Gather", ["hz", "ip"], ["gp"], axis=0),
+                  h.make_node("Slice", ["gn", "s0", "sf", "a1"], ["m0"]), h.make_node("Slice", ["gp", "sf", "s2f", "a1"], ["m1"]),
+                  h.make_node("Concat", ["m0", "m1"], ["moved"], axis=1)]
+    elif kind == "slicepad1":   # one clip only: borders are the Pads' zeros
+        inits += [L("a01", [0, 1]), L("st_a", [1, 0]), L("en_a", [1 << 62, f]), L("st_b", [0, f]), L("en_b", [-1, C2]),
+                  L("pad_next", [0, 0, 0, 0, 1, 0, 0, 0]), L("pad_prev", [1, 0, 0, 0, 0, 0, 0, 0])]
+        nodes += [h.make_node("Slice", ["head", "st_a", "en_a", "a01"], ["a"]), h.make_node("Pad", ["a", "pad_next"], ["m0"]),
+                  h.make_node("Slice", ["head", "st_b", "en_b", "a01"], ["b"]), h.make_node("Pad", ["b", "pad_prev"], ["m1"]),
+                  h.make_node("Concat", ["m0", "m1"], ["moved"], axis=1)]
+
+    elif kind in ("z2where", "z2where2", "slicepadwhere", "slicepadwhere1"):
+        chan = np.arange(C2) < f
+        cn = (chan[None, :] & (t < T - 1)[:, None]).reshape(NT, C2, 1, 1)
+        cp = (~chan[None, :] & (t > 0)[:, None]).reshape(NT, C2, 1, 1)
+        inits += [I("zero", np.zeros((), np.float32)), I("cn", cn), I("cp", cp), I("ch", chan.reshape(1, C2, 1, 1))]
+        if kind.startswith("z2"):
+            inits += [I("zf", np.zeros((1, C2, S, S), np.float32)), L("a0", [0]), L("s2", [2]), L("big", [1 << 62]), L("s0", [0]), L("snt", [NT])]
+            nodes += [h.make_node("Concat", ["zf", "head", "zf"], ["z"], axis=0),
+                      h.make_node("Slice", ["z", "s2", "big", "a0"], ["n"]), h.make_node("Slice", ["z", "s0", "snt", "a0"], ["p"])]
+        else:
+            inits += [L("a0", [0]), L("s1", [1]), L("big", [1 << 62]), L("s0", [0]), L("m1", [-1]),
+                      L("pad_next", [0, 0, 0, 0, 1, 0, 0, 0]), L("pad_prev", [1, 0, 0, 0, 0, 0, 0, 0])]
+            nodes += [h.make_node("Slice", ["head", "s1", "big", "a0"], ["n1"]), h.make_node("Pad", ["n1", "pad_next"], ["n"]),
+                      h.make_node("Slice", ["head", "s0", "m1", "a0"], ["p0"]), h.make_node("Pad", ["p0", "pad_prev"], ["p"])]
+        if kind in ("z2where", "slicepadwhere1"):   # one clip: the borders are already zero
+            nodes.append(h.make_node("Where", ["ch", "n", "p"], ["moved"]))
+        else:
+            nodes += [h.make_node("Where", ["cp", "p", "zero"], ["pm"]), h.make_node("Where", ["cn", "n", "pm"], ["moved"])]
     elif kind == "none":       # no movement: the floor
         nodes.append(h.make_node("Identity", ["head"], ["moved"]))
     else:
@@ -96,12 +167,12 @@ def build(kind):
 
 core = ov.Core()
 x = rng.standard_normal((NT, 64, S, S)).astype(np.float32)
-kinds = ("joined", "split", "slicepad", "gather", "gatherwhere", "none")
+kinds = sys.argv[3].split(",") if len(sys.argv) > 3 else ("joined", "split", "slicepad", "gather", "gatherwhere", "none")
 paths = [os.path.join(tempfile.gettempdir(), f"head_moves_{k}.onnx") for k in kinds]
 outs = []
 for k, path in zip(kinds, paths):
     onnx.save(build(k), path)
     outs.append(core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request().infer({0: x})[0].copy())
-print("max diff vs joined:", {k: float(np.abs(o - outs[0]).max()) for k, o in zip(kinds, outs)})
-for k, (med, _, _, wall) in zip(kinds, profile(core, paths, online=False, precision="f32", runs=40)):
-    print(f"{k:9s} {wall:7.2f} ms", {a: round(v, 3) for a, v in sorted(med.items(), key=lambda z: -z[1]) if v > 0.003})
+print(f"max diff vs {kinds[0]}:", {k: float(np.abs(o - outs[0]).max()) for k, o in zip(kinds, outs)})
+for k, (med, count, _, wall) in zip(kinds, profile(core, paths, online=False, precision="f32", runs=40)):
+    print(f"{k:14s} {wall:7.2f} ms", {f"{a} x{count[a]}": round(v, 3) for a, v in sorted(med.items(), key=lambda z: -z[1]) if v > 0.003})

@@ -962,13 +962,15 @@ pub fn emit(
         read.extend(nodes.iter().flat_map(|n| n.input.iter().cloned()));
         patch.replacements.push((i, nodes));
     }
-    // An Identity of a constant stays while something reads it (latest first: one may read
-    // another); one nothing reads goes, and so may the constant it reads.
+    // An Identity of a constant whose readers the rewrite replaced goes where nothing reads it
+    // any more (latest first: one may read another), and so may the constant it reads; any other
+    // stays as it was.
     let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name()).collect();
     let mut unread = Vec::new();
     for &i in identities.iter().rev() {
         let n = &graph.node[i];
-        if read.contains(&n.output[0]) || outputs.contains(n.output[0].as_str()) {
+        let replaced = w.replaced_weights.contains(&n.output[0]) || unread.contains(&n.output[0]);
+        if !replaced || read.contains(&n.output[0]) || outputs.contains(n.output[0].as_str()) {
             read.insert(n.input[0].clone());
         } else {
             patch.replacements.push((i, vec![]));
