@@ -611,16 +611,8 @@ impl Finder<'_> {
             // node the halves' twelve nodes for six add to (bench/RESULTS-stream-refusals.md):
             // online, the site keeps the Concat.
             let Some(g) = self.group_norm(p) else { return false };
-            let size = c / g.groups.max(1);
-            let why = if self.online {
-                Some("online, a GroupNorm on the way back costs more in halves than whole (tract, per frame)".into())
-            } else if c % g.groups != 0 || s % size != 0 {
-                Some(format!("its head of {s} channels would cut a GroupNorm's groups of {size}"))
-            } else {
-                None
-            };
-            if why.is_some() {
-                self.refusal.replace(why);
+            if let Err(why) = self.groups_split(g.groups, s, c, false) {
+                self.refusal.replace(Some(why));
                 return false;
             }
             self.chain(&g.x, s, c, out)
@@ -771,18 +763,21 @@ impl Finder<'_> {
         if n.input.len() != 3 || !n.input[1..].iter().all(affine) {
             return Ok(false);
         }
-        let size = c / groups;
+        self.groups_split(groups, s, c, after).map(|()| true)
+    }
+
+    /// Whether a GroupNorm of `groups` over `c` channels can be computed in halves split at `s`
+    /// (`after` the shift, or on the way back): offline, where the split falls between two groups.
+    fn groups_split(&self, groups: i64, s: i64, c: i64, after: bool) -> Result<(), String> {
         if self.online {
-            return Err(if after {
-                "online, a GroupNorm after the shift costs more in halves than whole (tract, per frame)".into()
-            } else {
-                "online, a GroupNorm on the way back costs more in halves than whole (tract, per frame)".into()
-            });
+            let place = if after { "after the shift" } else { "on the way back" };
+            return Err(format!("online, a GroupNorm {place} costs more in halves than whole (tract, per frame)"));
         }
+        let size = c / groups.max(1);
         if c % groups != 0 || s % size != 0 {
             return Err(format!("its head of {s} channels would cut a GroupNorm's groups of {size}"));
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The GroupNorm a pre-activation block applies to `site`'s shifted tensor, where the shift
@@ -806,17 +801,11 @@ impl Finder<'_> {
             (alone && ours && dims_alone).then_some((last, g))
         });
         let Some((last, g)) = found else { return Ok(None) };
-        let size = c / g.groups.max(1);
         // Per clip it pays everywhere (timm's ResNetV2-50d-GN at 160, 15 of 16 sites against
         // none: onnxruntime 1.095 -> 1.037, OpenVINO f32 1.027 -> 0.999, tract 1.017 -> 1.008);
         // per frame onnxruntime 0.959 of before, OpenVINO even and tract 1.025, as on the way back
         // (bench/RESULTS-stream-refusals.md): online, the site keeps the Concat.
-        if self.online {
-            return Err("online, a GroupNorm after the shift costs more in halves than whole (tract, per frame)".into());
-        }
-        if c % g.groups != 0 || s % size != 0 {
-            return Err(format!("its head of {s} channels would cut a GroupNorm's groups of {size}"));
-        }
+        self.groups_split(g.groups, s, c, true)?;
         Ok(Some(self.graph.node[last].output[0].clone()))
     }
 }
