@@ -86,6 +86,35 @@ def form_split2(b, x, c, h, w, f, op="Split", flat=False):
     return b.op("Concat", [s, rest], "shifted", axis=1)
 
 
+def form_split_rows(b, x, c, h, w, f):
+    """Split channels [2f | C-2f]; the 2f part moved as the tool's rows form moves the stream form's
+    head (a zero frame joined first on the batch axis, viewed as rows of f channels, one Gather on an
+    index made from the batch, back to [-1, 2f, H, W]); channel Concat with the rest into the
+    unsplit convolution. OpenVINO removes a channel Split + Concat (its round-trip row is 1.00):
+    does the rows head without split convolutions cost it less than the stream form?"""
+    a, rest = _split2(b, x, c, f, "Split")
+    zf = b.op("ConstantOfShape", [b.const("zero_frame_shape", [1, 2 * f, h, w])], "zero_frame",
+              value=onnx.numpy_helper.from_array(np.zeros(1, np.float32), "value"))
+    az = b.op("Concat", [zf, a], "head_z", axis=0)
+    rows = b.op("Reshape", [az, b.const("rows_shape", [-1, f, h, w])], "rows_z")
+    # index: output row 2t+g of frame t (t mod T = tc) reads row 2(t+1)+2 (g = 0) or 2(t-1)+1+2
+    # (g = 1) of the rows after the zero frame, or row 0 (zeros) outside the clip
+    nt = b.op("Gather", [b.op("Shape", [x], "xshape"), b.const("zero_i", 0)], "nt", axis=0)
+    frames = b.op("Range", [b.const("r0", 0), nt, b.const("r1", 1)], "frames")
+    tc = b.op("Mod", [frames, b.const("T", T)], "tc")
+    tt = np.arange(T)
+    valid = np.stack([tt < T - 1, tt > 0], axis=1)
+    off = np.where(valid, np.array([2, -2]), 0) + 2
+    src = b.op("Add", [b.op("Unsqueeze", [b.op("Mul", [frames, b.const("two", 2)], "t2"), b.const("ax1", [1])], "t2c"),
+                       b.op("Gather", [b.const("off_table", off), tc], "off", axis=0)], "src0")
+    src = b.op("Add", [src, b.const("groups", [[0, 1]])], "src")
+    ok = b.op("Gather", [b.const("valid_table", valid, dtype=bool), tc], "valid", axis=0)
+    idx = b.op("Reshape", [b.op("Where", [ok, src, b.const("zero_row", 0)], "src_or_zero"), b.const("flat", [-1])], "index")
+    moved = b.op("Gather", [rows, idx], "moved", axis=0)
+    m4 = b.op("Reshape", [moved, b.const("frames_shape", [-1, 2 * f, h, w])], "moved_frames")
+    return b.op("Concat", [m4, rest], "shifted", axis=1)
+
+
 def clip_moved(b, a, h, w, f, flat=False):
     """The 2f fold channels a = [N*T, 2f, H, W] shifted through a clip view: Reshape [-1, T, 2f, HW]
     (flat: [-1, T, 2f*HW]), Slice+Pad each group on T, Concat, Reshape [-1, 2f, H, W]."""
@@ -356,6 +385,7 @@ OFFLINE = {
     "split3-4d": ("split3 with the groups viewed [-1,T,f,HW]", form_split3_sliceT, False),
     "split3-padfirst": ("split3 with Pad before Slice", form_batchpad, False),
     "split3flat": ("split3, final Concat on frames flattened to [NT, CHW] (as the online form)", lambda b, *a: form_split3(b, *a, flatcat=True), False),
+    "split-rows": ("Split [2f|C-2f]; the 2f part moved by the rows form (zero frame Concat, Reshape to rows of f, one Gather, Reshape back); channel Concat with the rest into the unsplit conv", form_split_rows, False),
     "gather": ("Split [2f|C-2f]; 2f -> [-1,T,2f,HW], Pad 1 frame at end, Slice groups, Gather on T, Concat, Reshape, channel Concat", form_gather, False),
 }
 
@@ -450,7 +480,9 @@ def py_tsm(arch, work):
 def make_variant(arch, name, online, work):
     if os.path.exists(oh.BIN):
         p = oh.build(arch, work)
-        src = p["online"] if online else p["tsm"]
+        # the offline forms replace the batch form's sites, which offline_sites finds (the default's
+        # stream-form heads it does not)
+        src = p["online"] if online else p["batch"]
     else:
         assert not online
         src = py_tsm(arch, work)
