@@ -4,7 +4,7 @@ outputs on the same input: for architectures bench/runtime_matrix.py cannot buil
 reference for (it builds torchvision's and timm's `layer1..4` ResNets). Check onnxruntime against
 PyTorch first (bench/verify_modern.py); this says the other runtimes agree with it.
 
-    python bench/runtimes_against_ort.py --size 160 OFFLINE.onnx ONLINE.onnx [--frames 8] [--no-tvm] [--no-openvino]
+    python bench/runtimes_against_ort.py --size 160 OFFLINE.onnx ONLINE.onnx [--frames 8] [--no-tvm] [--no-openvino] [--no-tract]
 
 Offline: 2 clips of 8 frames (TVM, untuned and slow: 1 clip). Online: one stream, --frames frames
 (TVM: 4), each buffer output fed back, the largest logit difference over the frames. Prints each
@@ -91,11 +91,14 @@ def main():
     ap.add_argument("--no-tvm", action="store_true")
     ap.add_argument("--no-openvino", action="store_true",
                     help="leave OpenVINO out (2026.4 crashes compiling a GroupNormalization in f32, on the 2D model too)")
+    ap.add_argument("--no-tract", action="store_true",
+                    help="leave tract out (it cannot load BiT's or NF-ResNet's 2D model: a BatchNormalization with three outputs)")
     args = ap.parse_args()
     x = np.random.default_rng(1).standard_normal((2 * overhead.T, 3, args.size, args.size)).astype(np.float32)
     img = [3, args.size, args.size]
     runtimes = [("openvino", ov_run)] if not args.no_openvino else []
-    runtimes.append(("tract", lambda p, n: tract_run(p, n, [img] + input_shapes(p)[1:])))
+    if not args.no_tract:
+        runtimes.append(("tract", lambda p, n: tract_run(p, n, [img] + input_shapes(p)[1:])))
     if not args.no_tvm:
         runtimes.append(("tvm", tvm_run))
     offline(args.offline, x, runtimes)

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::graph::{node_label, Dataflow, Producer};
 use crate::onnx::{GraphProto, NodeProto};
 use crate::shapes::{Dim, Shapes};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// One shift to insert.
 #[derive(Debug, Clone)]
@@ -143,6 +143,9 @@ pub struct Plan {
     pub not_shifted: Vec<(String, String)>,
     /// `--temporal-pool`: where the frames are pooled.
     pub pool: Option<Pool>,
+    /// Convolution weights the graph computes from constants (no initializer), with their dims:
+    /// the stream form cuts them by Slice nodes (see `emit::stream`).
+    pub computed_weights: BTreeMap<String, Vec<i64>>,
 }
 
 /// The paper's temporal pool (`make_temporal_pool`): a max over time, kernel 3, stride 2, padding

@@ -875,7 +875,7 @@ mod tests {
 
     #[test]
     fn online_patch_adds_buffers_after_the_data_inputs_and_lists_them() {
-        let plan = Plan { sites: vec![site(Dim::Known(4))], not_shifted: vec![], pool: None };
+        let plan = Plan { sites: vec![site(Dim::Known(4))], ..Default::default() };
         let batch = tensor_shape_proto::Dimension {
             value: Some(tensor_shape_proto::dimension::Value::DimParam("batch".into())),
             ..Default::default()

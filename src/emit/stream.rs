@@ -29,7 +29,8 @@
 //! with AVX-512, 8 with AVX2; OpenVINO's blocked layouts are 16 wide): unaligned halves cost more
 //! than they save (MobileNetV2, measured). The head is the moved channels rounded up to whole
 //! blocks: up to 15 channels that stay ride through the shift, a small copy against the batch
-//! form's pass over all of `x`. The consumer must be a group-1 Conv with constant weights and no
+//! form's pass over all of `x`. The consumer must be a group-1 Conv with constant weights (or
+//! weights the graph computes from constants, BiT's standardized ones, cut by Slices) and no
 //! more output channels than `x` has (its two partial sums are added in a pass over its output).
 //! With `--mode inplace` the shortcut reads the shifted tensor too: a downsample convolution is
 //! folded by the shifted halves as the consumer is, and the residual Add adds the shifted head to
@@ -41,22 +42,21 @@
 //! head and to the tail (the shift must stay before the norm, since a normalized zero frame is not
 //! zero). Offline, that norm may be a GroupNorm (ResNetV2-50d-GN, BiT), which reads the shifted
 //! tensor by its first Reshape (its Shape, the same shape, reads either), or a GroupNormalization:
-//! it is computed in halves split between its groups, as on the way back. Every tensor
-//! on the way back to the producing convolutions must be made by a Conv (group 1, constant float
-//! weights), a one-input elementwise op, a pool, an inference BatchNormalization, an Add or a Mul
-//! (SiLU's `x * Sigmoid(x)`; or of a per-channel constant, a GroupNorm's affine), a GroupNorm as
-//! PyTorch exports it (Reshape, InstanceNormalization, Reshape back; or from opset 21 one
-//! GroupNormalization; split between its groups: each half normalizes its own), or be a part of a
-//! channel Split (a CSP stage's), which the Split
-//! then writes as two parts, its head and tail, in the one pass it made (these two offline only:
-//! per frame they did not pay); no more than one tensor it splits may be read whole elsewhere
-//! (each is joined back by a Concat, a pass over it); and
-//! no other convolution reading a split tensor may write more values than that tensor holds (its
-//! partial sums would pass over more than `x`: ResNet-50's first downsample). Every convolution
-//! it splits must be 1x1 (tract unfolds a split 3x3's input once per part). Other sites get the
-//! clip view offline ([`super::clip`]) and the batch form's online Concat ([`super::online`]).
-//! The sums are split in two, so the output equals the other forms' within rounding, not bit
-//! for bit.
+//! it is computed in halves split between its groups, as on the way back. Every tensor on the way
+//! back to the producing convolutions must be made by a Conv (group 1, constant float weights or
+//! weights computed from constants), a one-input elementwise op, a pool, an inference
+//! BatchNormalization, an Add or a Mul (SiLU's `x * Sigmoid(x)`; or of a per-channel constant, a
+//! GroupNorm's affine), a GroupNorm as PyTorch exports it (Reshape, InstanceNormalization, Reshape
+//! back; or from opset 21 one GroupNormalization; split between its groups: each half normalizes
+//! its own), or be a part of a channel Split (a CSP stage's), which the Split then writes as two
+//! parts, its head and tail, in the one pass it made (these two offline only: per frame they did
+//! not pay); no more than one tensor it splits may be read whole elsewhere (each is joined back by
+//! a Concat, a pass over it); and no other convolution reading a split tensor may write more values
+//! than that tensor holds (its partial sums would pass over more than `x`: ResNet-50's first
+//! downsample). Every convolution it splits must be 1x1 (tract unfolds a split 3x3's input once per
+//! part). Other sites get the clip view offline ([`super::clip`]) and the batch form's online
+//! Concat ([`super::online`]). The sums are split in two, so the output equals the other forms'
+//! within rounding, not bit for bit.
 
 use super::{node, Emitter, FrameMasks, Patch, BUFFER_IN, BUFFER_OUT};
 use crate::config::{Config, Direction, ShiftForm};
@@ -147,13 +147,73 @@ fn tensor_bytes(t: &TensorProto, folder: &Path) -> std::io::Result<Bytes> {
     })
 }
 
-/// A Conv with group 1, constant partitionable weights of rank >= 3 and an optional constant bias.
-fn conv_weights<'a>(n: &NodeProto, inits: &HashMap<&str, &'a TensorProto>, folder: &Path) -> Option<&'a TensorProto> {
+/// Convolution weights the graph computes from constants alone, with their dims where shape
+/// inference knows them all: BiT's and NF-ResNet's standardized weights, `(W - mean) / std` per
+/// output channel, which the exporters leave as nodes (a training-mode BatchNormalization on the
+/// weight, or its ReduceMeans). The stream form cuts such a weight by Slice nodes on the computed
+/// tensor: the weights stay what the model computes (folding them here would round them
+/// differently), and every runtime folds the Slices with the rest when it loads the model.
+pub fn computed_weights(graph: &GraphProto, shapes: &Shapes) -> BTreeMap<String, Vec<i64>> {
+    let consts = constants(graph);
+    // In node order (the graph is sorted): a node of the default domain without subgraphs whose
+    // inputs are all constant or computed from constants alone computes from constants alone. A
+    // quantized weight is not taken: runtimes fuse its DequantizeLinear into the convolution it
+    // feeds, which a Slice between them would stop.
+    let mut constant: HashSet<&str> = consts.keys().copied().collect();
+    for n in &graph.node {
+        let inputs = n.input.iter().filter(|i| !i.is_empty());
+        let subgraph = n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty());
+        let quantized = matches!(n.op_type(), "DequantizeLinear" | "QuantizeLinear");
+        if default_domain(n)
+            && !subgraph
+            && !quantized
+            && !n.input.is_empty()
+            && inputs.clone().all(|i| constant.contains(i.as_str()))
+        {
+            constant.extend(n.output.iter().map(String::as_str));
+        }
+    }
+    let mut weights = BTreeMap::new();
+    for n in &graph.node {
+        let Some(w) = n.input.get(1).filter(|_| n.op_type() == "Conv" && default_domain(n)) else { continue };
+        if consts.contains_key(w.as_str()) || !constant.contains(w.as_str()) {
+            continue;
+        }
+        let dims: Option<Vec<i64>> = shapes.get(w).and_then(|i| i.dims.iter().map(|d| d.known()).collect());
+        if let Some(dims) = dims.filter(|d| d.len() >= 3 && d.iter().all(|&v| v > 0)) {
+            weights.insert(w.clone(), dims);
+        }
+    }
+    weights
+}
+
+/// Stand-ins for the computed weights: their names and dims, no data.
+fn stand_ins(weights: &BTreeMap<String, Vec<i64>>) -> Vec<TensorProto> {
+    weights
+        .iter()
+        .map(|(name, dims)| TensorProto { name: Some(name.clone()), dims: dims.clone(), ..Default::default() })
+        .collect()
+}
+
+/// A Conv with group 1, weights of rank >= 3 that are constant and partitionable or computed from
+/// constants (`computed`, see [`computed_weights`]), and an optional constant bias.
+fn conv_weights<'a>(
+    n: &NodeProto,
+    inits: &HashMap<&str, &'a TensorProto>,
+    computed: &HashMap<&str, &'a TensorProto>,
+    folder: &Path,
+) -> Option<&'a TensorProto> {
     if n.op_type() != "Conv" || !default_domain(n) || attr_int(n, "group").unwrap_or(1) != 1 || n.output.len() != 1 {
         return None;
     }
-    let w = inits.get(n.input.get(1)?.as_str()).copied().filter(|w| w.dims.len() >= 3)?;
-    element_size(w, folder)?;
+    let name = n.input.get(1)?.as_str();
+    let w = match computed.get(name) {
+        Some(&w) => w,
+        None => inits.get(name).copied().filter(|&w| element_size(w, folder).is_some())?,
+    };
+    if w.dims.len() < 3 {
+        return None;
+    }
     if let Some(b) = n.input.get(2).filter(|b| !b.is_empty()) {
         element_size(inits.get(b.as_str())?, folder)?;
     }
@@ -282,6 +342,9 @@ pub fn choose(
         return;
     }
     let inits = constants(graph);
+    plan.computed_weights = computed_weights(graph, shapes);
+    let stand_ins = stand_ins(&plan.computed_weights);
+    let computed: HashMap<&str, &TensorProto> = stand_ins.iter().map(|t| (t.name(), t)).collect();
     let edges: HashSet<(usize, usize)> = plan
         .sites
         .iter()
@@ -297,6 +360,7 @@ pub fn choose(
             graph,
             df,
             inits: inits.clone(),
+            computed: computed.clone(),
             outputs: graph.output.iter().map(|o| o.name()).collect(),
             split: HashMap::new(),
             consumers: HashSet::new(),
@@ -348,6 +412,8 @@ struct Finder<'a> {
     graph: &'a GraphProto,
     df: &'a Dataflow,
     inits: HashMap<&'a str, &'a TensorProto>,
+    /// Convolution weights computed from constants (stand-ins: names and dims).
+    computed: HashMap<&'a str, &'a TensorProto>,
     outputs: HashSet<&'a str>,
     /// Tensors split so far, and where.
     split: HashMap<String, i64>,
@@ -432,7 +498,9 @@ impl Finder<'_> {
             let (n, slot) =
                 if edges.len() == 1 && starts { (self.forward(n, s, c, &mut forward), 0) } else { (n, slot) };
             let k = &self.graph.node[n];
-            let Some(w) = conv_weights(k, &self.inits, self.folder).filter(|w| slot == 0 && w.dims[1] == c) else {
+            let Some(w) =
+                conv_weights(k, &self.inits, &self.computed, self.folder).filter(|w| slot == 0 && w.dims[1] == c)
+            else {
                 // Named by kind, not by node, so that the report groups the sites it keeps out.
                 return Err(if let Some(why) = self.refusal.take() {
                     why
@@ -485,7 +553,7 @@ impl Finder<'_> {
         let producers = chain.iter().filter_map(|t| self.producer(t));
         let spatial = consumers.chain(producers).find_map(|n| {
             let k = &self.graph.node[n];
-            conv_weights(k, &self.inits, self.folder).filter(|w| !pointwise(w)).map(|w| (k, w))
+            conv_weights(k, &self.inits, &self.computed, self.folder).filter(|w| !pointwise(w)).map(|w| (k, w))
         });
         if let Some((k, w)) = spatial {
             let kernel: Vec<String> = w.dims[2..].iter().map(|d| d.to_string()).collect();
@@ -526,7 +594,7 @@ impl Finder<'_> {
             let reader = &self.graph.node[n];
             n != consumer
                 && slot == 0
-                && conv_weights(reader, &self.inits, self.folder).is_some_and(|w| {
+                && conv_weights(reader, &self.inits, &self.computed, self.folder).is_some_and(|w| {
                     let stride: i64 = attr_ints(reader, "strides").map_or(1, |s| s.iter().product());
                     self.tract || w.dims[0] > c * stride
                 })
@@ -583,7 +651,7 @@ impl Finder<'_> {
             return false;
         }
         let ok = if op == "Conv" {
-            conv_weights(n, &self.inits, self.folder).is_some_and(|w| w.dims[0] == c)
+            conv_weights(n, &self.inits, &self.computed, self.folder).is_some_and(|w| w.dims[0] == c)
         } else if ELEMENTWISE.contains(&op) || op == "BatchNormalization" {
             self.per_channel(n, c) && self.chain(&n.input[0], s, c, out)
         } else if POOLS.contains(&op) {
@@ -672,7 +740,7 @@ impl Finder<'_> {
             self.stream_edges.contains_key(&(n, slot))
                 || inner.contains(&n)
                 || k.output.iter().any(|o| self.split.contains_key(o))
-                || slot == 0 && data_only && conv_weights(k, &self.inits, self.folder).is_some()
+                || slot == 0 && data_only && conv_weights(k, &self.inits, &self.computed, self.folder).is_some()
         };
         let mut joins = BTreeMap::new();
         for (k, site) in plan.sites.iter().enumerate() {
@@ -840,7 +908,11 @@ pub fn emit(
         inits: consts
             .iter()
             .map(|(&k, &t)| (k.to_string(), TensorProto { name: Some(k.into()), ..t.clone() }))
+            .chain(stand_ins(&plan.computed_weights).into_iter().map(|t| (t.name().to_string(), t)))
             .collect(),
+        computed: plan.computed_weights.keys().cloned().collect(),
+        cut: HashSet::new(),
+        pending: Vec::new(),
         new_inits: BTreeMap::new(),
         graph,
         group_norms: HashMap::new(),
@@ -1028,6 +1100,12 @@ struct Writer<'a> {
     group_normalizations: HashMap<usize, i64>,
     /// Weights and biases of replaced convolutions: removed if nothing reads them after.
     replaced_weights: HashSet<String>,
+    /// Convolution weights the graph computes (their stand-ins are in `inits`), and the parts of
+    /// them cut so far, by the Slices' output names.
+    computed: HashSet<String>,
+    cut: HashSet<String>,
+    /// Slices of computed weights not yet placed: they go before the node that reads them.
+    pending: Vec<NodeProto>,
     /// Weights read so far (an external one is read once).
     bytes: HashMap<String, Bytes>,
     /// The first weight that could not be read.
@@ -1057,8 +1135,9 @@ impl Writer<'_> {
         }
         let inits: HashMap<&str, &TensorProto> =
             n.input.iter().skip(1).filter_map(|i| self.inits.get(i.as_str()).map(|t| (i.as_str(), t))).collect();
+        let computed = inits.iter().filter(|(k, _)| self.computed.contains(**k)).map(|(&k, &t)| (k, t)).collect();
         let halves = n.input.first().is_some_and(|i| self.split.contains_key(i)) || self.edges.contains_key(&(i, 0));
-        halves && conv_weights(n, &inits, self.folder).is_some()
+        halves && conv_weights(n, &inits, &computed, self.folder).is_some()
     }
 
     /// Whether the rewrite of `n` reads the halves of its split inputs (so not the whole tensor).
@@ -1263,7 +1342,7 @@ impl Writer<'_> {
                 let s_in = self.split[at];
                 self.summed(n, rows, (&tail, &head, what), s_in, out, &name, nodes);
             }
-            None => nodes.push(self.conv_part(n, input, rows, (0, cin), true, out, &name)),
+            None => self.conv_part(n, input, rows, (0, cin), true, out, &name, nodes),
         }
     }
 
@@ -1282,10 +1361,8 @@ impl Writer<'_> {
     ) {
         let cin = self.weight(n).dims[1];
         let (a, b) = (format!("{out}/from_tail"), format!("{out}/{what}"));
-        let conv = self.conv_part(n, tail, rows, (s, cin), true, &a, &format!("{name}/from_tail"));
-        nodes.push(conv);
-        let conv = self.conv_part(n, head, rows, (0, s), false, &b, &format!("{name}/{what}"));
-        nodes.push(conv);
+        self.conv_part(n, tail, rows, (s, cin), true, &a, &format!("{name}/from_tail"), nodes);
+        self.conv_part(n, head, rows, (0, s), false, &b, &format!("{name}/{what}"), nodes);
         nodes.push(node("Add", &format!("{name}/sum"), vec![a, b], out, vec![]));
     }
 
@@ -1330,7 +1407,8 @@ impl Writer<'_> {
         key
     }
 
-    /// A copy of Conv `n` on `input` with weights `W[rows, cols]` (and bias `B[rows]` if `bias`).
+    /// A copy of Conv `n` on `input` with weights `W[rows, cols]` (and bias `B[rows]` if `bias`),
+    /// into `nodes` after the Slices of a computed weight.
     #[allow(clippy::too_many_arguments)]
     fn conv_part(
         &mut self,
@@ -1341,7 +1419,8 @@ impl Writer<'_> {
         bias: bool,
         out: &str,
         name: &str,
-    ) -> NodeProto {
+        nodes: &mut Vec<NodeProto>,
+    ) {
         let w = self.inits[n.input[1].as_str()].clone();
         self.replaced_weights.insert(w.name().to_string());
         let mut inputs = vec![input.to_string(), self.sliced(&w, rows, cols)];
@@ -1356,7 +1435,8 @@ impl Writer<'_> {
         m.input = inputs;
         m.output = vec![out.to_string()];
         m.name = Some(name.to_string());
-        m
+        nodes.append(&mut self.pending);
+        nodes.push(m);
     }
 
     /// The name of `t[rows, cols]` (`cols` ignored for a bias), added once as an initializer.
@@ -1365,6 +1445,9 @@ impl Writer<'_> {
         let cols = if t.dims.len() == 1 { (0, 1) } else { cols };
         if rows == (0, o) && cols == (0, i) {
             return t.name().to_string();
+        }
+        if self.computed.contains(t.name()) {
+            return self.cut(t, rows, cols);
         }
         let mut name = t.name().to_string();
         if rows != (0, o) {
@@ -1391,6 +1474,30 @@ impl Writer<'_> {
             let width = element_size(t, self.folder).unwrap_or(4);
             let sliced = slice_tensor(t, &self.bytes[t.name()], width, &name, rows, cols);
             self.new_inits.insert(name.clone(), sliced);
+        }
+        name
+    }
+
+    /// `t[rows, cols]` of a weight the graph computes: a Slice of the computed tensor (before opset
+    /// 10 a Split per axis), into `pending` the first time.
+    fn cut(&mut self, t: &TensorProto, rows: (i64, i64), cols: (i64, i64)) -> String {
+        let (mut what, mut starts, mut ends, mut axes, mut dims) = (Vec::new(), vec![], vec![], vec![], vec![]);
+        for (axis, (part, dim)) in [rows, cols].into_iter().zip(t.dims.iter().copied()).enumerate() {
+            if part != (0, dim) {
+                what.push(format!("{}_{}_{}", ["rows", "cols"][axis], part.0, part.1));
+                starts.push(part.0);
+                ends.push(part.1);
+                axes.push(axis as i64);
+                dims.push(dim);
+            }
+        }
+        let what = what.join("/");
+        let mut e = Emitter::new(t.name(), self.opset);
+        let name = e.name(&what);
+        if self.cut.insert(name.clone()) {
+            e.slice(&what, t.name(), &starts, &ends, &axes, &dims);
+            self.pending.append(&mut e.nodes);
+            self.new_inits.extend(e.inits.into_iter().map(|t| (t.name().to_string(), t)));
         }
         name
     }
@@ -1871,6 +1978,47 @@ mod tests {
         // Nothing reads the Identity or its constant any more.
         assert!(!g.node.iter().any(|n| n.op_type() == "Identity"));
         assert!(!g.initializer.iter().any(|t| t.name() == "gamma"));
+    }
+
+    #[test]
+    fn weights_computed_from_constants_are_cut_by_slices_before_their_convolutions() {
+        // BiT standardizes each convolution's weight in the graph: here the stem's and conv1's are
+        // a constant times two. Their parts are Slices of the computed tensor, which stays.
+        let mut g = one_block(64);
+        for w in ["w_stem", "w1"] {
+            g.initializer.iter_mut().find(|t| t.name() == w).unwrap().name = Some(format!("{w}_raw"));
+            g.node.insert(0, node("Mul", &format!("/{w}/Mul"), &[&format!("{w}_raw"), "two"], &[w]));
+        }
+        g.initializer.push(floats("two", &[], std::iter::once(2.0)));
+        let (plan, out) = rewrite_graph(g.clone(), &Config { fold_div: 4, ..Config::default() });
+        assert!(plan.sites[0].stream.is_some(), "{:?}", plan.sites[0].stream_refused);
+        assert_eq!(plan.computed_weights.keys().collect::<Vec<_>>(), ["w1", "w_stem"]);
+        let at = |name: &str| out.node.iter().position(|n| n.name() == name).unwrap_or_else(|| panic!("{name}"));
+        let conv = |name: &str| &out.node[at(name)];
+        assert_eq!(conv("/b/conv1/Conv/from_tail").input, ["s_r/tail", "w1/cols_32_64", "b1"]);
+        assert_eq!(conv("/b/conv1/Conv/from_shifted").input[1], "w1/cols_0_32");
+        assert_eq!(conv("/stem/Conv/head").input[1], "w_stem/rows_0_32");
+        let slice = conv("w1/Slice_cols_32_64");
+        assert_eq!((slice.op_type(), slice.input[0].as_str()), ("Slice", "w1"));
+        assert!(at("/w1/Mul") < at("w1/Slice_cols_32_64") && at("w1/Slice_cols_32_64") < at("/b/conv1/Conv/from_tail"));
+        assert!(out.initializer.iter().any(|t| t.name() == "w1_raw"));
+        // Online before opset 10, where Slice takes attributes (which TVM cannot convert), the
+        // parts are Splits.
+        let online = Config { online: true, direction: Direction::Past, fold_div: 4, ..Config::default() };
+        let (plan, out) = rewrite_at(g.clone(), &online, 9);
+        assert!(plan.sites[0].stream.is_some(), "{:?}", plan.sites[0].stream_refused);
+        let cut = out.node.iter().find(|n| n.output.iter().any(|o| o == "w1/cols_16_64")).unwrap();
+        assert_eq!((cut.op_type(), cut.input[0].as_str()), ("Split", "w1"));
+
+        // A weight computed from a graph input is an input, not a weight; a quantized weight stays
+        // whole for the runtimes to fuse its DequantizeLinear.
+        g.input.push(value_info("scale", &[]));
+        g.node.iter_mut().find(|n| n.name() == "/w1/Mul").unwrap().input[1] = "scale".into();
+        assert_eq!(computed_weights(&g, &Shapes::infer(&g)).keys().collect::<Vec<_>>(), ["w_stem"]);
+        let at = g.node.iter().position(|n| n.name() == "/w_stem/Mul").unwrap();
+        g.node[at] = node("DequantizeLinear", "/w_stem/DequantizeLinear", &["w_stem_raw", "two"], &["w_stem"]);
+        let shapes = Shapes::infer(&g);
+        assert!(shapes.get("w_stem").is_some() && computed_weights(&g, &shapes).is_empty());
     }
 
     #[test]

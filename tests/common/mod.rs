@@ -185,7 +185,8 @@ macro_rules! for_each_fixture {
             resnet_silu,
             preact_bn,
             csp_net,
-            groupnorm_op21
+            groupnorm_op21,
+            preact_stdconv
         }
     };
 }
