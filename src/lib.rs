@@ -7,6 +7,7 @@
 //! declared in clips) → [`write`] → [`validate`].
 //! [`rewrite::run`] strings the stages together; `main.rs` only parses flags and prints.
 
+pub mod batch_stats;
 pub mod blocks;
 pub mod clip_batch;
 pub mod config;

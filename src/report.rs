@@ -176,6 +176,9 @@ pub fn validated(v: &Validated) -> String {
 pub fn online_validation(r: &validate::OnlineReport) -> String {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let mut note = r.float32.as_ref().map_or(String::new(), |why| float32_note(why));
+    if r.norms_written_out {
+        note += NORMS_NOTE;
+    }
     if let Some(why) = &r.unoptimized {
         note += &unoptimized_note(why, r.unoptimized_2d, r.unoptimized_rewrite);
     }
@@ -210,11 +213,18 @@ fn float32_note(why: &str) -> String {
     )
 }
 
+const NORMS_NOTE: &str = "note: tract cannot load a BatchNormalization in training mode (a weight standardization, \
+     as timm's StdConv2d exports it): validated copies of the models with each written as the ops it computes \
+     (ReduceMean, Sub, Mul, Sqrt, Div), and their time is theirs\n";
+
 /// One line on what validation ran and found.
 pub fn validation(r: &validate::Report) -> String {
     let mut out = String::new();
     if let Some(why) = &r.float32 {
         out += &float32_note(why);
+    }
+    if r.norms_written_out {
+        out += NORMS_NOTE;
     }
     if let Some(why) = &r.unoptimized {
         out += &unoptimized_note(why, r.unoptimized_2d, r.unoptimized_rewrite);
@@ -289,6 +299,7 @@ pub fn json(
             "ms_per_clip_2d": ms(r.per_clip_2d),
             "ratio_to_2d": r.per_clip.as_secs_f64() / r.per_clip_2d.as_secs_f64().max(1e-12),
             "float32_copy_because": r.float32,
+            "training_norms_written_out": r.norms_written_out,
             "unoptimized_because": r.unoptimized,
             "unoptimized_2d": r.unoptimized_2d,
             "unoptimized_rewrite": r.unoptimized_rewrite,
@@ -304,6 +315,7 @@ pub fn json(
             "ms_per_frame_2d": ms(r.per_frame_2d),
             "ratio_to_2d": r.per_frame.as_secs_f64() / r.per_frame_2d.as_secs_f64().max(1e-12),
             "float32_copy_because": r.float32,
+            "training_norms_written_out": r.norms_written_out,
             "unoptimized_because": r.unoptimized,
             "unoptimized_2d": r.unoptimized_2d,
             "unoptimized_rewrite": r.unoptimized_rewrite,

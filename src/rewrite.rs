@@ -191,7 +191,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         // model's own size tells the shapes; then the blocks are found again.
         if let Ok((frames, _)) = &analysis_inputs {
             let tensors: Vec<&str> = open.iter().flat_map(|(_, t)| t.iter().map(String::as_str)).collect();
-            if let Ok(found) = validate::tensor_shapes_or_float32(input, frames, &tensors) {
+            if let Ok(found) = validate::tensor_shapes_or_copy(input, frames, &tensors) {
                 asked_tract = true;
                 for (t, dims) in tensors.iter().zip(found) {
                     if let Some(d) = dims {

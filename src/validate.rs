@@ -28,6 +28,10 @@ pub struct Report {
     /// Where tract cannot run the float16 model, nor the input model: tract's message. Then what
     /// was run is the float32 copy of both (see [`crate::widen`]).
     pub float32: Option<String>,
+    /// Whether the models have BatchNormalizations in training mode (a weight standardization),
+    /// which tract cannot load: then what was run are copies of both with those written as the ops
+    /// they compute (see [`crate::batch_stats`]).
+    pub norms_written_out: bool,
     /// Where tract's optimizer fails on the rewrite or on the input model: its message. Then both
     /// were run as tract types them, unoptimized.
     pub unoptimized: Option<String>,
@@ -41,10 +45,11 @@ pub struct Report {
 /// Rounds of the offline timing: each runs both models once, alternating which goes first.
 const TIMING_ROUNDS: usize = 3;
 
-/// Runs the model at `path` in tract on the given inputs (one per graph input, in order).
+/// Runs the model at `path` in tract on the given inputs (one per graph input, in order); one with
+/// BatchNormalizations in training mode as [`Runner::load_expanding`] loads it.
 pub fn run(path: &Path, inputs: &[FloatArray]) -> Result<Vec<FloatArray>> {
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|a| a.shape.clone()).collect();
-    Runner::load(path, &shapes)?.run(inputs)
+    Runner::load_expanding(path, &shapes)?.run(inputs)
 }
 
 /// A model loaded and optimized in tract for fixed input shapes, to run many times (frame by frame).
@@ -75,6 +80,19 @@ fn tract_model<'a>(path: &Path, input_shapes: impl IntoIterator<Item = &'a Vec<u
 impl Runner {
     pub fn load(path: &Path, input_shapes: &[Vec<usize>]) -> Result<Runner> {
         Runner::load_with(path, input_shapes, true)
+    }
+
+    /// [`Runner::load`]; a model with BatchNormalizations in training mode (which tract cannot
+    /// load) as its copy with those written as the ops they compute ([`crate::batch_stats`]), the
+    /// same function.
+    pub fn load_expanding(path: &Path, input_shapes: &[Vec<usize>]) -> Result<Runner> {
+        let model = crate::load::load(path)?.model;
+        if copies(&model).is_none_or(|how| !how.norms) {
+            return Runner::load(path, input_shapes);
+        }
+        let how = Copies { float32: false, norms: true };
+        let copy = tract_copy(&std::env::temp_dir().join("tsm-rewrite-run.onnx"), path, &model, how)?;
+        Runner::load(copy.path(), input_shapes)
     }
 
     /// [`Runner::load`], optimized as a deployment would (`optimize`), or only typed: what runs
@@ -148,25 +166,20 @@ pub fn tensor_shapes(path: &Path, inputs: &NamedShapes, tensors: &[&str]) -> Res
         .collect())
 }
 
-/// As [`tensor_shapes`]; where the analysis of a float16 model leaves a tensor untold (tract 0.23
-/// types no float16 Gemm or attention: Swin-T's float16 copy), its float32 copy's analysis tells it,
-/// the same graph with the same shapes. Without it, such a model was refused with "channels
-/// unknown" where its float32 export has its joins judged.
-pub fn tensor_shapes_or_float32(
-    path: &Path,
-    inputs: &NamedShapes,
-    tensors: &[&str],
-) -> Result<Vec<Option<Vec<usize>>>> {
+/// As [`tensor_shapes`]; where the analysis leaves a tensor untold, that of the copy validation
+/// would run tells it, the same graph with the same shapes: a float16 model's float32 copy (tract
+/// 0.23 types no float16 Gemm or attention: Swin-T's float16 copy), or the copy with training-mode
+/// BatchNormalizations written out. Without it, such a model was refused with "channels unknown"
+/// where its float32 export has its joins judged.
+pub fn tensor_shapes_or_copy(path: &Path, inputs: &NamedShapes, tensors: &[&str]) -> Result<Vec<Option<Vec<usize>>>> {
     let found = tensor_shapes(path, inputs, tensors);
     if found.as_ref().is_ok_and(|f| f.iter().all(Option::is_some)) {
         return found;
     }
     let model = crate::load::load(path)?.model;
-    if !widenable(&model) {
-        return found;
-    }
+    let Some(how) = copies(&model) else { return found };
     // In the system's temporary folder (the input's may be read-only), removed when dropped.
-    let copy = float32_copy(&std::env::temp_dir().join("tsm-rewrite-analysis.onnx"), path, &model)?;
+    let copy = tract_copy(&std::env::temp_dir().join("tsm-rewrite-analysis.onnx"), path, &model, how)?;
     let wide = tensor_shapes(copy.path(), inputs, tensors)?;
     Ok(match found {
         Ok(f) => f.into_iter().zip(wide).map(|(a, b)| a.or(b)).collect(),
@@ -249,14 +262,15 @@ pub fn validate(
 ) -> Result<Report, Error> {
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let rewritten = crate::load::load(path).map_err(|e| fail(e.into()))?.model;
-    if !widenable(&rewritten) {
+    let Some(how) = copies(&rewritten) else {
         return validate_with(path, original, graph, segments, input_shape, true);
-    }
+    };
     let original_model = crate::load::load(original).map_err(|e| fail(e.into()))?.model;
-    let wide = float32_copy(path, path, &rewritten).map_err(fail)?;
-    let wide_2d = float32_copy(path, &path.with_file_name("2d"), &original_model).map_err(fail)?;
-    let mut report = validate_with(wide.path(), wide_2d.path(), graph, segments, input_shape, true)?;
-    report.float32 = Some(FLOAT16_IN_SOFTWARE.into());
+    let copy = tract_copy(path, path, &rewritten, how).map_err(fail)?;
+    let copy_2d = tract_copy(path, &path.with_file_name("2d"), &original_model, how).map_err(fail)?;
+    let mut report = validate_with(copy.path(), copy_2d.path(), graph, segments, input_shape, true)?;
+    report.float32 = how.float32.then(|| FLOAT16_IN_SOFTWARE.into());
+    report.norms_written_out = how.norms;
     Ok(report)
 }
 
@@ -320,6 +334,7 @@ fn validate_with(
         unoptimized_2d: input_only.is_some(),
         unoptimized: input_only,
         unoptimized_rewrite: false,
+        norms_written_out: false,
     };
     for (out, vi) in outputs.iter().zip(&graph.output) {
         if let Some(dims) = declared_dims(vi) {
@@ -396,24 +411,38 @@ fn tract_limited(error: String) -> Error {
     ))
 }
 
-/// Whether validation may check `model`'s float32 copy instead: it holds float16, and no external
-/// data (the copy is written inline).
-fn widenable(model: &crate::onnx::ModelProto) -> bool {
-    let external = model.graph.as_ref().is_some_and(|g| g.initializer.iter().any(crate::external::is_external));
-    crate::widen::has_float16(model) && !external
+/// How validation copies the models where tract cannot run them as written: as float32 (a
+/// float16 model, [`FLOAT16_IN_SOFTWARE`]), with training-mode BatchNormalizations written out
+/// ([`crate::batch_stats`]), or both.
+#[derive(Debug, Clone, Copy)]
+struct Copies {
+    float32: bool,
+    norms: bool,
 }
 
-/// The float32 copy of `model` (see [`crate::widen`]), staged beside `beside` under `name`'s file
-/// name plus `.float32`, removed when dropped.
-fn float32_copy(
+/// How validation copies `model`, if it must and may: a copy is written inline, so not where the
+/// model has external data.
+fn copies(model: &crate::onnx::ModelProto) -> Option<Copies> {
+    let external = model.graph.as_ref().is_some_and(|g| g.initializer.iter().any(crate::external::is_external));
+    let how = Copies { float32: crate::widen::has_float16(model), norms: crate::batch_stats::has_training_norm(model) };
+    (!external && (how.float32 || how.norms)).then_some(how)
+}
+
+/// The copy of `model` that `how` says, staged beside `beside` under `name`'s file name plus
+/// `.tract`, removed when dropped.
+fn tract_copy(
     beside: &Path,
     name: &Path,
     model: &crate::onnx::ModelProto,
+    how: Copies,
 ) -> anyhow::Result<crate::write::TempOutput> {
     let name = name.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let wide = how.float32.then(|| crate::widen::to_float32(model));
+    let model = wide.as_ref().unwrap_or(model);
+    let written_out = how.norms.then(|| crate::batch_stats::expand(model));
     crate::write::TempOutput::encode(
-        &beside.with_file_name(format!("{name}.float32")),
-        &crate::widen::to_float32(model),
+        &beside.with_file_name(format!("{name}.tract")),
+        written_out.as_ref().unwrap_or(model),
     )
 }
 
@@ -433,6 +462,8 @@ pub struct OnlineReport {
     /// As [`Report::float32`]: where tract cannot run the float16 online graph, nor the input
     /// model, tract's message; the graphs checked were then the float32 copies of all three.
     pub float32: Option<String>,
+    /// As [`Report::norms_written_out`], for the three models.
+    pub norms_written_out: bool,
     /// As [`Report::unoptimized`], [`Report::unoptimized_2d`] and [`Report::unoptimized_rewrite`]
     /// (the online graph or its offline reference), for the three models.
     pub unoptimized: Option<String>,
@@ -478,13 +509,14 @@ pub fn validate_online(
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let load = |p: &Path| crate::load::load(p).map(|l| l.model).map_err(|e| fail(e.into()));
     let model = load(online)?;
-    if widenable(&model) {
-        let wide = float32_copy(online, online, &model).map_err(fail)?;
-        let wide_reference = float32_copy(online, reference, &load(reference)?).map_err(fail)?;
-        let wide_2d = float32_copy(online, &online.with_file_name("2d"), &load(original)?).map_err(fail)?;
-        let paths = (wide.path(), wide_reference.path(), wide_2d.path());
+    if let Some(how) = copies(&model) {
+        let copy = tract_copy(online, online, &model, how).map_err(fail)?;
+        let copy_reference = tract_copy(online, reference, &load(reference)?, how).map_err(fail)?;
+        let copy_2d = tract_copy(online, &online.with_file_name("2d"), &load(original)?, how).map_err(fail)?;
+        let paths = (copy.path(), copy_reference.path(), copy_2d.path());
         let mut report = validate_online(paths.0, graph, buffers, paths.1, paths.2, frames, input_shape)?;
-        report.float32 = Some(FLOAT16_IN_SOFTWARE.into());
+        report.float32 = how.float32.then(|| FLOAT16_IN_SOFTWARE.into());
+        report.norms_written_out = how.norms;
         return Ok(report);
     }
     let models = (online, reference, original);
@@ -572,6 +604,7 @@ fn stream_frames(
         unoptimized: None,
         unoptimized_2d: false,
         unoptimized_rewrite: false,
+        norms_written_out: false,
     };
     let runner_2d = Runner::load_with(original, &all_shapes[..models_in], optimize)
         .context("loading the original 2D model for the latency comparison")

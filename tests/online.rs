@@ -85,7 +85,7 @@ fn stream_and_compare(
         .collect();
     let mut shapes = vec![vec![2, 3, input.shape[2], input.shape[3]]];
     shapes.extend(buffer_shapes.iter().cloned());
-    let runner = Runner::load(out, &shapes).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let runner = Runner::load_expanding(out, &shapes).unwrap_or_else(|e| panic!("{what}: {e:#}"));
     assert_eq!(want.shape, [16, 2, 10], "{what}");
     let mut state: Vec<FloatArray> =
         buffer_shapes.iter().map(|s| FloatArray { shape: s.clone(), data: vec![0.0; s.iter().product()] }).collect();
