@@ -1,12 +1,12 @@
 //! A copy of a model whose BatchNormalizations in training mode are written as the ops they
-//! compute, for validation only. timm's weight-standardized convolutions (BiT, NF-ResNet, as
-//! `StdConv2d` and `ScaledStdConv2d` export) standardize each weight by a BatchNormalization with
-//! `training_mode = 1` on the weight viewed `[1, O, -1]`, which tract (0.23) cannot load ("Wrong
-//! number of outputs. Op says 1, node says 3"), the input model as much as its rewrite. The copy
-//! computes the same function: the mean and the biased variance of `x` over every axis but the
-//! channels, then `(x - mean) / sqrt(var + epsilon) * scale + B`. Only a node whose running
-//! statistics (its second and third outputs) nothing reads is written so; the rewrite itself is
-//! never changed.
+//! compute, for validation only. timm's and transformers' weight-standardized convolutions (BiT,
+//! NF-ResNet, as `StdConv2d` and `ScaledStdConv2d` export) standardize each weight by a
+//! BatchNormalization with `training_mode = 1` on the weight viewed `[1, O, -1]`, which tract
+//! (0.23) cannot load ("Wrong number of outputs. Op says 1, node says 3"), the input model as much
+//! as its rewrite. The copy computes the same function: the mean and the biased variance of `x`
+//! over every axis but the channels, then `(x - mean) / sqrt(var + epsilon) * scale + B`. Only a
+//! node whose running statistics (its second and third outputs) nothing reads is written so; the
+//! rewrite itself is never changed.
 
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::{attribute_proto::AttributeType, AttributeProto, ModelProto, NodeProto, TensorProto};
@@ -61,10 +61,10 @@ pub fn expand(model: &ModelProto) -> ModelProto {
     m
 }
 
-/// The ops of one training-mode BatchNormalization `n` on a tensor of `rank` (the node's name
-/// prefixes the new ones), and their constants.
+/// The ops of one training-mode BatchNormalization `n` on a tensor of `rank` (its output's name,
+/// unique where node names may not be, prefixes the new ones), and their constants.
 fn written_out(n: &NodeProto, rank: usize, opset: i64, data_type: i32) -> (Vec<NodeProto>, Vec<TensorProto>) {
-    let p = format!("{}/expanded", n.name());
+    let p = format!("{}/expanded", n.output[0]);
     let name = |what: &str| format!("{p}/{what}");
     let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
     let mut consts = vec![crate::tensor::int64_vec(&name("axes"), &axes)];
