@@ -153,8 +153,11 @@ fn tensor_bytes(t: &TensorProto, folder: &Path) -> std::io::Result<Bytes> {
 /// weight, or its ReduceMeans). The stream form cuts such a weight by Slice nodes on the computed
 /// tensor: the weights stay what the model computes (folding them here would round them
 /// differently), and every runtime folds the Slices with the rest when it loads the model.
-pub fn computed_weights(graph: &GraphProto, shapes: &Shapes) -> BTreeMap<String, Vec<i64>> {
-    let consts = constants(graph);
+fn computed_weights(
+    graph: &GraphProto,
+    consts: &HashMap<&str, &TensorProto>,
+    shapes: &Shapes,
+) -> BTreeMap<String, Vec<i64>> {
     // In node order (the graph is sorted): a node of the default domain without subgraphs whose
     // inputs are all constant or computed from constants alone computes from constants alone. A
     // quantized weight is not taken: runtimes fuse its DequantizeLinear into the convolution it
@@ -342,7 +345,7 @@ pub fn choose(
         return;
     }
     let inits = constants(graph);
-    plan.computed_weights = computed_weights(graph, shapes);
+    plan.computed_weights = computed_weights(graph, &inits, shapes);
     let stand_ins = stand_ins(&plan.computed_weights);
     let computed: HashMap<&str, &TensorProto> = stand_ins.iter().map(|t| (t.name(), t)).collect();
     let edges: HashSet<(usize, usize)> = plan
@@ -2014,11 +2017,11 @@ mod tests {
         // whole for the runtimes to fuse its DequantizeLinear.
         g.input.push(value_info("scale", &[]));
         g.node.iter_mut().find(|n| n.name() == "/w1/Mul").unwrap().input[1] = "scale".into();
-        assert_eq!(computed_weights(&g, &Shapes::infer(&g)).keys().collect::<Vec<_>>(), ["w_stem"]);
+        assert_eq!(computed_weights(&g, &constants(&g), &Shapes::infer(&g)).keys().collect::<Vec<_>>(), ["w_stem"]);
         let at = g.node.iter().position(|n| n.name() == "/w_stem/Mul").unwrap();
         g.node[at] = node("DequantizeLinear", "/w_stem/DequantizeLinear", &["w_stem_raw", "two"], &["w_stem"]);
         let shapes = Shapes::infer(&g);
-        assert!(shapes.get("w_stem").is_some() && computed_weights(&g, &shapes).is_empty());
+        assert!(shapes.get("w_stem").is_some() && computed_weights(&g, &constants(&g), &shapes).is_empty());
     }
 
     #[test]
