@@ -21,6 +21,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py stem-split online.onnx online_stem.onnx
     python bench/variants.py group-heads tsm.onnx tsm_groups.onnx
     python bench/variants.py row-gather tsm.onnx tsm_rows.onnx          (also row-gather-zero, -concat, -frame)
+    python bench/variants.py nhwc-rows tsm.onnx tsm_nhwc.onnx           (also nhwc-rows-carrier, -where)
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -144,6 +145,17 @@ variant writes nothing and says so. no-shift takes that form and the rows form o
   the border rows read (row-gather-zero); the same row appended by a Concat with a ConstantOfShape
   (row-gather-concat); a zero frame joined before the head by a Concat on the batch axis, before
   the Reshape to rows (row-gather-frame, the tool's own form since stop 43, src/emit/rows.rs).
+- nhwc-rows, nhwc-rows-carrier, nhwc-rows-where: the tool's rows form (src/emit/rows.rs) with its
+  movement on a channels-last view of the head: a Transpose to `[N*T, H, W, 2f]`, rows of `fold`
+  channels per pixel, one Gather on a per-resolution index built from the tool's
+  /tsm/frames/rows0, and a Transpose back. OpenVINO computes ResNet-50's f32 convolutions
+  channels-last and runs the rows form's Reshapes planar, a reorder each way at every site; the
+  Transposes around a channels-last view can merge with those reorders. nhwc-rows keeps the zero
+  frame and the batch carrier where the tool writes them; nhwc-rows-carrier carries the batch by an
+  empty channels-last tensor (an Expand of an empty slice of the frame counter's ones) joined
+  before the Transpose back, which onnxruntime then folds into its ReorderInput; nhwc-rows-where
+  has no zero frame (a Where on the clip borders instead) and its first Transpose straight after
+  the head, which onnxruntime folds into its ReorderOutput.
   OpenVINO reorders the head out of its blocked layout for the Reshape and back; the Gather copies
   whole contiguous rows, where the Slices and Pads copied strided ranges in reference kernels.
 
@@ -1018,6 +1030,113 @@ def group_heads(m):
     return len(sites)
 
 
+
+def nhwc_rows(m, kind="frame"):
+    """The rows form's movement on a channels-last view of the head: each pixel's `2f` channels as
+    `k` rows of `fold`, moved by one Gather on a per-resolution index built from the tool's own
+    /tsm/frames/rows0. `kind`: "frame" keeps the tool's zero frame (a Concat on the batch axis)
+    and batch carrier, the Transposes around the view (what OpenVINO merges with its reorders);
+    "carrier" the same with the batch carried by an empty channels-last tensor joined before the
+    Transpose back (onnxruntime then folds that Transpose into its ReorderInput); "where" no zero
+    frame, the Transpose straight after the head and a Where on the clip borders (onnxruntime folds
+    both Transposes into its reorders)."""
+    g = m.graph
+    dims = inferred_dims(m)
+    inits = {t.name: t for t in g.initializer}
+    by = {n.name: n for n in g.node}
+
+    def const(name, a):
+        if name not in inits:
+            init(g, name, a)
+            inits[name] = g.initializer[-1]
+        return name
+
+    P = "/tsm/nhwc/"
+    out, drop, index, carriers, changed = [], set(), {}, {}, 0
+
+    def index_for(rows, hw, k):
+        # rows0 holds each (frame, group) row's source row s*k + j in the zero-framed head (s = 0
+        # the zero frame); the channels-last rows of pixel p are (s*hw + p)*k + j.
+        key = (rows, hw, k)
+        if key in index:
+            return index[key]
+        q = f"{P}{hw}_{k}/"
+        src = q + "S"
+        out.append(helper.make_node("Reshape", [rows, const(q + "rk", np.array([-1, 1, k], np.int64))], [q + "R"], name=q + "Reshape_R"))
+        out.append(helper.make_node("Div", [q + "R", const(q + "K", np.array(k, np.int64))], [q + "S1"], name=q + "Div"))
+        if kind == "where":
+            # no zero frame: frame s - 1, the borders (s = 0) read frame 0 and are masked after
+            out.extend([
+                helper.make_node("Sub", [q + "S1", const(q + "one", np.array(1, np.int64))], [q + "S0"], name=q + "Sub"),
+                helper.make_node("Max", [q + "S0", const(q + "zero", np.array(0, np.int64))], [src], name=q + "Max"),
+                helper.make_node("Greater", [rows, const(q + "zero", np.array(0, np.int64))], [q + "valid_flat"], name=q + "Greater"),
+                helper.make_node("Reshape", [q + "valid_flat", const(q + "mask_shape", np.array([-1, 1, k, 1], np.int64))], [q + "valid"], name=q + "Reshape_valid"),
+            ])
+        else:
+            src = q + "S1"
+        out.extend([
+            helper.make_node("Mul", [src, const(q + "HWK", np.array(hw * k, np.int64))], [q + "base0"], name=q + "Mul"),
+            helper.make_node("Add", [q + "base0", const(q + "J", np.arange(k, dtype=np.int64).reshape(1, 1, k))], [q + "base"], name=q + "Add_j"),
+            helper.make_node("Add", [q + "base", const(q + "P", (np.arange(hw, dtype=np.int64) * k).reshape(1, hw, 1))], [q + "idx3"], name=q + "Add_p"),
+            helper.make_node("Reshape", [q + "idx3", const(q + "flat", np.array([-1], np.int64))], [q + "index"], name=q + "Reshape_index"),
+        ])
+        index[key] = q + "index"
+        return index[key]
+
+    def carrier(hh, ww):
+        # an empty [N*T, H, W, 0] tensor that carries the batch symbol from the tool's frame counter
+        if (hh, ww) not in carriers:
+            if not carriers:
+                out.append(helper.make_node("Slice", ["/tsm/frames/input_ones", const(P + "c0", np.array([0], np.int64)),
+                                                      const(P + "c0", np.array([0], np.int64)), const(P + "c3", np.array([3], np.int64))],
+                                            [P + "empty"], name=P + "Slice_empty"))
+            q = f"{P}carrier_{hh}x{ww}/"
+            out.append(helper.make_node("Expand", [P + "empty", const(q + "shape", np.array([1, hh, ww, 0], np.int64))], [q + "carrier"], name=q + "Expand"))
+            carriers[(hh, ww)] = q + "carrier"
+        return carriers[(hh, ww)]
+
+    for n in g.node:
+        if not (n.op_type == "Reshape" and n.name.endswith("/tsm/Reshape_rows")):
+            out.append(n)
+            continue
+        pre = n.name[: -len("Reshape_rows")]
+        with_zero, gather, joined = n.input[0], by[pre + "Gather_rows"], by[pre + "Concat"]
+        head = by[pre + "Concat_zero_frame"].input[1]
+        _, c2, hh, ww = dims[with_zero]
+        fold = int(numpy_helper.to_array(inits[n.input[1]])[1])
+        k, hw = c2 // fold, hh * ww
+        idx = index_for(gather.input[1], hw, k)
+        t = pre + "nhwc/"
+        rows = [helper.make_node("Reshape", [t + "view", const(t + "rows_shape", np.array([-1, fold], np.int64))], [t + "rows"], name=t + "Reshape_rows"),
+                helper.make_node("Gather", [t + "rows", idx], [t + "moved"], axis=0, name=t + "Gather_rows")]
+        frames = const(t + "frames_shape", np.array([-1, hh, ww, c2], np.int64))
+        drop.update([pre + "Gather_rows", pre + "Reshape_frames"])
+        if kind == "frame":
+            out += [helper.make_node("Transpose", [with_zero], [t + "view"], perm=[0, 2, 3, 1], name=t + "Transpose_in"), *rows,
+                    helper.make_node("Reshape", [t + "moved", frames], [t + "frames"], name=t + "Reshape_frames"),
+                    helper.make_node("Transpose", [t + "frames"], [by[pre + "Reshape_frames"].output[0]], perm=[0, 3, 1, 2], name=t + "Transpose_out")]
+        else:
+            if kind == "carrier":
+                out.append(helper.make_node("Transpose", [with_zero], [t + "view"], perm=[0, 2, 3, 1], name=t + "Transpose_in"))
+                out += rows
+                out.append(helper.make_node("Reshape", [t + "moved", frames], [t + "frames"], name=t + "Reshape_frames"))
+            else:
+                out.append(helper.make_node("Transpose", [head], [t + "view"], perm=[0, 2, 3, 1], name=t + "Transpose_in"))
+                out += rows
+                out += [helper.make_node("Reshape", [t + "moved", const(t + "groups_shape", np.array([-1, hw, k, fold], np.int64))], [t + "groups"], name=t + "Reshape_groups"),
+                        helper.make_node("Where", [f"{P}{hw}_{k}/valid", t + "groups", const(P + "fzero", np.array(0, np.float32))], [t + "masked"], name=t + "Where_borders"),
+                        helper.make_node("Reshape", [t + "masked", frames], [t + "frames"], name=t + "Reshape_frames")]
+                drop.update([pre + "Concat_zero_frame", pre + "ConstantOfShape_zero_frame"])
+            out += [helper.make_node("Concat", [carrier(hh, ww), t + "frames"], [t + "carried"], axis=3, name=t + "Concat_carrier"),
+                    helper.make_node("Transpose", [t + "carried"], [joined.output[0]], perm=[0, 3, 1, 2], name=t + "Transpose_out")]
+            drop.update([pre + "Slice_batch_carrier", pre + "Concat"])
+        changed += 1
+    known = [i.name for i in g.input] + list(inits)
+    replace_nodes(g, toposort([n for n in out if n.name not in drop], known))
+    drop_unread_initializers(g)
+    return changed
+
+
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
@@ -1026,7 +1145,9 @@ VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "c
             "flat-buffer-out": flat_buffer_out, "flat-head": flat_head, "stem-split": stem_split,
             "stem-split16": lambda m: stem_split(m, 16), "group-heads": group_heads,
             "row-gather": row_gather, "row-gather-zero": lambda m: row_gather(m, "pad"),
-            "row-gather-concat": lambda m: row_gather(m, "concat"), "row-gather-frame": lambda m: row_gather(m, "frame")}
+            "row-gather-concat": lambda m: row_gather(m, "concat"), "row-gather-frame": lambda m: row_gather(m, "frame"),
+            "nhwc-rows": nhwc_rows, "nhwc-rows-carrier": lambda m: nhwc_rows(m, "carrier"),
+            "nhwc-rows-where": lambda m: nhwc_rows(m, "where")}
 
 
 def main():
