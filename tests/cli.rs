@@ -110,7 +110,11 @@ fn shift_form_clip_writes_the_clip_view_and_records_it() {
     assert_eq!(split(&read_model(&out)), 0);
     let o = tool(&[&fixture_arg("resnet_basic"), "-o", out.to_str().unwrap(), "--online", "--shift-form", "clip"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--online takes --shift-form stream (the default), batch or tract"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--online takes --shift-form stream (the default), batch, tract or openvino"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

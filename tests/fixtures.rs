@@ -125,6 +125,47 @@ fn the_tract_form_matches_the_references() {
     }
 }
 
+/// `--shift-form openvino` moves the stream form's heads on a channels-last view offline (online it
+/// writes the default's graph): every reference configuration of the fixtures whose offline
+/// rewrite has such heads, against PyTorch.
+#[test]
+fn the_openvino_form_matches_the_references() {
+    use tsm_rewrite::config::ShiftForm;
+    for name in [
+        "resnet_bottleneck",
+        "resnet_deep",
+        "resnext",
+        "resnet_wide",
+        "resnet_silu",
+        "csp_net",
+        "preact_bn",
+        "preact_groupnorm",
+        "preact_stdconv",
+        "groupnorm_op21",
+        "keras_resnet_v1",
+        "paddle_resnet",
+    ] {
+        let mut heads = 0;
+        for folder in reference_configs(name) {
+            let config = Config { shift_form: ShiftForm::Openvino, ..config_for(&folder) };
+            let prepared = rewrite::prepare(&model(name), &config).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            if name == "resnet_bottleneck" && folder == "residual-bidirectional-fd8" {
+                insta::assert_snapshot!("dump_resnet_bottleneck_openvino", tsm_rewrite::dump::dump(&prepared.model));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("tsm.onnx");
+            rewrite::finish(&prepared, &out, &config).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let graph = read_model(&out).graph.unwrap();
+            heads += graph.node.iter().filter(|n| n.name().ends_with("/Transpose_channels_last")).count();
+            let got = tsm_rewrite::validate::run(&out, &[input(name)]).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let want = output(name, &folder);
+            let diff = got[0].max_abs_diff(&want);
+            assert!(diff <= tolerance(&want), "{name} {folder}: max abs diff {diff}");
+        }
+        assert!(heads > 0, "{name}: no head moved on a channels-last view");
+    }
+}
+
 /// ResNet-50's first stage: layer1.0's downsample widens 64 to 256 channels at stride 1, so its site
 /// keeps the clip view (online the batch form's Concat) and layer1.1's takes the stream form; both
 /// numerically checked against PyTorch above.

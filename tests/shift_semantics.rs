@@ -350,3 +350,30 @@ fn the_stream_heads_rows_are_gathered_exactly() {
         }
     }
 }
+
+#[test]
+fn the_openvino_forms_channels_last_rows_are_gathered_exactly() {
+    // `--shift-form openvino`: the same rows moved on a channels-last view, each pixel's k groups
+    // of `fold` channels a row, the index spread over the pixels; the batch carrier joined
+    // channels-last where the batch is symbolic. Opsets 11 (the rows form's first) to 21.
+    let openvino = Config { shift_form: ShiftForm::Openvino, ..Config::default() };
+    let configs = [
+        Config { fold_div: 2, ..openvino.clone() },
+        openvino.clone(),
+        Config { fold_div: 4, group_order: GroupOrder::Paddle, ..openvino.clone() },
+        Config { fold_div: 4, direction: Direction::Past, ..openvino.clone() },
+    ];
+    for (config, opset) in configs.iter().zip([11, 13, 18, 21]) {
+        for batch in [None, Some(2 * config.segments as i64)] {
+            let model = model_of(opset, config, 16, batch, Dim::Known(3), Dim::Known(5), head_subgraph);
+            let graph = model.graph.as_ref().unwrap();
+            let ops = |op: &str| {
+                graph.node.iter().filter(|n| n.op_type() == op && !n.name().starts_with("/tsm/frames/")).count()
+            };
+            let carrier = usize::from(batch.is_none());
+            assert_eq!((ops("Gather"), ops("Transpose"), ops("Where")), (1, 2 + carrier, 0), "{config:?}");
+            let x = clips_with_specials_at_the_borders(config.segments, 13);
+            check_bits(&model, &x, config);
+        }
+    }
+}

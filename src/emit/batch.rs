@@ -348,6 +348,36 @@ impl FrameMasks {
         Some(name)
     }
 
+    /// The rows index `rows` (see [`FrameMasks::rows`], k rows a frame) spread over the `pixels`
+    /// of a channels-last view (see `super::rows::channels_last`): pixel p's row j of frame s
+    /// (counted after the zero frame) is `(s * pixels + p) * k + j`, where `rows` holds `s * k +
+    /// j`. Made once per index and size, by nodes even where `rows` is a constant: the runtimes fold
+    /// them, and the file does not carry `[N*T * pixels * k]` int64s.
+    pub(super) fn pixel_rows(&mut self, rows: &str, k: i64, pixels: i64) -> String {
+        let name = format!("{rows}_pixels{pixels}");
+        if self.nodes.iter().any(|n| n.output.contains(&name)) {
+            return name;
+        }
+        let n = |what: &str| format!("{name}_{what}");
+        self.inits.push(int64(&n("shape"), &[3], &[-1, 1, k]));
+        self.inits.push(int64(&n("k"), &[], &[k]));
+        self.inits.push(int64(&n("frame_rows"), &[], &[pixels * k]));
+        self.inits.push(int64(&n("groups"), &[1, 1, k], &(0..k).collect::<Vec<_>>()));
+        self.inits.push(int64(&n("pixels"), &[1, pixels, 1], &(0..pixels).map(|p| p * k).collect::<Vec<_>>()));
+        self.inits.push(int64(&n("flat"), &[1], &[-1]));
+        let mut push = |op: &str, what: &str, inputs: Vec<String>, out: String| {
+            self.nodes.push(node(op, &format!("{name}/{what}"), inputs, &out, vec![]));
+            out
+        };
+        let cells = push("Reshape", "Reshape_cells", vec![rows.to_string(), n("shape")], n("cells"));
+        let frame = push("Div", "Div_frame", vec![cells, n("k")], n("frame"));
+        let start = push("Mul", "Mul_frame", vec![frame, n("frame_rows")], n("start"));
+        let group = push("Add", "Add_group", vec![start, n("groups")], n("group"));
+        let each = push("Add", "Add_pixels", vec![group, n("pixels")], n("each"));
+        push("Reshape", "Reshape_flat", vec![each, n("flat")], name.clone());
+        name
+    }
+
     /// `CumSum(ones [frames], exclusive) mod t`, `[N*T]` int64, one one per frame of the input (see
     /// `frame`). (A Range to the frames gives the same values, but TVM's frontend cannot tie a
     /// Range's length to the batch: the shapes after it are lost there.) Made once for the graph,

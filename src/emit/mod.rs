@@ -317,7 +317,9 @@ pub fn takes_batch_form(site: &Site, config: &Config, opset: i64) -> bool {
         && match config.shift_form {
             ShiftForm::Batch => true,
             ShiftForm::Clip | ShiftForm::Tract => site.strided_1x1,
-            ShiftForm::Stream => site.strided_1x1 || site.quant.is_some() || site.in_qdq_model || open,
+            ShiftForm::Stream | ShiftForm::Openvino => {
+                site.strided_1x1 || site.quant.is_some() || site.in_qdq_model || open
+            }
         }
 }
 

@@ -20,8 +20,8 @@
 //! in place of zero rows cost tract 0.02-0.03. Exact for any value: rows are copied, zeros are
 //! zeros.
 
-use super::{batch, int_attr, Emitter};
-use crate::config::{Config, Neighbour};
+use super::{batch, int_attr, ints_attr, Emitter};
+use crate::config::{Config, Neighbour, ShiftForm};
 use crate::onnx::{attribute_proto::AttributeType, AttributeProto, TensorProto};
 use crate::plan::Site;
 use crate::tensor::zero_scalar;
@@ -50,6 +50,11 @@ pub(super) fn head(e: &mut Emitter, site: &Site, config: &Config) -> Option<Stri
     let zero = e.node("ConstantOfShape", "ConstantOfShape_zero_frame", vec![shape], "zero_frame", vec![value]);
     let inputs = vec![zero, site.tensor.clone()];
     let with_zero = e.node("Concat", "Concat_zero_frame", inputs, "with_zero_frame", vec![int_attr("axis", 0)]);
+    // tract cannot pull a strided 1x1 consumer's Downsample over the view's Reshape and Transpose
+    // ("Invalid axis", Keras's ResNet v1): such a site keeps the rows on the head's own layout.
+    if config.shift_form == ShiftForm::Openvino && !site.strided_1x1 {
+        return channels_last(e, site, with_zero, &index, h, w);
+    }
     let rows_shape = e.constant("rows_shape", &[-1, fold, h, w]);
     let rows = e.node("Reshape", "Reshape_rows", vec![with_zero, rows_shape], "rows", vec![]);
     let moved = e.node("Gather", "Gather_rows", vec![rows, index], "moved_rows", vec![int_attr("axis", 0)]);
@@ -63,6 +68,53 @@ pub(super) fn head(e: &mut Emitter, site: &Site, config: &Config) -> Option<Stri
     }
     parts.push(frames);
     Some(e.node("Concat", "Concat", parts, "shifted", vec![int_attr("axis", 1)]))
+}
+
+/// `--shift-form openvino`: the zero-framed head moved on a channels-last view, `[(N*T + 1) * H *
+/// W * k, fold]` (each pixel's k groups of `fold` channels), by one Gather on the rows index
+/// spread over the pixels ([`super::FrameMasks::pixel_rows`]), then transposed back.
+///
+/// Why: OpenVINO computes f32 convolutions channels-last and runs a Reshape planar, so the default
+/// form costs it a reorder each way around the Gather at every site (8.3 of the 16 ms the shift
+/// costs per ResNet-50 clip); the Transposes here merge with those reorders into reorders that
+/// only relabel the memory, as long as the first comes after the zero frame's Concat, not straight
+/// after a convolution. The batch carrier is joined channels-last, before the Transpose back, which
+/// onnxruntime then folds into its own reorder; it still pays for the first Transpose and for
+/// gathering rows of `fold` values, not of `fold * H * W`: per clip 0.96 of the default in OpenVINO
+/// f32 and 1.05 in onnxruntime, tract even (`bench/variants.py nhwc-rows-carrier`, the stop-49
+/// section of `bench/RESULTS-forms.md`). Exact: rows are copied, zeros are zeros.
+fn channels_last(e: &mut Emitter, site: &Site, with_zero: String, index: &str, h: i64, w: i64) -> Option<String> {
+    let (s, fold) = (site.channels, site.fold);
+    let index = e.masks.as_deref_mut()?.pixel_rows(index, s / fold, h * w);
+    let view = e.node(
+        "Transpose",
+        "Transpose_channels_last",
+        vec![with_zero],
+        "channels_last",
+        vec![ints_attr("perm", &[0, 2, 3, 1])],
+    );
+    let rows_shape = e.constant("rows_shape", &[-1, fold]);
+    let rows = e.node("Reshape", "Reshape_rows", vec![view, rows_shape], "rows", vec![]);
+    let moved = e.node("Gather", "Gather_rows", vec![rows, index], "moved_rows", vec![int_attr("axis", 0)]);
+    let frames_shape = e.constant("frames_shape", &[-1, h, w, s]);
+    let mut frames = e.node("Reshape", "Reshape_frames", vec![moved, frames_shape], "shifted_frames", vec![]);
+    let mut parts: Vec<String> = batch::carried(e, site)
+        .into_iter()
+        .map(|c| {
+            e.node(
+                "Transpose",
+                "Transpose_batch_carrier",
+                vec![c],
+                "batch_carrier_channels_last",
+                vec![ints_attr("perm", &[0, 2, 3, 1])],
+            )
+        })
+        .collect();
+    if !parts.is_empty() {
+        parts.push(frames);
+        frames = e.node("Concat", "Concat", parts, "shifted_channels_last", vec![int_attr("axis", 3)]);
+    }
+    Some(e.node("Transpose", "Transpose_back", vec![frames], "shifted", vec![ints_attr("perm", &[0, 3, 1, 2])]))
 }
 
 /// The Gather's index for `frames` frames of clips of `t`: each frame's `sources.len()` rows, row j

@@ -341,7 +341,8 @@ pub fn choose(
 ) {
     // The offline head is shifted by the batch form, which needs Slice with inputs (opset 10).
     let form = config.shift_form;
-    if !(form == ShiftForm::Stream || form == ShiftForm::Tract && config.online) || (!config.online && opset < 10) {
+    let stream = matches!(form, ShiftForm::Stream | ShiftForm::Openvino) || form == ShiftForm::Tract && config.online;
+    if !stream || (!config.online && opset < 10) {
         return;
     }
     let inits = constants(graph);
