@@ -71,11 +71,13 @@ struct Args {
     /// the shifted channels rounded up and the rest, are whole blocks of 16 channels and those
     /// convolutions are all 1x1, and elsewhere the clip view offline, the batch form online;
     /// fastest in onnxruntime and OpenVINO), batch (along the batch axis, no Reshape, weights
-    /// untouched), clip (on a [N, T, C, H*W] view at every site, offline only) or tract (fastest
+    /// untouched), clip (on a [N, T, C, H*W] view at every site, offline only), tract (fastest
     /// in tract: offline the shifted channels moved apart and written back by a ScatterND, from
     /// opset 11; online the stream form only where the fold is whole blocks and no other
-    /// convolution reads the site's tensor; with several streams, batch measured cheaper in tract).
-    /// Before opset 10 the offline shift is always the clip view.
+    /// convolution reads the site's tensor; with several streams, batch measured cheaper in tract)
+    /// or openvino (stream, with its heads moved on a channels-last view offline, which OpenVINO
+    /// runs without reorders: a little faster there, slower in onnxruntime; online the default's
+    /// graph). Before opset 10 the offline shift is always the clip view.
     #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Stream)]
     shift_form: ShiftForm,
 
