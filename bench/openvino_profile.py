@@ -101,7 +101,8 @@ def main():
                     help="online models with their buffers as OpenVINO states (tsm_rewrite.openvino_stateful)")
     ap.add_argument("--by-block", action="store_true",
                     help="sum by residual block (from the node names), not by operator type")
-    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-openvino-profile.md"))
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-openvino-profile.md"),
+                    help="'-' for none (the table is printed either way), as bench/overhead.py's")
     args = ap.parse_args()
     names = ["plain", "online", "online_batch"] if args.online else ["plain", "tsm", "roundtrip"]
     models = args.models or [f"{W}/{n}.onnx" for n in names]
@@ -128,6 +129,8 @@ def main():
     lines.append("| nodes | " + " | ".join(str(sum(c.values())) for _, _, c, _, _ in res) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
+    if args.out == "-":
+        return
     new = not os.path.exists(args.out)
     with open(args.out, "a") as f:
         if new:
