@@ -15,7 +15,7 @@ use bytes::Bytes;
 use std::collections::HashSet;
 
 fn training(n: &NodeProto) -> bool {
-    (n.domain().is_empty() || n.domain() == "ai.onnx")
+    crate::graph::default_domain(n)
         && n.op_type() == "BatchNormalization"
         && n.input.len() == 5
         && n.attribute.iter().any(|a| a.name() == "training_mode" && a.i() == 1)

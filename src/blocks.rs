@@ -441,7 +441,7 @@ fn node_indices(df: &Dataflow, vertices: &HashSet<NodeIndex>) -> Vec<usize> {
 }
 
 fn is_sum(node: &NodeProto) -> bool {
-    (node.op_type() == "Add" || node.op_type() == "Sum") && (node.domain().is_empty() || node.domain() == "ai.onnx")
+    (node.op_type() == "Add" || node.op_type() == "Sum") && crate::graph::default_domain(node)
 }
 
 /// An Add of one activation and constants (a bias, or MobileOne's `0 + identity`).

@@ -8,6 +8,12 @@ use petgraph::algo::dominators::{self, Dominators};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{HashMap, HashSet};
 
+/// Whether `n` is an operator of ONNX's own domain (written empty or as `ai.onnx`), not a
+/// vendor's op of the same name.
+pub(crate) fn default_domain(n: &NodeProto) -> bool {
+    n.domain().is_empty() || n.domain() == "ai.onnx"
+}
+
 /// Ops whose output is an activation's shape, not its values.
 const SHAPE_OPS: &[&str] = &["Shape", "Size"];
 

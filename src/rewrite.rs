@@ -153,7 +153,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     }
     // Operators of other domains pass through untouched, but tract cannot run them.
     let mut warnings = loaded.warnings;
-    let foreign = graph.node.iter().enumerate().find(|(_, n)| !n.domain().is_empty() && n.domain() != "ai.onnx");
+    let foreign = graph.node.iter().enumerate().find(|(_, n)| !crate::graph::default_domain(n));
     let validate = config.validate && foreign.is_none();
     if let (true, Some((i, n))) = (config.validate, foreign) {
         warnings.push(format!(

@@ -11,7 +11,7 @@ use crate::graph::node_label;
 use crate::onnx::tensor_shape_proto::{dimension::Value, Dimension};
 use crate::onnx::{type_proto, GraphProto, ValueInfoProto};
 use crate::shapes::{Dim, Shapes};
-use crate::tensor::{int64_vec, int_values};
+use crate::tensor::{constants, int64_vec, int_values};
 use crate::validate::data_inputs;
 
 /// The dims of a declared tensor type, to edit.
@@ -29,15 +29,6 @@ fn batch_is_one(vi: &ValueInfoProto) -> bool {
         }
         _ => false,
     }
-}
-
-/// The int64 values of a constant tensor: an initializer or a `Constant` node's value.
-fn constant_ints(graph: &GraphProto, name: &str) -> Option<Vec<i64>> {
-    if let Some(t) = graph.initializer.iter().find(|t| t.name() == name) {
-        return int_values(t);
-    }
-    let node = graph.node.iter().find(|n| n.op_type() == "Constant" && n.output.first().is_some_and(|o| o == name))?;
-    node.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref()).and_then(int_values)
 }
 
 /// Makes a batch of 1 symbolic in `graph`; returns what changed, one line each, for the user
@@ -79,15 +70,19 @@ pub fn free(graph: &mut GraphProto) -> Result<Vec<String>, Error> {
     let mut k = 0;
     while k < graph.node.len() {
         let shapes = Shapes::infer(graph);
-        let next = (k..graph.node.len()).find(|&i| {
-            let n = &graph.node[i];
-            n.op_type() == "Reshape"
-                && n.input.first().is_some_and(|x| carries(&shapes, x))
-                && n.input.get(1).and_then(|s| constant_ints(graph, s)).is_some_and(|t| t.first() == Some(&1))
-        });
-        let Some(i) = next else { break };
+        let next = {
+            let consts = constants(graph);
+            (k..graph.node.len()).find_map(|i| {
+                let n = &graph.node[i];
+                if n.op_type() != "Reshape" || !n.input.first().is_some_and(|x| carries(&shapes, x)) {
+                    return None;
+                }
+                let target = int_values(consts.get(n.input.get(1)?.as_str())?)?;
+                (target.first() == Some(&1)).then_some((i, target))
+            })
+        };
+        let Some((i, mut target)) = next else { break };
         let node = &graph.node[i];
-        let mut target = constant_ints(graph, &node.input[1]).expect("checked above");
         let allowzero = crate::shapes::attr_int(node, "allowzero").unwrap_or(0) != 0;
         let label = node_label(node, i);
         let before = format!("{target:?}");

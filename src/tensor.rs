@@ -1,11 +1,14 @@
-//! Small conversions between ONNX `TensorProto`s and plain values: reading the integer constants that
-//! shape inference needs, building the int64 constants the shift subgraph needs, and reading or
-//! writing float tensors in the ONNX test-data format (`input_0.pb`).
+//! Small conversions between ONNX `TensorProto`s and plain values: finding a graph's constants and
+//! reading the integer ones that shape inference and the rewrite need, building the int64 constants
+//! the shift subgraph needs, and reading or writing float tensors in the ONNX test-data format
+//! (`input_0.pb`).
 
-use crate::onnx::{tensor_proto::DataType, TensorProto};
+use crate::graph::default_domain;
+use crate::onnx::{tensor_proto::DataType, GraphProto, NodeProto, TensorProto};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use prost::Message;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// An int64 tensor of the given shape.
@@ -92,6 +95,36 @@ pub fn int_values(t: &TensorProto) -> Option<Vec<i64>> {
         DataType::Int32 => Some(t.int32_data.iter().map(|&v| v as i64).collect()),
         _ => None,
     }
+}
+
+/// The graph's constant tensors by name: its initializers, its Constant nodes' values (the
+/// TorchScript exporter writes a GroupNorm's shape and InstanceNormalization constants as nodes)
+/// and the Identity of a constant (the TorchScript exporter's for a weight equal to another, which
+/// it keeps once: fresh GroupNorms' and BatchNorms' ones and zeros).
+pub(crate) fn constants(graph: &GraphProto) -> HashMap<&str, &TensorProto> {
+    let nodes = graph.node.iter().filter(|n| n.op_type() == "Constant" && default_domain(n) && n.output.len() == 1);
+    let values = nodes.filter_map(|n| {
+        let value = n.attribute.iter().find(|a| a.name() == "value")?.t.as_ref()?;
+        Some((n.output[0].as_str(), value))
+    });
+    let mut consts: HashMap<&str, &TensorProto> =
+        graph.initializer.iter().map(|t| (t.name(), t)).chain(values).collect();
+    for n in &graph.node {
+        if constant_identity(n, &consts) {
+            let t = consts[n.input[0].as_str()];
+            consts.insert(n.output[0].as_str(), t);
+        }
+    }
+    consts
+}
+
+/// Whether `n` is an Identity of one of `consts`.
+pub(crate) fn constant_identity(n: &NodeProto, consts: &HashMap<&str, &TensorProto>) -> bool {
+    n.op_type() == "Identity"
+        && default_domain(n)
+        && n.input.len() == 1
+        && n.output.len() == 1
+        && consts.contains_key(n.input[0].as_str())
 }
 
 /// The number of elements a tensor declares.

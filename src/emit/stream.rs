@@ -61,10 +61,11 @@
 use super::{node, Emitter, FrameMasks, Patch, BUFFER_IN, BUFFER_OUT};
 use crate::config::{Config, Direction, ShiftForm};
 use crate::error::Error;
-use crate::graph::{outer_names, Dataflow, Producer};
+use crate::graph::{default_domain, outer_names, Dataflow, Producer};
 use crate::onnx::{tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::plan::{Plan, Site};
 use crate::shapes::{attr_int, attr_ints, Shapes};
+use crate::tensor::{constant_identity, constants};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -104,10 +105,6 @@ pub struct Stream {
     pub chain: Vec<String>,
     /// The channel Splits whose parts it splits (by their first output), with their part sizes.
     pub parts: Vec<(String, Vec<i64>)>,
-}
-
-fn default_domain(n: &NodeProto) -> bool {
-    n.domain().is_empty() || n.domain() == "ai.onnx"
 }
 
 /// Bytes per element of a float type whose values can be partitioned: held in `raw_data`, in
@@ -221,36 +218,6 @@ fn conv_weights<'a>(
         element_size(inits.get(b.as_str())?, folder)?;
     }
     Some(w)
-}
-
-/// The graph's constant tensors by name: its initializers, its Constant nodes' values (the
-/// TorchScript exporter writes a GroupNorm's shape and InstanceNormalization constants as nodes)
-/// and the Identity of a constant (the TorchScript exporter's for a weight equal to another, which
-/// it keeps once: fresh GroupNorms' and BatchNorms' ones and zeros).
-fn constants(graph: &GraphProto) -> HashMap<&str, &TensorProto> {
-    let nodes = graph.node.iter().filter(|n| n.op_type() == "Constant" && default_domain(n) && n.output.len() == 1);
-    let values = nodes.filter_map(|n| {
-        let value = n.attribute.iter().find(|a| a.name() == "value")?.t.as_ref()?;
-        Some((n.output[0].as_str(), value))
-    });
-    let mut consts: HashMap<&str, &TensorProto> =
-        graph.initializer.iter().map(|t| (t.name(), t)).chain(values).collect();
-    for n in &graph.node {
-        if constant_identity(n, &consts) {
-            let t = consts[n.input[0].as_str()];
-            consts.insert(n.output[0].as_str(), t);
-        }
-    }
-    consts
-}
-
-/// Whether `n` is an Identity of one of `consts`.
-fn constant_identity(n: &NodeProto, consts: &HashMap<&str, &TensorProto>) -> bool {
-    n.op_type() == "Identity"
-        && default_domain(n)
-        && n.input.len() == 1
-        && n.output.len() == 1
-        && consts.contains_key(n.input[0].as_str())
 }
 
 /// A GroupNorm as both PyTorch exporters write it: `Reshape(InstanceNormalization(Reshape(x,
