@@ -202,6 +202,26 @@ mod tests {
     }
 
     #[test]
+    fn a_reshape_target_from_a_constant_node_through_an_identity_keeps_the_batch() {
+        // The TorchScript exporter writes some constants as nodes, and a value it uses twice once,
+        // behind an Identity.
+        let mut g = pinned(&[1, 4], false);
+        let target = g.initializer.remove(0);
+        let mut constant = node("Constant", "/Constant", &[], &["target_value"]);
+        constant.attribute.push(crate::onnx::AttributeProto {
+            name: Some("value".into()),
+            r#type: Some(crate::onnx::attribute_proto::AttributeType::Tensor as i32),
+            t: Some(target),
+            ..Default::default()
+        });
+        g.node.splice(0..0, [constant, node("Identity", "/Identity", &["target_value"], &["target"])]);
+        let changes = free(&mut g).unwrap();
+        assert!(changes[1].starts_with("node /flatten/Reshape: Reshape target [1, 4] -> [0, 4]"), "{changes:?}");
+        assert_eq!(g.node[3].input[1], "target/tsm_batch");
+        assert_eq!(first_dim(&g.output[0]), Dim::Sym("batch".into()));
+    }
+
+    #[test]
     fn a_constant_that_pins_the_batch_is_refused_by_name() {
         let mut g = pinned(&[1, 8], true);
         let err = free(&mut g).unwrap_err().to_string();
