@@ -105,6 +105,8 @@ pub struct Stream {
     pub chain: Vec<String>,
     /// The channel Splits whose parts it splits (by their first output), with their part sizes.
     pub parts: Vec<(String, Vec<i64>)>,
+    /// The GroupNorms (the exporters' Reshape form) computed in halves, by their last Reshape.
+    pub norms: Vec<(usize, GroupNorm)>,
 }
 
 /// Bytes per element of a float type whose values can be partitioned: held in `raw_data`, in
@@ -223,8 +225,8 @@ fn conv_weights<'a>(
 /// A GroupNorm as both PyTorch exporters write it: `Reshape(InstanceNormalization(Reshape(x,
 /// [0, G, -1]), scale, bias), Shape(x))` (its affine a Mul and an Add after, per-channel
 /// constants). Split between groups, each half is the same on its own groups.
-#[derive(Debug, Clone)]
-struct GroupNorm {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupNorm {
     x: String,
     groups: i64,
     /// The nodes before the last Reshape, which the halves replace: the first Reshape, the
@@ -343,6 +345,7 @@ pub fn choose(
             refusal: std::cell::RefCell::new(None),
             shapes,
             parts: std::cell::RefCell::new(Vec::new()),
+            norms: std::cell::RefCell::new(Vec::new()),
         };
         for (k, site) in plan.sites.iter_mut().enumerate() {
             let found = if site.channels_last {
@@ -405,6 +408,8 @@ struct Finder<'a> {
     shapes: &'a Shapes,
     /// The channel Splits the current site's walk reached, with their part sizes.
     parts: std::cell::RefCell<Vec<(String, Vec<i64>)>>,
+    /// The GroupNorms the current site's walk computes in halves, by their last Reshape.
+    norms: std::cell::RefCell<Vec<(usize, GroupNorm)>>,
 }
 
 impl Finder<'_> {
@@ -413,6 +418,7 @@ impl Finder<'_> {
     fn site(&mut self, site: &Site, moved: i64) -> Result<Stream, String> {
         let c = site.channels;
         self.parts.borrow_mut().clear();
+        self.norms.borrow_mut().clear();
         self.refusal.take();
         if site.quant.is_some() {
             return Err("it shifts a quantized tensor".into());
@@ -554,7 +560,7 @@ impl Finder<'_> {
         }
         self.stream_edges.extend(site.edges.iter().map(|&e| (e, s)));
         self.consumers.insert(consumer.clone());
-        Ok(Stream { split: s, moved, consumer, chain, parts: self.parts.take() })
+        Ok(Stream { split: s, moved, consumer, chain, parts: self.parts.take(), norms: self.norms.take() })
     }
 
     /// Whether a convolution other than the site's `consumer` (a node index) reads `t`, of `c`
@@ -654,7 +660,11 @@ impl Finder<'_> {
                 self.refusal.replace(Some(why));
                 return false;
             }
-            self.chain(&g.x, s, c, out)
+            let ok = self.chain(&g.x, s, c, out);
+            if ok && !self.norms.borrow().iter().any(|&(k, _)| k == p) {
+                self.norms.borrow_mut().push((p, g));
+            }
+            ok
         } else {
             false
         };
@@ -698,13 +708,8 @@ impl Finder<'_> {
     /// reads whole: a graph output, or a reader that is neither split itself, nor inside a split
     /// GroupNorm, nor a convolution folded by the halves, nor a stream site's shift.
     fn joins(&self, plan: &Plan) -> BTreeMap<usize, usize> {
-        let inner: HashSet<usize> = self
-            .split
-            .keys()
-            .filter_map(|t| self.producer(t))
-            .filter_map(|p| group_norm(self.graph, p, |t| self.producer(t), &self.inits, self.folder))
-            .flat_map(|g| g.inner)
-            .collect();
+        let streams = plan.sites.iter().filter_map(|s| s.stream.as_ref());
+        let inner: HashSet<usize> = streams.flat_map(|s| &s.norms).flat_map(|(_, g)| g.inner).collect();
         let halves = |n: usize, slot: usize| {
             let k = &self.graph.node[n];
             let data_only = k.input.iter().skip(1).all(|i| !self.split.contains_key(i));
@@ -845,6 +850,7 @@ impl Finder<'_> {
         // per frame onnxruntime 0.959 of before, OpenVINO even and tract 1.025, as on the way back
         // (bench/RESULTS-stream-refusals.md): online, the site keeps the Concat.
         self.groups_split(g.groups, s, c, true)?;
+        self.norms.borrow_mut().push((last, g));
         Ok(Some(self.graph.node[last].output[0].clone()))
     }
 }
@@ -901,12 +907,11 @@ pub fn emit(
         for t in &stream.chain {
             w.split.insert(t.clone(), stream.split);
             let Some(&p) = producer.get(t.as_str()) else { continue };
-            if let Some(g) = group_norm(graph, p, |t| producer.get(t).copied(), &consts, folder) {
-                w.group_norms.insert(p, (g, site.channels));
-            } else if graph.node[p].op_type() == "GroupNormalization" {
+            if graph.node[p].op_type() == "GroupNormalization" {
                 w.group_normalizations.insert(p, site.channels);
             }
         }
+        w.group_norms.extend(stream.norms.iter().map(|(p, g)| (*p, (g.clone(), site.channels))));
         // Online, a head of the moved channels only is the buffer output itself.
         if config.online && stream.moved == stream.split {
             w.heads.insert(site.tensor.clone(), format!("{}/{BUFFER_OUT}", site.prefix));
