@@ -705,26 +705,25 @@ impl Finder<'_> {
     }
 
     /// Per stream site (by index into the plan), how many of the tensors its walk split some node
-    /// reads whole: a graph output, or a reader that is neither split itself, nor inside a split
-    /// GroupNorm, nor a convolution folded by the halves, nor a stream site's shift.
+    /// reads whole (`read_whole`), where the readers that read halves are the nodes split
+    /// themselves and the convolutions with constant weights, folded by the halves.
     fn joins(&self, plan: &Plan) -> BTreeMap<usize, usize> {
         let streams = plan.sites.iter().filter_map(|s| s.stream.as_ref());
         let inner: HashSet<usize> = streams.flat_map(|s| &s.norms).flat_map(|(_, g)| g.inner).collect();
-        let halves = |n: usize, slot: usize| {
-            let k = &self.graph.node[n];
-            let data_only = k.input.iter().skip(1).all(|i| !self.split.contains_key(i));
-            self.stream_edges.contains_key(&(n, slot))
-                || inner.contains(&n)
-                || k.output.iter().any(|o| self.split.contains_key(o))
-                || slot == 0 && data_only && conv_weights(k, &self.inits, &self.computed, self.folder).is_some()
-        };
+        let whole = read_whole(
+            self.graph,
+            &self.split,
+            &inner,
+            |n, slot| self.stream_edges.contains_key(&(n, slot)),
+            |_, n| {
+                let conv = || conv_weights(n, &self.inits, &self.computed, self.folder).is_some();
+                n.output.iter().any(|o| self.split.contains_key(o)) || data_only(n, &self.split) && conv()
+            },
+        );
         let mut joins = BTreeMap::new();
         for (k, site) in plan.sites.iter().enumerate() {
             let Some(stream) = &site.stream else { continue };
-            let whole = stream.chain.iter().filter(|t| {
-                self.outputs.contains(t.as_str()) || self.df.consumers_of(t).iter().any(|&(n, slot)| !halves(n, slot))
-            });
-            joins.insert(k, whole.count());
+            joins.insert(k, stream.chain.iter().filter(|t| whole.contains(*t)).count());
         }
         joins
     }
@@ -855,6 +854,42 @@ impl Finder<'_> {
     }
 }
 
+/// Whether none of `n`'s inputs but its first (the data; a convolution's weights and bias after it)
+/// is `split`.
+fn data_only(n: &NodeProto, split: &HashMap<String, i64>) -> bool {
+    n.input.iter().skip(1).all(|i| !split.contains_key(i))
+}
+
+/// The `split` tensors that some reader still takes whole, each then joined back by a Concat
+/// under its own name: graph outputs, names a subgraph reads from outside, and inputs of nodes
+/// that are not rewritten to read halves (`reads_halves`: the Finder's prediction or the Writer's
+/// rule), except where a stream site's shift takes the input over (`taken`, node and slot: read
+/// as the shifted halves) and in the nodes inside a GroupNorm computed in halves (`inner`), which
+/// give way to each half's own.
+fn read_whole(
+    graph: &GraphProto,
+    split: &HashMap<String, i64>,
+    inner: &HashSet<usize>,
+    taken: impl Fn(usize, usize) -> bool,
+    reads_halves: impl Fn(usize, &NodeProto) -> bool,
+) -> HashSet<String> {
+    let mut whole: HashSet<String> = HashSet::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        if inner.contains(&i) {
+            continue;
+        }
+        if !reads_halves(i, n) {
+            let unshifted = n.input.iter().enumerate().filter(|&(k, _)| !taken(i, k));
+            whole.extend(unshifted.map(|(_, t)| t).filter(|t| split.contains_key(*t)).cloned());
+        }
+        let mut outer = Vec::new();
+        outer_names(n, &mut outer);
+        whole.extend(outer.into_iter().filter(|t| split.contains_key(t)));
+    }
+    whole.extend(graph.output.iter().map(|o| o.name().to_string()).filter(|o| split.contains_key(o)));
+    whole
+}
+
 /// Adds the stream sites of `plan` to `patch` (which holds the other sites already): the nodes
 /// that replace the producers and consumers of each split tensor, the partitioned weights, and the
 /// weights and shapes of tensors that no longer exist. An external weight that cannot be read is
@@ -924,21 +959,7 @@ pub fn emit(
         sites.iter().flat_map(|s| &s.stream.as_ref().expect("filtered").parts).map(|(o, p)| (o.as_str(), p)).collect();
     // The nodes inside a GroupNorm computed in halves give way to each half's own.
     let inner: HashSet<usize> = w.group_norms.values().flat_map(|(g, _)| g.inner).collect();
-    let mut whole: HashSet<String> = HashSet::new();
-    for (i, n) in graph.node.iter().enumerate() {
-        if inner.contains(&i) {
-            continue;
-        }
-        // An input a site's shift takes over is read as the shifted halves, never whole.
-        if !w.reads_halves(i, n) {
-            let unshifted = n.input.iter().enumerate().filter(|&(k, _)| !w.edges.contains_key(&(i, k)));
-            whole.extend(unshifted.map(|(_, t)| t).filter(|t| w.split.contains_key(*t)).cloned());
-        }
-        let mut inner = Vec::new();
-        outer_names(n, &mut inner);
-        whole.extend(inner.into_iter().filter(|i| w.split.contains_key(i)));
-    }
-    whole.extend(graph.output.iter().map(|o| o.name().to_string()).filter(|o| w.split.contains_key(o)));
+    let whole = read_whole(graph, &w.split, &inner, |i, k| w.edges.contains_key(&(i, k)), |i, n| w.reads_halves(i, n));
 
     let mut read: HashSet<String> = HashSet::new();
     let mut identities = Vec::new();
@@ -1119,8 +1140,7 @@ impl Writer<'_> {
     /// Whether the rewrite of `n` reads the halves of its split inputs (so not the whole tensor).
     fn reads_halves(&self, i: usize, n: &NodeProto) -> bool {
         let out = n.output.first().map(String::as_str).unwrap_or_default();
-        let data_only = n.input.iter().skip(1).all(|i| !self.split.contains_key(i));
-        self.split.contains_key(out) || (self.foldable(i, n) && data_only)
+        self.split.contains_key(out) || (self.foldable(i, n) && data_only(n, &self.split))
     }
 
     /// The halves node `i` reads at input `slot` (the tensor `t`), and the name of the head's
@@ -1516,6 +1536,34 @@ mod tests {
     use super::*;
     use crate::graph::tests::{node, value_info};
     use crate::shapes::Shapes;
+
+    #[test]
+    fn split_tensors_are_read_whole_by_unrewritten_nodes_subgraphs_and_graph_outputs() {
+        let split: HashMap<String, i64> = ["a", "b", "c", "d", "e", "f"].iter().map(|t| (t.to_string(), 16)).collect();
+        let mut branch = node("If", "/if", &["cond"], &["y"]);
+        branch.attribute.push(AttributeProto {
+            name: Some("then_branch".into()),
+            r#type: Some(crate::onnx::attribute_proto::AttributeType::Graph as i32),
+            g: Some(GraphProto { node: vec![node("Identity", "/then", &["d"], &["z"])], ..Default::default() }),
+            ..Default::default()
+        });
+        let g = GraphProto {
+            node: vec![
+                node("Relu", "/relu", &["a"], &["r"]),              // not rewritten: a whole
+                node("Conv", "/conv", &["b", "w"], &["k"]),         // reads halves
+                node("Add", "/add", &["c", "a"], &["s"]),           // c taken over by a shift
+                branch,                                             // d read from a subgraph
+                node("Reshape", "/inner", &["f", "shape"], &["q"]), // inside a GroupNorm in halves
+            ],
+            output: vec![value_info("e", &[-1, 16, 1, 1])],
+            ..Default::default()
+        };
+        let inner = HashSet::from([4]);
+        let whole = read_whole(&g, &split, &inner, |i, k| (i, k) == (2, 0), |i, _| i == 1);
+        let mut whole: Vec<&str> = whole.iter().map(String::as_str).collect();
+        whole.sort();
+        assert_eq!(whole, ["a", "d", "e"]);
+    }
 
     /// stem Conv (3 -> c) -> Relu -> one identity block (conv1 -> Relu -> conv2, Add, Relu) ->
     /// GlobalAveragePool, all 1x1 float convolutions.
