@@ -70,7 +70,7 @@ pub enum ShiftForm {
     /// The default's forms, with the stream form's head moved on a channels-last view offline: a
     /// Transpose to [N*T, H, W, s] before the Gather over its rows and one back after it, which
     /// OpenVINO merges with the reorders its channels-last convolutions need, where it runs the
-    /// default's Reshapes planar. OpenVINO f32 0.96x-0.98x of the default per ResNet-50 clip in
+    /// default's Reshapes planar. OpenVINO f32 0.96x-0.99x of the default per ResNet-50 clip in
     /// paired runs; onnxruntime 1.03x-1.05x, tract the same. Online, the default's graph.
     Openvino,
 }
