@@ -161,6 +161,51 @@ def test_openvino_states_equal_the_pytorch_streaming_reference(tmp_path, name, s
             assert np.array_equal(got, without), (rerun, t)  # the copies change no bit
 
 
+@pytest.fixture(scope="module")
+def openvino_states_program(tmp_path_factory):
+    """examples/openvino_states.cpp built as its header says, against the headers and library that
+    the openvino wheel carries; skipped where there is no g++."""
+    import openvino
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ to build examples/openvino_states.cpp")
+    ov = os.path.dirname(openvino.__file__)
+    found = os.listdir(os.path.join(ov, "libs")) if os.path.isdir(os.path.join(ov, "libs")) else []
+    libs = sorted(f for f in found if f.startswith("libopenvino.so."))
+    if not libs or not os.path.isdir(os.path.join(ov, "include")):
+        pytest.skip(f"the openvino wheel at {ov} carries no C++ headers or libopenvino.so")
+    exe = tmp_path_factory.mktemp("cpp") / "openvino_states"
+    cmd = ["g++", "-std=c++17", "-O1", os.path.join(ROOT, "examples", "openvino_states.cpp"),
+           "-I", os.path.join(ov, "include"), os.path.join(ov, "libs", libs[0]), f"-Wl,-rpath,{ov}/libs", "-o", str(exe)]
+    subprocess.run(cmd, check=True)
+    return exe
+
+
+@pytest.mark.parametrize("name, copies", [("resnet_basic", 0), ("resnet_bottleneck", 1)])
+def test_the_cpp_openvino_states_example_equals_the_pytorch_streaming_reference(tmp_path, openvino_states_program,
+                                                                               name, copies):
+    out = tmp_path / "online.onnx"
+    tsm_rewrite.rewrite(os.path.join(MODELS, f"{name}.onnx"), out, online=True)
+    x = tensor(name, "input_0.pb")
+    want = tensor(name, "online-residual-fd8", "output_0.pb")[:, 0]  # stream 0: the clip forwards
+    x.astype(np.float32).tofile(tmp_path / "frames.f32")
+    run = subprocess.run([str(openvino_states_program), str(out), str(tmp_path / "frames.f32")],
+                         capture_output=True, text=True, check=True)
+    assert f"buffers as states, {copies} copied before their Assign" in run.stderr
+    got = np.array([[float(v) for v in line.split(":")[1].split()] for line in run.stdout.splitlines()])
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+    # Bad input: an offline model, and frames that are not whole.
+    offline = tmp_path / "tsm.onnx"
+    tsm_rewrite.rewrite(os.path.join(MODELS, f"{name}.onnx"), offline, validate=False)
+    bad = subprocess.run([str(openvino_states_program), str(offline), str(tmp_path / "frames.f32")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "no 'tsm-rewrite.buffers' metadata" in bad.stderr
+    (tmp_path / "part.f32").write_bytes(x[:1].astype(np.float32).tobytes()[:-4])
+    bad = subprocess.run([str(openvino_states_program), str(out), str(tmp_path / "part.f32")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "not whole frames" in bad.stderr
+
+
 def test_openvino_stateful_refuses_an_offline_model(tmp_path):
     out = tmp_path / "tsm.onnx"
     tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), out)

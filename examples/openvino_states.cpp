@@ -1,0 +1,139 @@
+// An `--online` model in OpenVINO from C++, its shift buffers as OpenVINO states: the request takes
+// only the frame, and the buffers never leave the runtime (per ResNet-50 frame in f32 about 0.03-0.05
+// cheaper than passing them as tensors; see the README's "What the shift costs"). What
+// `tsm_rewrite.openvino_stateful` does in Python, for deployments without Python.
+//
+//   OV=$(python -c 'import openvino, os; print(os.path.dirname(openvino.__file__))')
+//   g++ -std=c++17 -O2 examples/openvino_states.cpp -I "$OV/include" "$OV"/libs/libopenvino.so.* -Wl,-rpath,"$OV/libs" -o openvino_states
+//   ./openvino_states online.onnx frames.f32
+//
+// ($OV: the `openvino` folder of `pip install openvino`, which carries the headers and libraries.)
+// frames.f32 holds the frames one after another as raw float32, each of the model's input shape
+// with a batch of 1 (numpy: `clip.astype("float32").tofile("frames.f32")` for a clip `[T, 3, H,
+// W]`); each frame's first output is printed on a line of its own. In a deployment,
+// `request.reset_state()` starts a new video. python/tests/test_api.py checks this program
+// against the PyTorch streaming reference.
+#include <openvino/op/add.hpp>
+#include <openvino/op/assign.hpp>
+#include <openvino/op/constant.hpp>
+#include <openvino/op/maximum.hpp>
+#include <openvino/openvino.hpp>
+#include <openvino/pass/make_stateful.hpp>
+#include <openvino/pass/manager.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
+
+// The buffer pairs from the model's `tsm-rewrite.buffers` metadata (a JSON list of {"input",
+// "output", "shape"}), which OpenVINO's ONNX frontend keeps under the model's rt_info "framework".
+static std::map<std::string, std::string> buffer_pairs(const std::shared_ptr<ov::Model>& model) {
+    if (!model->has_rt_info("framework", "tsm-rewrite.buffers")) {
+        throw std::runtime_error("the model has no 'tsm-rewrite.buffers' metadata: it was not written by "
+                                 "tsm-rewrite --online");
+    }
+    const auto json = model->get_rt_info<std::string>("framework", "tsm-rewrite.buffers");
+    // The tool writes each buffer as {"input":"...","output":"...","shape":[...]}, names without quotes.
+    static const std::regex pair(R"re("input"\s*:\s*"([^"]*)"\s*,\s*"output"\s*:\s*"([^"]*)")re");
+    std::map<std::string, std::string> pairs;
+    for (std::sregex_iterator m(json.begin(), json.end(), pair), end; m != end; ++m) {
+        pairs[(*m)[1]] = (*m)[2];
+    }
+    if (pairs.empty()) {
+        throw std::runtime_error("no buffer pairs in the model's 'tsm-rewrite.buffers' metadata: " + json);
+    }
+    return pairs;
+}
+
+// Where a buffer is a residual sum whose terms nothing else keeps (`Relu(Add(a, b))`, the buffers
+// after each stage's first block on ResNet-50), OpenVINO's CPU plugin fuses the Add into the
+// convolution before it, which writes into b's memory; the state's Assign then copies it every
+// frame with a reorder. An exact copy, `Maximum(x, x)`, before the Assign is cheaper (the Python
+// package's `_copy_in_place_sums`, measured in bench/openvino_assign_copies.py).
+static int copy_in_place_sums(const std::shared_ptr<ov::Model>& model) {
+    static const std::set<std::string> activations = {"Relu",  "Clamp",    "Sigmoid", "Tanh", "Swish",
+                                                      "HSwish", "HSigmoid", "Gelu",    "Elu"};
+    auto feeds_a_sink = [](const ov::Output<ov::Node>& out) {
+        for (const auto& t : out.get_target_inputs()) {
+            const std::string type = t.get_node()->get_type_name();
+            if (type == "Assign" || type == "Result") return true;
+        }
+        return false;
+    };
+    std::vector<std::shared_ptr<ov::Node>> fused;
+    for (const auto& op : model->get_ordered_ops()) {
+        if (std::string(op->get_type_name()) != "Assign") continue;
+        auto node = op->input_value(0).get_node_shared_ptr();
+        while (activations.count(node->get_type_name())) node = node->input_value(0).get_node_shared_ptr();
+        if (std::string(node->get_type_name()) != "Add") continue;
+        bool kept = false;
+        for (size_t i = 0; i < 2; ++i) {
+            const auto term = node->input_value(i);
+            kept = kept || ov::is_type<ov::op::v0::Constant>(term.get_node()) || feeds_a_sink(term);
+        }
+        if (!kept) fused.push_back(op);
+    }
+    for (const auto& assign : fused) {
+        const auto buffer = assign->input_value(0);
+        auto copy = std::make_shared<ov::op::v1::Maximum>(buffer, buffer);
+        copy->set_friendly_name(buffer.get_node()->get_friendly_name() + "/copy_for_state");
+        assign->input(0).replace_source_output(copy->output(0));
+    }
+    if (!fused.empty()) model->validate_nodes_and_infer_types();
+    return static_cast<int>(fused.size());
+}
+
+int main(int argc, char** argv) try {
+    if (argc != 3) {
+        std::cerr << "usage: " << argv[0] << " ONLINE_MODEL FRAMES_F32\n";
+        return 2;
+    }
+    std::ifstream frames(argv[2], std::ios::binary);
+    if (!frames) throw std::runtime_error(std::string("cannot read ") + argv[2]);
+    ov::Core core;
+    auto model = core.read_model(argv[1]);
+    const auto pairs = buffer_pairs(model);
+    // One stream: a state starts as zeros of its own shape, so the batch is fixed.
+    std::map<std::string, ov::PartialShape> shapes;
+    for (const auto& input : model->inputs()) {
+        auto shape = input.get_partial_shape();
+        shape[0] = 1;
+        shapes[input.get_any_name()] = shape;
+    }
+    model->reshape(shapes);
+    ov::pass::Manager passes;
+    passes.register_pass<ov::pass::MakeStateful>(pairs);
+    passes.run_passes(model);
+    const int copies = copy_in_place_sums(model);
+    std::cerr << pairs.size() << " buffers as states, " << copies << " copied before their Assign\n";
+
+    // f32 for a result equal to the other runtimes'; OpenVINO's default runs bf16 where the CPU has it.
+    auto compiled = core.compile_model(model, "CPU", ov::hint::inference_precision(ov::element::f32));
+    auto request = compiled.create_infer_request();
+    request.reset_state();  // zeros: the frames before the first
+    ov::Tensor frame(ov::element::f32, compiled.input().get_shape());
+    request.set_input_tensor(frame);
+    int k = 0;
+    for (; frames.read(static_cast<char*>(frame.data()), frame.get_byte_size()); ++k) {
+        request.infer();
+        const auto out = request.get_output_tensor(0);
+        const float* y = out.data<const float>();
+        std::printf("frame %d:", k);
+        for (size_t i = 0; i < out.get_size(); ++i) std::printf(" %.9g", y[i]);
+        std::printf("\n");
+    }
+    if (frames.gcount() != 0 || k == 0) {
+        throw std::runtime_error(std::string(argv[2]) + ": not whole frames of " +
+                                 std::to_string(frame.get_byte_size()) + " bytes (" +
+                                 frame.get_shape().to_string() + " float32)");
+    }
+    return 0;
+} catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+}
