@@ -13,22 +13,22 @@
 // W]`); each frame's first output is printed on a line of its own. In a deployment,
 // `request.reset_state()` starts a new video. python/tests/test_api.py checks this program
 // against the PyTorch streaming reference.
-#include <openvino/op/add.hpp>
-#include <openvino/op/assign.hpp>
 #include <openvino/op/constant.hpp>
 #include <openvino/op/maximum.hpp>
 #include <openvino/openvino.hpp>
 #include <openvino/pass/make_stateful.hpp>
 #include <openvino/pass/manager.hpp>
 
-#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <regex>
 #include <set>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 // The buffer pairs from the model's `tsm-rewrite.buffers` metadata (a JSON list of {"input",
 // "output", "shape"}), which OpenVINO's ONNX frontend keeps under the model's rt_info "framework".
