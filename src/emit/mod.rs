@@ -529,7 +529,7 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
     let mut patch = Patch::default();
     let mut buffers = Vec::new();
     for (site, &(h, w)) in plan.sites.iter().zip(&shapes.spatial) {
-        // A stream site's buffers are written by `stream::apply`.
+        // A stream site's buffers are written by `stream::emit`.
         if site.stream.is_none() {
             let (nodes, inits, out) = online_subgraph(site, opset, (h, w));
             patch.inserts.push((site.after, nodes));
