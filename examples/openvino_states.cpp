@@ -5,12 +5,14 @@
 //
 //   OV=$(python -c 'import openvino, os; print(os.path.dirname(openvino.__file__))')
 //   g++ -std=c++17 -O2 examples/openvino_states.cpp -I "$OV/include" "$OV"/libs/libopenvino.so.* -Wl,-rpath,"$OV/libs" -o openvino_states
-//   ./openvino_states online.onnx frames.f32
+//   ./openvino_states online.onnx frames.f32 [2d.onnx]
 //
 // ($OV: the `openvino` folder of `pip install openvino`, which carries the headers and libraries.)
 // frames.f32 holds the frames one after another as raw float32, each of the model's input shape
 // with a batch of 1 (numpy: `clip.astype("float32").tofile("frames.f32")` for a clip `[T, 3, H,
-// W]`); each frame's first output is printed on a line of its own. In a deployment,
+// W]`); each frame's first output is printed on a line of its own, and the median time per frame
+// on stderr; with the 2D model as a third argument, its time on each frame too, run in turn with
+// the online model's (paired), and the ratio of the medians. In a deployment,
 // `request.reset_state()` starts a new video. python/tests/test_api.py checks this program
 // against the PyTorch streaming reference.
 #include <openvino/op/constant.hpp>
@@ -19,6 +21,8 @@
 #include <openvino/pass/make_stateful.hpp>
 #include <openvino/pass/manager.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -89,8 +93,8 @@ static int copy_in_place_sums(const std::shared_ptr<ov::Model>& model) {
 }
 
 int main(int argc, char** argv) try {
-    if (argc != 3) {
-        std::cerr << "usage: " << argv[0] << " ONLINE_MODEL FRAMES_F32\n";
+    if (argc != 3 && argc != 4) {
+        std::cerr << "usage: " << argv[0] << " ONLINE_MODEL FRAMES_F32 [MODEL_2D]\n";
         return 2;
     }
     std::ifstream frames(argv[2], std::ios::binary);
@@ -113,14 +117,34 @@ int main(int argc, char** argv) try {
     std::cerr << pairs.size() << " buffers as states, " << copies << " copied before their Assign\n";
 
     // f32 for a result equal to the other runtimes'; OpenVINO's default runs bf16 where the CPU has it.
-    auto compiled = core.compile_model(model, "CPU", ov::hint::inference_precision(ov::element::f32));
+    const auto f32 = ov::hint::inference_precision(ov::element::f32);
+    auto compiled = core.compile_model(model, "CPU", f32);
     auto request = compiled.create_infer_request();
     request.reset_state();  // zeros: the frames before the first
     ov::Tensor frame(ov::element::f32, compiled.input().get_shape());
     request.set_input_tensor(frame);
+    // The 2D model, if given, on the same frame (its input's batch pinned to 1 as well).
+    ov::InferRequest plain;
+    if (argc == 4) {
+        auto model_2d = core.read_model(argv[3]);
+        auto shape = model_2d->input().get_partial_shape();
+        shape[0] = 1;
+        model_2d->reshape(shape);
+        plain = core.compile_model(model_2d, "CPU", f32).create_infer_request();
+        plain.set_input_tensor(frame);
+    }
+    auto timed = [](ov::InferRequest& r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        r.infer();
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    };
+    std::vector<double> ms, ms_2d;
     int k = 0;
     for (; frames.read(static_cast<char*>(frame.data()), frame.get_byte_size()); ++k) {
-        request.infer();
+        // In turn, the 2D model first on even frames, so that neither always runs on a warm cache.
+        if (plain && k % 2 == 0) ms_2d.push_back(timed(plain));
+        ms.push_back(timed(request));
+        if (plain && k % 2 == 1) ms_2d.push_back(timed(plain));
         const auto out = request.get_output_tensor(0);
         const float* y = out.data<const float>();
         std::printf("frame %d:", k);
@@ -132,6 +156,13 @@ int main(int argc, char** argv) try {
                                  std::to_string(frame.get_byte_size()) + " bytes (" +
                                  frame.get_shape().to_string() + " float32)");
     }
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+    };
+    std::fprintf(stderr, "%d frames, %.2f ms per frame (median)", k, median(ms));
+    if (plain) std::fprintf(stderr, ", 2D model %.2f ms: %.3fx", median(ms_2d), median(ms) / median(ms_2d));
+    std::fprintf(stderr, "\n");
     return 0;
 } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

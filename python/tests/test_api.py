@@ -188,9 +188,11 @@ def test_the_cpp_openvino_states_example_equals_the_pytorch_streaming_reference(
     x = tensor(name, "input_0.pb")
     want = tensor(name, "online-residual-fd8", "output_0.pb")[:, 0]  # stream 0: the clip forwards
     x.astype(np.float32).tofile(tmp_path / "frames.f32")
-    run = subprocess.run([str(openvino_states_program), str(out), str(tmp_path / "frames.f32")],
-                         capture_output=True, text=True, check=True)
+    # With the 2D model as a third argument it also times both, frame by frame.
+    run = subprocess.run([str(openvino_states_program), str(out), str(tmp_path / "frames.f32"),
+                          os.path.join(MODELS, f"{name}.onnx")], capture_output=True, text=True, check=True)
     assert f"buffers as states, {copies} copied before their Assign" in run.stderr
+    assert f"{len(x)} frames, " in run.stderr and " ms per frame (median), 2D model " in run.stderr, run.stderr
     got = np.array([[float(v) for v in line.split(":")[1].split()] for line in run.stdout.splitlines()])
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
