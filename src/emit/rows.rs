@@ -80,9 +80,12 @@ pub(super) fn head(e: &mut Emitter, site: &Site, config: &Config) -> Option<Stri
 /// only relabel the memory, as long as the first comes after the zero frame's Concat, not straight
 /// after a convolution. The batch carrier is joined channels-last, before the Transpose back, which
 /// onnxruntime then folds into its own reorder; it still pays for the first Transpose and for
-/// gathering rows of `fold` values, not of `fold * H * W`: per clip 0.96-0.98 of the default in
-/// OpenVINO f32 round by round and 1.03-1.05 in onnxruntime, tract even (`bench/variants.py nhwc-rows-carrier`, the stop-49
-/// section of `bench/RESULTS-forms.md`). Exact: rows are copied, zeros are zeros.
+/// gathering rows of `fold` values, not of `fold * H * W`: per clip 0.96-0.99 of the default in
+/// OpenVINO f32 round by round and 1.03-1.05 in onnxruntime, tract even (`bench/variants.py
+/// nhwc-rows-carrier`, the stop-49 section of `bench/RESULTS-forms.md`,
+/// `bench/RESULTS-openvino-zero-frame.md`). What is left of its cost in OpenVINO is the zero
+/// frame's Concat and the Gather, two copies of the head in reference kernels; the arrangements
+/// tried there to take one away cost more. Exact: rows are copied, zeros are zeros.
 fn channels_last(e: &mut Emitter, site: &Site, with_zero: String, index: &str, h: i64, w: i64) -> Option<String> {
     let (s, fold) = (site.channels, site.fold);
     let index = e.masks.as_deref_mut()?.pixel_rows(index, s / fold, h * w);
