@@ -22,31 +22,107 @@
 #include <openvino/pass/manager.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <regex>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+// One JSON string, `s[i]` its opening quote: its value, escapes decoded, and `i` moved past it.
+// Tensor names are any UTF-8 text, so a name may hold a quote or a backslash, escaped in JSON.
+static std::string json_string(const std::string& s, size_t& i) {
+    auto hex4 = [&](size_t at) {
+        if (at + 4 > s.size()) throw std::runtime_error("a truncated \\u escape in the buffers' metadata");
+        return static_cast<unsigned>(std::stoul(s.substr(at, 4), nullptr, 16));
+    };
+    std::string out;
+    for (++i; i < s.size() && s[i] != '"'; ++i) {
+        if (s[i] != '\\') {
+            out += s[i];
+            continue;
+        }
+        if (++i == s.size()) break;
+        switch (s[i]) {
+            case 'b': out += '\b'; break;
+            case 'f': out += '\f'; break;
+            case 'n': out += '\n'; break;
+            case 'r': out += '\r'; break;
+            case 't': out += '\t'; break;
+            case 'u': {
+                unsigned cp = hex4(i + 1);
+                i += 4;
+                if (cp >= 0xD800 && cp < 0xDC00 && s.compare(i + 1, 2, "\\u") == 0) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(i + 3) - 0xDC00);
+                    i += 6;
+                }
+                if (cp < 0x80) {
+                    out += static_cast<char>(cp);
+                } else if (cp < 0x800) {
+                    out += static_cast<char>(0xC0 | cp >> 6);
+                    out += static_cast<char>(0x80 | (cp & 0x3F));
+                } else if (cp < 0x10000) {
+                    out += static_cast<char>(0xE0 | cp >> 12);
+                    out += static_cast<char>(0x80 | (cp >> 6 & 0x3F));
+                    out += static_cast<char>(0x80 | (cp & 0x3F));
+                } else {
+                    out += static_cast<char>(0xF0 | cp >> 18);
+                    out += static_cast<char>(0x80 | (cp >> 12 & 0x3F));
+                    out += static_cast<char>(0x80 | (cp >> 6 & 0x3F));
+                    out += static_cast<char>(0x80 | (cp & 0x3F));
+                }
+                break;
+            }
+            default: out += s[i];  // \" \\ \/
+        }
+    }
+    if (i >= s.size()) throw std::runtime_error("an unterminated string in the buffers' metadata");
+    ++i;
+    return out;
+}
+
 // The buffer pairs from the model's `tsm-rewrite.buffers` metadata (a JSON list of {"input",
 // "output", "shape"}), which OpenVINO's ONNX frontend keeps under the model's rt_info "framework".
+// The list is flat (objects of strings, and the shape's array), so a scan of its strings suffices:
+// a string followed by ':' is a key, and "input" and "output" take the string after them.
 static std::map<std::string, std::string> buffer_pairs(const std::shared_ptr<ov::Model>& model) {
     if (!model->has_rt_info("framework", "tsm-rewrite.buffers")) {
         throw std::runtime_error("the model has no 'tsm-rewrite.buffers' metadata: it was not written by "
                                  "tsm-rewrite --online");
     }
     const auto json = model->get_rt_info<std::string>("framework", "tsm-rewrite.buffers");
-    // The tool writes each buffer as {"input":"...","output":"...","shape":[...]}, names without quotes.
-    static const std::regex pair(R"re("input"\s*:\s*"([^"]*)"\s*,\s*"output"\s*:\s*"([^"]*)")re");
     std::map<std::string, std::string> pairs;
-    for (std::sregex_iterator m(json.begin(), json.end(), pair), end; m != end; ++m) {
-        pairs[(*m)[1]] = (*m)[2];
+    std::string key, input, output;
+    for (size_t i = 0; i < json.size();) {
+        const char c = json[i];
+        if (c == '"') {
+            auto text = json_string(json, i);
+            while (i < json.size() && std::isspace(static_cast<unsigned char>(json[i]))) ++i;
+            if (i < json.size() && json[i] == ':') {
+                key = std::move(text);
+                ++i;
+            } else if (key == "input") {
+                input = std::move(text);
+            } else if (key == "output") {
+                output = std::move(text);
+            }
+            continue;
+        }
+        if (c == '{') {
+            key.clear(), input.clear(), output.clear();
+        } else if (c == '}') {
+            if (input.empty() || output.empty()) {
+                throw std::runtime_error("a buffer without an input or an output in the model's "
+                                         "'tsm-rewrite.buffers' metadata: " + json);
+            }
+            pairs[input] = output;
+        }
+        ++i;
     }
     if (pairs.empty()) {
         throw std::runtime_error("no buffer pairs in the model's 'tsm-rewrite.buffers' metadata: " + json);

@@ -1,6 +1,7 @@
 """The Python API on the committed fixtures: rewrite() and its report, errors, Stream against the
 PyTorch streaming reference, and the command on the venv's PATH."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -206,6 +207,36 @@ def test_the_cpp_openvino_states_example_equals_the_pytorch_streaming_reference(
     bad = subprocess.run([str(openvino_states_program), str(out), str(tmp_path / "part.f32")],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "not whole frames" in bad.stderr
+
+
+def test_the_cpp_openvino_states_example_reads_any_buffer_name(tmp_path, openvino_states_program):
+    """Tensor names are any text: the metadata's JSON escapes a quote, a backslash and, as
+    Python's json writes them, every character beyond ASCII (one of them a surrogate pair)."""
+    out = tmp_path / "online.onnx"
+    tsm_rewrite.rewrite(os.path.join(MODELS, "resnet_basic.onnx"), out, online=True)
+    m = onnx.load(out)
+    meta = {p.key: p for p in m.metadata_props}["tsm-rewrite.buffers"]
+    buffers = json.loads(meta.value)
+    renamed = {}
+    for k, b in enumerate(buffers):
+        for side in ("input", "output"):
+            renamed[b[side]] = b[side] = f'{b[side]} "{k}" \\ \u00e9\U0001f600'
+    for value in list(m.graph.input) + list(m.graph.output):
+        value.name = renamed.get(value.name, value.name)
+    for node in m.graph.node:
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+    meta.value = json.dumps(buffers)
+    assert "\\ud83d\\ude00" in meta.value and '\\"' in meta.value
+    onnx.save(m, tmp_path / "renamed.onnx")
+    x = tensor("resnet_basic", "input_0.pb")
+    want = tensor("resnet_basic", "online-residual-fd8", "output_0.pb")[:, 0]
+    x.astype(np.float32).tofile(tmp_path / "frames.f32")
+    run = subprocess.run([str(openvino_states_program), str(tmp_path / "renamed.onnx"), str(tmp_path / "frames.f32")],
+                         capture_output=True, text=True, check=True)
+    assert f"{len(buffers)} buffers as states" in run.stderr, run.stderr
+    got = np.array([[float(v) for v in line.split(":")[1].split()] for line in run.stdout.splitlines()])
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
 
 def test_openvino_stateful_refuses_an_offline_model(tmp_path):
