@@ -304,11 +304,14 @@ fn split_outputs(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap
     let Some(x) = node.input.first().and_then(|n| map.get(n)) else { return Vec::new() };
     let Some(axis) = norm_axis(attr_int(node, "axis").unwrap_or(0), x.rank()) else { return Vec::new() };
     let n = node.output.len();
+    if n == 0 {
+        return Vec::new();
+    }
     let sizes: Option<Vec<i64>> = match node.input.get(1).filter(|t| !t.is_empty()) {
         Some(t) => values.get(t).and_then(Folded::known),
         None => attr_ints(node, "split").or_else(|| {
             let total = x.dims[axis].known()?;
-            let part = (total + n as i64 - 1) / n as i64;
+            let part = total.checked_add(n as i64 - 1)? / n as i64;
             Some((0..n as i64).map(|k| part.min(total - k * part).max(0)).collect())
         }),
     };

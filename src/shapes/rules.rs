@@ -208,7 +208,12 @@ fn pool(o: &Op) -> Option<Info> {
     let node = o.node;
     let x = o.input(0)?;
     let kernel = attr_ints(node, "kernel_shape")?;
-    let mut dims = vec![x.dims[0].clone(), x.dims.get(1)?.clone()];
+    // A window slides over the dims after the batch and the channels; a hostile file may declare
+    // fewer.
+    if x.rank() < 3 {
+        return None;
+    }
+    let mut dims = vec![x.dims[0].clone(), x.dims[1].clone()];
     let ceil = attr_int(node, "ceil_mode").unwrap_or(0) != 0;
     spatial(node, x, &kernel, ceil, &mut dims);
     Some(Info { dims, channel_axis: Some(1) })
@@ -235,8 +240,9 @@ fn pad(o: &Op) -> Option<Info> {
         Some(a) => a.iter().map(|&a| norm_axis(a, x.rank())).collect(),
         None => Some((0..x.rank()).collect()),
     };
+    let batch = x.dims.first()?.clone();
     let mut dims: Vec<Dim> = x.dims.iter().map(|_| Dim::Unknown).collect();
-    dims[0] = x.dims[0].clone();
+    dims[0] = batch;
     if let (Some(pads), Some(axes)) = (pads, axes) {
         if pads.len() == 2 * axes.len() {
             dims = x.dims.clone();
@@ -261,7 +267,7 @@ fn resize(o: &Op) -> Option<Info> {
     for d in dims.iter_mut().skip(1) {
         *d = Dim::Unknown;
     }
-    if matches!(node.op_type(), "Resize" | "Upsample") {
+    if matches!(node.op_type(), "Resize" | "Upsample") && x.rank() > 1 {
         dims[1] = x.dims[1].clone();
     }
     Some(Info { dims, channel_axis: x.channel_axis })
@@ -558,4 +564,73 @@ fn slice(o: &Op) -> Option<Info> {
         };
     }
     Some(Info { dims, channel_axis: x.channel_axis })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emit::{int_attr, ints_attr};
+    use crate::graph::tests::{node, value_info};
+    use crate::onnx::GraphProto;
+    use crate::shapes::Shapes;
+    use crate::tensor::int64;
+
+    /// Every rule on inputs of every rank up to 3, declared or constant, with no attributes, usual
+    /// ones and hostile ones: a file may declare any rank for any tensor, and no rule may index past
+    /// it (a fuzzed MaxPool on a scalar did).
+    #[test]
+    fn no_rule_panics_on_any_rank_or_attribute() {
+        let attrs = [
+            vec![],
+            vec![
+                ints_attr("kernel_shape", &[3, 3]),
+                ints_attr("pads", &[1, 1, 1, 1]),
+                ints_attr("perm", &[0, 2, 3, 1]),
+                ints_attr("axes", &[1]),
+                int_attr("axis", 1),
+                ints_attr("starts", &[0]),
+                ints_attr("ends", &[1]),
+                int_attr("transA", 1),
+                int_attr("transB", 1),
+            ],
+            vec![
+                ints_attr("kernel_shape", &[]),
+                ints_attr("strides", &[0, -1]),
+                ints_attr("pads", &[-5]),
+                ints_attr("perm", &[7, -9]),
+                ints_attr("axes", &[9, -9, 0]),
+                int_attr("axis", -7),
+                ints_attr("starts", &[i64::MIN, 0]),
+                ints_attr("ends", &[i64::MAX]),
+                int_attr("group", 0),
+            ],
+        ];
+        // Split's outputs and the constant folding (`values::fold`) run beside the rules.
+        let others = ["Split", "Cast", "ConstantOfShape", "Identity"];
+        let ops = RULES.iter().flat_map(|(ops, _)| ops.iter()).chain(others.iter());
+        let inputs: [&[&str]; 3] = [&["x"], &["x", "c"], &["x", "y", "c", "c", "c"]];
+        let outputs: [&[&str]; 3] = [&[], &["out"], &["out", "out2"]];
+        for op in ops {
+            for rank in 0..=3usize {
+                for extra in 0..=3usize {
+                    for a in &attrs {
+                        for (ins, outs) in inputs.iter().flat_map(|i| outputs.iter().map(move |o| (i, o))) {
+                            // a usual size, an empty axis, and the largest a file can declare
+                            for (size, value) in [(2, 1), (0, 0), (i64::MAX, i64::MIN)] {
+                                let mut n = node(op, "n", ins, outs);
+                                n.attribute = a.clone();
+                                let graph = GraphProto {
+                                    input: vec![value_info("x", &vec![size; rank]), value_info("y", &vec![3; extra])],
+                                    initializer: vec![int64("c", &[extra as i64], &vec![value; extra])],
+                                    node: vec![n],
+                                    ..Default::default()
+                                };
+                                let _ = Shapes::infer(&graph);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
