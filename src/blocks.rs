@@ -193,6 +193,9 @@ fn classify(graph: &GraphProto, df: &Dataflow, shapes: &Shapes, ni: usize) -> Re
             Some(_) => {}
             None => {
                 let op = match df.producer.get(t) {
+                    Some(Producer::Node(p, _)) if crate::shapes::infers(graph.node[*p].op_type()) => {
+                        format!(" (produced by {}, whose inputs' shapes do not give its own)", graph.node[*p].op_type())
+                    }
                     Some(Producer::Node(p, _)) => format!(
                         " (produced by {}, an operator whose shape this tool does not infer)",
                         graph.node[*p].op_type()
@@ -1018,6 +1021,21 @@ pub(crate) mod tests {
         let f = find(&g, &df, &shapes);
         assert_eq!(f.blocks.len(), 2);
         assert!(open_joins(&g, &df, &shapes, &f).is_empty());
+    }
+
+    #[test]
+    fn an_unknown_shape_says_whether_its_operator_or_its_inputs_are_why() {
+        let skipped = |op: &str| {
+            let mut g = tiny_resnet();
+            g.initializer.push(int64("m", &[8, 8], &[0; 64]));
+            g.node.insert(5, node(op, "/layer1/layer1.0/odd", &["a3", "m"], &["a3t"]));
+            g.node[6].input[0] = "a3t".into();
+            let f = findings(&g);
+            f.skipped.iter().find(|s| s.node == "/layer1/layer1.0/Add").map(|s| s.reason.clone()).unwrap()
+        };
+        // A Tile has no rule; a Conv has one, but not for weights of rank 2 (a hostile file's).
+        assert!(skipped("Tile").ends_with("(produced by Tile, an operator whose shape this tool does not infer)"));
+        assert!(skipped("Conv").ends_with("(produced by Conv, whose inputs' shapes do not give its own)"));
     }
 
     #[test]

@@ -297,6 +297,12 @@ impl Shapes {
     }
 }
 
+/// Whether shape inference has a rule for `op` (so an unknown shape it produced comes from its
+/// inputs, not from the operator).
+pub fn infers(op: &str) -> bool {
+    op == "Split" || rules::covers(op)
+}
+
 /// The outputs of a Split, in the input's layout (EdgeNeXt's and Res2Net's channel chunks): the sizes
 /// from its `split` input (opset 13) or attribute, else equal parts (the last one smaller with
 /// opset 18's `num_outputs`).

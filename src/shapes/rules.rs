@@ -147,6 +147,11 @@ const RULES: &[(&[&str], Rule)] = &[
     (&["Slice"], slice),
 ];
 
+/// Whether `op` has a rule here.
+pub(super) fn covers(op: &str) -> bool {
+    RULES.iter().any(|(ops, _)| ops.contains(&op))
+}
+
 /// The shape of `node`'s first output from the shapes (`map`) and folded values (`values`) of its
 /// inputs, by its operator's rule.
 pub(super) fn infer(node: &NodeProto, map: &HashMap<String, Info>, values: &HashMap<String, Folded>) -> Option<Info> {
