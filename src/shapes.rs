@@ -146,6 +146,9 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
 /// Output spatial size of a convolution or pooling window along one axis.
 fn window_out(input: &Dim, k: i64, stride: i64, dil: i64, pads: (i64, i64), auto_pad: &str, ceil: bool) -> Dim {
     let Dim::Known(n) = *input else { return Dim::Unknown };
+    // In i128: a file may declare sizes, pads and dilations near i64's limits.
+    let (n, k, stride, dil, pads) =
+        (n as i128, k as i128, stride as i128, dil as i128, (pads.0 as i128, pads.1 as i128));
     let eff = dil * (k - 1) + 1;
     let out = match auto_pad {
         "SAME_UPPER" | "SAME_LOWER" => (n + stride - 1) / stride,
@@ -165,10 +168,9 @@ fn window_out(input: &Dim, k: i64, stride: i64, dil: i64, pads: (i64, i64), auto
             }
         }
     };
-    if out > 0 {
-        Dim::Known(out)
-    } else {
-        Dim::Unknown
+    match i64::try_from(out) {
+        Ok(out) if out > 0 => Dim::Known(out),
+        _ => Dim::Unknown,
     }
 }
 

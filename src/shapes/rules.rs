@@ -193,7 +193,7 @@ fn conv(o: &Op) -> Option<Info> {
     }
     let group = attr_int(node, "group").unwrap_or(1);
     let channels = if node.op_type() == "ConvTranspose" {
-        w.dims[1].known().map(|c| Dim::Known(c * group)).unwrap_or(Dim::Unknown)
+        w.dims[1].known().and_then(|c| c.checked_mul(group)).map_or(Dim::Unknown, Dim::Known)
     } else {
         w.dims[0].clone()
     };
@@ -255,7 +255,10 @@ fn pad(o: &Op) -> Option<Info> {
                 let (begin, end) = (pads[k], pads[k + axes.len()]);
                 dims[a] = match &x.dims[a] {
                     _ if begin == 0 && end == 0 => x.dims[a].clone(),
-                    Dim::Known(v) if v + begin + end > 0 => Dim::Known(v + begin + end),
+                    Dim::Known(v) => match v.checked_add(begin).and_then(|v| v.checked_add(end)) {
+                        Some(padded) if padded > 0 => Dim::Known(padded),
+                        _ => Dim::Unknown,
+                    },
                     _ => Dim::Unknown,
                 };
             }
@@ -355,7 +358,7 @@ fn flatten(o: &Op) -> Option<Info> {
     let x = o.input(0)?;
     let axis = norm_axis(attr_int(node, "axis").unwrap_or(1), x.rank() + 1)?;
     let prod = |ds: &[Dim]| {
-        ds.iter().try_fold(1i64, |acc, d| d.known().map(|v| acc * v)).map(Dim::Known).unwrap_or(Dim::Unknown)
+        ds.iter().try_fold(1i64, |acc, d| d.known().and_then(|v| acc.checked_mul(v))).map_or(Dim::Unknown, Dim::Known)
     };
     // One dim before the axis is kept as it is: a symbolic batch stays the batch.
     let lead = if axis == 1 { x.dims[0].clone() } else { prod(&x.dims[..axis]) };
@@ -381,16 +384,19 @@ fn reshape(o: &Op) -> Option<Info> {
         })
         .collect();
     if let Some(pos) = shape.elems.iter().position(|t| *t == Dim::Known(-1)) {
-        let total = x.dims.iter().try_fold(1i64, |acc, d| d.known().map(|v| acc * v));
-        let rest =
-            dims.iter().enumerate().filter(|(k, _)| *k != pos).try_fold(1i64, |acc, (_, d)| d.known().map(|v| acc * v));
+        let total = x.dims.iter().try_fold(1i64, |acc, d| d.known().and_then(|v| acc.checked_mul(v)));
+        let rest = dims
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != pos)
+            .try_fold(1i64, |acc, (_, d)| d.known().and_then(|v| acc.checked_mul(v)));
         if let (Some(t), Some(r)) = (total, rest) {
             if r > 0 && t % r == 0 {
                 dims[pos] = Dim::Known(t / r);
             }
         }
         // [-1, rest...] of [batch, rest...]: the same rest, so the batch stays (a flatten).
-        let per_item = |ds: &[Dim]| ds.iter().try_fold(1i64, |acc, d| d.known().map(|v| acc * v));
+        let per_item = |ds: &[Dim]| ds.iter().try_fold(1i64, |acc, d| d.known().and_then(|v| acc.checked_mul(v)));
         if pos == 0 && dims[0] == Dim::Unknown && x.rank() >= 1 {
             if let (Some(a), Some(b)) = (per_item(&x.dims[1..]), per_item(&dims[1..])) {
                 if a == b {
@@ -428,7 +434,7 @@ fn concat(o: &Op) -> Option<Info> {
     // An input of unknown shape leaves the total unknown, not the sum of the others.
     dims[axis] = ins
         .iter()
-        .try_fold(0i64, |acc, i| i.dims.get(axis).and_then(Dim::known).map(|v| acc + v))
+        .try_fold(0i64, |acc, i| i.dims.get(axis).and_then(Dim::known).and_then(|v| acc.checked_add(v)))
         .filter(|_| ins.len() == named.len())
         .map(Dim::Known)
         .unwrap_or(Dim::Unknown);
@@ -620,8 +626,8 @@ mod tests {
                 for extra in 0..=3usize {
                     for a in &attrs {
                         for (ins, outs) in inputs.iter().flat_map(|i| outputs.iter().map(move |o| (i, o))) {
-                            // a usual size, an empty axis, and the largest a file can declare
-                            for (size, value) in [(2, 1), (0, 0), (i64::MAX, i64::MIN)] {
+                            // a usual size, an empty axis, and the largest a file can declare, as sizes or values
+                            for (size, value) in [(2, 1), (0, 0), (i64::MAX, i64::MIN), (3, i64::MAX)] {
                                 let mut n = node(op, "n", ins, outs);
                                 n.attribute = a.clone();
                                 let graph = GraphProto {
