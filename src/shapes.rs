@@ -301,7 +301,7 @@ impl Shapes {
 
 /// Whether shape inference has a rule for `op` (so an unknown shape it produced comes from its
 /// inputs, not from the operator).
-pub fn infers(op: &str) -> bool {
+pub(crate) fn infers(op: &str) -> bool {
     op == "Split" || rules::covers(op)
 }
 

@@ -586,9 +586,10 @@ mod tests {
     use crate::shapes::Shapes;
     use crate::tensor::int64;
 
-    /// Every rule on inputs of every rank up to 3, declared or constant, with no attributes, usual
-    /// ones and hostile ones: a file may declare any rank for any tensor, and no rule may index past
-    /// it (a fuzzed MaxPool on a scalar did).
+    /// Every rule, Split's and the constant folding's, on inputs of every rank up to 3 and sizes up
+    /// to i64's limits, declared or constant, with no attributes, usual ones and hostile ones: a
+    /// file may declare any rank and size for any tensor, and no rule may index past it (a fuzzed
+    /// MaxPool on a scalar did) or overflow (run it with CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true).
     #[test]
     fn no_rule_panics_on_any_rank_or_attribute() {
         let attrs = [
