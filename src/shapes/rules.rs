@@ -352,14 +352,17 @@ fn gemm(o: &Op) -> Option<Info> {
     Some(Info { dims: vec![m.clone(), n.clone()], channel_axis: None })
 }
 
+/// The product of dims all known, None if one is not or it overflows.
+fn known_product<'a>(dims: impl IntoIterator<Item = &'a Dim>) -> Option<i64> {
+    dims.into_iter().try_fold(1i64, |acc, d| d.known().and_then(|v| acc.checked_mul(v)))
+}
+
 /// Flatten: two dims, split at `axis`.
 fn flatten(o: &Op) -> Option<Info> {
     let node = o.node;
     let x = o.input(0)?;
     let axis = norm_axis(attr_int(node, "axis").unwrap_or(1), x.rank() + 1)?;
-    let prod = |ds: &[Dim]| {
-        ds.iter().try_fold(1i64, |acc, d| d.known().and_then(|v| acc.checked_mul(v))).map_or(Dim::Unknown, Dim::Known)
-    };
+    let prod = |ds: &[Dim]| known_product(ds).map_or(Dim::Unknown, Dim::Known);
     // One dim before the axis is kept as it is: a symbolic batch stays the batch.
     let lead = if axis == 1 { x.dims[0].clone() } else { prod(&x.dims[..axis]) };
     Some(Info { dims: vec![lead, prod(&x.dims[axis..])], channel_axis: None })
@@ -384,21 +387,16 @@ fn reshape(o: &Op) -> Option<Info> {
         })
         .collect();
     if let Some(pos) = shape.elems.iter().position(|t| *t == Dim::Known(-1)) {
-        let total = x.dims.iter().try_fold(1i64, |acc, d| d.known().and_then(|v| acc.checked_mul(v)));
-        let rest = dims
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| *k != pos)
-            .try_fold(1i64, |acc, (_, d)| d.known().and_then(|v| acc.checked_mul(v)));
+        let total = known_product(&x.dims);
+        let rest = known_product(dims.iter().enumerate().filter(|(k, _)| *k != pos).map(|(_, d)| d));
         if let (Some(t), Some(r)) = (total, rest) {
             if r > 0 && t % r == 0 {
                 dims[pos] = Dim::Known(t / r);
             }
         }
         // [-1, rest...] of [batch, rest...]: the same rest, so the batch stays (a flatten).
-        let per_item = |ds: &[Dim]| ds.iter().try_fold(1i64, |acc, d| d.known().and_then(|v| acc.checked_mul(v)));
         if pos == 0 && dims[0] == Dim::Unknown && x.rank() >= 1 {
-            if let (Some(a), Some(b)) = (per_item(&x.dims[1..]), per_item(&dims[1..])) {
+            if let (Some(a), Some(b)) = (known_product(&x.dims[1..]), known_product(&dims[1..])) {
                 if a == b {
                     dims[0] = x.dims[0].clone();
                 }
