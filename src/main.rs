@@ -16,9 +16,10 @@ Examples:
   tsm-rewrite --completions bash > /etc/bash_completion.d/tsm-rewrite
 
 Exit codes:
-  0  the TSM model was written (and validated, unless --no-validate)
-  1  no residual block was found: nothing to shift, nothing written
-  2  bad input, bad flags, or failed validation: nothing written";
+  0    the TSM model was written (and validated, unless --no-validate)
+  1    no residual block was found: nothing to shift, nothing written
+  2    bad input, bad flags, or failed validation: nothing written
+  130  interrupted (Ctrl-C, SIGTERM): nothing written, no temporary file left";
 
 /// Turn a 2D residual CNN in ONNX into a TSM (Temporal Shift Module) video model by graph surgery.
 ///
@@ -216,6 +217,9 @@ fn write_report(args: &Args, report: &serde_json::Value) -> anyhow::Result<()> {
     tsm_rewrite::write::TempOutput::text(path, &text)?.persist()
 }
 
+/// The exit code of a run ended by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+const INTERRUPTED: i32 = 130;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(shell) = args.completions {
@@ -223,6 +227,12 @@ fn main() -> ExitCode {
         clap_complete::generate(shell, &mut Args::command(), "tsm-rewrite", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
+    // Ctrl-C or SIGTERM mid-run (validation can take minutes) ends the process without drops:
+    // remove the temporary files first, so that nothing is left beside the output.
+    let _ = ctrlc::set_handler(|| {
+        tsm_rewrite::write::remove_unfinished();
+        std::process::exit(INTERRUPTED);
+    });
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

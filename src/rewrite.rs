@@ -167,7 +167,8 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     // Fail before any work if validation could not run (online: after the buffers' shapes, whose
     // error says more about a missing --input-shape).
     if validate && !config.online {
-        validate::input_shapes(graph, config.segments, config.input_shape.as_deref())?;
+        let (shapes, clips) = validate::input_shapes(graph, config.segments, config.input_shape.as_deref())?;
+        validate::check_feed(&shapes, clips * config.segments, config.input_shape.as_deref())?;
     }
     let mut shapes = Shapes::infer(graph);
     let mut findings = blocks::find(graph, &df, &shapes);
@@ -224,7 +225,9 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     let mut patch = if config.online {
         let online = online_shapes(input, graph, &plan, config)?;
         if validate {
-            validate::input_shapes(graph, 1, config.input_shape.as_deref())?;
+            // The reference runs every stream's 2*T frames at once (see `validate_online`).
+            let (shapes, streams) = validate::input_shapes(graph, 1, config.input_shape.as_deref())?;
+            validate::check_feed(&shapes, streams * 2 * config.segments, config.input_shape.as_deref())?;
         }
         let (patch, b) = emit::emit_online(&plan, &online, loaded.opset, record);
         buffers = b;

@@ -244,6 +244,32 @@ pub fn input_shapes(
     Ok((shapes, clips))
 }
 
+/// The most validation feeds into one input, in bytes of float32. A larger input is refused before
+/// anything is rewritten (exit 2, `--no-validate` the way on): allocating it, or tract's tensors
+/// after it, would abort the process or exhaust the machine's memory, and a model that declares its
+/// height and width as a million (a fuzzed file, a typo) would otherwise crash the tool.
+pub const FEED_LIMIT_BYTES: u64 = 1 << 30;
+
+/// Refuses inputs of these shapes, with their batch made `batch` (the frames validation feeds at
+/// once), above [`FEED_LIMIT_BYTES`]; `input_shape` is the size the caller gave for open dims.
+pub fn check_feed(shapes: &[(String, Vec<usize>)], batch: usize, input_shape: Option<&[usize]>) -> Result<(), Error> {
+    for (name, shape) in shapes {
+        let fed: Vec<usize> = std::iter::once(batch).chain(shape.iter().skip(1).copied()).collect();
+        let bytes = fed.iter().try_fold(4u64, |acc, &d| acc.checked_mul(d as u64));
+        if bytes.is_none_or(|b| b > FEED_LIMIT_BYTES) {
+            let size =
+                bytes.map_or("more than 16 EiB".into(), |b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64));
+            let smaller = if input_shape.is_some() { ", or a smaller --input-shape" } else { "" };
+            return Err(Error::Config(format!(
+                "validation would feed input '{name}' {fed:?} ({size} of float32), more than the {} GiB it feeds one \
+                 input: use --no-validate{smaller}",
+                FEED_LIMIT_BYTES >> 30
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Why a float16 model is checked through float32 copies of the models (the same graphs): tract
 /// 0.23 has no float16 kernels here and computes float16 in software (DLA-34 at 128x128 had not
 /// finished after 20 minutes where its float32 copy takes 4 s), and it cannot type a float16 Gemm.
@@ -261,6 +287,8 @@ pub fn validate(
     input_shape: Option<&[usize]>,
 ) -> Result<Report, Error> {
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
+    let (shapes, clips) = input_shapes(graph, segments, input_shape)?;
+    check_feed(&shapes, clips * segments, input_shape)?;
     let rewritten = crate::load::load(path).map_err(|e| fail(e.into()))?.model;
     let Some(how) = copies(&rewritten) else {
         return validate_with(path, original, graph, segments, input_shape, true);
@@ -507,6 +535,8 @@ pub fn validate_online(
     input_shape: Option<&[usize]>,
 ) -> Result<OnlineReport, Error> {
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
+    let (shapes, streams) = input_shapes(graph, 1, input_shape)?;
+    check_feed(&shapes[..shapes.len() - buffers], streams * frames, input_shape)?;
     let load = |p: &Path| crate::load::load(p).map(|l| l.model).map_err(|e| fail(e.into()));
     let model = load(online)?;
     if let Some(how) = copies(&model) {
@@ -676,4 +706,22 @@ fn stream_frames(
     report.per_frame = median(times);
     report.per_frame_2d = median(times_2d);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feeds_up_to_the_limit_and_refuses_past_it_or_on_overflow() {
+        let shapes = |c, h, w| vec![("input".to_string(), vec![0, c, h, w])];
+        // 16 frames of 3 x 4096 x 1365 float32 fit in 1 GiB; one more column does not.
+        assert!(check_feed(&shapes(3, 4096, 1365), 16, None).is_ok());
+        let e = check_feed(&shapes(3, 4096, 1366), 16, None).unwrap_err().to_string();
+        assert!(e.contains("input 'input' [16, 3, 4096, 1366] (1.0 GiB of float32)"), "{e}");
+        assert!(e.ends_with("use --no-validate"), "{e}");
+        let e = check_feed(&shapes(3, usize::MAX / 2, 3), 16, Some(&[3, 1, 1])).unwrap_err().to_string();
+        assert!(e.contains("more than 16 EiB") && e.ends_with("or a smaller --input-shape"), "{e}");
+        assert!(check_feed(&shapes(3, 224, 224), 1 << 20, None).is_err(), "the batch counts");
+    }
 }

@@ -91,6 +91,29 @@ unsafe impl BufMut for FileSink {
     }
 }
 
+/// Temporary files and staging folders not yet persisted or dropped, for [`remove_unfinished`].
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn finished(path: &Path) {
+    let mut live = unfinished();
+    if let Some(i) = live.iter().position(|p| p == path) {
+        live.swap_remove(i);
+    }
+}
+
+/// Removes every temporary file and staging folder of this process not yet persisted or dropped.
+/// For a signal handler, which then exits: a process ended by a signal runs no drops, so Ctrl-C
+/// during validation would otherwise leave the hidden temporary files beside the output.
+pub fn remove_unfinished() {
+    for path in unfinished().iter() {
+        let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    }
+}
+
 /// A file being written next to its final path; removed on drop unless persisted.
 pub struct TempOutput {
     path: PathBuf,
@@ -105,7 +128,9 @@ fn temp_path(target: &Path) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-    target.with_file_name(format!(".{name}.tsm-rewrite-{}-{call}.tmp", std::process::id()))
+    let path = target.with_file_name(format!(".{name}.tsm-rewrite-{}-{call}.tmp", std::process::id()));
+    unfinished().push(path.clone());
+    path
 }
 
 /// Encodes `message` into a new file at `path`, synced to disk.
@@ -154,6 +179,7 @@ impl Drop for TempOutput {
         if !self.persisted {
             let _ = std::fs::remove_file(&self.path);
         }
+        finished(&self.path);
     }
 }
 
@@ -170,6 +196,7 @@ impl Staging {
     pub fn new(folder: &Path, what: &str) -> Result<Staging> {
         let dir = folder.join(format!(".tsm-rewrite-{}-{what}.staging", std::process::id()));
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        unfinished().push(dir.clone());
         Ok(Staging { dir, folder: folder.to_path_buf(), files: Vec::new() })
     }
 
@@ -227,6 +254,7 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        finished(&self.dir);
     }
 }
 

@@ -193,6 +193,58 @@ fn an_output_folder_that_cannot_be_written_is_reported() {
     assert_eq!(files_in(dir.path()), ["in.onnx"]);
 }
 
+/// A model that declares its frames a million pixels square: validation would have allocated 179,000
+/// GiB for its input and the tool aborted (OOM, exit 134; a capacity-overflow panic at 3e9 pixels).
+/// It is refused before any work, naming the input and the way on; without validation the rewrite
+/// itself handles the size.
+#[test]
+fn an_input_too_large_to_validate_is_refused_up_front() {
+    let mut m = basic();
+    let dims = m.graph.as_mut().unwrap().input[0].r#type.as_mut().unwrap();
+    let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = dims.value.as_mut() else { unreachable!() };
+    for d in &mut t.shape.as_mut().unwrap().dim[2..] {
+        d.value = Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(1_000_000));
+    }
+    let bytes = m.encode_to_vec();
+    let err = refused(&bytes, &[], "validation would feed input 'input' [16, 3, 1000000, 1000000] (178813.9 GiB");
+    assert!(err.trim_end().ends_with("use --no-validate"), "{err}");
+    refused(&bytes, &["--online"], "validation would feed input 'input' [32, 3, 1000000, 1000000]");
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_model(dir.path(), "in.onnx", &m);
+    let out = dir.path().join("out.onnx");
+    let o = tool(&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-validate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// Ctrl-C or SIGTERM during validation (minutes on a large model) exits 130 and leaves nothing
+/// beside the output: before, the process died without drops and its hidden temporary files (the
+/// rewrite, the offline reference) stayed in the user's folder.
+#[test]
+fn an_interrupted_run_leaves_no_temporary_file() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.onnx");
+        std::fs::copy(model("resnet_dynamic_hw"), &input).unwrap();
+        let out = dir.path().join("out.onnx");
+        // Validation at 512x512 takes seconds, the rewrite before it milliseconds.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tsm-rewrite"))
+            .args([input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--input-shape", "3,512,512"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !files_in(dir.path()).iter().any(|f| f.ends_with(".tmp")) {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended before it wrote its temporary file");
+            assert!(start.elapsed().as_secs() < 60, "no temporary file after a minute");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "signal {signal}: {status:?}");
+        assert_eq!(files_in(dir.path()), ["in.onnx"], "signal {signal}: something was left behind");
+    }
+}
+
 /// Runs the tool with writes capped at `limit` bytes per file, as on a full disk (the write fails;
 /// SIGXFSZ is ignored so that it fails with an error instead of killing the process).
 fn tool_with_file_limit(args: &[&str], limit: u64) -> Output {
