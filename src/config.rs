@@ -192,6 +192,12 @@ impl Default for Config {
     }
 }
 
+/// The most frames the tool writes constants for: a clip (`--segments`), and a fixed batch, whose
+/// frame masks and row indices are constants of one entry per frame. A few MB at this size; at
+/// 4e9 (a typo, a fuzzed file) `--shift-form batch` grew to 9 GB before it was stopped, and a fixed
+/// batch of 8e9 frames did the same in the default form.
+pub const MAX_FRAMES: usize = 1 << 20;
+
 impl Config {
     /// The groups of `fold` channels that move, in channel order (group g is channels
     /// `[g*fold, (g+1)*fold)`), each with the frame it takes: the one table every form reads.
@@ -216,6 +222,12 @@ impl Config {
     pub fn check(&self) -> Result<(), Error> {
         if self.segments == 0 {
             return Err(Error::Config("--segments must be at least 1".into()));
+        }
+        if self.segments > MAX_FRAMES {
+            return Err(Error::Config(format!(
+                "--segments {}: at most {MAX_FRAMES} frames a clip (the shift writes constants as long as a clip)",
+                self.segments
+            )));
         }
         if self.fold_div == 0 {
             return Err(Error::Config("--fold-div must be at least 1".into()));
@@ -327,5 +339,15 @@ mod tests {
         // One group of C/1 channels is allowed in the past direction, not two.
         assert!(Config { fold_div: 1, ..online.clone() }.check().is_ok());
         assert!(Config { fold_div: 1, ..Config::default() }.check().is_err());
+    }
+
+    #[test]
+    fn segments_are_bounded() {
+        assert!(Config { segments: MAX_FRAMES, ..Config::default() }.check().is_ok());
+        let err = Config { segments: MAX_FRAMES + 1, ..Config::default() }.check().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--segments 1048577: at most 1048576 frames a clip (the shift writes constants as long as a clip)"
+        );
     }
 }

@@ -86,10 +86,19 @@ fn filled_channel_axis(graph: &GraphProto, df: &Dataflow, tensor: &str, rank: us
     }
 }
 
-/// Refuses a fixed batch that cannot hold whole clips.
+/// Refuses a fixed batch that cannot hold whole clips, or that is longer than the tool writes
+/// per-frame constants for ([`crate::config::MAX_FRAMES`]).
 fn check_batch(graph: &GraphProto, segments: usize) -> Result<(), Error> {
     for vi in data_inputs(graph) {
         if let Some(Dim::Known(b)) = declared_dims(vi).and_then(|d| d.into_iter().next()) {
+            if b > crate::config::MAX_FRAMES as i64 {
+                return Err(Error::Config(format!(
+                    "input '{}' has a fixed batch of {b} frames, more than the {} the tool writes per-frame constants \
+                     for: re-export with a dynamic batch axis",
+                    vi.name(),
+                    crate::config::MAX_FRAMES
+                )));
+            }
             if b as usize % segments != 0 {
                 return Err(Error::Config(format!(
                     "input '{}' has a fixed batch of {b}, which cannot hold whole clips of {segments} frames: re-export with a \

@@ -325,6 +325,10 @@ fn bad_input_gets_a_clear_error_and_exit_2() {
         ),
         (vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--segments".into(), "0".into()], "--segments must be at least 1"),
         (
+            vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--segments".into(), "4000000000".into()],
+            "--segments 4000000000: at most 1048576 frames a clip",
+        ),
+        (
             vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--fold-div".into(), "65".into()],
             "node /layer4/layer4.1/Add: tensor '/layer4/layer4.0/relu_1/Relu_output_0' has 64 channels, the most of any block; --fold-div 65 leaves no channel to shift (use a --fold-div of at most 64)",
         ),
