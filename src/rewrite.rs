@@ -177,7 +177,7 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     // error says more about a missing --input-shape).
     if validate && !config.online {
         let (shapes, clips) = validate::input_shapes(graph, config.segments, config.input_shape.as_deref())?;
-        validate::check_feed(&shapes, clips * config.segments, config.input_shape.as_deref())?;
+        validate::check_feed(&shapes, (clips * config.segments) as u128, config.input_shape.as_deref())?;
     }
     let mut shapes = Shapes::infer(graph);
     let mut findings = blocks::find(graph, &df, &shapes);
@@ -236,7 +236,8 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         if validate {
             // The reference runs every stream's 2*T frames at once (see `validate_online`).
             let (shapes, streams) = validate::input_shapes(graph, 1, config.input_shape.as_deref())?;
-            validate::check_feed(&shapes, streams * 2 * config.segments, config.input_shape.as_deref())?;
+            let frames = streams as u128 * 2 * config.segments as u128;
+            validate::check_feed(&shapes, frames, config.input_shape.as_deref())?;
         }
         let (patch, b) = emit::emit_online(&plan, &online, loaded.opset, record);
         buffers = b;

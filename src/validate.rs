@@ -251,11 +251,12 @@ pub fn input_shapes(
 pub const FEED_LIMIT_BYTES: u64 = 1 << 30;
 
 /// Refuses inputs of these shapes, with their batch made `batch` (the frames validation feeds at
-/// once), above [`FEED_LIMIT_BYTES`]; `input_shape` is the size the caller gave for open dims.
-pub fn check_feed(shapes: &[(String, Vec<usize>)], batch: usize, input_shape: Option<&[usize]>) -> Result<(), Error> {
+/// once, a product of counts from the model and the flags, so wider than `usize`), above
+/// [`FEED_LIMIT_BYTES`]; `input_shape` is the size the caller gave for open dims.
+pub fn check_feed(shapes: &[(String, Vec<usize>)], batch: u128, input_shape: Option<&[usize]>) -> Result<(), Error> {
     for (name, shape) in shapes {
-        let fed: Vec<usize> = std::iter::once(batch).chain(shape.iter().skip(1).copied()).collect();
-        let bytes = fed.iter().try_fold(4u64, |acc, &d| acc.checked_mul(d as u64));
+        let fed: Vec<u128> = std::iter::once(batch).chain(shape.iter().skip(1).map(|&d| d as u128)).collect();
+        let bytes = fed.iter().try_fold(4u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)));
         if bytes.is_none_or(|b| b > FEED_LIMIT_BYTES) {
             let size =
                 bytes.map_or("more than 16 EiB".into(), |b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64));
@@ -288,7 +289,7 @@ pub fn validate(
 ) -> Result<Report, Error> {
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let (shapes, clips) = input_shapes(graph, segments, input_shape)?;
-    check_feed(&shapes, clips * segments, input_shape)?;
+    check_feed(&shapes, (clips * segments) as u128, input_shape)?;
     let rewritten = crate::load::load(path).map_err(|e| fail(e.into()))?.model;
     let Some(how) = copies(&rewritten) else {
         return validate_with(path, original, graph, segments, input_shape, true);
@@ -536,7 +537,7 @@ pub fn validate_online(
 ) -> Result<OnlineReport, Error> {
     let fail = |e: anyhow::Error| Error::Validation(format!("{e:#}"));
     let (shapes, streams) = input_shapes(graph, 1, input_shape)?;
-    check_feed(&shapes[..shapes.len() - buffers], streams * frames, input_shape)?;
+    check_feed(&shapes[..shapes.len() - buffers], streams as u128 * frames as u128, input_shape)?;
     let load = |p: &Path| crate::load::load(p).map(|l| l.model).map_err(|e| fail(e.into()));
     let model = load(online)?;
     if let Some(how) = copies(&model) {
@@ -723,5 +724,7 @@ mod tests {
         let e = check_feed(&shapes(3, usize::MAX / 2, 3), 16, Some(&[3, 1, 1])).unwrap_err().to_string();
         assert!(e.contains("more than 16 EiB") && e.ends_with("or a smaller --input-shape"), "{e}");
         assert!(check_feed(&shapes(3, 224, 224), 1 << 20, None).is_err(), "the batch counts");
+        let e = check_feed(&shapes(3, 32, 32), 1 << 65, None).unwrap_err().to_string();
+        assert!(e.contains("[36893488147419103232, 3, 32, 32] (more than 16 EiB"), "{e}");
     }
 }

@@ -221,33 +221,29 @@ fn an_input_too_large_to_validate_is_refused_up_front() {
 /// per-frame constants) validation refuses its size and `--no-validate` writes it.
 #[test]
 fn a_fixed_batch_too_long_for_per_frame_constants_is_refused() {
-    let mut m = read_model(&model("resnet_dynamic_hw"));
-    let dims = m.graph.as_mut().unwrap().input[0].r#type.as_mut().unwrap();
-    let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = dims.value.as_mut() else { unreachable!() };
-    t.shape.as_mut().unwrap().dim[0].value =
-        Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(8_000_000_000));
+    let with_batch = |b: i64| {
+        let mut m = read_model(&model("resnet_dynamic_hw"));
+        let dims = m.graph.as_mut().unwrap().input[0].r#type.as_mut().unwrap();
+        let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = dims.value.as_mut() else { unreachable!() };
+        t.shape.as_mut().unwrap().dim[0].value =
+            Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(b));
+        m
+    };
+    let m = with_batch(8_000_000_000);
     let bytes = m.encode_to_vec();
     for extra in [&[][..], &["--no-validate"]] {
         refused(&bytes, extra, "input 'input' has a fixed batch of 8000000000 frames, more than the 1048576");
     }
-    refused(
-        &bytes,
-        &["--online", "--input-shape", "3,32,32"],
-        "validation would feed input 'input' [128000000000, 3, 32, 32]",
-    );
+    let online = ["--online", "--input-shape", "3,32,32"];
+    refused(&bytes, &online, "validation would feed input 'input' [128000000000, 3, 32, 32]");
     let dir = tempfile::tempdir().unwrap();
     let input = write_model(dir.path(), "in.onnx", &m);
     let out = dir.path().join("out.onnx");
-    let o = tool(&[
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--online",
-        "--input-shape",
-        "3,32,32",
-        "--no-validate",
-    ]);
+    let o = tool(&[&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-validate"][..], &online].concat());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // 2^60 streams of 16 frames: the count wrapped in usize and the run never ended.
+    let bytes = with_batch(1 << 60).encode_to_vec();
+    refused(&bytes, &online, "input 'input' [18446744073709551616, 3, 32, 32]");
 }
 
 /// Ctrl-C or SIGTERM during validation (minutes on a large model) exits 130 and leaves nothing
