@@ -42,7 +42,7 @@ struct Args {
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
 
-    /// Frames per clip (T, 1 to 1048576): the batch is read as N clips of T consecutive frames.
+    /// Frames per clip (T, 1 to 16384): the batch is read as N clips of T consecutive frames.
     #[arg(long, value_name = "T", default_value_t = 8)]
     segments: usize,
 

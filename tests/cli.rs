@@ -326,7 +326,7 @@ fn bad_input_gets_a_clear_error_and_exit_2() {
         (vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--segments".into(), "0".into()], "--segments must be at least 1"),
         (
             vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--segments".into(), "4000000000".into()],
-            "--segments 4000000000: at most 1048576 frames a clip",
+            "--segments 4000000000: at most 16384 frames a clip",
         ),
         (
             vec![fixture_arg("resnet_basic"), "-o".into(), out_arg.into(), "--fold-div".into(), "65".into()],

@@ -232,7 +232,7 @@ fn a_fixed_batch_too_long_for_per_frame_constants_is_refused() {
     let m = with_batch(8_000_000_000);
     let bytes = m.encode_to_vec();
     for extra in [&[][..], &["--no-validate"]] {
-        refused(&bytes, extra, "input 'input' has a fixed batch of 8000000000 frames, more than the 1048576");
+        refused(&bytes, extra, "input 'input' has a fixed batch of 8000000000 frames, more than the 16384");
     }
     let online = ["--online", "--input-shape", "3,32,32"];
     refused(&bytes, &online, "validation would feed input 'input' [128000000000, 3, 32, 32]");
