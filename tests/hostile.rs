@@ -259,6 +259,7 @@ fn an_interrupted_run_leaves_no_temporary_file() {
         // Validation at 512x512 takes seconds, the rewrite before it milliseconds.
         let mut child = Command::new(env!("CARGO_BIN_EXE_tsm-rewrite"))
             .args([input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--input-shape", "3,512,512"])
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
