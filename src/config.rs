@@ -200,6 +200,12 @@ impl Default for Config {
 /// in the default form. TSM's clips are 8 to 64 frames.
 pub const MAX_FRAMES: usize = 1 << 14;
 
+/// The most channels a shifted tensor may declare. Real CNNs stay below 8,192; the scatter and
+/// batch forms write constants with one entry per moved channel (per frame, for a fixed batch), so
+/// a declared count near 2^62 (a weight whose dims its data does not have) made the tool panic
+/// allocating them.
+pub const MAX_CHANNELS: i64 = 1 << 16;
+
 impl Config {
     /// The groups of `fold` channels that move, in channel order (group g is channels
     /// `[g*fold, (g+1)*fold)`), each with the frame it takes: the one table every form reads.

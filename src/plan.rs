@@ -297,6 +297,16 @@ pub fn plan(
             ));
             continue;
         }
+        if block.channels > crate::config::MAX_CHANNELS {
+            return Err(Error::Config(format!(
+                "node {}: tensor '{}' declares {} channels, more than the {} this tool shifts (is a weight's shape \
+                 larger than its data?)",
+                block.name,
+                block.fork,
+                block.channels,
+                crate::config::MAX_CHANNELS
+            )));
+        }
         // As in the reference code (`fold = c // fold_div`), a fold of zero shifts nothing: such a
         // block (a stem's multi-branch convolution on the 3-channel image) stays as it is.
         let fold = block.channels / config.fold_div as i64;

@@ -246,6 +246,21 @@ fn a_fixed_batch_too_long_for_per_frame_constants_is_refused() {
     refused(&bytes, &online, "input 'input' [18446744073709551616, 3, 32, 32]");
 }
 
+/// A stem weight that declares 2^62 output channels over its 64 channels' data: the block's
+/// tensor took those channels, the scatter form sized a per-channel index by them, and the tool
+/// panicked allocating it (`--shift-form tract --no-validate`). A shifted tensor of more than
+/// 65,536 channels is refused, naming the block and the tensor.
+#[test]
+fn a_tensor_declaring_absurdly_many_channels_is_refused() {
+    let mut m = read_model(&model("resnet_bottleneck"));
+    let w = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.dims.len() == 4).unwrap();
+    w.dims[0] = 1 << 62;
+    let bytes = m.encode_to_vec();
+    for extra in [&["--shift-form", "tract", "--no-validate"][..], &["--no-validate"], &["--online"], &[]] {
+        refused(&bytes, extra, "declares 4611686018427387904 channels, more than the 65536 this tool shifts");
+    }
+}
+
 /// Ctrl-C or SIGTERM during validation (minutes on a large model) exits 130 and leaves nothing
 /// beside the output: before, the process died without drops and its hidden temporary files (the
 /// rewrite, the offline reference) stayed in the user's folder.
