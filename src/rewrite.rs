@@ -234,9 +234,9 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     let mut patch = if config.online {
         let online = online_shapes(input, graph, &plan, config)?;
         if validate {
-            // The reference runs every stream's 2*T frames at once (see `validate_online`).
+            // The reference runs every stream's frames at once (see `validate_online`).
             let (shapes, streams) = validate::input_shapes(graph, 1, config.input_shape.as_deref())?;
-            let frames = streams as u128 * 2 * config.segments as u128;
+            let frames = streams as u128 * online_frames(config) as u128;
             validate::check_feed(&shapes, frames, config.input_shape.as_deref())?;
         }
         let (patch, b) = emit::emit_online(&plan, &online, loaded.opset, record);
@@ -450,15 +450,21 @@ fn stage_model(model: &mut ModelProto, external_data: bool, input: &Path, output
     Ok(Staged { path: tmp.path().to_path_buf(), _keep: (None, Some(tmp)) })
 }
 
+/// How many frames online validation streams per stream: two clips' worth, so that the buffers
+/// carry state across more than one clip.
+fn online_frames(config: &Config) -> usize {
+    2 * config.segments
+}
+
 /// Checks an online graph frame by frame against the offline past-only rewrite of the same model,
-/// with T = the 2*T frames streamed, so that the buffers carry state across more than one clip.
+/// with T = the [`online_frames`] streamed.
 fn validate_online(
     prepared: &Prepared,
     online: &Path,
     output: &Path,
     config: &Config,
 ) -> Result<validate::OnlineReport> {
-    let frames = 2 * config.segments;
+    let frames = online_frames(config);
     let offline = Config {
         online: false,
         direction: crate::config::Direction::Past,

@@ -123,7 +123,8 @@ pub struct TempOutput {
 
 /// The temporary path for a target: hidden, beside it, unique to this process and to this call
 /// (two threads of a library user, or two tests, may write copies of same-named files into one
-/// folder: the float32 copies for tract's analysis all go to the system's temporary folder).
+/// folder: the float32 copies for tract's analysis all go to the system's temporary folder),
+/// recorded for [`remove_unfinished`] until its [`TempOutput`] is dropped.
 fn temp_path(target: &Path) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
