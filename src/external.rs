@@ -114,12 +114,18 @@ pub fn extent(t: &TensorProto, folder: &Path) -> Result<Extent, String> {
     if !meta.is_file() {
         return Err(format!("external data location '{location}' is not a file"));
     }
+    let explicit_length = length.is_some();
     let length = length.unwrap_or(meta.len().saturating_sub(offset));
     if offset.checked_add(length).is_none_or(|end| end > meta.len()) {
         return Err(format!(
             "external data at offset {offset}, length {length} runs past the end of '{location}' ({} bytes)",
             meta.len()
         ));
+    }
+    // Where the length is left out, a reader takes the rest of the file, which need not be this
+    // tensor's alone; a length given is the tensor's.
+    if let Some(why) = explicit_length.then(|| crate::tensor::external_mismatch(t, length)).flatten() {
+        return Err(why);
     }
     Ok(Extent { file, offset, length })
 }

@@ -65,6 +65,9 @@ pub fn decode(bytes: Bytes, path: &Path) -> Result<Loaded, Error> {
             ),
         ));
     }
+    if let Some(why) = payload_mismatch(graph) {
+        return Err(bad(path, why));
+    }
     let external_data = crate::external::check(&mut model, path)?;
     let unknown = crate::fields::unknown_fields(&bytes);
     let mut warnings = Vec::new();
@@ -78,4 +81,17 @@ pub fn decode(bytes: Bytes, path: &Path) -> Result<Loaded, Error> {
         ));
     }
     Ok(Loaded { model, opset, external_data, warnings })
+}
+
+/// The first tensor of the graph (an initializer, or a Constant node's value) whose stored data is
+/// not what its dims declare, and how.
+fn payload_mismatch(graph: &crate::onnx::GraphProto) -> Option<String> {
+    let initializers = graph.initializer.iter().map(|t| (format!("initializer '{}'", t.name()), t));
+    let constants = graph.node.iter().enumerate().filter(|(_, n)| n.op_type() == "Constant").flat_map(|(i, n)| {
+        let label = crate::graph::node_label(n, i);
+        n.attribute.iter().filter_map(|a| a.t.as_ref()).map(move |t| (format!("node {label}: value"), t))
+    });
+    initializers
+        .chain(constants)
+        .find_map(|(what, t)| crate::tensor::payload_mismatch(t).map(|why| format!("{what} {why}")))
 }

@@ -127,9 +127,81 @@ pub(crate) fn constant_identity(n: &NodeProto, consts: &HashMap<&str, &TensorPro
         && consts.contains_key(n.input[0].as_str())
 }
 
-/// The number of elements a tensor declares.
+/// The number of elements a tensor declares (`i64::MAX` where the product of its dims overflows).
 pub fn numel(t: &TensorProto) -> i64 {
-    t.dims.iter().product()
+    t.dims.iter().try_fold(1i64, |n, &d| n.checked_mul(d)).unwrap_or(i64::MAX)
+}
+
+/// Why a tensor's stored values are not the ones its dims declare, where they are not: a negative
+/// dim, or data of another size. A tensor with nothing stored (external data, judged by
+/// [`external_mismatch`] once its extent is known, or the fuzz seeds' emptied weights, whose dims
+/// alone the pipeline reads) and strings, whose size varies, are not judged. Every runtime refuses
+/// such a tensor; the rewrite would otherwise believe the dims (a convolution's channels, a shift's
+/// fold).
+pub fn payload_mismatch(t: &TensorProto) -> Option<String> {
+    use DataType as D;
+    if !t.raw_data().is_empty() {
+        return size_mismatch(t, t.raw_data().len() as u128, "bytes of raw data", raw_bytes);
+    }
+    let (stored, per) = match DataType::try_from(t.data_type()).ok()? {
+        D::Float => (t.float_data.len(), 1),
+        D::Complex64 => (t.float_data.len(), 2),
+        D::Double => (t.double_data.len(), 1),
+        D::Complex128 => (t.double_data.len(), 2),
+        D::Int64 => (t.int64_data.len(), 1),
+        D::Uint32 | D::Uint64 => (t.uint64_data.len(), 1),
+        // One value per int32, where the packed types (4- and 2-bit) put several: not judged.
+        D::Int32 | D::Int16 | D::Int8 | D::Uint16 | D::Uint8 | D::Bool | D::Float16 | D::Bfloat16 => {
+            (t.int32_data.len(), 1)
+        }
+        _ => return None,
+    };
+    if stored == 0 {
+        return None;
+    }
+    size_mismatch(t, stored as u128, "values", |_, n| n.checked_mul(per))
+}
+
+/// [`payload_mismatch`] for an external tensor whose extent says `length` bytes.
+pub fn external_mismatch(t: &TensorProto, length: u64) -> Option<String> {
+    size_mismatch(t, u128::from(length), "bytes of external data", raw_bytes)
+}
+
+/// The bytes `n` values of `dt` take stored raw: the 4- and 2-bit types pack two or four a byte, the
+/// last byte padded. `None` for strings, whose size varies.
+fn raw_bytes(dt: DataType, n: u128) -> Option<u128> {
+    use DataType as D;
+    match dt {
+        D::Bool | D::Uint8 | D::Int8 => Some(n),
+        D::Float8e4m3fn | D::Float8e4m3fnuz | D::Float8e5m2 | D::Float8e5m2fnuz | D::Float8e8m0 => Some(n),
+        D::Uint16 | D::Int16 | D::Float16 | D::Bfloat16 => n.checked_mul(2),
+        D::Float | D::Int32 | D::Uint32 => n.checked_mul(4),
+        D::Int64 | D::Uint64 | D::Double | D::Complex64 => n.checked_mul(8),
+        D::Complex128 => n.checked_mul(16),
+        D::Uint4 | D::Int4 | D::Float4e2m1 => Some(n.div_ceil(2)),
+        D::Uint2 | D::Int2 => Some(n.div_ceil(4)),
+        D::Undefined | D::String => None,
+    }
+}
+
+/// Whether `stored` units are what `t`'s dims declare, `units_of` saying how many `n` values take.
+fn size_mismatch(
+    t: &TensorProto,
+    stored: u128,
+    unit: &str,
+    units_of: impl Fn(DataType, u128) -> Option<u128>,
+) -> Option<String> {
+    let dt =
+        DataType::try_from(t.data_type()).ok().filter(|&dt| !matches!(dt, DataType::Undefined | DataType::String))?;
+    if let Some(d) = t.dims.iter().find(|&&d| d < 0) {
+        return Some(format!("declares a negative dim ({d}) in {:?}", t.dims));
+    }
+    let declared = t.dims.iter().try_fold(1u128, |n, &d| n.checked_mul(d as u128));
+    if declared.and_then(|n| units_of(dt, n)) == Some(stored) {
+        return None;
+    }
+    let declared = declared.map_or_else(|| "more than 2^128".to_string(), |n| n.to_string());
+    Some(format!("declares dims {:?} ({declared} values of {}) but stores {stored} {unit}", t.dims, dt.as_str_name()))
 }
 
 /// A float32 tensor in memory: shape and values, row-major.
@@ -207,6 +279,50 @@ impl FloatArray {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_are_judged_against_their_dims() {
+        let raw = |dt: DataType, dims: &[i64], bytes: usize| TensorProto {
+            data_type: Some(dt as i32),
+            dims: dims.to_vec(),
+            raw_data: Some(Bytes::from(vec![0u8; bytes])),
+            ..Default::default()
+        };
+        assert_eq!(payload_mismatch(&raw(DataType::Float, &[2, 3], 24)), None);
+        assert_eq!(payload_mismatch(&raw(DataType::Float16, &[5], 10)), None);
+        // Five int4 values take three bytes, the last half empty.
+        assert_eq!(payload_mismatch(&raw(DataType::Int4, &[5], 3)), None);
+        assert_eq!(payload_mismatch(&raw(DataType::Float, &[], 4)), None);
+        // Nothing stored: not judged (external data, the fuzz seeds).
+        assert_eq!(payload_mismatch(&raw(DataType::Float, &[1 << 62, 3], 0)), None);
+        assert_eq!(payload_mismatch(&raw(DataType::String, &[2], 7)), None);
+        assert_eq!(
+            payload_mismatch(&raw(DataType::Float, &[2, 3], 20)).unwrap(),
+            "declares dims [2, 3] (6 values of FLOAT) but stores 20 bytes of raw data"
+        );
+        assert_eq!(
+            payload_mismatch(&raw(DataType::Int4, &[5], 2)).unwrap(),
+            "declares dims [5] (5 values of INT4) but stores 2 bytes of raw data"
+        );
+        assert!(payload_mismatch(&raw(DataType::Float, &[2, -3], 24)).unwrap().contains("negative dim (-3)"));
+        let huge = raw(DataType::Double, &[1 << 62, 1 << 62, 1 << 62], 8);
+        assert!(payload_mismatch(&huge).unwrap().contains("(more than 2^128 values of DOUBLE)"));
+        // One value per element in the typed fields (two for complex).
+        let typed = TensorProto {
+            data_type: Some(DataType::Int64 as i32),
+            dims: vec![3],
+            int64_data: vec![1, 2, 3],
+            ..Default::default()
+        };
+        assert_eq!(payload_mismatch(&typed), None);
+        let complex = TensorProto {
+            data_type: Some(DataType::Complex64 as i32),
+            dims: vec![2],
+            float_data: vec![0.0; 3],
+            ..Default::default()
+        };
+        assert!(payload_mismatch(&complex).unwrap().ends_with("(2 values of COMPLEX64) but stores 3 values"));
+    }
 
     #[test]
     fn int64_round_trip() {

@@ -608,6 +608,32 @@ fn external_data_locations_outside_the_model_folder_are_refused() {
     }
 }
 
+/// An external tensor whose given length is not the size its dims declare is refused, naming it:
+/// before, the rewrite believed the dims and copied the length's bytes into the output's data file.
+#[test]
+fn external_data_of_the_wrong_length_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = external_model(dir.path(), "weights.bin");
+    let mut m = read_model(&p);
+    let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| !t.external_data.is_empty()).unwrap();
+    let name = t.name().to_string();
+    let length = t.external_data.iter_mut().find(|e| e.key() == "length").unwrap();
+    let short = length.value().parse::<u64>().unwrap() - 4;
+    length.value = Some(short.to_string());
+    let bad = write_model(dir.path(), "bad.onnx", &m);
+    let out = dir.path().join("out.onnx");
+    for extra in [&[][..], &["--no-validate"], &["--online"]] {
+        let mut args = vec![bad.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend(extra);
+        let o = tool(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let message = format!("bad.onnx: tensor '{name}': declares dims");
+        assert!(stderr(&o).contains(&message), "{}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("but stores {short} bytes of external data")), "{}", stderr(&o));
+        assert!(!out.exists());
+    }
+}
+
 #[test]
 fn validation_of_a_non_float32_input_is_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use prost::Message;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use tsm_rewrite::onnx::{ModelProto, NodeProto, OperatorSetIdProto};
+use tsm_rewrite::onnx::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 
 fn basic() -> ModelProto {
     ModelProto::decode(&std::fs::read(model("resnet_basic")).unwrap()[..]).unwrap()
@@ -255,9 +255,44 @@ fn a_tensor_declaring_absurdly_many_channels_is_refused() {
     let mut m = read_model(&model("resnet_bottleneck"));
     let w = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.dims.len() == 4).unwrap();
     w.dims[0] = 1 << 62;
+    // With its data emptied, as the fuzz seeds have it: data of the wrong size is refused sooner.
+    w.raw_data = None;
     let bytes = m.encode_to_vec();
     for extra in [&["--shift-form", "tract", "--no-validate"][..], &["--no-validate"], &["--online"], &[]] {
         refused(&bytes, extra, "declares 4611686018427387904 channels, more than the 65536 this tool shifts");
+    }
+}
+
+/// A weight whose data is not the size its dims declare (every runtime refuses it) is refused on
+/// load, naming the weight: before, the rewrite believed the dims, shifting channels that were not
+/// there, and wrote the model (`--no-validate`; validation failed on it in tract).
+#[test]
+fn a_weight_whose_data_does_not_fit_its_dims_is_refused() {
+    let original = read_model(&model("resnet_bottleneck"));
+    let weight = original.graph.as_ref().unwrap().initializer.iter().find(|t| t.dims.len() == 4).unwrap();
+    let (name, values) = (weight.name().to_string(), weight.dims.iter().product::<i64>());
+    type Change = fn(&mut TensorProto);
+    let cases: [(Change, String); 4] = [
+        (|w| w.dims[0] *= 2, format!("{} values of FLOAT) but stores {} bytes of raw data", 2 * values, 4 * values)),
+        (|w| w.dims[0] = 1 << 62, "but stores".to_string()),
+        (|w| w.dims[1] = -3, "declares a negative dim (-3)".to_string()),
+        (
+            |w| {
+                w.float_data = vec![0.0; 5];
+                w.raw_data = None;
+            },
+            format!("{values} values of FLOAT) but stores 5 values"),
+        ),
+    ];
+    for (change, message) in &cases {
+        let mut m = original.clone();
+        let w = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == name).unwrap();
+        change(w);
+        let bytes = m.encode_to_vec();
+        for extra in [&["--no-validate"][..], &["--online"], &[]] {
+            refused(&bytes, extra, &format!("initializer '{name}' declares"));
+            refused(&bytes, extra, message);
+        }
     }
 }
 
@@ -266,7 +301,8 @@ fn a_tensor_declaring_absurdly_many_channels_is_refused() {
 /// rewrite, the offline reference) stayed in the user's folder.
 #[test]
 fn an_interrupted_run_leaves_no_temporary_file() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    // As soon as the rewrite's temporary file appears (while it is written), and during validation.
+    for (signal, after_ms) in [(libc::SIGINT, 0), (libc::SIGTERM, 0), (libc::SIGINT, 20), (libc::SIGINT, 300)] {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.onnx");
         std::fs::copy(model("resnet_dynamic_hw"), &input).unwrap();
