@@ -231,9 +231,20 @@ fn main() -> ExitCode {
     // remove the temporary files first, so that nothing is left beside the output.
     let _ = ctrlc::set_handler(|| {
         tsm_rewrite::write::remove_unfinished();
-        std::process::exit(INTERRUPTED);
+        // The run goes on in the main thread meanwhile (see below); `exit` would run the C
+        // library's exit handlers under it, `_exit` ends the process at once.
+        // SAFETY: `_exit` takes no pointers and does not return.
+        unsafe { libc::_exit(INTERRUPTED) }
     });
-    match run(&args) {
+    let result = run(&args);
+    if tsm_rewrite::write::removed_unfinished() {
+        // The handler is exiting with its own code; an error here is likely its doing (a temporary
+        // file removed under the run), not to be printed or exited with.
+        loop {
+            std::thread::park();
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tsm-rewrite: error: {e}");

@@ -105,13 +105,38 @@ fn finished(path: &Path) {
     }
 }
 
-/// Removes every temporary file and staging folder of this process not yet persisted or dropped.
-/// For a signal handler, which then exits: a process ended by a signal runs no drops, so Ctrl-C
-/// during validation would otherwise leave the hidden temporary files beside the output.
+/// Whether [`remove_unfinished`] has run.
+static REMOVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Creates `path` with `create` while no [`remove_unfinished`] can run, recording it (`record`) for
+/// one: the removal then either sees the file or runs before it exists, never in between, when
+/// the file would be left behind. Once the removal has run, this blocks until the process exits.
+fn create_recorded<T>(path: &Path, record: bool, create: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+    let mut live = unfinished();
+    let made = create(path)?;
+    if record {
+        live.push(path.to_path_buf());
+    }
+    Ok(made)
+}
+
+/// Removes every temporary file and staging folder of this process not yet persisted or dropped,
+/// then keeps the record locked, so that no new one is created, nor a file moved into place; the
+/// process must exit next. For a signal handler: a process ended by a signal runs no drops, so
+/// Ctrl-C during validation would otherwise leave the hidden temporary files beside the output.
 pub fn remove_unfinished() {
-    for path in unfinished().iter() {
+    REMOVED.store(true, std::sync::atomic::Ordering::SeqCst);
+    let live = unfinished();
+    for path in live.iter() {
         let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
     }
+    std::mem::forget(live);
+}
+
+/// Whether [`remove_unfinished`] has run: an error the run meets after it (a temporary file that
+/// vanished) is its doing, and the process is about to exit for the signal.
+pub fn removed_unfinished() -> bool {
+    REMOVED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// A file being written next to its final path; removed on drop unless persisted.
@@ -124,19 +149,19 @@ pub struct TempOutput {
 /// The temporary path for a target: hidden, beside it, unique to this process and to this call
 /// (two threads of a library user, or two tests, may write copies of same-named files into one
 /// folder: the float32 copies for tract's analysis all go to the system's temporary folder),
-/// recorded for [`remove_unfinished`] until its [`TempOutput`] is dropped.
+/// recorded for [`remove_unfinished`] from when it is created until its [`TempOutput`] is dropped.
 fn temp_path(target: &Path) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-    let path = target.with_file_name(format!(".{name}.tsm-rewrite-{}-{call}.tmp", std::process::id()));
-    unfinished().push(path.clone());
-    path
+    target.with_file_name(format!(".{name}.tsm-rewrite-{}-{call}.tmp", std::process::id()))
 }
 
-/// Encodes `message` into a new file at `path`, synced to disk.
-fn encode_to(path: &Path, message: &impl Message) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+/// Encodes `message` into a new file at `path`, synced to disk; records the file for
+/// [`remove_unfinished`] (`record`).
+fn encode_to(path: &Path, record: bool, message: &impl Message) -> Result<()> {
+    let file = create_recorded(path, record, |p| File::create(p))
+        .with_context(|| format!("cannot create {}", path.display()))?;
     let mut sink = FileSink { file, buf: Vec::with_capacity(CHUNK), error: None };
     message.encode(&mut sink).expect("a FileSink never runs out of room");
     sink.flush();
@@ -150,7 +175,7 @@ impl TempOutput {
     /// Encodes `message` into a temporary file beside `target`, synced to disk.
     pub fn encode(target: &Path, message: &impl Message) -> Result<TempOutput> {
         let out = TempOutput { path: temp_path(target), target: target.to_path_buf(), persisted: false };
-        encode_to(&out.path, message)?;
+        encode_to(&out.path, true, message)?;
         Ok(out)
     }
 
@@ -158,7 +183,8 @@ impl TempOutput {
     pub fn text(target: &Path, text: &str) -> Result<TempOutput> {
         let path = temp_path(target);
         let out = TempOutput { path, target: target.to_path_buf(), persisted: false };
-        std::fs::write(&out.path, text).with_context(|| format!("writing {}", out.path.display()))?;
+        create_recorded(&out.path, true, |p| std::fs::write(p, text))
+            .with_context(|| format!("writing {}", out.path.display()))?;
         Ok(out)
     }
 
@@ -166,8 +192,10 @@ impl TempOutput {
         &self.path
     }
 
-    /// Renames the file over the target.
+    /// Renames the file over the target (not while [`remove_unfinished`] runs: it would find the
+    /// temporary file gone, or remove it before it is moved).
     pub fn persist(mut self) -> Result<()> {
+        let _live = unfinished();
         std::fs::rename(&self.path, &self.target)
             .with_context(|| format!("cannot move {} to {}", self.path.display(), self.target.display()))?;
         self.persisted = true;
@@ -196,15 +224,15 @@ impl Staging {
     /// `what` tells apart stagings of one process in one folder.
     pub fn new(folder: &Path, what: &str) -> Result<Staging> {
         let dir = folder.join(format!(".tsm-rewrite-{}-{what}.staging", std::process::id()));
-        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        unfinished().push(dir.clone());
+        create_recorded(&dir, true, |p| std::fs::create_dir(p))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Staging { dir, folder: folder.to_path_buf(), files: Vec::new() })
     }
 
     /// Encodes `message` as the staged file `name`; returns its path.
     pub fn encode(&mut self, name: &str, message: &impl Message) -> Result<PathBuf> {
         let path = self.dir.join(name);
-        encode_to(&path, message)?;
+        encode_to(&path, false, message)?;
         self.files.push(name.into());
         Ok(path)
     }
@@ -216,7 +244,7 @@ impl Staging {
         use std::io::{Read, Seek, SeekFrom};
         let path = self.dir.join(&data.name);
         let what = || format!("writing {}", path.display());
-        let mut out = File::create(&path).with_context(what)?;
+        let mut out = create_recorded(&path, false, |p| File::create(p)).with_context(what)?;
         let mut at = 0u64;
         for (offset, chunk) in &data.chunks {
             out.write_all(&vec![0u8; (offset - at) as usize]).with_context(what)?;
@@ -241,8 +269,11 @@ impl Staging {
         Ok(())
     }
 
-    /// Moves the staged files into the output's folder, in the order they were staged.
+    /// Moves the staged files into the output's folder, in the order they were staged, all of
+    /// them or (where a move fails) until one fails: not while [`remove_unfinished`] runs, so that
+    /// Ctrl-C cannot leave a new data file without its model.
     pub fn persist(self) -> Result<()> {
+        let _live = unfinished();
         for name in &self.files {
             let (from, to) = (self.dir.join(name), self.folder.join(name));
             std::fs::rename(&from, &to)

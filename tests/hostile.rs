@@ -320,10 +320,11 @@ fn an_interrupted_run_leaves_no_temporary_file() {
             assert!(start.elapsed().as_secs() < 60, "no temporary file after a minute");
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
         let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(130), "signal {signal}: {status:?}");
-        assert_eq!(files_in(dir.path()), ["in.onnx"], "signal {signal}: something was left behind");
+        assert_eq!(status.code(), Some(130), "signal {signal} after {after_ms} ms: {status:?}");
+        assert_eq!(files_in(dir.path()), ["in.onnx"], "signal {signal} after {after_ms} ms: something was left behind");
     }
 }
 
