@@ -206,6 +206,23 @@ pub const MAX_FRAMES: usize = 1 << 14;
 /// allocating them.
 pub const MAX_CHANNELS: i64 = 1 << 16;
 
+/// The most pixels (height x width) a shifted tensor may declare: 4096 x 4096, a 16K frame after a
+/// ResNet stem. The OpenVINO form writes an index of one entry per pixel, and the online form
+/// slices each frame at offsets up to C x H x W: a model declaring a frame of 2^40 squared (a
+/// fuzzed file) overflowed those, and made the tool abort allocating the index.
+pub const MAX_PIXELS: i64 = 1 << 24;
+
+/// Refuses a tensor whose height and width, where known, make more than [`MAX_PIXELS`] pixels.
+pub fn check_pixels(block: &str, tensor: &str, (h, w): (i64, i64)) -> Result<(), crate::error::Error> {
+    if h.checked_mul(w).is_some_and(|p| p <= MAX_PIXELS) {
+        return Ok(());
+    }
+    Err(crate::error::Error::Config(format!(
+        "node {block}: tensor '{tensor}' declares {h} x {w} pixels a frame, more than the {MAX_PIXELS} this tool \
+         shifts (4096 x 4096)"
+    )))
+}
+
 impl Config {
     /// The groups of `fold` channels that move, in channel order (group g is channels
     /// `[g*fold, (g+1)*fold)`), each with the frame it takes: the one table every form reads.
@@ -354,5 +371,15 @@ mod tests {
         assert!(Config { segments: MAX_FRAMES, ..Config::default() }.check().is_ok());
         let err = Config { segments: MAX_FRAMES + 1, ..Config::default() }.check().unwrap_err().to_string();
         assert_eq!(err, "--segments 16385: at most 16384 frames a clip (the shift writes constants as long as a clip)");
+    }
+
+    #[test]
+    fn pixels_are_bounded_without_overflow() {
+        assert!(check_pixels("b", "t", (4096, 4096)).is_ok());
+        let err = check_pixels("b", "t", (4096, 4097)).unwrap_err().to_string();
+        assert_eq!(err, "node b: tensor 't' declares 4096 x 4097 pixels a frame, more than the 16777216 this tool shifts (4096 x 4096)");
+        // A product past i64 is refused, not wrapped.
+        assert!(check_pixels("b", "t", (1 << 62, 4)).is_err());
+        assert!(check_pixels("b", "t", (i64::MAX, i64::MAX)).is_err());
     }
 }

@@ -307,6 +307,9 @@ pub fn plan(
                 crate::config::MAX_CHANNELS
             )));
         }
+        if let (Some(h), Some(w)) = (block.height.known(), block.width.known()) {
+            crate::config::check_pixels(&block.name, &block.fork, (h, w))?;
+        }
         // As in the reference code (`fold = c // fold_div`), a fold of zero shifts nothing: such a
         // block (a stem's multi-branch convolution on the 3-channel image) stays as it is.
         let fold = block.channels / config.fold_div as i64;

@@ -378,11 +378,11 @@ fn online_shapes(input: &Path, graph: &GraphProto, plan: &Plan, config: &Config)
             }
         }
     }
-    Ok(emit::OnlineShapes {
-        spatial: spatial.into_iter().map(|hw| hw.expect("filled above")).collect(),
-        batch,
-        elem_type,
-    })
+    let spatial: Vec<(i64, i64)> = spatial.into_iter().map(|hw| hw.expect("filled above")).collect();
+    for (site, &hw) in plan.sites.iter().zip(&spatial) {
+        crate::config::check_pixels(&site.block_name, &site.tensor, hw)?;
+    }
+    Ok(emit::OnlineShapes { spatial, batch, elem_type })
 }
 
 /// The folder a file sits in (`.` for a bare file name).

@@ -38,7 +38,7 @@ impl Value {
     /// An integer initializer or Constant.
     pub fn of_tensor(t: &TensorProto) -> Option<Value> {
         let shape = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
-        if shape.iter().product::<usize>() > MAX_ELEMENTS {
+        if shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).is_none_or(|n| n > MAX_ELEMENTS) {
             return None;
         }
         Value::new(shape, int_values(t)?.into_iter().map(Dim::Known).collect())

@@ -203,17 +203,43 @@ fn an_input_too_large_to_validate_is_refused_up_front() {
     let dims = m.graph.as_mut().unwrap().input[0].r#type.as_mut().unwrap();
     let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = dims.value.as_mut() else { unreachable!() };
     for d in &mut t.shape.as_mut().unwrap().dim[2..] {
-        d.value = Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(1_000_000));
+        d.value = Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(8192));
     }
     let bytes = m.encode_to_vec();
-    let err = refused(&bytes, &[], "validation would feed input 'input' [16, 3, 1000000, 1000000] (178813.9 GiB");
+    let err = refused(&bytes, &[], "validation would feed input 'input' [16, 3, 8192, 8192] (12.0 GiB");
     assert!(err.trim_end().ends_with("use --no-validate"), "{err}");
-    refused(&bytes, &["--online"], "validation would feed input 'input' [32, 3, 1000000, 1000000]");
+    refused(&bytes, &["--online"], "validation would feed input 'input' [32, 3, 8192, 8192]");
     let dir = tempfile::tempdir().unwrap();
     let input = write_model(dir.path(), "in.onnx", &m);
     let out = dir.path().join("out.onnx");
-    let o = tool(&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-validate"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for extra in [&[][..], &["--online"]] {
+        let mut args = vec![input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-validate"];
+        args.extend(extra);
+        let o = tool(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+}
+
+/// A frame declared a million pixels square (a shifted tensor of 500,000 x 500,000 pixels) is
+/// refused even without validation: the OpenVINO form's index has an entry per pixel, which the
+/// tool aborted allocating, and the online form's frame offsets (C x H x W) overflowed at 2^63, a
+/// panic the fuzzer found.
+#[test]
+fn a_frame_of_absurdly_many_pixels_is_refused() {
+    // resnet_wide's sites take the stream form, where the OpenVINO form aborted.
+    for name in ["resnet_basic", "resnet_wide"] {
+        let mut m = read_model(&model(name));
+        let dims = m.graph.as_mut().unwrap().input[0].r#type.as_mut().unwrap();
+        let Some(tsm_rewrite::onnx::type_proto::Value::TensorType(t)) = dims.value.as_mut() else { unreachable!() };
+        for d in &mut t.shape.as_mut().unwrap().dim[2..] {
+            d.value = Some(tsm_rewrite::onnx::tensor_shape_proto::dimension::Value::DimValue(1_000_000));
+        }
+        let bytes = m.encode_to_vec();
+        let openvino = ["--no-validate", "--shift-form", "openvino"];
+        for extra in [&["--no-validate"][..], &openvino, &["--online", "--no-validate"]] {
+            refused(&bytes, extra, "x 500000 pixels a frame, more than the 16777216 this tool shifts");
+        }
+    }
 }
 
 /// A fixed batch of 8e9 frames: the frame masks, constants of one entry per frame, grew the process
