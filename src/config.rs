@@ -207,9 +207,9 @@ pub const MAX_FRAMES: usize = 1 << 14;
 pub const MAX_CHANNELS: i64 = 1 << 16;
 
 /// The most pixels (height x width) a shifted tensor may declare: 4096 x 4096, a 16K frame after a
-/// ResNet stem. The OpenVINO form writes an index of one entry per pixel, and the online form
-/// slices each frame at offsets up to C x H x W: a model declaring a frame of 2^40 squared (a
-/// fuzzed file) overflowed those, and made the tool abort allocating the index.
+/// ResNet stem. The OpenVINO form writes an index of one entry per pixel, which the tool aborted
+/// allocating for a frame declared a million pixels square, and the online form slices each frame
+/// at offsets up to C x H x W, which a fuzzed frame dim near 2^55 made overflow.
 pub const MAX_PIXELS: i64 = 1 << 24;
 
 /// Refuses a tensor whose height and width, where known, make more than [`MAX_PIXELS`] pixels.

@@ -108,9 +108,10 @@ fn finished(path: &Path) {
 /// Whether [`remove_unfinished`] has run.
 static REMOVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Creates `path` with `create` while no [`remove_unfinished`] can run, recording it (`record`) for
-/// one: the removal then either sees the file or runs before it exists, never in between, when
-/// the file would be left behind. Once the removal has run, this blocks until the process exits.
+/// Creates `path` with `create` holding the record of unfinished paths, and records it there
+/// (`record`): a [`remove_unfinished`] then either sees the file or runs before it exists, never
+/// in between, when the file would be left behind. Once the removal has run, this blocks until the
+/// process exits.
 fn create_recorded<T>(path: &Path, record: bool, create: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
     let mut live = unfinished();
     let made = create(path)?;
