@@ -367,7 +367,10 @@ fn online_shapes(input: &Path, graph: &GraphProto, plan: &Plan, config: &Config)
             if hw.is_none() {
                 let (h, w) = if site.channels_last { (1, 2) } else { (2, 3) };
                 *hw = dims.filter(|d| d.len() == 4).map(|d| (d[h] as i64, d[w] as i64));
-                if hw.is_none() {
+                if let Some(hw) = *hw {
+                    // `plan` bounded the sizes the model's shapes give; these are tract's.
+                    crate::config::check_pixels(&site.block_name, &site.tensor, hw)?;
+                } else {
                     return Err(Error::Config(format!(
                         "node {}: cannot tell the height and width of tensor '{}' for its online buffer, even with \
                          --input-shape",
@@ -378,11 +381,11 @@ fn online_shapes(input: &Path, graph: &GraphProto, plan: &Plan, config: &Config)
             }
         }
     }
-    let spatial: Vec<(i64, i64)> = spatial.into_iter().map(|hw| hw.expect("filled above")).collect();
-    for (site, &hw) in plan.sites.iter().zip(&spatial) {
-        crate::config::check_pixels(&site.block_name, &site.tensor, hw)?;
-    }
-    Ok(emit::OnlineShapes { spatial, batch, elem_type })
+    Ok(emit::OnlineShapes {
+        spatial: spatial.into_iter().map(|hw| hw.expect("filled above")).collect(),
+        batch,
+        elem_type,
+    })
 }
 
 /// The folder a file sits in (`.` for a bare file name).

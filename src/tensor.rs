@@ -169,7 +169,7 @@ pub fn external_mismatch(t: &TensorProto, length: u64) -> Option<String> {
 
 /// The bytes `n` values of `dt` take stored raw: the 4- and 2-bit types pack two or four a byte, the
 /// last byte padded. `None` for strings, whose size varies.
-fn raw_bytes(dt: DataType, n: u128) -> Option<u128> {
+pub(crate) fn raw_bytes(dt: DataType, n: u128) -> Option<u128> {
     use DataType as D;
     match dt {
         D::Bool | D::Uint8 | D::Int8 => Some(n),

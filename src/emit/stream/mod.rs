@@ -101,12 +101,14 @@ pub struct Stream {
 /// Bytes per element of a float type whose values can be partitioned: held in `raw_data`, in
 /// `float_data`/`double_data`, or in an external data file inside `folder`.
 fn element_size(t: &TensorProto, folder: &Path) -> Option<usize> {
-    let (size, typed) = match DataType::try_from(t.data_type()).ok()? {
-        DataType::Float => (4, t.float_data.len()),
-        DataType::Double => (8, t.double_data.len()),
-        DataType::Float16 | DataType::Bfloat16 => (2, 0),
+    let dt = DataType::try_from(t.data_type()).ok()?;
+    let typed = match dt {
+        DataType::Float => t.float_data.len(),
+        DataType::Double => t.double_data.len(),
+        DataType::Float16 | DataType::Bfloat16 => 0,
         _ => return None,
     };
+    let size = usize::try_from(crate::tensor::raw_bytes(dt, 1)?).ok()?;
     let n = usize::try_from(crate::tensor::numel(t)).ok()?;
     if crate::external::is_external(t) {
         let extent = crate::external::extent(t, folder).ok()?;
