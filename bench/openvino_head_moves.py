@@ -34,6 +34,15 @@ coming back):
 - slicepadwhere / slicepadwhere1: a batch-only Slice and Pad each way, then two Wheres on (frame,
   channel) masks, or one on a channel mask (one clip).
 
+Stop 54 added three more, looking for a movement OpenVINO keeps in its layout (none does; the
+volume of `--shift-form openvino`, bench/volume_prototype.py, is what does):
+
+- tconv: the head viewed as `[N, T*2, f*H, W]` (frames and groups as channels, a free view) and
+  shifted by one 1x1 convolution whose 16x16 weight is the shift;
+- dil3d: the head transposed to `[N, 2f, T, H, W]`, a depthwise 3-tap convolution over T, back;
+- g2where / g2where1: whole frames gathered each way on clamped indices, then Wheres (or a Where
+  and a multiply) that pick each channel's direction and zero the borders.
+
     python bench/openvino_head_moves.py 64 56     # 2f = 64 channels at 56x56 (ResNet-50's layer1)
     python bench/openvino_head_moves.py 256 14    # layer3
     python bench/openvino_head_moves.py 64 56 frame,slicepad1,slicepadwhere,none
@@ -144,6 +153,35 @@ def build(kind):
             nodes.append(h.make_node("Where", ["ch", "n", "p"], ["moved"]))
         else:
             nodes += [h.make_node("Where", ["cp", "p", "zero"], ["pm"]), h.make_node("Where", ["cn", "n", "pm"], ["moved"])]
+    elif kind == "tconv":      # frames as channels: [N, T*2, f*H, W], channel 2t+g; one 1x1 convolution
+        # whose weight is the shift (row 2t+g reads 2(t+1)+g for g = 0, 2(t-1)+g for g = 1, nothing at the
+        # borders): no transpose, the zeros of the borders are the missing rows.
+        wt = np.zeros((2 * T, 2 * T, 1, 1), np.float32)
+        for tt in range(T):
+            if tt < T - 1: wt[2 * tt, 2 * (tt + 1)] = 1
+            if tt > 0: wt[2 * tt + 1, 2 * (tt - 1) + 1] = 1
+        inits += [I("wt", wt), L("tv", [NT // T, 2 * T, f * S, S]), L("back", [NT, C2, S, S])]
+        nodes += [h.make_node("Reshape", ["head", "tv"], ["hv"]), h.make_node("Conv", ["hv", "wt"], ["mv"]),
+                  h.make_node("Reshape", ["mv", "back"], ["moved"])]
+    elif kind == "dil3d":      # [N, 2f, T, H, W] by a Transpose, a depthwise 3-tap Conv over T, back
+        w3 = np.zeros((C2, 1, 3, 1, 1), np.float32); w3[:f, 0, 2] = 1; w3[f:, 0, 0] = 1
+        inits += [I("w3", w3), L("v5", [NT // T, T, C2, S, S]), L("back", [NT, C2, S, S])]
+        nodes += [h.make_node("Reshape", ["head", "v5"], ["h5"]), h.make_node("Transpose", ["h5"], ["ht"], perm=[0, 2, 1, 3, 4]),
+                  h.make_node("Conv", ["ht", "w3"], ["ct"], group=C2, pads=[1, 0, 0, 1, 0, 0]),
+                  h.make_node("Transpose", ["ct"], ["cb"], perm=[0, 2, 1, 3, 4]), h.make_node("Reshape", ["cb", "back"], ["moved"])]
+    elif kind in ("g2where", "g2where1"):   # whole frames gathered each way (clamped), Wheres pick and zero
+        chan = np.arange(C2) < f
+        cn = (chan[None, :] & (t < T - 1)[:, None]).reshape(NT, C2, 1, 1)
+        cp = (~chan[None, :] & (t > 0)[:, None]).reshape(NT, C2, 1, 1)
+        inits += [I("cn", cn), I("cp", cp), I("ch", chan.reshape(1, C2, 1, 1)),
+                  L("in", np.minimum(np.arange(NT) + 1, NT - 1)), L("ip", np.maximum(np.arange(NT) - 1, 0))]
+        nodes += [h.make_node("Gather", ["head", "in"], ["gn"], axis=0), h.make_node("Gather", ["head", "ip"], ["gp"], axis=0)]
+        if kind == "g2where":
+            nodes += [h.make_node("Where", ["cp", "gp", "zero"], ["pm"]), h.make_node("Where", ["cn", "gn", "pm"], ["moved"])]
+        else:  # one Where on the channel mask, then a multiply by a [NT, 2f, 1, 1] keep mask
+            keep = (cn | cp).astype(np.float32)
+            inits.append(I("keepf", keep))
+            nodes += [h.make_node("Where", ["ch", "gn", "gp"], ["w"]), h.make_node("Mul", ["w", "keepf"], ["moved"])]
     elif kind == "none":       # no movement: the floor
         nodes.append(h.make_node("Identity", ["head"], ["moved"]))
     else:

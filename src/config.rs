@@ -67,11 +67,13 @@ pub enum ShiftForm {
     /// the downsample reads the block input, keeps the batch form). Measured with one stream; with
     /// several, the batch form cost tract less on ResNet-50.
     Tract,
-    /// The default's forms, with the stream form's head moved on a channels-last view offline: a
-    /// Transpose to [N*T, H, W, s] before the Gather over its rows and one back after it, which
-    /// OpenVINO merges with the reorders its channels-last convolutions need, where it runs the
-    /// default's Reshapes planar. OpenVINO f32 0.96x-0.99x of the default per ResNet-50 clip in
-    /// paired runs; onnxruntime 1.03x-1.05x, tract the same. Online, the default's graph.
+    /// Offline (from opset 11), the default's forms written on each clip as a volume
+    /// [N, C, T, H, W], every 2D convolution a 3D one of depth 1 and every shift one depthwise
+    /// convolution over T, which OpenVINO runs in its own layout (see `emit::volume`): OpenVINO
+    /// f32 1.01x per ResNet-50 clip, against 1.03x-1.04x for the stream form's heads moved on a
+    /// channels-last view (a Transpose to [N*T, H, W, s] around the Gather over their rows), which
+    /// the sites past an operator without a 5D form keep; onnxruntime 1.37x, tract 3.6x. Online,
+    /// the default's graph.
     Openvino,
 }
 

@@ -76,9 +76,10 @@ struct Args {
     /// in tract: offline the shifted channels moved apart and written back by a ScatterND, from
     /// opset 11; online the stream form only where the fold is whole blocks and no other
     /// convolution reads the site's tensor; with several streams, batch measured cheaper in tract)
-    /// or openvino (stream, with its heads moved on a channels-last view offline, which OpenVINO
-    /// runs without reorders: a little faster there, slower in onnxruntime; online the default's
-    /// graph). Before opset 10 the offline shift is always the clip view.
+    /// or openvino (offline from opset 11 the network on each clip as a volume [N, C, T, H, W],
+    /// every shift a depthwise convolution over T, which OpenVINO runs in its own layout: fastest
+    /// there, several times slower in onnxruntime and tract; online the default's graph). Before
+    /// opset 10 the offline shift is always the clip view.
     #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Stream)]
     shift_form: ShiftForm,
 

@@ -135,6 +135,17 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
             p.plan.sites.len()
         );
     }
+    // The volume's shifts are named after their shifted tensor (emit::volume).
+    let lifted = p.graph().node.iter().filter(|n| n.name().ends_with("/Conv_time")).count();
+    if lifted > 0 {
+        let _ = writeln!(
+            out,
+            "volume: the network runs on each clip as [N, C, T, H, W] (2D convolutions and pools as 3D ones of depth \
+             1), and {lifted} of {} site(s) shift by a depthwise convolution over T (OpenVINO's form: onnxruntime and \
+             tract run 3D convolutions slower than 2D ones, so time it in OpenVINO)",
+            p.plan.sites.len()
+        );
+    }
     let quantized = p.plan.sites.iter().filter(|s| s.quant.is_some()).count();
     if quantized > 0 {
         let _ = writeln!(

@@ -17,6 +17,7 @@ use crate::validate::{self, data_inputs};
 use crate::write::{Staging, TempOutput};
 use anyhow::{Context, Result};
 use prost::Message;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// The metadata key recording the tool version and flags in every output.
@@ -254,7 +255,17 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     let partitioned = patch.initializers[before..].iter().map(|t| t.name().to_string()).collect();
     drop(df);
     let per_clip: Vec<String> = patch.output_dims.iter().map(|(name, _)| name.clone()).collect();
+    let shifts = std::mem::take(&mut patch.shifts);
+    let old_nodes: HashSet<String> = graph.node.iter().map(|n| n.name().to_string()).collect();
+    let old_inits: HashSet<String> = graph.initializer.iter().map(|t| t.name().to_string()).collect();
     patch.apply(graph, metadata_props);
+    if !shifts.is_empty() {
+        let new_nodes = graph.node.iter().map(|n| n.name().to_string()).filter(|n| !old_nodes.contains(n)).collect();
+        let new_inits =
+            graph.initializer.iter().map(|t| t.name().to_string()).filter(|t| !old_inits.contains(t)).collect();
+        let shapes = Shapes::infer(graph);
+        emit::volume::lift(graph, &shapes, &shifts, config.segments, loaded.opset, &new_nodes, &new_inits);
+    }
     let clip_batch = if config.online {
         Vec::new()
     } else {

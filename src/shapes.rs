@@ -76,6 +76,8 @@ pub struct Shapes {
     /// carrying `onnx.shape_inference`'s value_info (every float16 conversion, onnxsim) had joins
     /// that the bare export shifts skipped as "not a rank-4 activation".
     unknown_layout: HashSet<String>,
+    /// Integer tensors whose every value the inference folded (pads, axes, shapes).
+    constants: HashMap<String, Vec<i64>>,
 }
 
 /// Dims of a declared type, if it is a tensor with a shape.
@@ -177,6 +179,11 @@ fn window_out(input: &Dim, k: i64, stride: i64, dil: i64, pads: (i64, i64), auto
 impl Shapes {
     pub fn get(&self, tensor: &str) -> Option<&Info> {
         self.map.get(tensor)
+    }
+
+    /// The values of an integer tensor the graph computes from constants (or holds).
+    pub fn constant(&self, tensor: &str) -> Option<&[i64]> {
+        self.constants.get(tensor).map(Vec::as_slice)
     }
 
     /// The rank of a tensor whose dims are known but whose layout is not (see `unknown_layout`).
@@ -295,7 +302,8 @@ impl Shapes {
                 }
             }
         }
-        Shapes { map, unknown_layout }
+        let constants = values.iter().filter_map(|(k, v)| Some((k.clone(), v.known()?))).collect();
+        Shapes { map, unknown_layout, constants }
     }
 }
 

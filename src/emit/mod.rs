@@ -10,6 +10,8 @@
 //! [`clip`] (offline where the stream form does not apply, and before opset 10: on a
 //! `[N, T, C, H*W]` view), [`scatter`] (offline with `--shift-form tract`: the head shifted
 //! on its own clip view and written back by a ScatterND), [`online`] (one frame, with buffers).
+//! With `--shift-form openvino` offline, [`volume`] then rewrites the patched graph on each clip
+//! as `[N, C, T, H, W]`, every shift the emitters recorded one depthwise convolution over T.
 
 mod batch;
 pub use batch::FrameMasks;
@@ -20,6 +22,7 @@ mod rows;
 mod scatter;
 pub mod stream;
 mod temporal_pool;
+pub mod volume;
 
 use crate::config::{Config, ShiftForm};
 use crate::onnx::{
@@ -58,6 +61,8 @@ pub struct Patch {
     pub value_info: Vec<ValueInfoProto>,
     /// Masks shared by the sites, placed before the first node.
     pub frame_masks: FrameMasks,
+    /// Each site's shift as written (`--shift-form openvino` offline), for [`volume::lift`].
+    pub shifts: Vec<volume::ShiftRecord>,
 }
 
 impl Patch {
@@ -382,6 +387,30 @@ fn head_shift(e: &mut Emitter, site: &Site, config: &Config) -> String {
     rows::head(e, site, config).unwrap_or_else(|| batch::head(e, site, config))
 }
 
+/// What [`volume::lift`] needs to know of a site's shift, with `--shift-form openvino` offline: not
+/// for a quantized or channels-last tensor, which the lift never takes into 5D.
+pub(crate) fn shift_record(
+    site: &Site,
+    config: &Config,
+    input: &str,
+    output: &str,
+    nodes: &[NodeProto],
+) -> Option<volume::ShiftRecord> {
+    if config.shift_form != ShiftForm::Openvino || config.online || site.quant.is_some() || site.channels_last {
+        return None;
+    }
+    Some(volume::ShiftRecord {
+        input: input.to_string(),
+        output: output.to_string(),
+        nodes: nodes.iter().map(|n| n.name().to_string()).collect(),
+        channels: site.channels,
+        fold: site.fold,
+        segments: site.segments,
+        elem_type: site.elem_type.unwrap_or(1),
+        groups: config.moved_groups(),
+    })
+}
+
 /// The online form of one site (see [`online`]): returns its nodes, initializers and the shifted
 /// tensor's name.
 pub fn online_subgraph(site: &Site, opset: i64, spatial: (i64, i64)) -> (Vec<NodeProto>, Vec<TensorProto>, String) {
@@ -516,6 +545,9 @@ pub fn emit(plan: &Plan, config: &Config, opset: i64, metadata_value: String, ma
     }
     for site in plan.sites.iter().filter(|s| s.stream.is_none()) {
         let (nodes, inits, out) = shift_subgraph(site, config, opset, &mut patch.frame_masks);
+        if let Some(r) = shift_record(site, config, &site.tensor, &out, &nodes) {
+            patch.shifts.push(r);
+        }
         patch.inserts.push((site.after, nodes));
         patch.initializers.extend(inits);
         patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));

@@ -49,6 +49,7 @@ pub fn emit(
         config,
         opset,
         masks: std::mem::take(&mut patch.frame_masks),
+        records: Vec::new(),
     };
     for site in &sites {
         let stream = site.stream.as_ref().expect("filtered");
@@ -172,6 +173,7 @@ pub fn emit(
     );
     patch.initializers.extend(w.new_inits.into_values());
     patch.frame_masks = w.masks;
+    patch.shifts.extend(w.records);
     match w.error {
         Some(e) => Err(e),
         None => Ok(()),
@@ -225,6 +227,8 @@ struct Writer<'a> {
     opset: i64,
     /// The graph's frame masks, taken from the patch and given back.
     masks: FrameMasks,
+    /// The heads' shifts as written, for `volume::lift`.
+    records: Vec<crate::emit::volume::ShiftRecord>,
 }
 
 impl Writer<'_> {
@@ -488,7 +492,10 @@ impl Writer<'_> {
         let (head, _) = self.halves(&site.tensor);
         let mut e = Emitter { masks: Some(&mut self.masks), ..Emitter::new(&site.prefix, self.opset) };
         let shifted = if !self.config.online {
-            crate::emit::head_shift(&mut e, &Site { tensor: head, channels: s, ..site.clone() }, self.config)
+            let head_site = Site { tensor: head, channels: s, ..site.clone() };
+            let out = crate::emit::head_shift(&mut e, &head_site, self.config);
+            self.records.extend(crate::emit::shift_record(&head_site, self.config, &head_site.tensor, &out, &e.nodes));
+            out
         } else if moved == s {
             e.name(BUFFER_IN)
         } else {

@@ -1,0 +1,801 @@
+//! `--shift-form openvino` offline: the network computed on each clip as a volume, `[N, C, T, H, W]`,
+//! so that every shift is one depthwise convolution over the time axis.
+//!
+//! Why: OpenVINO computes convolutions in a blocked channels-last layout and runs anything that
+//! moves data across the batch axis (Gather, Concat, Slice, Pad on axis 0) planar, with a reorder
+//! out of its layout and back; no arrangement of the 2D graph took that cost away (the forms tried
+//! in the README). With the frames on a spatial axis the shift is a convolution: a 3-tap kernel
+//! along T with one tap set per channel (the next frame, the previous one, or itself), the clip's
+//! borders its zero padding, which OpenVINO runs in its own layout. Every 2D convolution becomes a
+//! 3D one of depth 1 and every pool likewise, which OpenVINO runs at the same speed or faster.
+//! ResNet-50 per clip in OpenVINO f32, paired rounds against the 2D model
+//! (`bench/RESULTS-volume.md`): 0.986-1.012 against 1.022-1.048 for the channels-last rows form
+//! this replaces where it applies; bf16 even. onnxruntime runs 3D convolutions without its NCHWc
+//! kernels (1.39x on the plain model), so this is OpenVINO's form only.
+//!
+//! The lift runs on the patched graph: from the frame input onwards, every node whose operator has
+//! a rule in [`RULES`] and whose activations are already lifted is rewritten in 5D; where a node has
+//! no rule the tensors it reads go back to `[N*T, C, H, W]` under their own names (a Transpose and a
+//! Reshape), so the rest of the graph is untouched. A site's shift, recorded by the emitters as a
+//! [`ShiftRecord`], gives way to the depthwise convolution where its input is lifted; elsewhere its
+//! 2D form stays. Exact for finite values: each output is its one source times 1 plus the other two
+//! taps' values times 0; an infinity or NaN in a frame's neighbour would reach it as NaN.
+
+use super::{int_attr, ints_attr, node};
+use crate::config::Neighbour;
+use crate::onnx::{
+    attribute_proto::AttributeType, tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto,
+};
+use crate::shapes::Shapes;
+use crate::tensor::int64_vec;
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+
+/// One site's shift as the emitters wrote it in 2D: the nodes between `input` and `output`.
+#[derive(Debug, Clone)]
+pub struct ShiftRecord {
+    pub input: String,
+    pub output: String,
+    /// Names of the nodes that make `output` from `input` (and from graph-wide constants).
+    pub nodes: Vec<String>,
+    pub channels: i64,
+    pub fold: i64,
+    pub segments: usize,
+    pub elem_type: i32,
+    /// The direction of each moved group of `fold` channels, from the first; the rest stay.
+    pub groups: &'static [Neighbour],
+}
+
+/// What a rule makes of a node: its 5D replacement, with the nodes that prepare its inputs.
+type Rule = fn(&mut Lift, &NodeProto, &[Option<String>]) -> Option<Vec<NodeProto>>;
+
+/// The operators that have a 5D form, by ONNX operator type.
+const RULES: &[(&str, Rule)] = &[
+    ("Conv", conv),
+    ("MaxPool", pool),
+    ("AveragePool", pool),
+    ("LpPool", pool),
+    ("GlobalAveragePool", global_pool),
+    ("GlobalMaxPool", global_pool),
+    ("Pad", pad),
+    ("Concat", concat),
+    ("Split", split),
+    ("BatchNormalization", per_channel),
+    ("Add", broadcast),
+    ("Sub", broadcast),
+    ("Mul", broadcast),
+    ("Div", broadcast),
+    ("Pow", broadcast),
+    ("Max", broadcast),
+    ("Min", broadcast),
+    ("Sum", broadcast),
+    ("Mean", broadcast),
+    ("PRelu", broadcast),
+    ("Relu", per_channel),
+    ("LeakyRelu", per_channel),
+    ("Sigmoid", per_channel),
+    ("HardSigmoid", per_channel),
+    ("HardSwish", per_channel),
+    ("Tanh", per_channel),
+    ("Elu", per_channel),
+    ("Selu", per_channel),
+    ("Celu", per_channel),
+    ("Softplus", per_channel),
+    ("Softsign", per_channel),
+    ("Gelu", per_channel),
+    ("Mish", per_channel),
+    ("Erf", per_channel),
+    ("Clip", per_channel),
+    ("Identity", per_channel),
+    ("Neg", per_channel),
+    ("Abs", per_channel),
+    ("Exp", per_channel),
+    ("Sqrt", per_channel),
+    ("Reciprocal", per_channel),
+];
+
+/// The lift's state: which 2D tensors have a 5D twin, and what the graph's constants are.
+struct Lift<'a> {
+    opset: i64,
+    segments: i64,
+    shapes: &'a Shapes,
+    /// 2D name -> 5D name.
+    five: HashMap<String, String>,
+    /// Dims of the graph's constants (initializers and Constant outputs).
+    constant_dims: HashMap<String, Vec<i64>>,
+    /// Tensors unsqueezed for the 5D graph (name, axis) -> new name, made once.
+    unsqueezed: HashMap<(String, i64), String>,
+    inits: Vec<TensorProto>,
+}
+
+/// Lifts `graph` (see the module doc); returns how many shifts became depthwise convolutions.
+/// `new_nodes` are the names of the nodes the rewrite added: those left without a reader go.
+pub fn lift(
+    graph: &mut GraphProto,
+    shapes: &Shapes,
+    records: &[ShiftRecord],
+    segments: usize,
+    opset: i64,
+    new_nodes: &HashSet<String>,
+    new_inits: &HashSet<String>,
+) -> usize {
+    if opset < 11 {
+        return 0;
+    }
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    let mut constant_dims: HashMap<String, Vec<i64>> =
+        graph.initializer.iter().map(|t| (t.name().to_string(), t.dims.clone())).collect();
+    for n in graph.node.iter().filter(|n| n.op_type() == "Constant") {
+        let value = n.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref());
+        if let (Some(out), Some(t)) = (n.output.first(), value) {
+            constant_dims.insert(out.clone(), t.dims.clone());
+        }
+    }
+    let mut l = Lift {
+        opset,
+        segments: segments as i64,
+        shapes,
+        five: HashMap::new(),
+        constant_dims,
+        unsqueezed: HashMap::new(),
+        inits: Vec::new(),
+    };
+    // The frames' batch dim, N*T, as the first data input declares it.
+    let Some(batch) = graph
+        .input
+        .iter()
+        .find(|i| !inits.contains(i.name()))
+        .and_then(|i| shapes.get(i.name()))
+        .filter(|i| i.rank() == 4)
+        .map(|i| i.dims[0].clone())
+    else {
+        return 0;
+    };
+    let region_of: HashMap<&str, usize> =
+        records.iter().enumerate().flat_map(|(r, rec)| rec.nodes.iter().map(move |n| (n.as_str(), r))).collect();
+    let outside_readers = outside_readers(graph, records, &region_of);
+    let mut replaced: Vec<Option<bool>> = vec![None; records.len()];
+    let mut out: Vec<NodeProto> = Vec::with_capacity(graph.node.len() + 64);
+    let mut exited: HashSet<String> = HashSet::new();
+    // Tensors that still exist in 2D beside their 5D twin (a frame input, a tensor entered).
+    let mut entered: HashSet<String> = HashSet::new();
+    let mut lifted_shifts = 0;
+    for n in std::mem::take(&mut graph.node) {
+        // Into 5D only before the first way back: a tensor entered after one would go back and
+        // forth around every node without a rule (a GroupNorm's Reshapes), each time a Transpose
+        // each way. Every rule computes each frame on its own, so a tensor may enter wherever its
+        // first dim is the frames'.
+        let entry = |t: &str, exited: &HashSet<String>| {
+            let info = shapes.get(t).filter(|i| i.rank() == 4 && i.dims[0] == batch && exited.is_empty())?;
+            Some([info.dims[1].known()?, info.dims[2].known()?, info.dims[3].known()?])
+        };
+        if let Some(&r) = region_of.get(n.name()) {
+            let rec = &records[r];
+            let decision = *replaced[r].get_or_insert_with(|| {
+                rec.segments as i64 == l.segments
+                    && !outside_readers[r]
+                    && (l.five.contains_key(&rec.input) || entry(&rec.input, &exited).is_some())
+                    && weight_bytes(rec.elem_type).is_some()
+            });
+            if decision {
+                if !l.five.contains_key(&rec.output) {
+                    if let (false, Some(chw)) = (l.five.contains_key(&rec.input), entry(&rec.input, &exited)) {
+                        out.extend(l.enter(&rec.input, chw));
+                        entered.insert(rec.input.clone());
+                    }
+                    out.extend(l.shift(rec));
+                    lifted_shifts += 1;
+                }
+                continue;
+            }
+        }
+        // Inputs lifted, entering 5D at a frame input where a rule can take the node.
+        let rule = RULES.iter().find(|(op, _)| *op == n.op_type() && crate::graph::default_domain(&n)).map(|r| r.1);
+        let mut lifted_node = None;
+        if let Some(rule) = rule {
+            let reads_frames = n.input.iter().any(|i| l.five.contains_key(i) || entry(i, &exited).is_some());
+            if reads_frames {
+                for i in &n.input {
+                    if let (false, Some(chw)) = (l.five.contains_key(i), entry(i, &exited)) {
+                        out.extend(l.enter(i, chw));
+                        entered.insert(i.clone());
+                    }
+                }
+                let inputs: Vec<Option<String>> = n.input.iter().map(|i| l.five.get(i).cloned()).collect();
+                lifted_node = rule(&mut l, &n, &inputs);
+            }
+        }
+        match lifted_node {
+            Some(nodes) => {
+                for o in n.output.iter().filter(|o| !o.is_empty()) {
+                    l.five.insert(o.clone(), volume_name(o));
+                }
+                out.extend(nodes);
+            }
+            None => {
+                for i in &n.input {
+                    if l.five.contains_key(i) && !entered.contains(i) && exited.insert(i.clone()) {
+                        out.extend(l.exit(i));
+                    }
+                }
+                out.push(n);
+            }
+        }
+    }
+    let outputs: Vec<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+    for o in outputs {
+        if l.five.contains_key(&o) && !entered.contains(&o) && exited.insert(o.clone()) {
+            out.extend(l.exit(&o));
+        }
+    }
+    // The lift's own nodes may be left unread too (a frame input entered for a node whose rule
+    // then declined it).
+    let mut sweepable = new_nodes.clone();
+    sweepable.extend(out.iter().filter(|n| n.name().contains("/volume")).map(|n| n.name().to_string()));
+    let mut sweepable_inits = new_inits.clone();
+    sweepable_inits.extend(l.inits.iter().map(|t| t.name().to_string()));
+    graph.node = out;
+    graph.initializer.extend(l.inits);
+    sweep(graph, &sweepable, &sweepable_inits);
+    lifted_shifts
+}
+
+/// For each record, whether a node outside it reads one of its tensors other than its output.
+fn outside_readers(graph: &GraphProto, records: &[ShiftRecord], region_of: &HashMap<&str, usize>) -> Vec<bool> {
+    let mut inner: HashMap<&str, usize> = HashMap::new();
+    for n in &graph.node {
+        if let Some(&r) = region_of.get(n.name()) {
+            for o in n.output.iter().filter(|o| **o != records[r].output) {
+                inner.insert(o, r);
+            }
+        }
+    }
+    let mut read = vec![false; records.len()];
+    for n in &graph.node {
+        for i in &n.input {
+            if let Some(&r) = inner.get(i.as_str()) {
+                read[r] |= region_of.get(n.name()) != Some(&r);
+            }
+        }
+    }
+    for o in &graph.output {
+        if let Some(&r) = inner.get(o.name()) {
+            read[r] = true;
+        }
+    }
+    read
+}
+
+fn volume_name(t: &str) -> String {
+    format!("{t}/volume")
+}
+
+/// Removes the nodes the rewrite added that nothing reads any more (the 2D shifts' masks and
+/// indices), then the initializers it added that nothing reads.
+fn sweep(graph: &mut GraphProto, new_nodes: &HashSet<String>, new_inits: &HashSet<String>) {
+    loop {
+        let read: HashSet<&str> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.input.iter().map(String::as_str))
+            .chain(graph.output.iter().map(|o| o.name()))
+            .collect();
+        let dead: HashSet<usize> = graph
+            .node
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| new_nodes.contains(n.name()) && n.output.iter().all(|o| !read.contains(o.as_str())))
+            .map(|(i, _)| i)
+            .collect();
+        if dead.is_empty() {
+            break;
+        }
+        let mut i = 0;
+        graph.node.retain(|_| {
+            i += 1;
+            !dead.contains(&(i - 1))
+        });
+    }
+    let read: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    graph.initializer.retain(|t| !new_inits.contains(t.name()) || read.contains(t.name()));
+    let produced: HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .chain(graph.input.iter().map(|i| i.name()))
+        .chain(graph.initializer.iter().map(|t| t.name()))
+        .collect();
+    let gone: HashSet<String> =
+        graph.value_info.iter().filter(|v| !produced.contains(v.name())).map(|v| v.name().to_string()).collect();
+    graph.value_info.retain(|v| !gone.contains(v.name()));
+}
+
+/// 1 in the element type, as raw little-endian bytes: the taps of the shift's kernel.
+fn weight_bytes(elem_type: i32) -> Option<Vec<u8>> {
+    match DataType::try_from(elem_type).ok()? {
+        DataType::Float => Some(1f32.to_le_bytes().to_vec()),
+        DataType::Double => Some(1f64.to_le_bytes().to_vec()),
+        DataType::Float16 => Some(0x3C00u16.to_le_bytes().to_vec()),
+        DataType::Bfloat16 => Some(0x3F80u16.to_le_bytes().to_vec()),
+        _ => None,
+    }
+}
+
+impl Lift<'_> {
+    fn constant(&mut self, name: &str, values: &[i64]) -> String {
+        self.inits.push(int64_vec(name, values));
+        name.to_string()
+    }
+
+    /// `[N*T, C, H, W]` to `[N, C, T, H, W]`: the frames of each clip onto a spatial axis.
+    fn enter(&mut self, t: &str, [c, h, w]: [i64; 3]) -> Vec<NodeProto> {
+        let v = volume_name(t);
+        let shape = self.constant(&format!("{v}_clips"), &[-1, self.segments, c, h, w]);
+        let clips = format!("{v}_clips_view");
+        self.five.insert(t.to_string(), v.clone());
+        vec![
+            node("Reshape", &format!("{v}/Reshape"), vec![t.to_string(), shape], &clips, vec![]),
+            node("Transpose", &format!("{v}/Transpose"), vec![clips], &v, vec![ints_attr("perm", &[0, 2, 1, 3, 4])]),
+        ]
+    }
+
+    /// Back to `[N*T, C, H, W]` under the tensor's own name, for the nodes that stay 2D.
+    fn exit(&mut self, t: &str) -> Vec<NodeProto> {
+        let v = self.five[t].clone();
+        let frames = format!("{v}_frames_view");
+        let mut nodes = vec![node(
+            "Transpose",
+            &format!("{v}/Transpose_back"),
+            vec![v.clone()],
+            &frames,
+            vec![ints_attr("perm", &[0, 2, 1, 3, 4])],
+        )];
+        let known = self.shapes.get(t).and_then(|i| match i.dims.as_slice() {
+            [_, c, h, w] => Some([c.known()?, h.known()?, w.known()?]),
+            _ => None,
+        });
+        let shape = match known {
+            Some([c, h, w]) => self.constant(&format!("{v}_frames"), &[-1, c, h, w]),
+            None => {
+                let all = format!("{v}_frames_all");
+                nodes.push(node("Shape", &format!("{v}/Shape"), vec![frames.clone()], &all, vec![]));
+                let idx = self.constant(&format!("{v}_chw_axes"), &[2, 3, 4]);
+                let chw = format!("{v}_chw");
+                nodes.push(node("Gather", &format!("{v}/Gather"), vec![all, idx], &chw, vec![int_attr("axis", 0)]));
+                let minus = self.constant(&format!("{v}_minus_one"), &[-1]);
+                let s = format!("{v}_frames");
+                nodes.push(node("Concat", &format!("{v}/Concat"), vec![minus, chw], &s, vec![int_attr("axis", 0)]));
+                s
+            }
+        };
+        nodes.push(node("Reshape", &format!("{v}/Reshape_back"), vec![frames, shape], t, vec![]));
+        nodes
+    }
+
+    /// The shift of a record as one depthwise convolution over T on its lifted input.
+    fn shift(&mut self, rec: &ShiftRecord) -> Vec<NodeProto> {
+        let one = weight_bytes(rec.elem_type).expect("checked before");
+        let width = one.len();
+        let mut raw = vec![0u8; rec.channels as usize * 3 * width];
+        for c in 0..rec.channels {
+            let tap = match rec.groups.get((c / rec.fold.max(1)) as usize) {
+                Some(Neighbour::Next) => 2,
+                Some(Neighbour::Previous) => 0,
+                None => 1,
+            };
+            let at = (c as usize * 3 + tap) * width;
+            raw[at..at + width].copy_from_slice(&one);
+        }
+        let out = volume_name(&rec.output);
+        let w = format!("{out}_taps");
+        self.inits.push(TensorProto {
+            name: Some(w.clone()),
+            data_type: Some(rec.elem_type),
+            dims: vec![rec.channels, 1, 3, 1, 1],
+            raw_data: Some(Bytes::from(raw)),
+            ..Default::default()
+        });
+        self.five.insert(rec.output.clone(), out.clone());
+        let attrs = vec![
+            int_attr("group", rec.channels),
+            ints_attr("kernel_shape", &[3, 1, 1]),
+            ints_attr("pads", &[1, 0, 0, 1, 0, 0]),
+        ];
+        vec![node("Conv", &format!("{out}/Conv_time"), vec![self.five[&rec.input].clone(), w], &out, attrs)]
+    }
+
+    /// `t` with a unit axis inserted at `axis` (a weight's depth, a constant's time axis).
+    fn unsqueeze(&mut self, t: &str, axis: i64, nodes: &mut Vec<NodeProto>) -> String {
+        if let Some(u) = self.unsqueezed.get(&(t.to_string(), axis)) {
+            return u.clone();
+        }
+        let u = format!("{t}/volume_axis{axis}");
+        let n = if self.opset >= 13 {
+            let axes = self.constant(&format!("{u}_axes"), &[axis]);
+            node("Unsqueeze", &format!("{u}/Unsqueeze"), vec![t.to_string(), axes], &u, vec![])
+        } else {
+            node("Unsqueeze", &format!("{u}/Unsqueeze"), vec![t.to_string()], &u, vec![ints_attr("axes", &[axis])])
+        };
+        nodes.push(n);
+        self.unsqueezed.insert((t.to_string(), axis), u.clone());
+        u
+    }
+}
+
+/// The node with its inputs and outputs renamed to their 5D twins and `attrs` in place of the
+/// attributes of the same names.
+fn renamed(n: &NodeProto, inputs: Vec<String>, attrs: Vec<AttributeProto>) -> NodeProto {
+    let mut m = n.clone();
+    m.input = inputs;
+    m.output = n.output.iter().map(|o| if o.is_empty() { o.clone() } else { volume_name(o) }).collect();
+    m.name = Some(format!("{}/volume", n.name()));
+    for a in attrs {
+        m.attribute.retain(|b| b.name() != a.name());
+        m.attribute.push(a);
+    }
+    m
+}
+
+fn attr_ints<'n>(n: &'n NodeProto, name: &str) -> Option<&'n [i64]> {
+    n.attribute.iter().find(|a| a.name() == name && a.r#type() == AttributeType::Ints).map(|a| a.ints.as_slice())
+}
+
+/// Spatial attributes with a depth of 1 in front: kernel, strides, dilations (`[1, ..]`) and pads
+/// (`[0, begins.., 0, ends..]`). `None` if one is not 2D.
+fn spatial_attrs(n: &NodeProto) -> Option<Vec<AttributeProto>> {
+    let mut attrs = Vec::new();
+    for name in ["kernel_shape", "strides", "dilations"] {
+        if let Some(v) = attr_ints(n, name) {
+            if v.len() != 2 {
+                return None;
+            }
+            attrs.push(ints_attr(name, &[1, v[0], v[1]]));
+        }
+    }
+    if let Some(p) = attr_ints(n, "pads") {
+        if p.len() != 4 {
+            return None;
+        }
+        attrs.push(ints_attr("pads", &[0, p[0], p[1], 0, p[2], p[3]]));
+    }
+    Some(attrs)
+}
+
+/// The data input lifted, the others left as they are (weights of rank 1, scalars, bounds).
+fn per_channel(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    for (i, name) in n.input.iter().enumerate().skip(1) {
+        if inputs[i].is_some() || !name.is_empty() && l.constant_dims.get(name).is_none_or(|d| d.len() > 1) {
+            return None;
+        }
+    }
+    if n.op_type() == "BatchNormalization" && n.output.len() > 1 {
+        return None;
+    }
+    let rest = n.input.iter().skip(1).cloned();
+    Some(vec![renamed(n, std::iter::once(x).chain(rest).collect(), vec![])])
+}
+
+/// Elementwise with broadcasting: constants of rank 3 (`[C, H, W]`) or 4 (`[1, C, H, W]`) get the
+/// time axis before H; ranks up to 2 broadcast over H and W alike in both layouts.
+fn broadcast(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let mut nodes = Vec::new();
+    let mut ins = Vec::new();
+    for (name, lifted) in n.input.iter().zip(inputs) {
+        let t = match lifted {
+            Some(v) => v.clone(),
+            // A rank-4 constant broadcasts over the frames only if its first dim is 1.
+            None => match l.constant_dims.get(name)?.as_slice() {
+                d if d.len() <= 2 => name.clone(),
+                [_, _, _] => l.unsqueeze(name, 1, &mut nodes),
+                [1, _, _, _] => l.unsqueeze(name, 2, &mut nodes),
+                _ => return None,
+            },
+        };
+        ins.push(t);
+    }
+    nodes.push(renamed(n, ins, vec![]));
+    Some(nodes)
+}
+
+fn conv(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    if inputs.iter().skip(1).any(Option::is_some) || n.input.len() < 2 {
+        return None;
+    }
+    let rank = l.constant_dims.get(&n.input[1]).map(Vec::len);
+    let kernel_2d = attr_ints(n, "kernel_shape").map(|k| k.len() == 2);
+    if !(rank == Some(4) || rank.is_none() && kernel_2d == Some(true)) {
+        return None;
+    }
+    let attrs = spatial_attrs(n)?;
+    let mut nodes = Vec::new();
+    let w = l.unsqueeze(&n.input[1], 2, &mut nodes);
+    let ins = [x, w].into_iter().chain(n.input.iter().skip(2).cloned()).collect();
+    nodes.push(renamed(n, ins, attrs));
+    Some(nodes)
+}
+
+fn pool(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    // MaxPool's indices would index the 5D tensor.
+    if n.output.iter().skip(1).any(|o| !o.is_empty()) || attr_ints(n, "kernel_shape")?.len() != 2 {
+        return None;
+    }
+    let attrs = spatial_attrs(n)?;
+    Some(vec![renamed(n, vec![x], attrs)])
+}
+
+/// Pads of H and W, known (constant, or computed from constants as timm's and TF's "same" pads
+/// are): the time axis gets none.
+fn pad(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    // From opset 11 the pads are an input; opset 18's axes input is left 2D.
+    if inputs.iter().skip(1).any(Option::is_some) || n.input.get(3).is_some_and(|a| !a.is_empty()) {
+        return None;
+    }
+    let &[0, b1, b2, b3, 0, e1, e2, e3] = l.shapes.constant(n.input.get(1)?)? else { return None };
+    let pads = l.constant(&format!("{}_pads", volume_name(n.output.first()?)), &[0, b1, 0, b2, b3, 0, e1, 0, e2, e3]);
+    let ins = [x, pads].into_iter().chain(n.input.iter().skip(2).cloned()).collect();
+    Some(vec![renamed(n, ins, vec![])])
+}
+
+/// Pooled over H and W only: a ReduceMean (ReduceMax) over axes 3 and 4, keeping them.
+fn global_pool(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    let op = if n.op_type() == "GlobalAveragePool" { "ReduceMean" } else { "ReduceMax" };
+    let out = volume_name(n.output.first()?);
+    let name = format!("{}/volume", n.name());
+    let keep = int_attr("keepdims", 1);
+    // ReduceMean takes its axes as an input from opset 18, ReduceMax too.
+    Some(vec![if l.opset >= 18 {
+        let axes = l.constant(&format!("{out}_axes"), &[3, 4]);
+        node(op, &name, vec![x, axes], &out, vec![keep])
+    } else {
+        node(op, &name, vec![x], &out, vec![keep, ints_attr("axes", &[3, 4])])
+    }])
+}
+
+/// A 2D axis of an activation in the 5D layout: channels stay on 1, H and W move to 3 and 4; the
+/// batch has no counterpart.
+fn axis_5d(a: i64) -> Option<i64> {
+    match if a < 0 { a + 4 } else { a } {
+        1 => Some(1),
+        2 => Some(3),
+        3 => Some(4),
+        _ => None,
+    }
+}
+
+fn concat(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let ins: Vec<String> = inputs.iter().cloned().collect::<Option<_>>()?;
+    let axis = axis_5d(n.attribute.iter().find(|a| a.name() == "axis")?.i())?;
+    Some(vec![renamed(n, ins, vec![int_attr("axis", axis)])])
+}
+
+fn split(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    if inputs.iter().skip(1).any(Option::is_some) {
+        return None;
+    }
+    // Split's sizes are 1D, the same in both layouts; without them the parts are equal either way.
+    let axis = axis_5d(n.attribute.iter().find(|a| a.name() == "axis").map_or(0, |a| a.i()))?;
+    let ins = std::iter::once(x).chain(n.input.iter().skip(1).cloned()).collect();
+    Some(vec![renamed(n, ins, vec![int_attr("axis", axis)])])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::tests::{node as n, value_info};
+    use crate::onnx::{ModelProto, OperatorSetIdProto};
+    use crate::tensor::FloatArray;
+    use prost::Message;
+
+    const T: usize = 4;
+
+    fn floats(name: &str, dims: &[i64], seed: u64) -> TensorProto {
+        let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+        FloatArray::random(&shape, seed).to_proto(name)
+    }
+
+    fn with_attrs(mut node: NodeProto, attrs: Vec<AttributeProto>) -> NodeProto {
+        node.attribute = attrs;
+        node
+    }
+
+    fn run(graph: &GraphProto, opset: i64, x: &FloatArray) -> FloatArray {
+        let model = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
+            graph: Some(graph.clone()),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.onnx");
+        std::fs::write(&path, model.encode_to_vec()).unwrap();
+        crate::validate::run(&path, std::slice::from_ref(x)).unwrap().remove(0)
+    }
+
+    fn lifted(graph: &GraphProto, records: &[ShiftRecord], opset: i64) -> (GraphProto, usize) {
+        let mut g = graph.clone();
+        let shapes = Shapes::infer(&g);
+        let count = lift(&mut g, &shapes, records, T, opset, &HashSet::new(), &HashSet::new());
+        crate::graph::Dataflow::build(&g).unwrap();
+        (g, count)
+    }
+
+    fn graph(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, c: i64, out: &str) -> GraphProto {
+        GraphProto {
+            node: nodes,
+            initializer: inits,
+            input: vec![value_info("x", &[-1, c, 5, 6])],
+            output: vec![ValueInfoProto { name: Some(out.into()), ..Default::default() }],
+            ..Default::default()
+        }
+    }
+    use crate::onnx::ValueInfoProto;
+
+    #[test]
+    fn every_rule_computes_what_its_2d_node_does() {
+        // Every operator with a rule, on 2 clips of 4 frames: the lifted graph's output is the 2D
+        // graph's, which only holds if each rule keeps the frames apart and maps the axes right.
+        for opset in [11, 13, 18] {
+            let mut nodes = vec![
+                with_attrs(n("Conv", "conv", &["x", "w", "b"], &["c1"]), vec![ints_attr("pads", &[1, 0, 1, 2])]),
+                n("Relu", "relu", &["c1"], &["r1"]),
+                with_attrs(
+                    n("MaxPool", "max", &["r1"], &["p1"]),
+                    vec![ints_attr("kernel_shape", &[2, 2]), ints_attr("strides", &[2, 2])],
+                ),
+                n("Pad", "pad", &["p1", "pads"], &["pd"]),
+                n("Mul", "mul", &["pd", "scale"], &["m"]),
+                n("Add", "add", &["m", "shift"], &["a"]),
+                with_attrs(n("Clip", "clip", &["a", "lo", ""], &["cl"]), vec![]),
+                with_attrs(n("Split", "split", &["cl", "sizes"], &["s1", "s2"]), vec![int_attr("axis", 1)]),
+                with_attrs(n("Concat", "concat", &["s2", "s1", "cl"], &["cc"]), vec![int_attr("axis", -3)]),
+                with_attrs(
+                    n("AveragePool", "avg", &["cc"], &["ap"]),
+                    vec![ints_attr("kernel_shape", &[3, 3]), ints_attr("pads", &[1, 1, 1, 1])],
+                ),
+                n("GlobalAveragePool", "gap", &["ap"], &["g"]),
+                n("Flatten", "flatten", &["g"], &["y"]),
+            ];
+            if opset < 13 {
+                // Split's sizes were an attribute before opset 13.
+                nodes[7] = with_attrs(
+                    n("Split", "split", &["cl"], &["s1", "s2"]),
+                    vec![int_attr("axis", 1), ints_attr("split", &[3, 5])],
+                );
+            }
+            let inits = vec![
+                floats("w", &[8, 3, 3, 2], 1),
+                floats("b", &[8], 2),
+                int64_vec("pads", &[0, 0, 1, 0, 0, 0, 0, 1]),
+                floats("scale", &[1, 8, 1, 1], 3),
+                floats("shift", &[8, 1, 1], 4),
+                floats("lo", &[], 5),
+                int64_vec("sizes", &[3, 5]),
+            ];
+            let g = graph(nodes, inits, 3, "y");
+            let (five, _) = lifted(&g, &[], opset);
+            let ops: Vec<&str> = five.node.iter().map(|n| n.op_type()).collect();
+            assert_eq!(ops.iter().filter(|o| **o == "Transpose").count(), 2, "{ops:?}");
+            assert!(!ops.contains(&"GlobalAveragePool") && ops.contains(&"ReduceMean"), "{ops:?}");
+            let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
+            let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
+            assert_eq!(want.shape, got.shape);
+            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-5, "opset {opset}: {diff}");
+        }
+    }
+
+    #[test]
+    fn a_node_without_a_rule_reads_its_tensor_back_in_2d_and_nothing_enters_after() {
+        // Relu is lifted; Transpose has no rule, so the Relu's output goes back under its own name;
+        // the Sigmoid after the Transpose stays 2D, though its input's first dim is the frames'.
+        let nodes = vec![
+            n("Relu", "relu", &["x"], &["r"]),
+            with_attrs(n("Transpose", "t", &["r"], &["tr"]), vec![ints_attr("perm", &[0, 1, 3, 2])]),
+            n("Sigmoid", "sig", &["tr"], &["y"]),
+        ];
+        let (five, _) = lifted(&graph(nodes, vec![], 3, "y"), &[], 13);
+        let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "x/volume/Reshape",
+                "x/volume/Transpose",
+                "relu/volume",
+                "r/volume/Transpose_back",
+                "r/volume/Reshape_back",
+                "t",
+                "sig"
+            ]
+        );
+        assert_eq!(five.node[4].output, ["r"]);
+    }
+
+    /// The plain shift of `[N*T, C, H, W]`: channel c of group j takes frame t+1 (Next) or t-1
+    /// (Previous), zeros outside the clip; channels past the groups stay.
+    fn shifted(x: &FloatArray, fold: usize, groups: &[Neighbour]) -> FloatArray {
+        let (c, hw) = (x.shape[1], x.shape[2] * x.shape[3]);
+        let mut out = vec![0f32; x.data.len()];
+        for f in 0..x.shape[0] {
+            for ch in 0..c {
+                let from = match groups.get(ch / fold) {
+                    Some(Neighbour::Next) => (f % T + 1 < T).then_some(f + 1),
+                    Some(Neighbour::Previous) => (f % T > 0).then(|| f - 1),
+                    None => Some(f),
+                };
+                if let Some(s) = from {
+                    let (dst, src) = ((f * c + ch) * hw, (s * c + ch) * hw);
+                    out[dst..dst + hw].copy_from_slice(&x.data[src..src + hw]);
+                }
+            }
+        }
+        FloatArray { shape: x.shape.clone(), data: out }
+    }
+
+    #[test]
+    fn a_shift_becomes_a_depthwise_convolution_over_time_exact_for_finite_values() {
+        // The 2D shift's nodes (here one Identity standing for them) give way to the convolution;
+        // its output equals the plain shift bit for bit, for each direction and group order.
+        let x = FloatArray::random(&[2 * T, 6, 5, 6], 11);
+        for (fold, groups) in [
+            (2, &[Neighbour::Next, Neighbour::Previous][..]),
+            (1, &[Neighbour::Previous, Neighbour::Next][..]),
+            (3, &[Neighbour::Previous][..]),
+        ] {
+            let nodes = vec![n("Identity", "shift", &["x"], &["moved"]), n("Relu", "relu", &["moved"], &["y"])];
+            let record = ShiftRecord {
+                input: "x".into(),
+                output: "moved".into(),
+                nodes: vec!["shift".into()],
+                channels: 6,
+                fold: fold as i64,
+                segments: T,
+                elem_type: DataType::Float as i32,
+                groups,
+            };
+            let (five, count) = lifted(&graph(nodes, vec![], 6, "y"), &[record], 13);
+            assert_eq!(count, 1);
+            assert!(!five.node.iter().any(|n| n.op_type() == "Identity"));
+            let got = run(&five, 13, &x);
+            let mut want = shifted(&x, fold, groups);
+            want.data.iter_mut().for_each(|v| *v = v.max(0.0));
+            assert_eq!(
+                got.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{groups:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_shift_whose_input_stays_2d_keeps_its_2d_form() {
+        // The Transpose (no rule) sends the Relu's output back to 2D before the site, and nothing
+        // enters again: the record's nodes stay.
+        let nodes = vec![
+            n("Relu", "relu", &["x"], &["r"]),
+            with_attrs(n("Transpose", "t", &["r"], &["tx"]), vec![ints_attr("perm", &[0, 1, 3, 2])]),
+            n("Identity", "shift", &["tx"], &["moved"]),
+            n("Sigmoid", "sig", &["moved"], &["y"]),
+        ];
+        let record = ShiftRecord {
+            input: "tx".into(),
+            output: "moved".into(),
+            nodes: vec!["shift".into()],
+            channels: 6,
+            fold: 1,
+            segments: T,
+            elem_type: DataType::Float as i32,
+            groups: &[Neighbour::Next],
+        };
+        let g = graph(nodes, vec![], 6, "y");
+        let (five, count) = lifted(&g, &[record], 13);
+        assert_eq!(count, 0);
+        let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
+        assert_eq!(&names[names.len() - 3..], ["t", "shift", "sig"]);
+    }
+}
