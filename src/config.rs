@@ -54,7 +54,7 @@ pub enum ShiftForm {
     /// the shifted channels rounded up to a block, and the rest, are whole blocks of 16
     /// channels and the convolutions split are all 1x1), offline by one Gather over their rows
     /// (from opset 11); at the other sites the clip view offline and the batch form online.
-    /// Fastest in onnxruntime and OpenVINO, offline and online.
+    /// Fastest in onnxruntime offline and online, and in OpenVINO online.
     Stream,
     /// Along the batch axis, no Reshape (from opset 10).
     Batch,
@@ -72,8 +72,8 @@ pub enum ShiftForm {
     /// convolution over T, which OpenVINO runs in its own layout (see `emit::volume`): OpenVINO
     /// f32 1.01x per ResNet-50 clip, against 1.03x-1.04x for the stream form's heads moved on a
     /// channels-last view (a Transpose to [N*T, H, W, s] around the Gather over their rows), which
-    /// the sites past an operator without a 5D form keep; onnxruntime 1.37x, tract 3.6x. Online,
-    /// the default's graph.
+    /// the sites past an operator without a 5D form keep; onnxruntime 1.37x, tract 0.75x with one
+    /// clip a run but 3.6x with two. Online, the default's graph.
     Openvino,
 }
 

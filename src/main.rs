@@ -71,14 +71,15 @@ struct Args {
     /// convolutions around each site so that only the shifted channels move, where both parts,
     /// the shifted channels rounded up and the rest, are whole blocks of 16 channels and those
     /// convolutions are all 1x1, and elsewhere the clip view offline, the batch form online;
-    /// fastest in onnxruntime and OpenVINO), batch (along the batch axis, no Reshape, weights
+    /// fastest in onnxruntime, and in OpenVINO online), batch (along the batch axis, no Reshape, weights
     /// untouched), clip (on a [N, T, C, H*W] view at every site, offline only), tract (fastest
     /// in tract: offline the shifted channels moved apart and written back by a ScatterND, from
     /// opset 11; online the stream form only where the fold is whole blocks and no other
     /// convolution reads the site's tensor; with several streams, batch measured cheaper in tract)
     /// or openvino (offline from opset 11 the network on each clip as a volume [N, C, T, H, W],
     /// every shift a depthwise convolution over T, which OpenVINO runs in its own layout: fastest
-    /// there, several times slower in onnxruntime and tract; online the default's graph). Before
+    /// there, slower in onnxruntime, and in tract with more than one clip a run; online the
+    /// default's graph). Before
     /// opset 10 the offline shift is always the clip view.
     #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Stream)]
     shift_form: ShiftForm,

@@ -141,8 +141,9 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
         let _ = writeln!(
             out,
             "volume: the network runs on each clip as [N, C, T, H, W] (2D convolutions and pools as 3D ones of depth \
-             1), and {lifted} of {} site(s) shift by a depthwise convolution over T (OpenVINO's form: onnxruntime and \
-             tract run 3D convolutions slower than 2D ones, so time it in OpenVINO)",
+             1), and {lifted} of {} site(s) shift by a depthwise convolution over T (OpenVINO's form: onnxruntime runs \
+             3D convolutions slower than 2D ones, and tract too with more than one clip a run, as in the timing \
+             below: time it in OpenVINO)",
             p.plan.sites.len()
         );
     }

@@ -12,7 +12,8 @@
 //! (`bench/RESULTS-volume.md`): 1.013-1.015 against 1.029-1.038 for the channels-last rows form
 //! this replaces where it applies (0.986-1.012 for the hand-written prototype); bf16 1.016
 //! against 1.031; MobileNetV2 0.998 against 1.039. onnxruntime runs 3D convolutions without its
-//! NCHWc kernels (1.37x) and tract slowly (3.6x), so this is OpenVINO's form only.
+//! NCHWc kernels (1.37x), and tract fast for one clip a run (0.75x) but several times slower for
+//! two or more (3.6x), so this is OpenVINO's form only.
 //!
 //! The lift runs on the patched graph: from the first tensors whose first dim is the frames' (the
 //! input, or what a Keras export's leading Transpose makes of it) onwards, every node whose
@@ -169,6 +170,7 @@ pub fn lift(
     // Tensors that still exist in 2D beside their 5D twin (a frame input, a tensor entered).
     let mut entered: HashSet<String> = HashSet::new();
     let mut lifted_shifts = 0;
+    let original = graph.node.clone();
     for n in std::mem::take(&mut graph.node) {
         // Into 5D only before the first way back: a tensor entered after one would go back and
         // forth around every node without a rule (a GroupNorm's Reshapes), each time a Transpose
@@ -230,6 +232,12 @@ pub fn lift(
                 out.push(n);
             }
         }
+    }
+    // A volume with no shift in it only adds its ways in and out (timm's ResNet-50-GN, whose stem
+    // ends in a GroupNorm: 1.09x per clip in OpenVINO against 1.04x left in 2D).
+    if lifted_shifts == 0 {
+        graph.node = original;
+        return 0;
     }
     let outputs: Vec<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
     for o in outputs {
@@ -619,8 +627,9 @@ fn split(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<N
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, ShiftForm};
     use crate::graph::tests::{node as n, value_info};
-    use crate::onnx::{ModelProto, OperatorSetIdProto};
+    use crate::onnx::{ModelProto, OperatorSetIdProto, ValueInfoProto};
     use crate::tensor::FloatArray;
     use prost::Message;
 
@@ -649,10 +658,13 @@ mod tests {
         crate::validate::run(&path, std::slice::from_ref(x)).unwrap().remove(0)
     }
 
+    /// The graph lifted, the shifts' nodes and initializers (named under `/tsm`) swept if unread.
     fn lifted(graph: &GraphProto, records: &[ShiftRecord], opset: i64) -> (GraphProto, usize) {
         let mut g = graph.clone();
         let shapes = Shapes::infer(&g);
-        let count = lift(&mut g, &shapes, records, T, opset, &HashSet::new(), &HashSet::new());
+        let new_nodes = g.node.iter().map(|n| n.name().to_string()).filter(|n| n.contains("/tsm")).collect();
+        let new_inits = g.initializer.iter().map(|t| t.name().to_string()).filter(|t| t.contains("/tsm")).collect();
+        let count = lift(&mut g, &shapes, records, T, opset, &new_nodes, &new_inits);
         crate::graph::Dataflow::build(&g).unwrap();
         (g, count)
     }
@@ -666,18 +678,59 @@ mod tests {
             ..Default::default()
         }
     }
-    use crate::onnx::ValueInfoProto;
+
+    /// A real 2D shift of `t` (`c` channels of `h` x `w`, the frames the input's) as the emitters
+    /// write it for a site that is not a stream site, with its record; the masks it needs first.
+    fn shift_2d(
+        t: &str,
+        c: i64,
+        (h, w): (i64, i64),
+        fold: i64,
+        opset: i64,
+        config: &Config,
+    ) -> (Vec<NodeProto>, Vec<TensorProto>, String, ShiftRecord) {
+        let site = crate::plan::Site {
+            block: 0,
+            block_name: "/b/Add".into(),
+            tensor: t.into(),
+            batch: crate::shapes::Dim::Sym("N".into()),
+            channels: c,
+            fold,
+            height: crate::shapes::Dim::Known(h),
+            width: crate::shapes::Dim::Known(w),
+            channels_last: false,
+            elem_type: Some(1),
+            quant: None,
+            in_qdq_model: false,
+            segments: T,
+            strided_1x1: false,
+            stream: None,
+            stream_refused: None,
+            edges: vec![],
+            into: vec![],
+            after: None,
+            prefix: format!("/{t}/tsm"),
+        };
+        let input = GraphProto { input: vec![value_info("x", &[-1, 3, 5, 6])], ..Default::default() };
+        let mut masks = crate::emit::FrameMasks::new(&input);
+        let (nodes, inits, out) = crate::emit::shift_subgraph(&site, config, opset, &mut masks);
+        let record = crate::emit::shift_record(&site, config, t, &out, &nodes).unwrap();
+        let nodes = masks.nodes.into_iter().chain(nodes).collect();
+        (nodes, masks.inits.into_iter().chain(inits).collect(), out, record)
+    }
 
     #[test]
     fn every_rule_computes_what_its_2d_node_does() {
         // Every operator with a rule, on 2 clips of 4 frames: the lifted graph's output is the 2D
         // graph's, which only holds if each rule keeps the frames apart and maps the axes right.
         for opset in [11, 13, 18] {
+            let config = Config { shift_form: ShiftForm::Openvino, ..Config::default() };
+            let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
             let mut nodes = vec![
                 with_attrs(n("Conv", "conv", &["x", "w", "b"], &["c1"]), vec![ints_attr("pads", &[1, 0, 1, 2])]),
                 n("Relu", "relu", &["c1"], &["r1"]),
                 with_attrs(
-                    n("MaxPool", "max", &["r1"], &["p1"]),
+                    n("MaxPool", "max", &[shifted.as_str()], &["p1"]),
                     vec![ints_attr("kernel_shape", &[2, 2]), ints_attr("strides", &[2, 2])],
                 ),
                 n("Pad", "pad", &["p1", "pads"], &["pd"]),
@@ -718,8 +771,12 @@ mod tests {
                 int64_vec("sizes", &[3, 5]),
                 int64_vec("mean_axes", &[-2, 3]),
             ];
-            let g = graph(nodes, inits, 3, "y");
-            let (five, _) = lifted(&g, &[], opset);
+            // The shift's nodes go right after the Relu, as the patch places them.
+            let at = nodes.iter().position(|n| n.name() == "relu").unwrap() + 1;
+            nodes.splice(at..at, shift);
+            let g = graph(nodes, inits.into_iter().chain(shift_inits).collect(), 3, "y");
+            let (five, count) = lifted(&g, &[record], opset);
+            assert_eq!(count, 1);
             let ops: Vec<&str> = five.node.iter().map(|n| n.op_type()).collect();
             assert_eq!(ops.iter().filter(|o| **o == "Transpose").count(), 2, "{ops:?}");
             assert!(
@@ -736,20 +793,25 @@ mod tests {
 
     #[test]
     fn a_node_without_a_rule_reads_its_tensor_back_in_2d_and_nothing_enters_after() {
-        // Relu is lifted; Transpose has no rule, so the Relu's output goes back under its own name;
-        // the Sigmoid after the Transpose stays 2D, though its input's first dim is the frames'.
-        let nodes = vec![
-            n("Relu", "relu", &["x"], &["r"]),
+        // The input's shift and the Relu are lifted; Transpose has no rule, so the Relu's output
+        // goes back under its own name; the Sigmoid after the Transpose stays 2D, though its
+        // input's first dim is the frames'. The 2D shift's nodes and masks are gone.
+        let config = Config { shift_form: ShiftForm::Openvino, ..Config::default() };
+        let (mut nodes, inits, shifted, record) = shift_2d("x", 3, (5, 6), 1, 13, &config);
+        nodes.extend([
+            n("Relu", "relu", &[shifted.as_str()], &["r"]),
             with_attrs(n("Transpose", "t", &["r"], &["tr"]), vec![ints_attr("perm", &[0, 1, 3, 2])]),
             n("Sigmoid", "sig", &["tr"], &["y"]),
-        ];
-        let (five, _) = lifted(&graph(nodes, vec![], 3, "y"), &[], 13);
+        ]);
+        let (five, count) = lifted(&graph(nodes, inits, 3, "y"), &[record], 13);
+        assert_eq!(count, 1);
         let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
         assert_eq!(
             names,
             [
                 "x/volume/Reshape",
                 "x/volume/Transpose",
+                &format!("{shifted}/volume/Conv_time"),
                 "relu/volume",
                 "r/volume/Transpose_back",
                 "r/volume/Reshape_back",
@@ -757,7 +819,8 @@ mod tests {
                 "sig"
             ]
         );
-        assert_eq!(five.node[4].output, ["r"]);
+        assert_eq!(five.node[5].output, ["r"]);
+        assert!(five.initializer.iter().all(|t| !t.name().contains("/tsm/frames")), "masks swept");
     }
 
     /// The plain shift of `[N*T, C, H, W]`: channel c of group j takes frame t+1 (Next) or t-1
@@ -819,7 +882,7 @@ mod tests {
     #[test]
     fn a_shift_whose_input_stays_2d_keeps_its_2d_form() {
         // The Transpose (no rule) sends the Relu's output back to 2D before the site, and nothing
-        // enters again: the record's nodes stay.
+        // enters again: the record's nodes stay, and a volume with no shift in it is not kept.
         let nodes = vec![
             n("Relu", "relu", &["x"], &["r"]),
             with_attrs(n("Transpose", "t", &["r"], &["tx"]), vec![ints_attr("perm", &[0, 1, 3, 2])]),
@@ -839,7 +902,6 @@ mod tests {
         let g = graph(nodes, vec![], 6, "y");
         let (five, count) = lifted(&g, &[record], 13);
         assert_eq!(count, 0);
-        let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
-        assert_eq!(&names[names.len() - 3..], ["t", "shift", "sig"]);
+        assert_eq!(five, g);
     }
 }
