@@ -274,6 +274,8 @@ pub fn json(
     files: &[std::path::PathBuf],
 ) -> serde_json::Value {
     use serde_json::{json, Value};
+    // The volume's shifts, named under their site's prefix (emit::volume).
+    let volume: Vec<&str> = p.graph().node.iter().map(|n| n.name()).filter(|n| n.ends_with("/Conv_time")).collect();
     let blocks: Vec<Value> = p
         .findings
         .blocks
@@ -297,6 +299,7 @@ pub fn json(
                 "quantized": site.map(|s| s.quant.is_some()),
                 "stream_split": site.and_then(|s| s.stream.as_ref().map(|st| st.split)),
                 "stream_refused": site.and_then(|s| s.stream_refused.clone()),
+                "volume": site.map(|s| volume.iter().any(|n| n.starts_with(&format!("{}/", s.prefix)))),
                 "not_shifted": not_shifted,
             })
         })

@@ -159,6 +159,9 @@ fn the_openvino_form_matches_the_references() {
             let count = |suffix: &str| graph.node.iter().filter(|n| n.name().ends_with(suffix)).count();
             let (lifted, heads, sites) =
                 (count("/Conv_time"), count("/Transpose_channels_last"), prepared.plan.sites.len());
+            let report = tsm_rewrite::report::json(&prepared, &config, None, &[]);
+            let in_volume = report["blocks"].as_array().unwrap().iter().filter(|b| b["volume"] == true).count();
+            assert_eq!(in_volume, lifted, "{name} {folder}: the report's volume sites");
             if whole {
                 assert_eq!((lifted, heads), (sites, 0), "{name} {folder}");
             } else {
