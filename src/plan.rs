@@ -10,8 +10,9 @@ use crate::onnx::{GraphProto, NodeProto};
 use crate::shapes::{Dim, Shapes};
 use std::collections::{BTreeMap, HashSet};
 
-/// One shift to insert.
-#[derive(Debug, Clone)]
+/// One shift to insert. `Default` is a site of which nothing is known, a base for building one by
+/// hand (a shift emitted alone, in tests): `plan` fills every field.
+#[derive(Debug, Clone, Default)]
 pub struct Site {
     /// Index of the block in `Findings::blocks`.
     pub block: usize,

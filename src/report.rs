@@ -135,8 +135,7 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
             p.plan.sites.len()
         );
     }
-    // The volume's shifts are named after their shifted tensor (emit::volume).
-    let lifted = p.graph().node.iter().filter(|n| n.name().ends_with("/Conv_time")).count();
+    let lifted = p.graph().node.iter().filter(|n| n.name().ends_with(crate::emit::volume::SHIFT_NODE)).count();
     if lifted > 0 {
         let _ = writeln!(
             out,
@@ -274,8 +273,8 @@ pub fn json(
     files: &[std::path::PathBuf],
 ) -> serde_json::Value {
     use serde_json::{json, Value};
-    // The volume's shifts, named under their site's prefix (emit::volume).
-    let volume: Vec<&str> = p.graph().node.iter().map(|n| n.name()).filter(|n| n.ends_with("/Conv_time")).collect();
+    let volume: Vec<&str> =
+        p.graph().node.iter().map(|n| n.name()).filter(|n| n.ends_with(crate::emit::volume::SHIFT_NODE)).collect();
     let blocks: Vec<Value> = p
         .findings
         .blocks

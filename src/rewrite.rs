@@ -255,11 +255,15 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
     let partitioned = patch.initializers[before..].iter().map(|t| t.name().to_string()).collect();
     drop(df);
     let per_clip: Vec<String> = patch.output_dims.iter().map(|(name, _)| name.clone()).collect();
+    // The volume sweeps what the patch added and left unread: the names before it, where it runs.
     let shifts = std::mem::take(&mut patch.shifts);
-    let old_nodes: HashSet<String> = graph.node.iter().map(|n| n.name().to_string()).collect();
-    let old_inits: HashSet<String> = graph.initializer.iter().map(|t| t.name().to_string()).collect();
+    let before = (!shifts.is_empty()).then(|| {
+        let nodes: HashSet<String> = graph.node.iter().map(|n| n.name().to_string()).collect();
+        let inits: HashSet<String> = graph.initializer.iter().map(|t| t.name().to_string()).collect();
+        (nodes, inits)
+    });
     patch.apply(graph, metadata_props);
-    if !shifts.is_empty() {
+    if let Some((old_nodes, old_inits)) = before {
         let new_nodes = graph.node.iter().map(|n| n.name().to_string()).filter(|n| !old_nodes.contains(n)).collect();
         let new_inits =
             graph.initializer.iter().map(|t| t.name().to_string()).filter(|t| !old_inits.contains(t)).collect();

@@ -15,11 +15,12 @@ use std::fmt;
 mod rules;
 
 /// One dimension of a shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Dim {
     Known(i64),
     /// A named symbolic size from the model (e.g. `batch`).
     Sym(String),
+    #[default]
     Unknown,
 }
 
@@ -76,8 +77,8 @@ pub struct Shapes {
     /// carrying `onnx.shape_inference`'s value_info (every float16 conversion, onnxsim) had joins
     /// that the bare export shifts skipped as "not a rank-4 activation".
     unknown_layout: HashSet<String>,
-    /// Integer tensors whose every value the inference folded (pads, axes, shapes).
-    constants: HashMap<String, Vec<i64>>,
+    /// What the inference folded of integer tensors (pads, axes, shapes).
+    values: HashMap<String, Folded>,
 }
 
 /// Dims of a declared type, if it is a tensor with a shape.
@@ -182,8 +183,8 @@ impl Shapes {
     }
 
     /// The values of an integer tensor the graph computes from constants (or holds).
-    pub fn constant(&self, tensor: &str) -> Option<&[i64]> {
-        self.constants.get(tensor).map(Vec::as_slice)
+    pub fn constant(&self, tensor: &str) -> Option<Vec<i64>> {
+        self.values.get(tensor)?.known()
     }
 
     /// The rank of a tensor whose dims are known but whose layout is not (see `unknown_layout`).
@@ -302,8 +303,7 @@ impl Shapes {
                 }
             }
         }
-        let constants = values.iter().filter_map(|(k, v)| Some((k.clone(), v.known()?))).collect();
-        Shapes { map, unknown_layout, constants }
+        Shapes { map, unknown_layout, values }
     }
 }
 

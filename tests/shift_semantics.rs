@@ -48,7 +48,6 @@ type Form = fn(&Site, &Config, i64, &mut FrameMasks) -> (Vec<NodeProto>, Vec<Ten
 
 fn model_of(opset: i64, config: &Config, c: i64, batch: Option<i64>, h: Dim, w: Dim, form: Form) -> ModelProto {
     let site = Site {
-        block: 0,
         block_name: "/b/Add".into(),
         tensor: "x".into(),
         // `dims` names an unknown batch `d0`; the frame masks read it from the input.
@@ -57,18 +56,10 @@ fn model_of(opset: i64, config: &Config, c: i64, batch: Option<i64>, h: Dim, w: 
         fold: c / config.fold_div as i64,
         height: h.clone(),
         width: w.clone(),
-        channels_last: false,
         elem_type: Some(1),
-        quant: None,
-        in_qdq_model: false,
         segments: config.segments,
-        strided_1x1: false,
-        stream: None,
-        stream_refused: None,
-        edges: vec![],
-        into: vec![],
-        after: None,
         prefix: "/b/tsm".into(),
+        ..Site::default()
     };
     let spatial = [h.known(), w.known()];
     let input = ValueInfoProto {
@@ -186,26 +177,16 @@ fn symbolic_spatial_sizes_are_read_at_run_time() {
 /// buffer output.
 fn online_model(opset: i64, c: i64, fold: i64) -> ModelProto {
     let site = Site {
-        block: 0,
         block_name: "/b/Add".into(),
         tensor: "x".into(),
-        batch: Dim::Unknown,
         channels: c,
         fold,
         height: Dim::Known(3),
         width: Dim::Known(5),
-        channels_last: false,
         elem_type: Some(1),
-        quant: None,
-        in_qdq_model: false,
         segments: 1,
-        strided_1x1: false,
-        stream: None,
-        stream_refused: None,
-        edges: vec![],
-        into: vec![],
-        after: None,
         prefix: "/b/tsm".into(),
+        ..Site::default()
     };
     let (node, initializer, out) = online_subgraph(&site, opset, (3, 5));
     let info = |name: &str, ch: i64| ValueInfoProto {

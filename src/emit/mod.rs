@@ -599,7 +599,6 @@ mod tests {
 
     fn site(h: Dim) -> Site {
         Site {
-            block: 0,
             block_name: "/l/Add".into(),
             tensor: "x".into(),
             batch: Dim::Sym("N".into()),
@@ -607,18 +606,13 @@ mod tests {
             fold: 2,
             height: h,
             width: Dim::Known(4),
-            channels_last: false,
             elem_type: Some(1),
-            quant: None,
-            in_qdq_model: false,
             segments: 8,
-            strided_1x1: false,
-            stream: None,
-            stream_refused: None,
             edges: vec![(3, 0)],
             into: vec!["conv".into()],
             after: Some(1),
             prefix: "/l/tsm".into(),
+            ..Site::default()
         }
     }
 

@@ -34,6 +34,10 @@ use crate::tensor::int64_vec;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 
+/// The suffix of each shift's convolution's name (under the site's prefix): how the report finds
+/// the sites the volume took.
+pub const SHIFT_NODE: &str = "/Conv_time";
+
 /// One site's shift as the emitters wrote it in 2D: the nodes between `input` and `output`.
 #[derive(Debug, Clone)]
 pub struct ShiftRecord {
@@ -170,16 +174,16 @@ pub fn lift(
     // Tensors that still exist in 2D beside their 5D twin (a frame input, a tensor entered).
     let mut entered: HashSet<String> = HashSet::new();
     let mut lifted_shifts = 0;
+    // Into 5D only before the first way back: a tensor entered after one would go back and forth
+    // around every node without a rule (a GroupNorm's Reshapes), each time a Transpose each way.
+    // Every rule computes each frame on its own, so a tensor may enter wherever its first dim is
+    // the frames'.
+    let entry = |t: &str, exited: &HashSet<String>| {
+        let info = shapes.get(t).filter(|i| i.rank() == 4 && i.dims[0] == batch && exited.is_empty())?;
+        Some([info.dims[1].known()?, info.dims[2].known()?, info.dims[3].known()?])
+    };
     let original = graph.node.clone();
     for n in std::mem::take(&mut graph.node) {
-        // Into 5D only before the first way back: a tensor entered after one would go back and
-        // forth around every node without a rule (a GroupNorm's Reshapes), each time a Transpose
-        // each way. Every rule computes each frame on its own, so a tensor may enter wherever its
-        // first dim is the frames'.
-        let entry = |t: &str, exited: &HashSet<String>| {
-            let info = shapes.get(t).filter(|i| i.rank() == 4 && i.dims[0] == batch && exited.is_empty())?;
-            Some([info.dims[1].known()?, info.dims[2].known()?, info.dims[3].known()?])
-        };
         if let Some(&r) = region_of.get(n.name()) {
             let rec = &records[r];
             let decision = *replaced[r].get_or_insert_with(|| {
@@ -418,7 +422,7 @@ impl Lift<'_> {
             ints_attr("kernel_shape", &[3, 1, 1]),
             ints_attr("pads", &[1, 0, 0, 1, 0, 0]),
         ];
-        vec![node("Conv", &format!("{out}/Conv_time"), vec![self.five[&rec.input].clone(), w], &out, attrs)]
+        vec![node("Conv", &format!("{out}{SHIFT_NODE}"), vec![self.five[&rec.input].clone(), w], &out, attrs)]
     }
 
     /// `t` with a unit axis inserted at `axis` (a weight's depth, a constant's time axis).
@@ -551,7 +555,7 @@ fn pad(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<Nod
     if inputs.iter().skip(1).any(Option::is_some) || n.input.get(3).is_some_and(|a| !a.is_empty()) {
         return None;
     }
-    let &[0, b1, b2, b3, 0, e1, e2, e3] = l.shapes.constant(n.input.get(1)?)? else { return None };
+    let &[0, b1, b2, b3, 0, e1, e2, e3] = l.shapes.constant(n.input.get(1)?)?.as_slice() else { return None };
     let pads = l.constant(&format!("{}_pads", volume_name(n.output.first()?)), &[0, b1, 0, b2, b3, 0, e1, 0, e2, e3]);
     let ins = [x, pads].into_iter().chain(n.input.iter().skip(2).cloned()).collect();
     Some(vec![renamed(n, ins, vec![])])
@@ -582,7 +586,7 @@ fn reduce(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<
     }
     let from_input = n.input.get(1).is_some_and(|a| !a.is_empty());
     let axes = match from_input {
-        true => l.shapes.constant(&n.input[1])?.to_vec(),
+        true => l.shapes.constant(&n.input[1])?,
         false => attr_ints(n, "axes")?.to_vec(),
     };
     let axes: Vec<i64> = axes.into_iter().map(axis_5d).collect::<Option<_>>()?;
@@ -690,26 +694,16 @@ mod tests {
         config: &Config,
     ) -> (Vec<NodeProto>, Vec<TensorProto>, String, ShiftRecord) {
         let site = crate::plan::Site {
-            block: 0,
-            block_name: "/b/Add".into(),
             tensor: t.into(),
             batch: crate::shapes::Dim::Sym("N".into()),
             channels: c,
             fold,
             height: crate::shapes::Dim::Known(h),
             width: crate::shapes::Dim::Known(w),
-            channels_last: false,
             elem_type: Some(1),
-            quant: None,
-            in_qdq_model: false,
             segments: T,
-            strided_1x1: false,
-            stream: None,
-            stream_refused: None,
-            edges: vec![],
-            into: vec![],
-            after: None,
             prefix: format!("/{t}/tsm"),
+            ..Default::default()
         };
         let input = GraphProto { input: vec![value_info("x", &[-1, 3, 5, 6])], ..Default::default() };
         let mut masks = crate::emit::FrameMasks::new(&input);
