@@ -2,7 +2,7 @@
 """Any 2D ONNX model and rewrites of it, timed per clip side by side: paired interleaved rounds
 (bench/overhead.py's `measure`: the order rotates, two loads per model), in onnxruntime (default
 session options), OpenVINO f32 and tract, one clip of 8 frames at the model's own input size
-(`--size`, the height and width), or with `--online` one frame per run, 10 frames per model per
+(`--size`, the height and width; `--clips N` for N clips a run), or with `--online` one frame per run, 10 frames per model per
 round, the rewrites' buffers fed back as bench/overhead.py feeds them. Each row is the median over the rounds of the rewrite's time over
 the 2D model's in the same round, [interquartile range], (min-max); `null` is the 2D file loaded
 again. For architectures bench/overhead.py does not build (it makes its own ResNet-50, MobileNetV2
@@ -35,14 +35,16 @@ def main():
     ap.add_argument("--loads", type=int, default=2)
     ap.add_argument("--runtime", action="append", choices=list(RUNTIMES))
     ap.add_argument("--online", action="store_true", help="per frame: the rewrites are --online models")
+    ap.add_argument("--clips", type=int, default=1,
+                    help="offline: clips of T frames per run (tract's 3D convolutions slow down with more than one)")
     ap.add_argument("--against", metavar="NAME",
                     help="also each other rewrite's time over this rewrite's, round by round, and in how many rounds it was below")
     args = ap.parse_args()
     overhead.HW = args.size  # tract's input fact
-    batch = 1 if args.online else overhead.T
+    batch = 1 if args.online else args.clips * overhead.T
     x = np.random.default_rng(0).standard_normal((batch, 3, args.size, args.size)).astype(np.float32)
     models = {"2d": args.plain, "null": args.plain, **dict(r.split("=", 1) for r in args.rewrites)}
-    what = "one frame" if args.online else f"one clip of {overhead.T} frames"
+    what = "one frame" if args.online else f"{args.clips} clip(s) of {overhead.T} frames a run"
     print(f"{os.path.basename(args.plain)}, {what} at {args.size}, {args.rounds} rounds, {args.loads} loads per model")
     for rt in args.runtime or list(RUNTIMES):
         load = (ONLINE if args.online else RUNTIMES)[rt]

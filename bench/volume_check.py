@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""`--shift-form openvino`'s volume against the default's 2D graph (stop 54): the same model must
+come out of both, within rounding.
+
+    python bench/volume_check.py fixtures          # every committed fixture, onnxruntime
+    python bench/volume_check.py archs [NAME ...]   # full-size exports, onnxruntime and OpenVINO f32
+
+`fixtures` rewrites each `fixtures/models/*.onnx` with the default and with `--shift-form openvino`
+(`--no-validate`) and runs both in onnxruntime on 16 frames of seeded noise at the model's size.
+`archs` exports torchvision's ResNet-18, EfficientNet-B0, RegNet-Y-400MF and timm's SE-ResNet-50,
+ResNet-50-D, ResNet-50-GN and MobileNetV3-Large (seeded random weights, BatchNorm statistics
+randomized, opset 17, the batch symbolic) into --work, rewrites each both ways and runs both in
+onnxruntime and OpenVINO f32 on two clips; then time them with bench/paired_models.py, e.g.
+
+    python bench/paired_models.py --runtime openvino --rounds 11 /tmp/volume-archs/tv_resnet18.onnx \\
+        default=/tmp/volume-archs/tv_resnet18_stream.onnx "openvino (volume)"=/tmp/volume-archs/tv_resnet18_openvino.onnx
+
+Each row: the largest difference between the two forms' outputs, the output's scale, how many of
+the sites the volume took (`volume` in the JSON report), OK when within 1e-4 of the scale (float16
+models within 1e-3).
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+TOOL = os.environ.get("TSM_BIN", os.path.join(REPO, "target", "release", "tsm-rewrite"))
+
+
+def rewrite(src, dst, form):
+    """Writes `dst`; returns (the sites the volume took, all sites), or an error line."""
+    report = dst + ".json"
+    p = subprocess.run([TOOL, src, "-o", dst, "--no-validate", "--shift-form", form, "--report", report],
+                       capture_output=True, text=True)
+    if p.returncode:
+        return p.stderr.strip().splitlines()[-1]
+    blocks = [b for b in json.load(open(report))["blocks"] if b["shifted"]]
+    return sum(bool(b["volume"]) for b in blocks), len(blocks)
+
+
+def feeds(session, frames, seed=0):
+    out = {}
+    for i in session.get_inputs():
+        shape = [d if isinstance(d, int) else frames for d in i.shape]
+        shape[0] = frames
+        dtype = np.float16 if "float16" in i.type else np.float32
+        out[i.name] = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    return out
+
+
+def row(name, outs, took, fp16=False):
+    ref = outs[0][1].astype(np.float32)
+    scale = float(np.abs(ref).max())
+    diffs = {k: float(np.abs(v.astype(np.float32) - ref).max()) for k, v in outs[1:]}
+    ok = all(d <= (1e-3 if fp16 else 1e-4) * max(1.0, scale) for d in diffs.values())
+    cells = ", ".join(f"{k} {d:.1e}" for k, d in diffs.items())
+    print(f"{name:28s} scale {scale:.2e}  {cells}  volume {took[0]} of {took[1]} sites  {'OK' if ok else 'DIFFERS'}", flush=True)
+    return ok
+
+
+def fixtures(work):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    bad = 0
+    for path in sorted(glob.glob(os.path.join(REPO, "fixtures", "models", "*.onnx"))):
+        name = os.path.basename(path)[:-5]
+        outs, took = [], None
+        for form in ("stream", "openvino"):
+            dst = os.path.join(work, f"{name}_{form}.onnx")
+            r = rewrite(path, dst, form)
+            if isinstance(r, str):
+                outs = None
+                print(f"{name:28s} {form}: {r}")
+                break
+            took = r
+            s = ort.InferenceSession(dst, so, providers=["CPUExecutionProvider"])
+            outs.append((f"{form}/ort", s.run(None, feeds(s, 16))[0]))
+        if outs:
+            bad += not row(name, outs, took, fp16="fp16" in name)
+    return bad
+
+
+ARCHS = {
+    "tv_resnet18": ("torchvision", "resnet18"),
+    "tv_efficientnet_b0": ("torchvision", "efficientnet_b0"),
+    "tv_regnet_y_400mf": ("torchvision", "regnet_y_400mf"),
+    "timm_seresnet50": ("timm", "seresnet50"),
+    "timm_resnet50d": ("timm", "resnet50d"),
+    "timm_resnet50_gn": ("timm", "resnet50_gn"),
+    "timm_mobilenetv3": ("timm", "mobilenetv3_large_100"),
+}
+
+
+def export(name, path):
+    import torch
+    lib, arch = ARCHS[name]
+    torch.manual_seed(0)
+    if lib == "timm":
+        import timm
+        m = timm.create_model(arch)
+    else:
+        import torchvision
+        m = getattr(torchvision.models, arch)()
+    m.eval()
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-.1, .1)
+            mod.running_var.uniform_(.5, 1.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (torch.zeros(16, 3, 224, 224),), path, opset_version=17, dynamo=False,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+def archs(work, names):
+    import onnxruntime as ort
+    import openvino as ov
+    core = ov.Core()
+    bad = 0
+    for name in names or ARCHS:
+        plain = os.path.join(work, f"{name}.onnx")
+        if not os.path.exists(plain):
+            export(name, plain)
+        outs, took = [], None
+        for form in ("stream", "openvino"):
+            dst = os.path.join(work, f"{name}_{form}.onnx")
+            r = rewrite(plain, dst, form)
+            if isinstance(r, str):
+                sys.exit(f"{name} {form}: {r}")
+            took = r
+            s = ort.InferenceSession(dst, providers=["CPUExecutionProvider"])
+            x = feeds(s, 16)
+            outs.append((f"{form}/ort", s.run(None, x)[0]))
+            req = core.compile_model(dst, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+            outs.append((f"{form}/openvino", req.infer(list(x.values()))[0].copy()))
+        bad += not row(name, outs, took)
+    return bad
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["fixtures", "archs"])
+    ap.add_argument("names", nargs="*", help="archs: only these")
+    ap.add_argument("--work", default=None, help="where models go (archs: /tmp/volume-archs)")
+    args = ap.parse_args()
+    if args.what == "fixtures":
+        with tempfile.TemporaryDirectory() as work:
+            bad = fixtures(args.work or work)
+    else:
+        work = args.work or "/tmp/volume-archs"
+        os.makedirs(work, exist_ok=True)
+        bad = archs(work, args.names)
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
