@@ -320,6 +320,16 @@ fn temporal_pool_halves_the_frames_at_the_second_stage() {
         let want = output("resnet_batch1", folder);
         let got = validate::run(&dir.path().join("tsm.onnx"), &[input("resnet_batch1")]).unwrap().remove(0);
         assert_close(&got, &want, tolerance(&want), folder);
+        // Every form, validated by the tool in tract. `--shift-form tract` once gave layer2.0's
+        // shift (after the pool, 8 frames) the ScatterND positions made for layer1's (16 frames):
+        // tract panicked in the tool's validation.
+        for shift_form in [ShiftForm::Tract, ShiftForm::Openvino, ShiftForm::Batch, ShiftForm::Clip] {
+            let config = Config { shift_form, ..config.clone() };
+            let (_, report, dir) = rewrite("resnet_batch1", &config);
+            assert!(matches!(report, Some(Validated::Offline(_))), "{shift_form:?}");
+            let got = validate::run(&dir.path().join("tsm.onnx"), &[input("resnet_batch1")]).unwrap().remove(0);
+            assert_close(&got, &want, tolerance(&want), &format!("{folder} {shift_form:?}"));
+        }
         // As written, nothing pinned: the batch is declared `batch*8` before the pool and `batch*4`
         // after it (a consensus output: `batch`), in the dynamo export's value_info too, where tract
         // unifies every declaration with what it infers.

@@ -199,10 +199,10 @@ pub struct FrameMasks {
     index: Option<(i64, String)>,
     /// (width, rows, the mask's name), in the order first asked for.
     masks: Vec<(i64, Vec<bool>, String)>,
-    /// (frames if fixed, channels, the `[N*T, channels, 2]` ScatterND indices' name).
-    positions: Vec<(Option<i64>, i64, String)>,
+    /// (the batch, channels, the `[N*T, channels, 2]` ScatterND indices' name).
+    positions: Vec<(Dim, i64, String)>,
     /// (frames if fixed, each row's source, the rows form's Gather index's name).
-    rows: Vec<(Option<i64>, Vec<Option<Neighbour>>, String)>,
+    rows: Vec<(Dim, i64, Vec<Option<Neighbour>>, String)>,
     /// What the masks add to the graph, before its first node.
     pub nodes: Vec<NodeProto>,
     pub inits: Vec<TensorProto>,
@@ -265,7 +265,10 @@ impl FrameMasks {
     /// opset 11, as CumSum does.)
     pub(super) fn positions(&mut self, batch: &Dim, t: i64, channels: i64) -> Option<String> {
         let fixed = batch.known().filter(|b| b % t == 0);
-        if let Some((_, _, name)) = self.positions.iter().find(|(f, c, _)| *f == fixed && *c == channels) {
+        // Keyed by the batch itself: a site after `--temporal-pool` (its batch unknown) once took
+        // the input's positions made for an earlier site, twice its frames (a ScatterND out of
+        // bounds, which tract's validation hit as a panic).
+        if let Some((_, _, name)) = self.positions.iter().find(|(b, c, _)| b == batch && *c == channels) {
             return Some(name.clone());
         }
         let name = format!("{MASKS}/positions{}", self.positions.len());
@@ -301,7 +304,7 @@ impl FrameMasks {
                 vec![int_attr("axis", 2)],
             ));
         }
-        self.positions.push((fixed, channels, name.clone()));
+        self.positions.push((batch.clone(), channels, name.clone()));
         Some(name)
     }
 
@@ -312,7 +315,8 @@ impl FrameMasks {
     /// keep of 0 or 1), once per distinct `sources`; `None` otherwise.
     pub(super) fn rows(&mut self, batch: &Dim, t: i64, sources: &[Option<Neighbour>]) -> Option<String> {
         let fixed = batch.known().filter(|b| b % t == 0);
-        if let Some((_, _, name)) = self.rows.iter().find(|(f, s, _)| *f == fixed && s == sources) {
+        // Keyed by the batch and T, as the positions above are.
+        if let Some((.., name)) = self.rows.iter().find(|(b, bt, s, _)| b == batch && *bt == t && s == sources) {
             return Some(name.clone());
         }
         let name = format!("{MASKS}/rows{}", self.rows.len());
@@ -344,7 +348,7 @@ impl FrameMasks {
             let kept = push("Mul", "Mul_keep", vec![source, keep], n("kept"), vec![]);
             push("Reshape", "Reshape_flat", vec![kept, n("flat")], name.clone(), vec![]);
         }
-        self.rows.push((fixed, sources.to_vec(), name.clone()));
+        self.rows.push((batch.clone(), t, sources.to_vec(), name.clone()));
         Some(name)
     }
 
