@@ -79,7 +79,9 @@ variant writes nothing and says so. no-shift takes that form and the rows form o
   Concat and Where of the head and the frame masks they alone read are dropped). Timed against the
   default, it splits the stream form's cost in two: the split convolutions (this row) and the
   movement of the head (the difference). The exactness check of bench/overhead.py reports it as
-  NOT EXACT, as it should.
+  NOT EXACT, as it should. On the volume forms (`--shift-form openvino` and `tract` offline) each
+  depthwise convolution over time, and the clips' border mask after it, is dropped: the volume's
+  layout alone.
 - gather-head: (reads the tool's output at stop 29, commit 5645cdc: its frame counter
   `/tsm/frames/frames`, which later outputs do not have) an offline stream-form model whose heads
   move by two Gathers on the batch axis, the
@@ -561,9 +563,17 @@ def rows_heads(g):
     return heads
 
 
+def volume_shifts(g):
+    """Each shift of the volume forms (src/emit/volume.rs; `--shift-form openvino` and `tract`
+    offline): (its input, its output after the clips' border mask where there is one)."""
+    masked = {n.input[0]: n.output[0] for n in g.node if n.name.endswith("/Mul_clip_borders")}
+    return [(n.input[0], masked.get(n.output[0], n.output[0])) for n in g.node if n.name.endswith("/Conv_time")]
+
+
 def no_shift(m):
     g = m.graph
     heads = [(pre, head, shifted) for pre, head, _, shifted in stream_heads(g)] + rows_heads(g)
+    heads += [("", x, shifted) for x, shifted in volume_shifts(g)]
     unshifted = {shifted: head for _, head, shifted in heads}
     for n in g.node:
         for i, name in enumerate(n.input):

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""`--shift-form openvino`'s volume against the default's 2D graph (stop 54): the same model must
-come out of both, within rounding.
+"""`--shift-form openvino`'s volume (stop 54) and `--shift-form tract`'s (its clips along one depth,
+stop 55) against the default's 2D graph: the same model must come out of both, within rounding.
 
     python bench/volume_check.py fixtures          # every committed fixture, onnxruntime
     python bench/volume_check.py archs [NAME ...]   # full-size exports, onnxruntime and OpenVINO f32
+    python bench/volume_check.py --form tract archs # the same for --shift-form tract, tract as well
 
 `fixtures` rewrites each `fixtures/models/*.onnx` with the default and with `--shift-form openvino`
 (`--no-validate`) and runs both in onnxruntime on 16 frames of seeded noise at the model's size.
@@ -74,7 +75,7 @@ def fixtures(work):
     for path in sorted(glob.glob(os.path.join(REPO, "fixtures", "models", "*.onnx"))):
         name = os.path.basename(path)[:-5]
         outs, took = [], None
-        for form in ("stream", "openvino"):
+        for form in ("stream", FORM):
             dst = os.path.join(work, f"{name}_{form}.onnx")
             r = rewrite(path, dst, form)
             if isinstance(r, str):
@@ -132,7 +133,7 @@ def archs(work, names):
         if not os.path.exists(plain):
             export(name, plain)
         outs, took = [], None
-        for form in ("stream", "openvino"):
+        for form in ("stream", FORM):
             dst = os.path.join(work, f"{name}_{form}.onnx")
             r = rewrite(plain, dst, form)
             if isinstance(r, str):
@@ -143,8 +144,33 @@ def archs(work, names):
             outs.append((f"{form}/ort", s.run(None, x)[0]))
             req = core.compile_model(dst, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
             outs.append((f"{form}/openvino", req.infer(list(x.values()))[0].copy()))
+            if form == "tract":
+                try:
+                    outs.append((f"{form}/tract", run_tract(dst, list(x.values())[0])))
+                except Exception as e:  # tract's optimizer fails on ResNet-50-GN's 2D export too
+                    print(f"{name}: tract cannot optimize the rewrite ({str(e).splitlines()[0]}); the 2D export: "
+                          f"{'fails too' if not tract_loads(plain, list(x.values())[0]) else 'loads'}")
         bad += not row(name, outs, took)
     return bad
+
+
+def run_tract(path, x):
+    import tract
+    m = tract.onnx().load(path)
+    m.set_input_fact(0, ",".join(map(str, x.shape)) + ",f32")
+    return m.into_model().into_runnable().run([x])[0].to_numpy()
+
+
+def tract_loads(path, x):
+    try:
+        run_tract(path, x)
+        return True
+    except Exception:
+        return False
+
+
+# The form checked against the default: openvino or tract (--form).
+FORM = "openvino"
 
 
 def main():
@@ -152,7 +178,10 @@ def main():
     ap.add_argument("what", choices=["fixtures", "archs"])
     ap.add_argument("names", nargs="*", help="archs: only these")
     ap.add_argument("--work", default=None, help="where models go (archs: /tmp/volume-archs)")
+    ap.add_argument("--form", default="openvino", choices=["openvino", "tract"])
     args = ap.parse_args()
+    global FORM
+    FORM = args.form
     if args.what == "fixtures":
         with tempfile.TemporaryDirectory() as work:
             bad = fixtures(args.work or work)

@@ -60,12 +60,18 @@ pub enum ShiftForm {
     Batch,
     /// On a [N, T, C, H*W] clip view at every site (offline; always used before opset 10).
     Clip,
-    /// The forms that cost least in tract: offline the moved channels shifted on their own clip
-    /// view and written back into the tensor by a ScatterND (from opset 11; the clip view before);
-    /// online the stream form only at sites whose fold is whole blocks of 16 channels and whose
-    /// split tensors no convolution other than the shifted one reads (a stage's first block, where
-    /// the downsample reads the block input, keeps the batch form). Measured with one stream; with
-    /// several, the batch form cost tract less on ResNet-50.
+    /// The forms that cost least in tract. Offline (from opset 11) the default's forms with every
+    /// frame of every clip along one volume [1, C, N*T, H, W], every 2D convolution a 3D one of
+    /// depth 1 and every shift a depthwise convolution over the frames, masked at the clips'
+    /// borders (see `emit::volume`): tract runs a batch of 2D frames, and a batch of volumes,
+    /// slower than one volume (ResNet-50 and MobileNetV2, two clips a run: 0.72x and 0.68x of the
+    /// 2D model);
+    /// past an operator without a 5D form, the default's stream sites and the ScatterND form
+    /// elsewhere stay 2D. Online the stream
+    /// form only at sites whose fold is whole blocks of 16 channels and whose split tensors no
+    /// convolution other than the shifted one reads (a stage's first block, where the downsample
+    /// reads the block input, keeps the batch form). Measured with one stream; with several, the
+    /// batch form cost tract less on ResNet-50.
     Tract,
     /// Offline (from opset 11), the default's forms written on each clip as a volume
     /// [N, C, T, H, W], every 2D convolution a 3D one of depth 1 and every shift one depthwise

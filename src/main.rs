@@ -73,14 +73,15 @@ struct Args {
     /// convolutions are all 1x1, and elsewhere the clip view offline, the batch form online;
     /// fastest in onnxruntime, and in OpenVINO online), batch (along the batch axis, no Reshape, weights
     /// untouched), clip (on a [N, T, C, H*W] view at every site, offline only), tract (fastest
-    /// in tract: offline the shifted channels moved apart and written back by a ScatterND, from
-    /// opset 11; online the stream form only where the fold is whole blocks and no other
-    /// convolution reads the site's tensor; with several streams, batch measured cheaper in tract)
-    /// or openvino (offline from opset 11 the network on each clip as a volume [N, C, T, H, W],
-    /// every shift a depthwise convolution over T, which OpenVINO runs in its own layout: fastest
-    /// there, slower in onnxruntime, and in tract with more than one clip a run; online the
-    /// default's graph). Before
-    /// opset 10 the offline shift is always the clip view.
+    /// in tract: offline from opset 11 every frame of every clip along one volume [1, C, N*T, H,
+    /// W], every shift a depthwise convolution over the frames masked at the clips' borders,
+    /// which tract runs faster than the 2D model itself, onnxruntime slower; online the stream
+    /// form only where the fold is whole blocks and no other convolution reads the site's tensor;
+    /// with several streams, batch measured cheaper in tract) or openvino (offline from opset 11
+    /// the network on each clip as a volume [N, C, T, H, W], every shift a depthwise convolution
+    /// over T, which OpenVINO runs in its own layout: fastest there, slower in onnxruntime, and in
+    /// tract with more than one clip a run; online the default's graph). Before opset 10 the
+    /// offline shift is always the clip view.
     #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Stream)]
     shift_form: ShiftForm,
 

@@ -136,13 +136,22 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
         );
     }
     let lifted = p.graph().node.iter().filter(|n| n.name().ends_with(crate::emit::volume::SHIFT_NODE)).count();
-    if lifted > 0 {
+    if lifted > 0 && config.shift_form == crate::config::ShiftForm::Tract {
+        let _ = writeln!(
+            out,
+            "volume: the network runs on all the frames as one volume [1, C, N*T, H, W] (2D convolutions and pools \
+             as 3D ones of depth 1), and {lifted} of {} site(s) shift by a depthwise convolution over the frames, \
+             masked at the clips' borders (tract's form, faster there than the 2D model, as in the timing below; \
+             onnxruntime runs 3D convolutions slower than 2D ones)",
+            p.plan.sites.len()
+        );
+    } else if lifted > 0 {
         let _ = writeln!(
             out,
             "volume: the network runs on each clip as [N, C, T, H, W] (2D convolutions and pools as 3D ones of depth \
              1), and {lifted} of {} site(s) shift by a depthwise convolution over T (OpenVINO's form: onnxruntime runs \
              3D convolutions slower than 2D ones, and tract too with more than one clip a run, as in the timing \
-             below: time it in OpenVINO)",
+             below: time it in OpenVINO; `--shift-form tract` lays the clips along one depth for tract)",
             p.plan.sites.len()
         );
     }

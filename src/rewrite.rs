@@ -4,7 +4,7 @@
 //! before it is kept.
 
 use crate::blocks::{self, Findings};
-use crate::config::{Config, ExternalData};
+use crate::config::{Config, ExternalData, ShiftForm};
 use crate::emit;
 use crate::error::Error;
 use crate::external;
@@ -268,7 +268,12 @@ fn rewrite_model(loaded: Loaded, input: &Path, config: &Config, whole_clips: boo
         let new_inits =
             graph.initializer.iter().map(|t| t.name().to_string()).filter(|t| !old_inits.contains(t)).collect();
         let shapes = Shapes::infer(graph);
-        emit::volume::lift(graph, &shapes, &shifts, config.segments, loaded.opset, &new_nodes, &new_inits);
+        let layout = match config.shift_form {
+            ShiftForm::Tract => emit::volume::Layout::Depth,
+            _ => emit::volume::Layout::Clips,
+        };
+        let frames = emit::volume::Frames { segments: config.segments, layout };
+        emit::volume::lift(graph, &shapes, &shifts, frames, loaded.opset, &new_nodes, &new_inits);
     }
     let clip_batch = if config.online {
         Vec::new()

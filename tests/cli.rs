@@ -118,7 +118,7 @@ fn shift_form_clip_writes_the_clip_view_and_records_it() {
 }
 
 #[test]
-fn shift_form_tract_scatters_the_head_back_offline_and_streams_fewer_sites_online() {
+fn shift_form_tract_runs_the_frames_as_one_volume_offline_and_streams_fewer_sites_online() {
     let dir = tempfile::tempdir().unwrap();
     let (tract_form, clip) = (dir.path().join("tract.onnx"), dir.path().join("clip.onnx"));
     let run = |out: &Path, extra: &[&str]| {
@@ -128,16 +128,19 @@ fn shift_form_tract_scatters_the_head_back_offline_and_streams_fewer_sites_onlin
         assert!(o.status.success(), "{}", stderr(&o));
         stderr(&o)
     };
-    // Offline: one ScatterND per site writes the shifted head back (the ScatterND's indices made
-    // once per head width from the input's frames); the same outputs as the clip view, in tract.
+    // Offline: every frame of every clip along one depth, each site's shift a depthwise
+    // convolution over it masked at the clips' borders (each frame's index in its clip counted
+    // along the depth once);
+    // the same outputs as the clip view, in tract, on two clips.
     let err = run(&tract_form, &["--shift-form", "tract"]);
-    assert!(err.contains("validated in tract"), "{err}");
-    assert!(err.contains("scatter form at 6 of 6 site(s)"), "{err}");
+    assert!(err.contains("validated in tract: 2 clip(s)"), "{err}");
+    assert!(err.contains("one volume [1, C, N*T, H, W]") && err.contains("6 of 6 site(s) shift"), "{err}");
     run(&clip, &["--no-validate", "--shift-form", "clip"]);
     let graph = read_model(&tract_form).graph.unwrap();
     let count = |op: &str| graph.node.iter().filter(|n| n.op_type() == op).count();
-    assert_eq!((count("ScatterND"), count("CumSum")), (6, 1));
+    assert_eq!((count("ScatterND"), count("Mul"), count("CumSum"), count("Transpose")), (0, 6, 1, 2));
     let x = input("resnet_bottleneck");
+    assert_eq!(x.shape[0], 16);
     let got = tsm_rewrite::validate::run(&tract_form, std::slice::from_ref(&x)).unwrap();
     let want = tsm_rewrite::validate::run(&clip, std::slice::from_ref(&x)).unwrap();
     assert!(got[0].max_abs_diff(&want[0]) <= 1e-5 * want[0].max_abs().max(1.0));

@@ -396,7 +396,8 @@ pub(crate) fn shift_record(
     output: &str,
     nodes: &[NodeProto],
 ) -> Option<volume::ShiftRecord> {
-    if config.shift_form != ShiftForm::Openvino || config.online || site.quant.is_some() || site.channels_last {
+    let volume = matches!(config.shift_form, ShiftForm::Openvino | ShiftForm::Tract);
+    if !volume || config.online || site.quant.is_some() || site.channels_last {
         return None;
     }
     Some(volume::ShiftRecord {

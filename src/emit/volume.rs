@@ -1,5 +1,7 @@
 //! `--shift-form openvino` offline: the network computed on each clip as a volume, `[N, C, T, H, W]`,
-//! so that every shift is one depthwise convolution over the time axis.
+//! so that every shift is one depthwise convolution over the time axis; `--shift-form tract`
+//! offline: every frame of every clip along one depth, `[1, C, N*T, H, W]`, the same convolution
+//! masked at the clips' borders.
 //!
 //! Why: OpenVINO computes convolutions in a blocked channels-last layout and runs anything that
 //! moves data across the batch axis (Gather, Concat, Slice, Pad on axis 0) planar, with a reorder
@@ -14,6 +16,15 @@
 //! against 1.031; MobileNetV2 0.998 against 1.039. onnxruntime runs 3D convolutions without its
 //! NCHWc kernels (1.37x), and tract fast for one clip a run (0.75x) but several times slower for
 //! two or more (3.6x), so this is OpenVINO's form only.
+//!
+//! tract is fast on one volume, whatever its depth: a batch of 2D frames costs it a transpose of
+//! each convolution's input and output and an im2col buffer, which a batch of one skips. Along one
+//! depth (`Layout::Depth`) every clip is in that one volume, and a frame at a clip's border has
+//! the next clip's frame as its neighbour; a mask, `[1, C, N*T, 1, 1]`, zeroes what the shift
+//! brings across (a constant where the batch is known, else gathered by each frame's index in its
+//! clip, counted along the depth once). ResNet-50 and MobileNetV2, two clips a run in tract: 0.715x
+//! and 0.675x of the 2D model, against 1.030x and 0.986x for the default; the volume without its
+//! shifts 0.701x and 0.669x (`bench/RESULTS-depth-volume.md`).
 //!
 //! The lift runs on the patched graph: from the first tensors whose first dim is the frames' (the
 //! input, or what a Keras export's leading Transpose makes of it) onwards, every node whose
@@ -37,6 +48,25 @@ use std::collections::{HashMap, HashSet};
 /// The suffix of each shift's convolution's name (under the site's prefix): how the report finds
 /// the sites the volume took.
 pub const SHIFT_NODE: &str = "/Conv_time";
+
+/// Where the frames go in the volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[N, C, T, H, W]`: each clip its own volume, its borders the shift's zero padding
+    /// (OpenVINO's form).
+    Clips,
+    /// `[1, C, N*T, H, W]`: every frame of every clip along one depth, the clips' borders zeroed by
+    /// a mask after each shift (tract's form: tract runs a 3D convolution of one volume several
+    /// times faster than one of two, and a batch of 2D frames slower than either).
+    Depth,
+}
+
+/// How the frames are laid out: `segments` frames a clip, in `layout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Frames {
+    pub segments: usize,
+    pub layout: Layout,
+}
 
 /// One site's shift as the emitters wrote it in 2D: the nodes between `input` and `output`.
 #[derive(Debug, Clone)]
@@ -112,6 +142,11 @@ const RULES: &[(&str, Rule)] = &[
 struct Lift<'a> {
     opset: i64,
     segments: i64,
+    layout: Layout,
+    /// The frames' count, N*T, where known.
+    frames: Option<i64>,
+    /// Each frame's index in its clip along the depth, made once for the depth layout's masks.
+    frame_index: Option<String>,
     shapes: &'a Shapes,
     /// 2D name -> 5D name.
     five: HashMap<String, String>,
@@ -128,7 +163,7 @@ pub fn lift(
     graph: &mut GraphProto,
     shapes: &Shapes,
     records: &[ShiftRecord],
-    segments: usize,
+    frames: Frames,
     opset: i64,
     new_nodes: &HashSet<String>,
     new_inits: &HashSet<String>,
@@ -147,7 +182,10 @@ pub fn lift(
     }
     let mut l = Lift {
         opset,
-        segments: segments as i64,
+        segments: frames.segments as i64,
+        layout: frames.layout,
+        frames: None,
+        frame_index: None,
         shapes,
         five: HashMap::new(),
         constant_dims,
@@ -165,6 +203,7 @@ pub fn lift(
     else {
         return 0;
     };
+    l.frames = batch.known();
     let region_of: HashMap<&str, usize> =
         records.iter().enumerate().flat_map(|(r, rec)| rec.nodes.iter().map(move |n| (n.as_str(), r))).collect();
     let outside_readers = outside_readers(graph, records, &region_of);
@@ -348,10 +387,15 @@ impl Lift<'_> {
         name.to_string()
     }
 
-    /// `[N*T, C, H, W]` to `[N, C, T, H, W]`: the frames of each clip onto a spatial axis.
+    /// `[N*T, C, H, W]` to `[N, C, T, H, W]` (or `[1, C, N*T, H, W]`): the frames onto a spatial
+    /// axis.
     fn enter(&mut self, t: &str, [c, h, w]: [i64; 3]) -> Vec<NodeProto> {
         let v = volume_name(t);
-        let shape = self.constant(&format!("{v}_clips"), &[-1, self.segments, c, h, w]);
+        let view = match self.layout {
+            Layout::Clips => [-1, self.segments, c, h, w],
+            Layout::Depth => [1, -1, c, h, w],
+        };
+        let shape = self.constant(&format!("{v}_clips"), &view);
         let clips = format!("{v}_clips_view");
         self.five.insert(t.to_string(), v.clone());
         vec![
@@ -422,7 +466,99 @@ impl Lift<'_> {
             ints_attr("kernel_shape", &[3, 1, 1]),
             ints_attr("pads", &[1, 0, 0, 1, 0, 0]),
         ];
-        vec![node("Conv", &format!("{out}{SHIFT_NODE}"), vec![self.five[&rec.input].clone(), w], &out, attrs)]
+        let x = self.five[&rec.input].clone();
+        // Along one depth of several clips, a frame at a clip's border has the next clip's first
+        // frame (or the last one's last) as its neighbour, not the padding.
+        let one_clip = self.frames == Some(self.segments);
+        if self.layout == Layout::Clips || one_clip {
+            return vec![node("Conv", &format!("{out}{SHIFT_NODE}"), vec![x, w], &out, attrs)];
+        }
+        let through = format!("{out}_across_clips");
+        let mut nodes = vec![node("Conv", &format!("{out}{SHIFT_NODE}"), vec![x.clone(), w], &through, attrs)];
+        let mask = self.border_mask(rec, &x, &one, &mut nodes);
+        nodes.push(node("Mul", &format!("{out}/Mul_clip_borders"), vec![through, mask], &out, vec![]));
+        nodes
+    }
+
+    /// `[1, C, N*T, 1, 1]` in the record's element type: 0 where a frame's moved channels would
+    /// come from another clip, else 1. A constant where the batch is known; else a `[1, C, T, 1,
+    /// 1]` table gathered by each frame's index in its clip (see [`Lift::frame_index`]). Not an
+    /// Expand of the table to a shape computed from the depth: TVM's frontend then loses the
+    /// shape, and cannot convert the Reshape after it.
+    fn border_mask(&mut self, rec: &ShiftRecord, x: &str, one: &[u8], nodes: &mut Vec<NodeProto>) -> String {
+        let (t, c) = (self.segments, rec.channels);
+        let keeps = |channel: i64, frame: i64| match rec.groups.get((channel / rec.fold.max(1)) as usize) {
+            Some(Neighbour::Next) => frame < t - 1,
+            Some(Neighbour::Previous) => frame > 0,
+            None => true,
+        };
+        let known = self.frames.filter(|f| f % t == 0);
+        let depth = known.unwrap_or(t);
+        let mut raw = Vec::with_capacity((c * depth) as usize * one.len());
+        for channel in 0..c {
+            for frame in 0..depth {
+                match keeps(channel, frame % t) {
+                    true => raw.extend_from_slice(one),
+                    false => raw.extend(std::iter::repeat_n(0u8, one.len())),
+                }
+            }
+        }
+        let v = volume_name(&rec.output);
+        let mask = format!("{v}_clip_borders");
+        let table = if known.is_some() { mask.clone() } else { format!("{mask}_in_clip") };
+        self.inits.push(TensorProto {
+            name: Some(table.clone()),
+            data_type: Some(rec.elem_type),
+            dims: vec![1, c, depth, 1, 1],
+            raw_data: Some(Bytes::from(raw)),
+            ..Default::default()
+        });
+        if known.is_some() {
+            return mask;
+        }
+        let index = self.frame_index(x, rec.elem_type, nodes);
+        nodes.push(node(
+            "Gather",
+            &format!("{v}/Gather_clip_borders"),
+            vec![table, index],
+            &mask,
+            vec![int_attr("axis", 2)],
+        ));
+        mask
+    }
+
+    /// Each frame's index in its clip, `[N*T]`, counted along the depth of `x` (a lifted tensor of
+    /// element type `elem_type`) and made once, at the first site, which comes before every other:
+    /// the recipe of the 2D masks (`FrameMasks`), ones made from the values themselves by a `Where`
+    /// on a false condition, counted in float32 (tract cannot run a CumSum of an integer tensor
+    /// made from a shape) and cast.
+    fn frame_index(&mut self, x: &str, elem_type: i32, nodes: &mut Vec<NodeProto>) -> String {
+        if let Some(index) = &self.frame_index {
+            return index.clone();
+        }
+        let n = |what: &str| format!("{x}_frames/{what}");
+        let starts = self.constant(&n("starts"), &[0, 0, 0]);
+        let ends = self.constant(&n("ends"), &[1, 1, 1]);
+        let axes = self.constant(&n("axes"), &[1, 3, 4]);
+        self.inits.push(crate::tensor::bool_tensor(&n("never"), &[1, 1, 1, 1, 1], &[false]));
+        self.inits.push(crate::tensor::one_scalar(&n("one"), elem_type));
+        // CumSum's axis is a scalar.
+        self.inits.push(crate::tensor::int64(&n("depth_axis"), &[], &[2]));
+        let segments = self.constant(&n("segments"), &[self.segments]);
+        let flat = self.constant(&n("flat"), &[-1]);
+        nodes.push(node("Slice", &n("Slice"), vec![x.to_string(), starts, ends, axes], &n("first_values"), vec![]));
+        nodes.push(node("Where", &n("Where_ones"), vec![n("never"), n("first_values"), n("one")], &n("ones"), vec![]));
+        let float = vec![int_attr("to", DataType::Float as i64)];
+        nodes.push(node("Cast", &n("Cast_ones"), vec![n("ones")], &n("ones_float"), float));
+        let exclusive = vec![int_attr("exclusive", 1)];
+        nodes.push(node("CumSum", &n("CumSum"), vec![n("ones_float"), n("depth_axis")], &n("frame_float"), exclusive));
+        let int = vec![int_attr("to", DataType::Int64 as i64)];
+        nodes.push(node("Cast", &n("Cast_frame"), vec![n("frame_float")], &n("frame"), int));
+        nodes.push(node("Mod", &n("Mod"), vec![n("frame"), segments], &n("in_clip"), vec![]));
+        let index = n("index");
+        nodes.push(node("Reshape", &n("Reshape_index"), vec![n("in_clip"), flat], &index, vec![]));
+        self.frame_index = Some(index.clone());
+        index
     }
 
     /// `t` with a unit axis inserted at `axis` (a weight's depth, a constant's time axis).
@@ -664,11 +800,16 @@ mod tests {
 
     /// The graph lifted, the shifts' nodes and initializers (named under `/tsm`) swept if unread.
     fn lifted(graph: &GraphProto, records: &[ShiftRecord], opset: i64) -> (GraphProto, usize) {
+        lifted_in(graph, records, opset, Layout::Clips)
+    }
+
+    fn lifted_in(graph: &GraphProto, records: &[ShiftRecord], opset: i64, layout: Layout) -> (GraphProto, usize) {
         let mut g = graph.clone();
         let shapes = Shapes::infer(&g);
         let new_nodes = g.node.iter().map(|n| n.name().to_string()).filter(|n| n.contains("/tsm")).collect();
         let new_inits = g.initializer.iter().map(|t| t.name().to_string()).filter(|t| t.contains("/tsm")).collect();
-        let count = lift(&mut g, &shapes, records, T, opset, &new_nodes, &new_inits);
+        let frames = Frames { segments: T, layout };
+        let count = lift(&mut g, &shapes, records, frames, opset, &new_nodes, &new_inits);
         crate::graph::Dataflow::build(&g).unwrap();
         (g, count)
     }
@@ -716,8 +857,9 @@ mod tests {
     #[test]
     fn every_rule_computes_what_its_2d_node_does() {
         // Every operator with a rule, on 2 clips of 4 frames: the lifted graph's output is the 2D
-        // graph's, which only holds if each rule keeps the frames apart and maps the axes right.
-        for opset in [11, 13, 18] {
+        // graph's, which only holds if each rule keeps the frames apart and maps the axes right,
+        // and, along one depth, if the shift's mask keeps the clips apart.
+        for (opset, layout) in [11, 13, 18].into_iter().flat_map(|o| [(o, Layout::Clips), (o, Layout::Depth)]) {
             let config = Config { shift_form: ShiftForm::Openvino, ..Config::default() };
             let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
             let mut nodes = vec![
@@ -769,10 +911,11 @@ mod tests {
             let at = nodes.iter().position(|n| n.name() == "relu").unwrap() + 1;
             nodes.splice(at..at, shift);
             let g = graph(nodes, inits.into_iter().chain(shift_inits).collect(), 3, "y");
-            let (five, count) = lifted(&g, &[record], opset);
+            let (five, count) = lifted_in(&g, &[record], opset, layout);
             assert_eq!(count, 1);
             let ops: Vec<&str> = five.node.iter().map(|n| n.op_type()).collect();
             assert_eq!(ops.iter().filter(|o| **o == "Transpose").count(), 2, "{ops:?}");
+            assert_eq!(ops.contains(&"CumSum"), layout == Layout::Depth, "{ops:?}");
             assert!(
                 !ops.contains(&"GlobalAveragePool") && ops.iter().filter(|o| **o == "ReduceMean").count() == 2,
                 "{ops:?}"
@@ -781,7 +924,7 @@ mod tests {
             let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
             assert_eq!(want.shape, got.shape);
             let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(diff < 1e-5, "opset {opset}: {diff}");
+            assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
         }
     }
 
@@ -841,13 +984,17 @@ mod tests {
     #[test]
     fn a_shift_becomes_a_depthwise_convolution_over_time_exact_for_finite_values() {
         // The 2D shift's nodes (here one Identity standing for them) give way to the convolution;
-        // its output equals the plain shift bit for bit, for each direction and group order.
-        let x = FloatArray::random(&[2 * T, 6, 5, 6], 11);
-        for (fold, groups) in [
+        // its output equals the plain shift bit for bit, for each direction and group order, in
+        // both layouts, along one depth with the batch unknown (a mask made at run time), known
+        // (a constant mask) and of one clip (no mask: the padding is the clip's border).
+        let cases = [
             (2, &[Neighbour::Next, Neighbour::Previous][..]),
             (1, &[Neighbour::Previous, Neighbour::Next][..]),
             (3, &[Neighbour::Previous][..]),
-        ] {
+        ];
+        let layouts = [(Layout::Clips, -1, 2), (Layout::Depth, -1, 3), (Layout::Depth, 3, 3), (Layout::Depth, 1, 1)];
+        for ((fold, groups), (layout, clips, run_clips)) in cases.into_iter().flat_map(|c| layouts.map(|l| (c, l))) {
+            let x = FloatArray::random(&[run_clips * T, 6, 5, 6], 11);
             let nodes = vec![n("Identity", "shift", &["x"], &["moved"]), n("Relu", "relu", &["moved"], &["y"])];
             let record = ShiftRecord {
                 input: "x".into(),
@@ -859,17 +1006,21 @@ mod tests {
                 elem_type: DataType::Float as i32,
                 groups,
             };
-            let (five, count) = lifted(&graph(nodes, vec![], 6, "y"), &[record], 13);
+            let mut g = graph(nodes, vec![], 6, "y");
+            g.input = vec![value_info("x", &[if clips < 0 { -1 } else { clips * T as i64 }, 6, 5, 6])];
+            let (five, count) = lifted_in(&g, &[record], 13, layout);
             assert_eq!(count, 1);
             assert!(!five.node.iter().any(|n| n.op_type() == "Identity"));
+            let masked = five.node.iter().any(|n| n.op_type() == "Mul");
+            assert_eq!(masked, layout == Layout::Depth && clips != 1, "{layout:?}, {clips} clips");
             let got = run(&five, 13, &x);
             let mut want = shifted(&x, fold, groups);
             want.data.iter_mut().for_each(|v| *v = v.max(0.0));
-            assert_eq!(
-                got.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                want.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "{groups:?}"
-            );
+            // Bit for bit but for the sign of a zero: the depth's mask multiplies a negative value
+            // from the next clip by 0.
+            let bits =
+                |a: &FloatArray| a.data.iter().map(|v| if *v == 0.0 { 0 } else { v.to_bits() }).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{groups:?}, {layout:?}, {clips} clips");
         }
     }
 

@@ -83,6 +83,8 @@ const SAME_SHAPE: &[&str] = &[
     "CastLike",
     "Hardmax",
     "CumSum",
+    "ScatterND",
+    "ScatterElements",
 ];
 
 /// Operators that broadcast their inputs against each other.

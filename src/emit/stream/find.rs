@@ -99,9 +99,9 @@ pub fn choose(
     folder: &Path,
 ) {
     // The offline head is shifted by the batch form, which needs Slice with inputs (opset 10).
+    // `--shift-form tract` offline takes the default's sites: its volume shifts their heads.
     let form = config.shift_form;
-    let stream = matches!(form, ShiftForm::Stream | ShiftForm::Openvino) || form == ShiftForm::Tract && config.online;
-    if !stream || (!config.online && opset < 10) {
+    if form == ShiftForm::Batch || form == ShiftForm::Clip || (!config.online && opset < 10) {
         return;
     }
     let inits = constants(graph);
@@ -130,7 +130,7 @@ pub fn choose(
             stream_edges: HashMap::new(),
             edges: edges.clone(),
             folder,
-            tract: form == ShiftForm::Tract,
+            tract: form == ShiftForm::Tract && config.online,
             online: config.online,
             refusal: std::cell::RefCell::new(None),
             shapes,
