@@ -129,7 +129,8 @@ fn the_clip_view_form_shifts_exactly_too() {
 
 #[test]
 fn the_tract_form_scatters_the_shifted_head_back_exactly() {
-    // From opset 11 the moved channels are shifted apart and written back by a ScatterND; before,
+    // The 2D form at the sites the depth volume does not take (the shift emitted alone, as here):
+    // from opset 11 the moved channels are shifted apart and written back by a ScatterND; before,
     // the clip view. Symbolic H and W, both directions, both group orders, an uneven fold.
     let tract = Config { shift_form: ShiftForm::Tract, ..Config::default() };
     for opset in [10, 11, 13, 16, 18, 21] {

@@ -333,8 +333,9 @@ impl Finder<'_> {
         // inner dimension over the whole output (per frame 6.3 ms for that downsample against
         // 1.7 ms unsplit), and the stem's split repeats tract's im2col of the image
         // (bench/RESULTS-widening-readers.md). tract pays for every such fold (two matrix products
-        // and a sum where there was one), so `--shift-form tract` (online; offline it is the clip
-        // view) leaves out a stage's first block too, whose downsample reads x at stride 2: per
+        // and a sum where there was one), so `--shift-form tract` online (offline it takes the
+        // default's sites, in its volume) leaves out a stage's first block too, whose downsample
+        // reads x at stride 2: per
         // frame on ResNet-50 1.028-1.050 against 1.061-1.079 with those sites split, in six runs;
         // onnxruntime measured 0.01-0.06 dearer without the split, OpenVINO 0.07
         // (bench/RESULTS-tract-form.md).
