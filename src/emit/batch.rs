@@ -405,34 +405,51 @@ impl FrameMasks {
         if self.nodes.iter().any(|node| node.output.contains(&n("frame"))) {
             return n("frame");
         }
-        self.inits.push(int64(&n("axis0"), &[], &[0]));
-        // The ones are made from the input itself, a one in its type per frame (a Where on a
-        // false condition, whatever the input holds), not by ConstantOfShape
-        // of its Shape: OpenVINO 2026.4, compiling a QDQ model with its batch dynamic, computed the
-        // batch form's quantized shift wrongly with masks made from the Shape (resnet_basic_qdq's
-        // logits 0.81 off, where the 2D model is 0.027 off) and right with these
-        // (bench/openvino_qdq_dynamic.py).
-        let rest = (source.rank - 1) as i64;
-        self.inits.push(int64(&n("first_starts"), &[rest], &vec![0; rest as usize]));
-        self.inits.push(int64(&n("first_ends"), &[rest], &vec![1; rest as usize]));
-        self.inits.push(int64(&n("first_axes"), &[rest], &(1..=rest).collect::<Vec<_>>()));
-        self.inits.push(bool_tensor(&n("never"), &vec![1; source.rank], &[false]));
-        self.inits.push(one_scalar(&n("input_one"), source.elem_type));
-        self.inits.push(int64(&n("flat"), &[1], &[-1]));
-        let inputs = vec![source.input.clone(), n("first_starts"), n("first_ends"), n("first_axes")];
-        self.nodes.push(node("Slice", &n("Slice_first"), inputs, &n("first_values"), vec![]));
-        let inputs = vec![n("never"), n("first_values"), n("input_one")];
-        self.nodes.push(node("Where", &n("Where_ones"), inputs, &n("input_ones"), vec![]));
-        let inputs = vec![n("input_ones"), n("flat")];
-        self.nodes.push(node("Reshape", &n("Reshape_ones"), inputs, &n("input_ones_flat"), vec![]));
-        // Counted in float32 (exact to 2^24 frames) and cast after: tract takes an int64 tensor
-        // made from the input for a shape and cannot run a CumSum of it ("TDim is not a number").
-        let float = vec![int_attr("to", DataType::Float as i64)];
-        self.nodes.push(node("Cast", &n("Cast_ones"), vec![n("input_ones_flat")], &n("ones"), float));
-        let exclusive = vec![int_attr("exclusive", 1)];
-        self.nodes.push(node("CumSum", &n("CumSum"), vec![n("ones"), n("axis0")], &n("frame_float"), exclusive));
-        let int = vec![int_attr("to", DataType::Int64 as i64)];
-        self.nodes.push(node("Cast", &n("Cast_frame"), vec![n("frame_float")], &n("frame"), int));
-        n("frame")
+        let (input, rank, elem_type) = (&source.input, source.rank, source.elem_type);
+        frame_counter(input, rank, 0, elem_type, &n, &mut self.nodes, &mut self.inits)
     }
+}
+
+/// `CumSum(ones [frames], exclusive)`, int64: each frame's position among the frames of `input`
+/// (of rank `rank` and element type `elem_type`), which lie along `axis`; the nodes and
+/// initializers named by `n`. Shared by the 2D masks and the depth volume's (`super::volume`).
+pub(crate) fn frame_counter(
+    input: &str,
+    rank: usize,
+    axis: usize,
+    elem_type: i32,
+    n: &dyn Fn(&str) -> String,
+    nodes: &mut Vec<NodeProto>,
+    inits: &mut Vec<TensorProto>,
+) -> String {
+    inits.push(int64(&n("axis0"), &[], &[0]));
+    // The ones are made from the input itself, a one in its type per frame (a Where on a
+    // false condition, whatever the input holds), not by ConstantOfShape
+    // of its Shape: OpenVINO 2026.4, compiling a QDQ model with its batch dynamic, computed the
+    // batch form's quantized shift wrongly with masks made from the Shape (resnet_basic_qdq's
+    // logits 0.81 off, where the 2D model is 0.027 off) and right with these
+    // (bench/openvino_qdq_dynamic.py).
+    let others: Vec<i64> = (0..rank as i64).filter(|&a| a != axis as i64).collect();
+    let k = others.len() as i64;
+    inits.push(int64(&n("first_starts"), &[k], &vec![0; others.len()]));
+    inits.push(int64(&n("first_ends"), &[k], &vec![1; others.len()]));
+    inits.push(int64(&n("first_axes"), &[k], &others));
+    inits.push(bool_tensor(&n("never"), &vec![1; rank], &[false]));
+    inits.push(one_scalar(&n("input_one"), elem_type));
+    inits.push(int64(&n("flat"), &[1], &[-1]));
+    let inputs = vec![input.to_string(), n("first_starts"), n("first_ends"), n("first_axes")];
+    nodes.push(node("Slice", &n("Slice_first"), inputs, &n("first_values"), vec![]));
+    let inputs = vec![n("never"), n("first_values"), n("input_one")];
+    nodes.push(node("Where", &n("Where_ones"), inputs, &n("input_ones"), vec![]));
+    let inputs = vec![n("input_ones"), n("flat")];
+    nodes.push(node("Reshape", &n("Reshape_ones"), inputs, &n("input_ones_flat"), vec![]));
+    // Counted in float32 (exact to 2^24 frames) and cast after: tract takes an int64 tensor
+    // made from the input for a shape and cannot run a CumSum of it ("TDim is not a number").
+    let float = vec![int_attr("to", DataType::Float as i64)];
+    nodes.push(node("Cast", &n("Cast_ones"), vec![n("input_ones_flat")], &n("ones"), float));
+    let exclusive = vec![int_attr("exclusive", 1)];
+    nodes.push(node("CumSum", &n("CumSum"), vec![n("ones"), n("axis0")], &n("frame_float"), exclusive));
+    let int = vec![int_attr("to", DataType::Int64 as i64)];
+    nodes.push(node("Cast", &n("Cast_frame"), vec![n("frame_float")], &n("frame"), int));
+    n("frame")
 }

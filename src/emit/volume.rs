@@ -528,35 +528,18 @@ impl Lift<'_> {
     }
 
     /// Each frame's index in its clip, `[N*T]`, counted along the depth of `x` (a lifted tensor of
-    /// element type `elem_type`) and made once, at the first site, which comes before every other:
-    /// the recipe of the 2D masks (`FrameMasks`), ones made from the values themselves by a `Where`
-    /// on a false condition, counted in float32 (tract cannot run a CumSum of an integer tensor
-    /// made from a shape) and cast.
+    /// element type `elem_type`) as the 2D masks count the input's frames
+    /// ([`super::batch::frame_counter`]), and made once, at the first site, which comes before
+    /// every other.
     fn frame_index(&mut self, x: &str, elem_type: i32, nodes: &mut Vec<NodeProto>) -> String {
         if let Some(index) = &self.frame_index {
             return index.clone();
         }
         let n = |what: &str| format!("{x}_frames/{what}");
-        let starts = self.constant(&n("starts"), &[0, 0, 0]);
-        let ends = self.constant(&n("ends"), &[1, 1, 1]);
-        let axes = self.constant(&n("axes"), &[1, 3, 4]);
-        self.inits.push(crate::tensor::bool_tensor(&n("never"), &[1, 1, 1, 1, 1], &[false]));
-        self.inits.push(crate::tensor::one_scalar(&n("one"), elem_type));
-        // CumSum's axis is a scalar.
-        self.inits.push(crate::tensor::int64(&n("depth_axis"), &[], &[2]));
+        let frame = super::batch::frame_counter(x, 5, 2, elem_type, &n, nodes, &mut self.inits);
         let segments = self.constant(&n("segments"), &[self.segments]);
-        let flat = self.constant(&n("flat"), &[-1]);
-        nodes.push(node("Slice", &n("Slice"), vec![x.to_string(), starts, ends, axes], &n("first_values"), vec![]));
-        nodes.push(node("Where", &n("Where_ones"), vec![n("never"), n("first_values"), n("one")], &n("ones"), vec![]));
-        let float = vec![int_attr("to", DataType::Float as i64)];
-        nodes.push(node("Cast", &n("Cast_ones"), vec![n("ones")], &n("ones_float"), float));
-        let exclusive = vec![int_attr("exclusive", 1)];
-        nodes.push(node("CumSum", &n("CumSum"), vec![n("ones_float"), n("depth_axis")], &n("frame_float"), exclusive));
-        let int = vec![int_attr("to", DataType::Int64 as i64)];
-        nodes.push(node("Cast", &n("Cast_frame"), vec![n("frame_float")], &n("frame"), int));
-        nodes.push(node("Mod", &n("Mod"), vec![n("frame"), segments], &n("in_clip"), vec![]));
         let index = n("index");
-        nodes.push(node("Reshape", &n("Reshape_index"), vec![n("in_clip"), flat], &index, vec![]));
+        nodes.push(node("Mod", &n("Mod"), vec![frame, segments], &index, vec![]));
         self.frame_index = Some(index.clone());
         index
     }
