@@ -37,14 +37,17 @@ def main():
     ap.add_argument("--online", action="store_true", help="per frame: the rewrites are --online models")
     ap.add_argument("--clips", type=int, default=1,
                     help="offline: clips of T frames per run (tract's 3D convolutions slow down with more than one)")
+    ap.add_argument("--segments", type=int, default=None,
+                    help="offline: frames per clip (default bench/overhead.py's T, 8); 1 times a model on single frames")
     ap.add_argument("--against", metavar="NAME",
                     help="also each other rewrite's time over this rewrite's, round by round, and in how many rounds it was below")
     args = ap.parse_args()
     overhead.HW = args.size  # tract's input fact
-    batch = 1 if args.online else args.clips * overhead.T
+    t = args.segments or overhead.T
+    batch = 1 if args.online else args.clips * t
     x = np.random.default_rng(0).standard_normal((batch, 3, args.size, args.size)).astype(np.float32)
     models = {"2d": args.plain, "null": args.plain, **dict(r.split("=", 1) for r in args.rewrites)}
-    what = "one frame" if args.online else f"{args.clips} clip(s) of {overhead.T} frames a run"
+    what = "one frame" if args.online else f"{args.clips} clip(s) of {t} frames a run"
     print(f"{os.path.basename(args.plain)}, {what} at {args.size}, {args.rounds} rounds, {args.loads} loads per model")
     for rt in args.runtime or list(RUNTIMES):
         load = (ONLINE if args.online else RUNTIMES)[rt]
