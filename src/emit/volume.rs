@@ -24,7 +24,10 @@
 //! brings across (a constant where the batch is known, else gathered by each frame's index in its
 //! clip, counted along the depth once). ResNet-50 and MobileNetV2, two clips a run in tract: 0.715x
 //! and 0.675x of the 2D model, against 1.030x and 0.986x for the default; the volume without its
-//! shifts 0.701x and 0.669x (`bench/RESULTS-depth-volume.md`).
+//! shifts 0.701x and 0.669x (`bench/RESULTS-depth-volume.md`). Along that depth a depthwise
+//! convolution with more frames than outputs its kernel sees whole runs on the frames in 2D
+//! ([`depthwise_on_frames`]): MobileNetV2 0.560x, EfficientNet-B0 0.684x with two clips, against
+//! 0.671x and 0.923x in 3D (`bench/RESULTS-depthwise-frames.md`).
 //!
 //! The lift runs on the patched graph: from the first tensors whose first dim is the frames' (the
 //! input, or what a Keras export's leading Transpose makes of it) onwards, every node whose
@@ -180,6 +183,9 @@ pub fn lift(
             constant_dims.insert(out.clone(), t.dims.clone());
         }
     }
+    // A weight whose first dim equals a fixed batch (MobileNetV2's 32 first filters, 4 clips) is
+    // not frames.
+    let constants: HashSet<String> = constant_dims.keys().cloned().collect();
     let mut l = Lift {
         opset,
         segments: frames.segments as i64,
@@ -219,6 +225,9 @@ pub fn lift(
     // the frames'.
     let entry = |t: &str, exited: &HashSet<String>| {
         let info = shapes.get(t).filter(|i| i.rank() == 4 && i.dims[0] == batch && exited.is_empty())?;
+        if constants.contains(t) {
+            return None;
+        }
         Some([info.dims[1].known()?, info.dims[2].known()?, info.dims[3].known()?])
     };
     let original = graph.node.clone();
@@ -649,11 +658,74 @@ fn conv(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<No
         return None;
     }
     let attrs = spatial_attrs(n)?;
+    if let Some(nodes) = depthwise_on_frames(l, n, &x) {
+        return Some(nodes);
+    }
     let mut nodes = Vec::new();
     let w = l.unsqueeze(&n.input[1], 2, &mut nodes);
     let ins = [x, w].into_iter().chain(n.input.iter().skip(2).cloned()).collect();
     nodes.push(renamed(n, ins, attrs));
     Some(nodes)
+}
+
+/// Along one depth, a depthwise convolution of stride 1 whose frames outnumber the outputs that
+/// its kernel sees whole along H and along W, run on the frames in 2D: the volume `[1, C, D, H,
+/// W]` viewed as `[C, D, H, W]`, padded as the convolution pads (a Pad), transposed to `[D, C, H',
+/// W']`, convolved without pads, transposed back and viewed as the volume. `None` where the 3D
+/// form serves.
+///
+/// Why: tract's depthwise kernel runs its innermost loop along the longest axis of the outputs
+/// whose receptive field lies inside the input, which in a volume of more frames than that is the
+/// frames' axis, each step a plane apart in memory: EfficientNet-B0's 5x5 convolutions at 14x14
+/// took 48-69 ms each for two clips, against 9-13 ms in 2D. tract pushes a transpose through
+/// anything elementwise into the convolution that made its input, where the bias no longer fuses;
+/// the explicit Pad is what stops it there (tract moves no axis through a Pad). The transpose
+/// after is pushed on to the next convolution's input, where it costs what it costs here. With
+/// the batch unknown the depth is taken as two clips: one clip then pays for three passes it does
+/// not need, within the noise (MobileNetV2 0.550x of the 2D model against 0.549x in 3D), and two
+/// clips gain (0.560x against 0.671x; `bench/RESULTS-depthwise-frames.md`).
+fn depthwise_on_frames(l: &mut Lift, n: &NodeProto, x: &str) -> Option<Vec<NodeProto>> {
+    if l.layout != Layout::Depth || n.attribute.iter().any(|a| a.name() == "auto_pad" && a.s() != b"NOTSET") {
+        return None;
+    }
+    let [_, c, h, w] = l.shapes.get(&n.input[0])?.dims.as_slice() else { return None };
+    let [c, h, w] = [c.known()?, h.known()?, w.known()?];
+    let group = n.attribute.iter().find(|a| a.name() == "group").map_or(1, |a| a.i());
+    let &[out_c, 1, kh, kw] = l.constant_dims.get(&n.input[1])?.as_slice() else { return None };
+    let pads = attr_ints(n, "pads").map_or(vec![0; 4], <[i64]>::to_vec);
+    let dilations = attr_ints(n, "dilations").map_or(vec![1, 1], <[i64]>::to_vec);
+    let strided = attr_ints(n, "strides").is_some_and(|s| s.iter().any(|&s| s != 1));
+    if group != c || out_c != c || c < 2 || strided || pads.iter().all(|&p| p == 0) || pads.iter().any(|&p| p < 0) {
+        return None;
+    }
+    // Outputs whose window lies inside the input, along H and along W (stride 1).
+    let inside = |size: i64, k: i64, d: i64| size - (k - 1) * d;
+    let depth = l.frames.unwrap_or(2 * l.segments);
+    if depth <= inside(h, kh, dilations[0]).max(inside(w, kw, dilations[1])) {
+        return None;
+    }
+    let out = n.output.first()?;
+    let v = volume_name(out);
+    let name = |what: &str| format!("{}/volume/{what}", n.name());
+    let t = |what: &str| format!("{v}_frames_{what}");
+    let (ho, wo) = (h + pads[0] + pads[2] - (kh - 1) * dilations[0], w + pads[1] + pads[3] - (kw - 1) * dilations[1]);
+    let planes = l.constant(&t("planes_shape"), &[c, -1, h, w]);
+    let pad_by = l.constant(&t("pads"), &[0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]);
+    let back = l.constant(&t("volume_shape"), &[1, c, -1, ho, wo]);
+    let swap = || ints_attr("perm", &[1, 0, 2, 3]);
+    let mut conv = n.clone();
+    conv.name = Some(name("frames"));
+    conv.input = [t("in"), n.input[1].clone()].into_iter().chain(n.input.iter().skip(2).cloned()).collect();
+    conv.output = vec![t("out")];
+    conv.attribute.retain(|a| a.name() != "pads");
+    Some(vec![
+        node("Reshape", &name("planes"), vec![x.to_string(), planes], &t("planes"), vec![]),
+        node("Pad", &name("pad"), vec![t("planes"), pad_by], &t("padded"), vec![]),
+        node("Transpose", &name("to_frames"), vec![t("padded")], &t("in"), vec![swap()]),
+        conv,
+        node("Transpose", &name("from_frames"), vec![t("out")], &t("planes_out"), vec![swap()]),
+        node("Reshape", &name("volume"), vec![t("planes_out"), back], &v, vec![]),
+    ])
 }
 
 fn pool(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
@@ -964,6 +1036,21 @@ mod tests {
         FloatArray { shape: x.shape.clone(), data: out }
     }
 
+    /// The record of a shift of 6 channels written as one Identity named `shift`, `input` to
+    /// `moved`: the lift replaces it whole, so what it computed does not matter.
+    fn identity_record(input: &str, fold: i64, groups: &'static [Neighbour]) -> ShiftRecord {
+        ShiftRecord {
+            input: input.into(),
+            output: "moved".into(),
+            nodes: vec!["shift".into()],
+            channels: 6,
+            fold,
+            segments: T,
+            elem_type: DataType::Float as i32,
+            groups,
+        }
+    }
+
     #[test]
     fn a_shift_becomes_a_depthwise_convolution_over_time_exact_for_finite_values() {
         // The 2D shift's nodes (here one Identity standing for them) give way to the convolution;
@@ -979,16 +1066,7 @@ mod tests {
         for ((fold, groups), (layout, clips, run_clips)) in cases.into_iter().flat_map(|c| layouts.map(|l| (c, l))) {
             let x = FloatArray::random(&[run_clips * T, 6, 5, 6], 11);
             let nodes = vec![n("Identity", "shift", &["x"], &["moved"]), n("Relu", "relu", &["moved"], &["y"])];
-            let record = ShiftRecord {
-                input: "x".into(),
-                output: "moved".into(),
-                nodes: vec!["shift".into()],
-                channels: 6,
-                fold: fold as i64,
-                segments: T,
-                elem_type: DataType::Float as i32,
-                groups,
-            };
+            let record = identity_record("x", fold as i64, groups);
             let mut g = graph(nodes, vec![], 6, "y");
             g.input = vec![value_info("x", &[if clips < 0 { -1 } else { clips * T as i64 }, 6, 5, 6])];
             let (five, count) = lifted_in(&g, &[record], 13, layout);
@@ -1008,6 +1086,67 @@ mod tests {
     }
 
     #[test]
+    fn a_depthwise_convolution_runs_on_the_frames_where_they_outnumber_its_inside_outputs() {
+        // A 3x3 depthwise convolution on 5x6 frames has 3x4 outputs whose window lies inside: along
+        // a depth of more frames than 4 it runs on the frames in 2D, else as a 3D convolution. The
+        // depth is the batch where known, else two clips (8). Either way the output is the 2D
+        // graph's on the shifted input.
+        let cases = [
+            // (declared batch, clips run, strides, on the frames)
+            (-1, 3, [1, 1], true),
+            (3 * T as i64, 3, [1, 1], true),
+            (T as i64, 1, [1, 1], false),
+            (-1, 3, [2, 2], false),
+        ];
+        for (batch, clips, strides, on_frames) in cases {
+            let groups = &[Neighbour::Next, Neighbour::Previous][..];
+            let conv = with_attrs(
+                n("Conv", "dw", &["moved", "w", "b"], &["c"]),
+                vec![int_attr("group", 6), ints_attr("pads", &[1, 1, 1, 1]), ints_attr("strides", &strides)],
+            );
+            let nodes = vec![n("Identity", "shift", &["x"], &["moved"]), conv, n("Relu", "relu", &["c"], &["y"])];
+            let record = identity_record("x", 1, groups);
+            let mut g = graph(nodes, vec![floats("w", &[6, 1, 3, 3], 1), floats("b", &[6], 2)], 6, "y");
+            g.input = vec![value_info("x", &[batch, 6, 5, 6])];
+            let (five, count) = lifted_in(&g, &[record], 13, Layout::Depth);
+            assert_eq!(count, 1);
+            let ops: Vec<&str> = five.node.iter().map(|n| n.op_type()).collect();
+            assert_eq!(ops.contains(&"Pad"), on_frames, "{batch}, {strides:?}: {ops:?}");
+            assert_eq!(ops.iter().filter(|o| **o == "Transpose").count(), if on_frames { 4 } else { 2 }, "{ops:?}");
+            let x = FloatArray::random(&[clips * T, 6, 5, 6], 13);
+            let (want, got) = (run(&g, 13, &shifted(&x, 1, groups)), run(&five, 13, &x));
+            assert_eq!(want.shape, got.shape);
+            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-5, "{batch}, {strides:?}: {diff}");
+        }
+    }
+
+    #[test]
+    fn a_weight_whose_first_dim_equals_a_fixed_batch_is_not_frames() {
+        // Two clips of 4 frames fixed in the file, and a convolution of 8 filters: its weight,
+        // [8, 6, 1, 1], is rank 4 with the batch's first dim, but a constant. Taken for frames, it
+        // entered the volume and the convolution went back to 2D, and with it the rest of the graph.
+        for layout in [Layout::Clips, Layout::Depth] {
+            let nodes = vec![
+                n("Identity", "shift", &["x"], &["moved"]),
+                n("Conv", "conv", &["moved", "w"], &["c"]),
+                n("Relu", "relu", &["c"], &["y"]),
+            ];
+            let record = identity_record("x", 1, &[Neighbour::Next]);
+            let mut g = graph(nodes, vec![floats("w", &[2 * T as i64, 6, 1, 1], 1)], 6, "y");
+            g.input = vec![value_info("x", &[2 * T as i64, 6, 5, 6])];
+            let (five, count) = lifted_in(&g, &[record], 13, layout);
+            assert_eq!(count, 1);
+            let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
+            assert!(names.contains(&"conv/volume") && names.contains(&"relu/volume"), "{layout:?}: {names:?}");
+            let x = FloatArray::random(&[2 * T, 6, 5, 6], 3);
+            let (want, got) = (run(&g, 13, &shifted(&x, 1, &[Neighbour::Next])), run(&five, 13, &x));
+            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-5, "{layout:?}: {diff}");
+        }
+    }
+
+    #[test]
     fn a_shift_whose_input_stays_2d_keeps_its_2d_form() {
         // The Transpose (no rule) sends the Relu's output back to 2D before the site, and nothing
         // enters again: the record's nodes stay, and a volume with no shift in it is not kept.
@@ -1017,16 +1156,7 @@ mod tests {
             n("Identity", "shift", &["tx"], &["moved"]),
             n("Sigmoid", "sig", &["moved"], &["y"]),
         ];
-        let record = ShiftRecord {
-            input: "tx".into(),
-            output: "moved".into(),
-            nodes: vec!["shift".into()],
-            channels: 6,
-            fold: 1,
-            segments: T,
-            elem_type: DataType::Float as i32,
-            groups: &[Neighbour::Next],
-        };
+        let record = identity_record("tx", 1, &[Neighbour::Next]);
         let g = graph(nodes, vec![], 6, "y");
         let (five, count) = lifted(&g, &[record], 13);
         assert_eq!(count, 0);
