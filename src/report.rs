@@ -135,14 +135,22 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
             p.plan.sites.len()
         );
     }
-    let lifted = p.graph().node.iter().filter(|n| n.name().ends_with(crate::emit::volume::SHIFT_NODE)).count();
+    let named = |suffix: &str| p.graph().node.iter().filter(|n| n.name().ends_with(suffix)).count();
+    let lifted = named(crate::emit::volume::SHIFT_NODE);
     if lifted > 0 && config.shift_form == crate::config::ShiftForm::Tract {
+        let on_frames = match named(crate::emit::volume::FRAMES_NODE) {
+            0 => String::new(),
+            k => format!(
+                "; {k} depthwise convolution(s) run on the frames in 2D, having fewer outputs inside the input \
+                 than frames (tract's depthwise loop would run along the frames)"
+            ),
+        };
         let _ = writeln!(
             out,
             "volume: the network runs on all the frames as one volume [1, C, N*T, H, W] (2D convolutions and pools \
              as 3D ones of depth 1), and {lifted} of {} site(s) shift by a depthwise convolution over the frames, \
              masked at the clips' borders (tract's form, faster there than the 2D model, as in the timing below; \
-             onnxruntime runs 3D convolutions slower than 2D ones)",
+             onnxruntime runs 3D convolutions slower than 2D ones){on_frames}",
             p.plan.sites.len()
         );
     } else if lifted > 0 {

@@ -135,6 +135,7 @@ fn shift_form_tract_runs_the_frames_as_one_volume_offline_and_streams_fewer_site
     let err = run(&tract_form, &["--shift-form", "tract"]);
     assert!(err.contains("validated in tract: 2 clip(s)"), "{err}");
     assert!(err.contains("one volume [1, C, N*T, H, W]") && err.contains("6 of 6 site(s) shift"), "{err}");
+    assert!(!err.contains("run on the frames in 2D"), "a ResNet has no depthwise convolution: {err}");
     run(&clip, &["--no-validate", "--shift-form", "clip"]);
     let graph = read_model(&tract_form).graph.unwrap();
     let count = |op: &str| graph.node.iter().filter(|n| n.op_type() == op).count();
@@ -155,6 +156,13 @@ fn shift_form_tract_runs_the_frames_as_one_volume_offline_and_streams_fewer_site
     assert!(record(&tract_form).ends_with("--shift-form tract"), "{}", record(&tract_form));
     let err = run(&clip, &["--online", "--no-validate"]);
     assert!(err.contains("stream form at 5 of 6 site(s)"), "{err}");
+    // MobileNetV2's 6 stride-1 depthwise convolutions (3x3, at 16x16 and below on its 32x32 input)
+    // have fewer outputs inside the input than two clips have frames: they run on the frames.
+    let out = dir.path().join("mobilenet.onnx");
+    let o =
+        tool(&[&fixture_arg("mobilenet_v2"), "-o", out.to_str().unwrap(), "--no-validate", "--shift-form", "tract"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("; 6 depthwise convolution(s) run on the frames in 2D"), "{}", stderr(&o));
 }
 
 #[test]

@@ -52,6 +52,10 @@ use std::collections::{HashMap, HashSet};
 /// the sites the volume took.
 pub const SHIFT_NODE: &str = "/Conv_time";
 
+/// The suffix of the name of each depthwise convolution run on the frames in 2D
+/// ([`depthwise_on_frames`]): how the report counts them.
+pub const FRAMES_NODE: &str = "/volume/frames";
+
 /// Where the frames go in the volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -707,6 +711,7 @@ fn depthwise_on_frames(l: &mut Lift, n: &NodeProto, x: &str) -> Option<Vec<NodeP
     let out = n.output.first()?;
     let v = volume_name(out);
     let name = |what: &str| format!("{}/volume/{what}", n.name());
+    let frames_node = format!("{}{FRAMES_NODE}", n.name());
     let t = |what: &str| format!("{v}_frames_{what}");
     let (ho, wo) = (h + pads[0] + pads[2] - (kh - 1) * dilations[0], w + pads[1] + pads[3] - (kw - 1) * dilations[1]);
     let planes = l.constant(&t("planes_shape"), &[c, -1, h, w]);
@@ -714,7 +719,7 @@ fn depthwise_on_frames(l: &mut Lift, n: &NodeProto, x: &str) -> Option<Vec<NodeP
     let back = l.constant(&t("volume_shape"), &[1, c, -1, ho, wo]);
     let swap = || ints_attr("perm", &[1, 0, 2, 3]);
     let mut conv = n.clone();
-    conv.name = Some(name("frames"));
+    conv.name = Some(frames_node);
     conv.input = [t("in"), n.input[1].clone()].into_iter().chain(n.input.iter().skip(2).cloned()).collect();
     conv.output = vec![t("out")];
     conv.attribute.retain(|a| a.name() != "pads");
