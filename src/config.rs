@@ -63,11 +63,11 @@ pub enum ShiftForm {
     /// The forms that cost least in tract. Offline (from opset 11) the default's forms with every
     /// frame of every clip along one volume [1, C, N*T, H, W], every 2D convolution a 3D one of
     /// depth 1 and every shift a depthwise convolution over the frames, masked at the clips'
-    /// borders (see `emit::volume`): tract runs a batch of 2D frames, and a batch of volumes,
-    /// slower than one volume (ResNet-50 and MobileNetV2, two clips a run: 0.72x and 0.68x of the
-    /// 2D model);
-    /// past an operator without a 5D form, the default's stream sites and the ScatterND form
-    /// elsewhere stay 2D. Online the stream
+    /// borders (see `emit::volume`), a depthwise convolution with more frames than outputs inside
+    /// its input run on the frames in 2D: tract runs a batch of 2D frames, and a batch of volumes,
+    /// slower than one volume (ResNet-50 and MobileNetV2, two clips a run: 0.72x and 0.56x of the
+    /// 2D model); past an operator without a 5D form, the default's stream sites and the ScatterND
+    /// form elsewhere stay 2D. Online the stream
     /// form only at sites whose fold is whole blocks of 16 channels and whose split tensors no
     /// convolution other than the shifted one reads (a stage's first block, where the downsample
     /// reads the block input, keeps the batch form). Measured with one stream; with several, the

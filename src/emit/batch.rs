@@ -201,7 +201,7 @@ pub struct FrameMasks {
     masks: Vec<(i64, Vec<bool>, String)>,
     /// (the batch, channels, the `[N*T, channels, 2]` ScatterND indices' name).
     positions: Vec<(Dim, i64, String)>,
-    /// (frames if fixed, each row's source, the rows form's Gather index's name).
+    /// (the batch, T, each row's source, the rows form's Gather index's name).
     rows: Vec<(Dim, i64, Vec<Option<Neighbour>>, String)>,
     /// What the masks add to the graph, before its first node.
     pub nodes: Vec<NodeProto>,
@@ -315,7 +315,8 @@ impl FrameMasks {
     /// keep of 0 or 1), once per distinct `sources`; `None` otherwise.
     pub(super) fn rows(&mut self, batch: &Dim, t: i64, sources: &[Option<Neighbour>]) -> Option<String> {
         let fixed = batch.known().filter(|b| b % t == 0);
-        // Keyed by the batch and T, as the positions above are.
+        // Keyed by the batch, as the positions above are, and by T, which each row's source
+        // within its clip depends on.
         if let Some((.., name)) = self.rows.iter().find(|(b, bt, s, _)| b == batch && *bt == t && s == sources) {
             return Some(name.clone());
         }

@@ -40,10 +40,8 @@
 
 use super::{int_attr, ints_attr, node};
 use crate::config::Neighbour;
-use crate::onnx::{
-    attribute_proto::AttributeType, tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto,
-};
-use crate::shapes::Shapes;
+use crate::onnx::{tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto};
+use crate::shapes::{attr_int, attr_ints, attr_string, Shapes};
 use crate::tensor::int64_vec;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
@@ -589,10 +587,6 @@ fn renamed(n: &NodeProto, inputs: Vec<String>, attrs: Vec<AttributeProto>) -> No
     m
 }
 
-fn attr_ints<'n>(n: &'n NodeProto, name: &str) -> Option<&'n [i64]> {
-    n.attribute.iter().find(|a| a.name() == name && a.r#type() == AttributeType::Ints).map(|a| a.ints.as_slice())
-}
-
 /// Spatial attributes with a depth of 1 in front: kernel, strides, dilations (`[1, ..]`) and pads
 /// (`[0, begins.., 0, ends..]`). `None` if one is not 2D.
 fn spatial_attrs(n: &NodeProto) -> Option<Vec<AttributeProto>> {
@@ -689,15 +683,15 @@ fn conv(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<No
 /// not need, within the noise (MobileNetV2 0.550x of the 2D model against 0.549x in 3D), and two
 /// clips gain (0.560x against 0.671x; `bench/RESULTS-depthwise-frames.md`).
 fn depthwise_on_frames(l: &mut Lift, n: &NodeProto, x: &str) -> Option<Vec<NodeProto>> {
-    if l.layout != Layout::Depth || n.attribute.iter().any(|a| a.name() == "auto_pad" && a.s() != b"NOTSET") {
+    if l.layout != Layout::Depth || attr_string(n, "auto_pad").is_some_and(|p| p != "NOTSET") {
         return None;
     }
     let [_, c, h, w] = l.shapes.get(&n.input[0])?.dims.as_slice() else { return None };
     let [c, h, w] = [c.known()?, h.known()?, w.known()?];
-    let group = n.attribute.iter().find(|a| a.name() == "group").map_or(1, |a| a.i());
+    let group = attr_int(n, "group").unwrap_or(1);
     let &[out_c, 1, kh, kw] = l.constant_dims.get(&n.input[1])?.as_slice() else { return None };
-    let pads = attr_ints(n, "pads").map_or(vec![0; 4], <[i64]>::to_vec);
-    let dilations = attr_ints(n, "dilations").map_or(vec![1, 1], <[i64]>::to_vec);
+    let pads = attr_ints(n, "pads").unwrap_or(vec![0; 4]);
+    let dilations = attr_ints(n, "dilations").unwrap_or(vec![1, 1]);
     let strided = attr_ints(n, "strides").is_some_and(|s| s.iter().any(|&s| s != 1));
     if group != c || out_c != c || c < 2 || strided || pads.iter().all(|&p| p == 0) || pads.iter().any(|&p| p < 0) {
         return None;
@@ -783,7 +777,7 @@ fn reduce(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<
     let from_input = n.input.get(1).is_some_and(|a| !a.is_empty());
     let axes = match from_input {
         true => l.shapes.constant(&n.input[1])?,
-        false => attr_ints(n, "axes")?.to_vec(),
+        false => attr_ints(n, "axes")?,
     };
     let axes: Vec<i64> = axes.into_iter().map(axis_5d).collect::<Option<_>>()?;
     if axes.is_empty() {
