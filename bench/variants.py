@@ -22,6 +22,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py group-heads tsm.onnx tsm_groups.onnx
     python bench/variants.py row-gather tsm.onnx tsm_rows.onnx          (also row-gather-zero, -concat, -frame)
     python bench/variants.py nhwc-rows tsm.onnx tsm_nhwc.onnx           (also nhwc-rows-carrier, -where)
+    python bench/variants.py dw-volume tract.onnx tract_dw3d.onnx       (also dw-no-pad, dw-groups)
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -160,6 +161,16 @@ variant writes nothing and says so. no-shift takes that form and the rows form o
   the head, which onnxruntime folds into its ReorderOutput.
   OpenVINO reorders the head out of its blocked layout for the Reshape and back; the Gather copies
   whole contiguous rows, where the Slices and Pads copied strided ranges in reference kernels.
+
+- dw-volume, dw-no-pad, dw-groups: `--shift-form tract`'s depthwise convolutions run on the frames
+  (stop 56, `depthwise_on_frames` in src/emit/volume.rs: a Reshape to `[C, N*T, H, W]`, a Pad, a
+  Transpose to `[N*T, C, H', W']`, the 2D convolution, a Transpose and a Reshape back) written
+  otherwise. dw-volume: each back as one 3D convolution of depth 1 on the volume, as stop 55 wrote
+  them (tract's depthwise loop then runs along the frames). dw-no-pad: the Pad dropped and its pads
+  given back to the 2D convolution, which lets tract push the first Transpose into the convolution
+  before. dw-groups: no Transpose at all, a 2D convolution of C*16 groups on the volume's own
+  memory viewed as `[1, C*16, H, W]`, each kernel repeated over 16 frames (two clips of 8: the
+  model then runs only that many frames; the file grows by the repeated kernels).
 
 All are exact (mul-mask and side-conv as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -1147,6 +1158,71 @@ def nhwc_rows(m, kind="frame"):
     return changed
 
 
+def frames_groups(g):
+    """Each depthwise convolution `--shift-form tract` runs on the frames: (prefix, nodes by role)."""
+    by = {n.name: n for n in g.node}
+    groups = []
+    for n in g.node:
+        if n.op_type == "Conv" and n.name.endswith("/volume/frames"):
+            pre = n.name[: -len("frames")]
+            roles = {r: by[pre + r] for r in ("planes", "pad", "to_frames", "from_frames", "volume")}
+            groups.append((pre, dict(roles, conv=n)))
+    return groups
+
+
+def dw_frames(m, how):
+    g = m.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    groups = frames_groups(g)
+    done = {n.name for _, roles in groups for n in roles.values()}
+    last = {roles["volume"].name: roles for _, roles in groups}
+    out = []
+    for n in g.node:
+        if n.name in last:
+            out += dw_frames_nodes(g, inits, last[n.name], how)
+        elif n.name not in done:
+            out.append(n)
+    replace_nodes(g, out)
+    drop_unread_initializers(g)
+    return len(groups)
+
+
+def dw_frames_nodes(g, inits, r, how):
+    """One group's replacement, put where its last node was."""
+    conv = r["conv"]
+    attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+    hb, wb, he, we = [int(v) for v in inits[r["pad"].input[1]][[2, 3, 6, 7]]]
+    x, y = r["planes"].input[0], r["volume"].output[0]
+    w, bias = conv.input[1], conv.input[2:]
+    rest = {k: v for k, v in attrs.items() if k in ("dilations",)}
+    if how == "no-pad":
+        t0 = helper.make_node("Transpose", [r["planes"].output[0]], list(r["to_frames"].output),
+                              name=r["to_frames"].name, perm=[1, 0, 2, 3])
+        c = helper.make_node("Conv", [t0.output[0], w] + bias, list(conv.output), name=conv.name,
+                             pads=[hb, wb, he, we], **{k: v for k, v in attrs.items() if k != "pads"})
+        return [r["planes"], t0, c, r["from_frames"], r["volume"]]
+    pads5 = [0, hb, wb, 0, he, we]
+    if how == "volume":
+        w5 = init(g, w + "/dw_volume", inits[w][:, :, None])
+        kh, kw = attrs["kernel_shape"]
+        d = attrs.get("dilations", [1, 1])
+        return [helper.make_node("Conv", [x, w5] + bias, [y], name=conv.name[: -len("frames")] + "dw3d",
+                                 group=attrs["group"], kernel_shape=[1, kh, kw], pads=pads5,
+                                 strides=[1, 1, 1], dilations=[1] + list(d))]
+    frames = 16
+    c, _, h, wd = [int(v) for v in inits[r["planes"].input[1]]]
+    _, _, _, ho, wo = [int(v) for v in inits[r["volume"].input[1]]]
+    pre = conv.name[: -len("frames")]
+    flat = int64_init(g, pre + "groups_in_shape", [1, c * frames, h, wd])
+    back = int64_init(g, pre + "groups_out_shape", [1, c, frames, ho, wo])
+    wr = init(g, w + "/repeated", np.repeat(inits[w], frames, axis=0))
+    br = [init(g, b + "/repeated", np.repeat(inits[b], frames, axis=0)) for b in bias]
+    return [helper.make_node("Reshape", [x, flat], [pre + "groups_in"], name=pre + "groups_in"),
+            helper.make_node("Conv", [pre + "groups_in", wr] + br, [pre + "groups_out"], name=pre + "groups",
+                             group=c * frames, kernel_shape=attrs["kernel_shape"], pads=[hb, wb, he, we], **rest),
+            helper.make_node("Reshape", [pre + "groups_out", back], [y], name=pre + "groups_back")]
+
+
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
@@ -1157,7 +1233,9 @@ VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "c
             "row-gather": row_gather, "row-gather-zero": lambda m: row_gather(m, "pad"),
             "row-gather-concat": lambda m: row_gather(m, "concat"), "row-gather-frame": lambda m: row_gather(m, "frame"),
             "nhwc-rows": nhwc_rows, "nhwc-rows-carrier": lambda m: nhwc_rows(m, "carrier"),
-            "nhwc-rows-where": lambda m: nhwc_rows(m, "where")}
+            "nhwc-rows-where": lambda m: nhwc_rows(m, "where"),
+            "dw-volume": lambda m: dw_frames(m, "volume"), "dw-no-pad": lambda m: dw_frames(m, "no-pad"),
+            "dw-groups": lambda m: dw_frames(m, "groups")}
 
 
 def main():
