@@ -9,7 +9,8 @@ stop 55) against the default's 2D graph: the same model must come out of both, w
 `fixtures` rewrites each `fixtures/models/*.onnx` with the default and with `--shift-form openvino`
 (`--no-validate`) and runs both in onnxruntime on 16 frames of seeded noise at the model's size.
 `archs` exports torchvision's ResNet-18, EfficientNet-B0, RegNet-Y-400MF and timm's SE-ResNet-50,
-ResNet-50-D, ResNet-50-GN and MobileNetV3-Large (seeded random weights, BatchNorm statistics
+ResNet-50-D, ResNet-50-GN, MobileNetV3-Large and the TF ports of EfficientNet-B0 and
+MobileNetV3-Large, whose "same" pads are float arithmetic on the input's Shape (seeded random weights, BatchNorm statistics
 randomized, opset 17, the batch symbolic) into --work, rewrites each both ways and runs both in
 onnxruntime and OpenVINO f32 on two clips; then time them with bench/paired_models.py, e.g.
 
@@ -98,6 +99,9 @@ ARCHS = {
     "timm_resnet50d": ("timm", "resnet50d"),
     "timm_resnet50_gn": ("timm", "resnet50_gn"),
     "timm_mobilenetv3": ("timm", "mobilenetv3_large_100"),
+    # TF-style "same" padding, computed at run time in float from the activation's Shape.
+    "timm_tf_efficientnet_b0": ("timm", "tf_efficientnet_b0"),
+    "timm_tf_mobilenetv3": ("timm", "tf_mobilenetv3_large_100"),
 }
 
 

@@ -108,6 +108,10 @@ pub fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
     attr(node, name).filter(|a| a.r#type() == AttributeType::Int).map(|a| a.i())
 }
 
+pub fn attr_float(node: &NodeProto, name: &str) -> Option<f32> {
+    attr(node, name).filter(|a| a.r#type() == AttributeType::Float).map(|a| a.f())
+}
+
 pub fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
     attr(node, name).filter(|a| a.r#type() == AttributeType::Ints).map(|a| a.ints.clone())
 }
@@ -185,6 +189,12 @@ impl Shapes {
     /// The values of an integer tensor the graph computes from constants (or holds).
     pub fn constant(&self, tensor: &str) -> Option<Vec<i64>> {
         self.values.get(tensor)?.known()
+    }
+
+    /// Whether the graph computes `tensor` from constants and shapes only (shape arithmetic, such
+    /// as the pads of TF-style "same" padding): folded, known or not, it is not an activation.
+    pub fn is_folded(&self, tensor: &str) -> bool {
+        self.values.contains_key(tensor)
     }
 
     /// The rank of a tensor whose dims are known but whose layout is not (see `unknown_layout`).

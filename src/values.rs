@@ -3,31 +3,51 @@
 //! Reshape -> Cast` feeding the Pad's pads, and GroupNorm as a Reshape back to `Shape(x)`; a model
 //! whose shapes pass through such chains (BiT and other pre-activation ResNets with GroupNorm,
 //! weight-standardized convolutions, TF-style padding) would otherwise lose every channel count
-//! after its first Pad. Each element is a [`Dim`], so a `Shape` of an activation with a symbolic
-//! batch keeps the batch as its symbol. Only small tensors are folded ([`MAX_ELEMENTS`]).
+//! after its first Pad. An integer element is a [`Dim`], so a `Shape` of an activation with a
+//! symbolic batch keeps the batch as its symbol. Only small tensors are folded ([`MAX_ELEMENTS`]).
+//!
+//! Some of that arithmetic runs in float32: timm's TF-style "same" padding (`tf_efficientnet_*`,
+//! `tf_mobilenetv3_*`, any `pad_type='same'` model) traces `ceil(ih / stride)` and `clamp(.., 0)`
+//! as `Cast(to float) -> Div -> Ceil -> Sub -> Mul -> Add -> Clip -> Cast(to int64)` on the
+//! activation's `Shape`. Without those folds every H and W after the stem is unknown. The float
+//! elements are computed as float32, as a runtime computes them, and come back as integers through
+//! a Cast, which truncates toward zero.
 
 use crate::onnx::{tensor_proto::DataType, NodeProto, TensorProto};
-use crate::shapes::{attr_int, attr_ints, norm_axis, slice_range, Dim, Info};
-use crate::tensor::int_values;
+use crate::shapes::{attr_float, attr_int, attr_ints, norm_axis, slice_range, Dim, Info};
+use crate::tensor::{int_values, FloatArray};
 use std::collections::HashMap;
 
 /// Folded tensors larger than this are dropped: shapes and pads are a few elements long.
 pub const MAX_ELEMENTS: usize = 4096;
 
-/// A folded integer tensor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Float constants larger than this are not folded: the shape arithmetic's are scalars, and a
+/// model's biases and scales would only fill the map.
+const MAX_FLOAT_CONSTANT: usize = 16;
+
+/// One element of a folded tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Elem {
+    /// An integer: a size, an index, a pad, known or not.
+    Int(Dim),
+    /// A float32 of shape arithmetic done in float, `None` where an input was not known.
+    Float(Option<f32>),
+}
+
+/// A folded tensor of integers (or of float32 shape arithmetic).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Value {
     /// The tensor's own shape (`[]` for a scalar).
     pub shape: Vec<usize>,
     /// Its elements, row-major.
-    pub elems: Vec<Dim>,
+    pub elems: Vec<Elem>,
     /// The tensor this is the whole `Shape` of, if it is: a Reshape to it restores that tensor's
     /// layout.
     pub shape_of: Option<String>,
 }
 
 impl Value {
-    fn new(shape: Vec<usize>, elems: Vec<Dim>) -> Option<Value> {
+    fn new(shape: Vec<usize>, elems: Vec<Elem>) -> Option<Value> {
         (elems.len() <= MAX_ELEMENTS && shape.iter().product::<usize>() == elems.len()).then_some(Value {
             shape,
             elems,
@@ -35,19 +55,33 @@ impl Value {
         })
     }
 
-    /// An integer initializer or Constant.
+    /// An integer initializer or Constant, or a small float32 one.
     pub fn of_tensor(t: &TensorProto) -> Option<Value> {
         let shape = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
-        if shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).is_none_or(|n| n > MAX_ELEMENTS) {
+        let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS)?;
+        if let Some(ints) = int_values(t) {
+            return Value::new(shape, ints.into_iter().map(|v| Elem::Int(Dim::Known(v))).collect());
+        }
+        if n > MAX_FLOAT_CONSTANT || t.data_type() != DataType::Float as i32 {
             return None;
         }
-        Value::new(shape, int_values(t)?.into_iter().map(Dim::Known).collect())
+        let floats = FloatArray::from_proto(t).ok().filter(|_| !external(t))?.data;
+        Value::new(shape, floats.into_iter().map(|v| Elem::Float(Some(v))).collect())
     }
 
-    /// Every element, if all are known.
+    /// Every element, if all are known integers.
     pub fn known(&self) -> Option<Vec<i64>> {
-        self.elems.iter().map(Dim::known).collect()
+        self.elems.iter().map(|e| if let Elem::Int(d) = e { d.known() } else { None }).collect()
     }
+
+    /// Every element as a dimension, if all are integers (known or not).
+    pub fn dims(&self) -> Option<Vec<Dim>> {
+        self.elems.iter().map(|e| if let Elem::Int(d) = e { Some(d.clone()) } else { None }).collect()
+    }
+}
+
+fn external(t: &TensorProto) -> bool {
+    t.data_location() == crate::onnx::tensor_proto::DataLocation::External
 }
 
 /// What a fold sees: the node, the folded value of each input, and the inferred shape of each.
@@ -83,11 +117,14 @@ const FOLDS: &[(&str, Fold)] = &[
     ("Slice", slice),
     ("Transpose", transpose),
     ("Gather", gather),
-    ("Add", |i| arithmetic(i, |a, b| a.checked_add(b))),
-    ("Sub", |i| arithmetic(i, |a, b| a.checked_sub(b))),
-    ("Mul", |i| arithmetic(i, |a, b| a.checked_mul(b))),
+    ("Add", |i| arithmetic(i, |a, b| a.checked_add(b), |a, b| a + b)),
+    ("Sub", |i| arithmetic(i, |a, b| a.checked_sub(b), |a, b| a - b)),
+    ("Mul", |i| arithmetic(i, |a, b| a.checked_mul(b), |a, b| a * b)),
     // ONNX's integer Div truncates toward zero, as Rust's does.
-    ("Div", |i| arithmetic(i, |a, b| a.checked_div(b))),
+    ("Div", |i| arithmetic(i, |a, b| a.checked_div(b), |a, b| a / b)),
+    ("Ceil", |i| rounding(i, f32::ceil)),
+    ("Floor", |i| rounding(i, f32::floor)),
+    ("Clip", clip),
 ];
 
 /// Folds `node` if it is an integer operator over folded inputs; `values` holds what was folded
@@ -108,7 +145,7 @@ fn shape(i: &Inputs) -> Option<Value> {
     let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
     let start = clamp(attr_int(i.node, "start").unwrap_or(0));
     let end = clamp(attr_int(i.node, "end").unwrap_or(rank));
-    let dims = x.dims.get(start..end.max(start))?.to_vec();
+    let dims: Vec<Elem> = x.dims.get(start..end.max(start))?.iter().cloned().map(Elem::Int).collect();
     let whole = start == 0 && end == x.rank();
     let mut v = Value::new(vec![dims.len()], dims)?;
     v.shape_of = whole.then(|| i.node.input[0].clone());
@@ -118,14 +155,14 @@ fn shape(i: &Inputs) -> Option<Value> {
 fn constant_of_shape(i: &Inputs) -> Option<Value> {
     let shape = i.ints(0)?.into_iter().map(|d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
     let fill = match i.node.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref()) {
-        Some(t) => *int_values(t)?.first()?,
-        None => 0,
+        Some(t) => Value::of_tensor(t)?.elems.first()?.clone(),
+        None => Elem::Float(Some(0.0)),
     };
     let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
     if n > MAX_ELEMENTS {
         return None;
     }
-    Value::new(shape, vec![Dim::Known(fill); n])
+    Value::new(shape, vec![fill; n])
 }
 
 fn identity(i: &Inputs) -> Option<Value> {
@@ -134,7 +171,31 @@ fn identity(i: &Inputs) -> Option<Value> {
 
 fn cast(i: &Inputs) -> Option<Value> {
     let to = DataType::try_from(i32::try_from(attr_int(i.node, "to")?).ok()?).ok()?;
-    matches!(to, DataType::Int64 | DataType::Int32).then(|| i.value(0).cloned()).flatten()
+    let v = i.value(0)?;
+    let elems = match to {
+        DataType::Int64 | DataType::Int32 if v.dims().is_some() => return Some(v.clone()),
+        // Float to integer truncates toward zero (onnxruntime's static_cast); out of range is
+        // undefined in ONNX, so unknown here.
+        DataType::Int64 | DataType::Int32 => v
+            .elems
+            .iter()
+            .map(|e| match e {
+                Elem::Float(Some(f)) if f.is_finite() && f.abs() < 9.0e18 => Elem::Int(Dim::Known(f.trunc() as i64)),
+                Elem::Float(_) => Elem::Int(Dim::Unknown),
+                int => int.clone(),
+            })
+            .collect(),
+        DataType::Float => v
+            .elems
+            .iter()
+            .map(|e| match e {
+                Elem::Int(d) => Elem::Float(d.known().map(|x| x as f32)),
+                float => float.clone(),
+            })
+            .collect(),
+        _ => return None,
+    };
+    Value::new(v.shape.clone(), elems)
 }
 
 fn concat(i: &Inputs) -> Option<Value> {
@@ -296,7 +357,9 @@ fn gather(i: &Inputs) -> Option<Value> {
     Value::new(idx.shape.clone(), elems)
 }
 
-fn arithmetic(i: &Inputs, op: fn(i64, i64) -> Option<i64>) -> Option<Value> {
+/// A binary operator on integers (`int`, `None` on overflow) or on float32s (`float`); operands
+/// of two kinds are not a valid model, and are not folded.
+fn arithmetic(i: &Inputs, int: fn(i64, i64) -> Option<i64>, float: fn(f32, f32) -> f32) -> Option<Value> {
     let (a, b) = (i.value(0)?, i.value(1)?);
     // A vector with a scalar or a vector of the same length: what shape arithmetic needs.
     let n = a.elems.len().max(b.elems.len());
@@ -307,11 +370,78 @@ fn arithmetic(i: &Inputs, op: fn(i64, i64) -> Option<i64>) -> Option<Value> {
     }
     let elems = (0..n)
         .map(|k| match (at(a, k), at(b, k)) {
-            (Dim::Known(x), Dim::Known(y)) => op(x, y).map(Dim::Known).unwrap_or(Dim::Unknown),
-            _ => Dim::Unknown,
+            (Elem::Int(Dim::Known(x)), Elem::Int(Dim::Known(y))) => {
+                Some(Elem::Int(int(x, y).map(Dim::Known).unwrap_or(Dim::Unknown)))
+            }
+            (Elem::Int(_), Elem::Int(_)) => Some(Elem::Int(Dim::Unknown)),
+            (Elem::Float(x), Elem::Float(y)) => Some(Elem::Float(x.zip(y).map(|(x, y)| float(x, y)))),
+            _ => None,
         })
-        .collect();
+        .collect::<Option<Vec<_>>>()?;
     Value::new(shape, elems)
+}
+
+/// Ceil and Floor, defined on floats only.
+fn rounding(i: &Inputs, f: fn(f32) -> f32) -> Option<Value> {
+    let v = i.value(0)?;
+    let elems = v
+        .elems
+        .iter()
+        .map(|e| match e {
+            Elem::Float(x) => Some(Elem::Float(x.map(f))),
+            Elem::Int(_) => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Value::new(v.shape.clone(), elems)
+}
+
+/// `min(max(x, lo), hi)`, the bounds scalar inputs (opset 11 on; an empty name leaves that side
+/// open) or float attributes before.
+fn clip(i: &Inputs) -> Option<Value> {
+    let v = i.value(0)?;
+    let bound = |k: usize, attr: &str| -> Option<Option<Elem>> {
+        match i.node.input.get(k).filter(|n| !n.is_empty()) {
+            Some(_) => {
+                let b = i.value(k)?;
+                (b.elems.len() == 1).then(|| Some(b.elems[0].clone()))
+            }
+            None => Some(attr_float(i.node, attr).map(|f| Elem::Float(Some(f)))),
+        }
+    };
+    let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
+    let elems = v
+        .elems
+        .iter()
+        .map(|e| match e {
+            Elem::Float(x) => {
+                let side = |b: &Option<Elem>| match b {
+                    None => Some(None),
+                    Some(Elem::Float(f)) => Some(Some(*f)),
+                    Some(Elem::Int(_)) => None,
+                };
+                let (lo, hi) = (side(&lo)?, side(&hi)?);
+                let known = x.filter(|_| lo.is_none_or(|b| b.is_some()) && hi.is_none_or(|b| b.is_some()));
+                Some(Elem::Float(known.map(|x| {
+                    let x = lo.flatten().map_or(x, |b| x.max(b));
+                    hi.flatten().map_or(x, |b| x.min(b))
+                })))
+            }
+            Elem::Int(d) => {
+                let side = |b: &Option<Elem>| match b {
+                    None => Some(None),
+                    Some(Elem::Int(d)) => Some(Some(d.known())),
+                    Some(Elem::Float(_)) => None,
+                };
+                let (lo, hi) = (side(&lo)?, side(&hi)?);
+                let known = d.known().filter(|_| lo.is_none_or(|b| b.is_some()) && hi.is_none_or(|b| b.is_some()));
+                Some(Elem::Int(known.map_or(Dim::Unknown, |x| {
+                    let x = lo.flatten().map_or(x, |b| x.max(b));
+                    Dim::Known(hi.flatten().map_or(x, |b| x.min(b)))
+                })))
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Value::new(v.shape.clone(), elems)
 }
 
 #[cfg(test)]
@@ -332,7 +462,11 @@ mod tests {
     }
 
     fn known(shape: &[usize], v: &[i64]) -> Value {
-        Value::new(shape.to_vec(), v.iter().map(|&x| Dim::Known(x)).collect()).unwrap()
+        Value::new(shape.to_vec(), v.iter().map(|&x| Elem::Int(Dim::Known(x))).collect()).unwrap()
+    }
+
+    fn float(v: f32) -> Value {
+        Value::new(vec![], vec![Elem::Float(Some(v))]).unwrap()
     }
 
     fn run(n: &NodeProto, values: &[(&str, Value)]) -> Option<Value> {
@@ -344,7 +478,13 @@ mod tests {
     /// axes, reversed into ONNX's begin-all-then-end-all order.
     #[test]
     fn torch_pad_chain_folds_to_onnx_pads() {
-        let zeros = run(&node("ConstantOfShape", &["n"], vec![]), &[("n", known(&[1], &[4]))]).unwrap();
+        let int_zero = AttributeProto {
+            name: Some("value".into()),
+            r#type: Some(crate::onnx::attribute_proto::AttributeType::Tensor as i32),
+            t: Some(int64("", &[1], &[0])),
+            ..Default::default()
+        };
+        let zeros = run(&node("ConstantOfShape", &["n"], vec![int_zero]), &[("n", known(&[1], &[4]))]).unwrap();
         assert_eq!(zeros.known(), Some(vec![0; 4]));
         let cat = run(&node("Concat", &["p", "z"], vec![]), &[("p", known(&[4], &[1, 2, 3, 4])), ("z", zeros)]);
         let pairs =
@@ -396,7 +536,7 @@ mod tests {
         };
         let infos = HashMap::from([("x".to_string(), x)]);
         let v = fold(&node("Shape", &["x"], vec![]), &HashMap::new(), &infos).unwrap();
-        assert_eq!(v.elems[0], Dim::Sym("batch".into()));
+        assert_eq!(v.elems[0], Elem::Int(Dim::Sym("batch".into())));
         assert_eq!(v.shape_of.as_deref(), Some("x"));
         let g = run(&node("Gather", &["v", "i"], vec![]), &[("v", v), ("i", known(&[], &[-1]))]).unwrap();
         assert_eq!((g.shape.clone(), g.known()), (vec![], Some(vec![4])));
@@ -410,9 +550,80 @@ mod tests {
         assert_eq!(d.known(), Some(vec![3, -3]));
         let zero = known(&[], &[0]);
         let bad = run(&node("Div", &["a", "b"], vec![]), &[("a", a.clone()), ("b", zero)]).unwrap();
-        assert_eq!(bad.elems, vec![Dim::Unknown, Dim::Unknown]);
-        let to_float = int_attr("to", DataType::Float as i64);
-        assert_eq!(run(&node("Cast", &["a"], vec![to_float]), &[("a", a)]), None);
+        assert_eq!(bad.elems, vec![Elem::Int(Dim::Unknown), Elem::Int(Dim::Unknown)]);
+        let to_double = int_attr("to", DataType::Double as i64);
+        assert_eq!(run(&node("Cast", &["a"], vec![to_double]), &[("a", a.clone())]), None);
+        // Operands of two kinds are not a valid model: not folded.
+        let f = run(&node("Cast", &["a"], vec![int_attr("to", DataType::Float as i64)]), &[("a", a.clone())]).unwrap();
+        assert_eq!(run(&node("Add", &["a", "f"], vec![]), &[("a", a), ("f", f)]), None);
+    }
+
+    /// timm's `get_same_padding` and `pad_same` as the TorchScript exporter traces them on a
+    /// `Shape` (tf_efficientnet_b0, opset 17): `clamp((ceil(ih / s) - 1) * s + (k - 1) * d + 1 -
+    /// ih, min=0)` in float32, then `pad // 2` and `pad - pad // 2` through a Cast to int64.
+    fn same_pads(ih: i64, k: i64, s: i64) -> Option<Vec<i64>> {
+        let to = |t: DataType| vec![int_attr("to", t as i64)];
+        let ih_f = run(&node("Cast", &["ih"], to(DataType::Float)), &[("ih", known(&[], &[ih]))])?;
+        let step = |op: &str, a: Value, b: f32| run(&node(op, &["a", "b"], vec![]), &[("a", a), ("b", float(b))]);
+        let ceil = run(&node("Ceil", &["a"], vec![]), &[("a", step("Div", ih_f.clone(), s as f32)?)])?;
+        let span = step("Add", step("Add", step("Mul", step("Sub", ceil, 1.0)?, s as f32)?, (k - 1) as f32)?, 1.0)?;
+        let over = run(&node("Sub", &["a", "b"], vec![]), &[("a", span), ("b", ih_f)])?;
+        let pad = run(&node("Clip", &["a", "lo", ""], vec![]), &[("a", over), ("lo", float(0.0))])?;
+        let half = run(&node("Cast", &["a"], to(DataType::Int64)), &[("a", step("Div", pad.clone(), 2.0)?)])?;
+        let half_f = run(&node("Cast", &["a"], to(DataType::Float)), &[("a", half.clone())])?;
+        let rest = run(&node("Sub", &["a", "b"], vec![]), &[("a", pad), ("b", half_f)])?;
+        let rest = run(&node("Cast", &["a"], to(DataType::Int64)), &[("a", rest)])?;
+        Some([half.known()?, rest.known()?].concat())
+    }
+
+    #[test]
+    fn tf_same_padding_folds_in_float() {
+        // 3x3 at stride 2: one pad, at the end, on an even size; two, one each side, on an odd one.
+        assert_eq!(same_pads(224, 3, 2), Some(vec![0, 1]));
+        assert_eq!(same_pads(15, 3, 2), Some(vec![1, 1]));
+        // 5x5 at stride 2 (tf_efficientnet's stage 3): three, the extra one at the end.
+        assert_eq!(same_pads(56, 5, 2), Some(vec![1, 2]));
+        assert_eq!(same_pads(65, 5, 2), Some(vec![2, 2]));
+        // Stride 1 never needs the clamp; a 1x1 at stride 2 would go negative without it.
+        assert_eq!(same_pads(7, 3, 1), Some(vec![1, 1]));
+        assert_eq!(same_pads(8, 1, 2), Some(vec![0, 0]));
+    }
+
+    #[test]
+    fn float_to_int_truncates_toward_zero_and_out_of_range_is_unknown() {
+        let to_int = vec![int_attr("to", DataType::Int64 as i64)];
+        let v = Value::new(
+            vec![4],
+            [Some(-2.5f32), Some(2.5), Some(f32::INFINITY), None].into_iter().map(Elem::Float).collect(),
+        )
+        .unwrap();
+        let i = run(&node("Cast", &["v"], to_int), &[("v", v)]).unwrap();
+        assert_eq!(
+            i.elems,
+            [Dim::Known(-2), Dim::Known(2), Dim::Unknown, Dim::Unknown].into_iter().map(Elem::Int).collect::<Vec<_>>()
+        );
+    }
+
+    /// Before opset 11 Clip's bounds are float attributes; from 11 optional inputs (integers too,
+    /// from 12).
+    #[test]
+    fn clip_takes_its_bounds_from_attributes_or_inputs() {
+        let bound = |name: &str, f: f32| AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(crate::onnx::attribute_proto::AttributeType::Float as i32),
+            f: Some(f),
+            ..Default::default()
+        };
+        let v = Value::new(vec![3], [-1.0f32, 0.5, 9.0].into_iter().map(|x| Elem::Float(Some(x))).collect()).unwrap();
+        let old = run(&node("Clip", &["v"], vec![bound("min", 0.0), bound("max", 6.0)]), &[("v", v.clone())]).unwrap();
+        assert_eq!(old.elems, [0.0f32, 0.5, 6.0].into_iter().map(|x| Elem::Float(Some(x))).collect::<Vec<_>>());
+        let high = run(&node("Clip", &["v", "", "hi"], vec![]), &[("v", v), ("hi", float(1.0))]).unwrap();
+        assert_eq!(high.elems, [-1.0f32, 0.5, 1.0].into_iter().map(|x| Elem::Float(Some(x))).collect::<Vec<_>>());
+        let ints = run(&node("Clip", &["v", "lo"], vec![]), &[("v", known(&[2], &[-3, 4])), ("lo", known(&[], &[0]))]);
+        assert_eq!(ints.unwrap().known(), Some(vec![0, 4]));
+        // A bound of the other kind, or one not folded: not folded.
+        assert_eq!(run(&node("Clip", &["v", "lo"], vec![]), &[("v", known(&[1], &[2])), ("lo", float(0.0))]), None);
+        assert_eq!(run(&node("Clip", &["v", "lo"], vec![]), &[("v", known(&[1], &[2]))]), None);
     }
 
     #[test]

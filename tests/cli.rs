@@ -165,6 +165,21 @@ fn shift_form_tract_runs_the_frames_as_one_volume_offline_and_streams_fewer_site
     assert!(stderr(&o).contains("; 6 depthwise convolution(s) run on the frames in 2D"), "{}", stderr(&o));
 }
 
+/// timm's TF ports pad at run time, the pads float arithmetic on the input's Shape: folded, H and W
+/// stay known, so `--shift-form tract` takes its volume at every site, and the dozen Adds of each
+/// Pad's arithmetic are not listed as Adds that are not residual joins.
+#[test]
+fn computed_same_pads_keep_the_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tf.onnx");
+    let o = tool(&[&fixture_arg("tf_same_net"), "-o", out.to_str().unwrap(), "--no-validate", "--shift-form", "tract"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("5 residual block(s) found, 5 shifted"), "{err}");
+    assert!(err.contains("and 5 of 5 site(s) shift by a depthwise convolution over the frames"), "{err}");
+    assert!(!err.contains("skipped:"), "{err}");
+}
+
 #[test]
 fn summary_is_stable() {
     let o = tool(&[&fixture_arg("resnet_deep"), "--dry-run", "--every", "2"]);

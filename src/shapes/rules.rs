@@ -377,8 +377,8 @@ fn reshape(o: &Op) -> Option<Info> {
     let shape = o.folded(1)?;
     let allowzero = attr_int(node, "allowzero").unwrap_or(0) != 0;
     // A symbolic or unknown element (a `Shape` of an activation) is kept as it is.
-    let mut dims: Vec<Dim> = shape
-        .elems
+    let target = shape.dims()?;
+    let mut dims: Vec<Dim> = target
         .iter()
         .enumerate()
         .map(|(k, t)| match t {
@@ -388,7 +388,7 @@ fn reshape(o: &Op) -> Option<Info> {
             other => other.clone(),
         })
         .collect();
-    if let Some(pos) = shape.elems.iter().position(|t| *t == Dim::Known(-1)) {
+    if let Some(pos) = target.iter().position(|t| *t == Dim::Known(-1)) {
         let total = known_product(&x.dims);
         let rest = known_product(dims.iter().enumerate().filter(|(k, _)| *k != pos).map(|(_, d)| d));
         if let (Some(t), Some(r)) = (total, rest) {
@@ -536,7 +536,7 @@ fn expand(o: &Op) -> Option<Info> {
     // broadcast of both, in the layout of the tensor whose shape it takes.
     let x = o.input(0)?;
     let shape = o.folded(1)?;
-    let target = Info { dims: shape.elems.clone(), channel_axis: None };
+    let target = Info { dims: shape.dims()?, channel_axis: None };
     let dims = broadcast(&[x, &target]);
     let like = shape.shape_of.as_ref().and_then(|t| o.map.get(t)).filter(|like| like.rank() == dims.len());
     let channel_axis = match like {

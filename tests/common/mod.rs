@@ -186,7 +186,8 @@ macro_rules! for_each_fixture {
             preact_bn,
             csp_net,
             groupnorm_op21,
-            preact_stdconv
+            preact_stdconv,
+            tf_same_net
         }
     };
 }
