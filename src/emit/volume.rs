@@ -233,6 +233,7 @@ pub fn lift(
         Some([info.dims[1].known()?, info.dims[2].known()?, info.dims[3].known()?])
     };
     let original = graph.node.clone();
+    let live_before = live_tensors(graph);
     for n in std::mem::take(&mut graph.node) {
         if let Some(&r) = region_of.get(n.name()) {
             let rec = &records[r];
@@ -301,14 +302,28 @@ pub fn lift(
     }
     // The lift's own nodes may be left unread too (a frame input entered for a node whose rule
     // then declined it).
+    // So may the input's own nodes that only fed a node the volume replaced: the pads a TF-style
+    // "same" padding computes from Shape, once the lifted Pad has them as a constant (433 nodes
+    // on tf_efficientnet_b0, whose Ceil TVM's frontend cannot convert).
     let mut sweepable = new_nodes.clone();
     sweepable.extend(out.iter().filter(|n| n.name().contains("/volume")).map(|n| n.name().to_string()));
     let mut sweepable_inits = new_inits.clone();
     sweepable_inits.extend(l.inits.iter().map(|t| t.name().to_string()));
     graph.node = out;
     graph.initializer.extend(l.inits);
-    sweep(graph, &sweepable, &sweepable_inits);
+    sweep(graph, &sweepable, &sweepable_inits, &live_before);
     lifted_shifts
+}
+
+/// The tensors the graph's outputs depend on: what its nodes compute that the outputs need.
+fn live_tensors(graph: &GraphProto) -> HashSet<String> {
+    let mut live: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+    for n in graph.node.iter().rev() {
+        if n.output.iter().any(|o| live.contains(o)) {
+            live.extend(n.input.iter().filter(|i| !i.is_empty()).cloned());
+        }
+    }
+    live
 }
 
 /// For each record, whether a node outside it reads one of its tensors other than its output.
@@ -342,8 +357,15 @@ fn volume_name(t: &str) -> String {
 }
 
 /// Removes the nodes the rewrite added that nothing reads any more (the 2D shifts' masks and
-/// indices), then the initializers it added that nothing reads.
-fn sweep(graph: &mut GraphProto, new_nodes: &HashSet<String>, new_inits: &HashSet<String>) {
+/// indices), and the input's nodes the outputs needed before (`live_before`) that nothing reads
+/// now, then the initializers of either kind that nothing reads. What the input itself left
+/// unread stays, as it was written.
+fn sweep(
+    graph: &mut GraphProto,
+    new_nodes: &HashSet<String>,
+    new_inits: &HashSet<String>,
+    live_before: &HashSet<String>,
+) {
     loop {
         let read: HashSet<&str> = graph
             .node
@@ -355,7 +377,10 @@ fn sweep(graph: &mut GraphProto, new_nodes: &HashSet<String>, new_inits: &HashSe
             .node
             .iter()
             .enumerate()
-            .filter(|(_, n)| new_nodes.contains(n.name()) && n.output.iter().all(|o| !read.contains(o.as_str())))
+            .filter(|(_, n)| {
+                let ours = new_nodes.contains(n.name()) || n.output.iter().any(|o| live_before.contains(o));
+                ours && n.output.iter().all(|o| !read.contains(o.as_str()))
+            })
             .map(|(i, _)| i)
             .collect();
         if dead.is_empty() {
@@ -368,7 +393,9 @@ fn sweep(graph: &mut GraphProto, new_nodes: &HashSet<String>, new_inits: &HashSe
         });
     }
     let read: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
-    graph.initializer.retain(|t| !new_inits.contains(t.name()) || read.contains(t.name()));
+    graph
+        .initializer
+        .retain(|t| !(new_inits.contains(t.name()) || live_before.contains(t.name())) || read.contains(t.name()));
     let produced: HashSet<&str> = graph
         .node
         .iter()
@@ -906,6 +933,65 @@ mod tests {
         let record = crate::emit::shift_record(&site, config, t, &out, &nodes).unwrap();
         let nodes = masks.nodes.into_iter().chain(nodes).collect();
         (nodes, masks.inits.into_iter().chain(inits).collect(), out, record)
+    }
+
+    /// A Pad whose pads the graph computes from a Shape in float (timm's "same" padding) goes 5D
+    /// with its pads a constant; the computation that only fed it goes, TVM cannot convert its
+    /// Ceil. A node the input itself left unread stays.
+    #[test]
+    fn the_pads_a_lifted_pad_no_longer_reads_are_swept() {
+        let opset = 13;
+        let config = Config { shift_form: ShiftForm::Tract, ..Config::default() };
+        let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
+        let to = |t: DataType| vec![int_attr("to", t as i64)];
+        // pads [0, 0, 0, 0, 0, 0, H % 2, 0], H % 2 as ceil(H / 2) - floor(H / 2) in float.
+        let mut nodes = vec![
+            with_attrs(n("Conv", "conv", &["x", "w", "b"], &["c1"]), vec![ints_attr("pads", &[1, 0, 1, 2])]),
+            n("Relu", "relu", &["c1"], &["r1"]),
+            n("Shape", "shape", &["r1"], &["s"]),
+            with_attrs(n("Gather", "gather", &["s", "two_i"], &["h"]), vec![int_attr("axis", 0)]),
+            with_attrs(n("Cast", "to_float", &["h"], &["hf"]), to(DataType::Float)),
+            n("Div", "div", &["hf", "two_f"], &["half"]),
+            n("Ceil", "ceil", &["half"], &["up"]),
+            n("Floor", "floor", &["half"], &["down"]),
+            n("Sub", "sub", &["up", "down"], &["odd"]),
+            with_attrs(n("Cast", "to_int", &["odd"], &["odd_i"]), to(DataType::Int64)),
+            n("Unsqueeze", "unsqueeze", &["odd_i", "axis0"], &["odd1"]),
+            with_attrs(n("Concat", "pads", &["zeros6", "odd1", "zero1"], &["pads"]), vec![int_attr("axis", 0)]),
+            n("Identity", "stray", &["b"], &["unread"]),
+            n("Pad", "pad", &[shifted.as_str(), "pads"], &["pd"]),
+            n("GlobalAveragePool", "gap", &["pd"], &["g"]),
+            n("Flatten", "flatten", &["g"], &["y"]),
+        ];
+        nodes.splice(2..2, shift);
+        let mut inits = vec![
+            floats("w", &[8, 3, 3, 2], 1),
+            floats("b", &[8], 2),
+            crate::tensor::int64("two_i", &[], &[2]),
+            FloatArray { shape: vec![], data: vec![2.0] }.to_proto("two_f"),
+            int64_vec("axis0", &[0]),
+            int64_vec("zeros6", &[0; 6]),
+            int64_vec("zero1", &[0]),
+        ];
+        inits.extend(shift_inits);
+        let g = graph(nodes, inits, 3, "y");
+        let (five, count) = lifted_in(&g, &[record], opset, Layout::Depth);
+        assert_eq!(count, 1);
+        let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
+        for gone in ["shape", "gather", "to_float", "div", "ceil", "floor", "sub", "to_int", "unsqueeze", "pads"] {
+            assert!(!names.contains(&gone), "{gone}: {names:?}");
+        }
+        assert!(names.contains(&"stray"), "{names:?}");
+        let left: Vec<&str> = five.initializer.iter().map(|t| t.name()).collect();
+        assert!(!left.contains(&"two_f") && !left.contains(&"zeros6") && left.contains(&"w"), "{left:?}");
+        let pad = five.node.iter().find(|n| n.op_type() == "Pad").unwrap();
+        let pads = five.initializer.iter().find(|t| t.name() == pad.input[1]).unwrap();
+        assert_eq!(crate::tensor::int_values(pads), Some(vec![0, 0, 0, 0, 0, 0, 0, 0, 1, 0]));
+        let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
+        let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
+        assert_eq!((want.shape.clone(), want.data.len()), (got.shape.clone(), got.data.len()));
+        let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-5, "{diff}");
     }
 
     #[test]
