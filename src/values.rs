@@ -127,8 +127,8 @@ const FOLDS: &[(&str, Fold)] = &[
     ("Clip", clip),
 ];
 
-/// Folds `node` if it is an integer operator over folded inputs; `values` holds what was folded
-/// so far, `infos` the inferred shapes (for `Shape`).
+/// Folds `node` if it is an operator of shape arithmetic over folded inputs; `values` holds what
+/// was folded so far, `infos` the inferred shapes (for `Shape`).
 pub fn fold(node: &NodeProto, values: &HashMap<String, Value>, infos: &HashMap<String, Info>) -> Option<Value> {
     let (_, f) = FOLDS.iter().find(|(op, _)| *op == node.op_type())?;
     let inputs = Inputs {

@@ -230,7 +230,8 @@ pub fn lift(
         if constants.contains(t) {
             return None;
         }
-        Some([info.dims[1].known()?, info.dims[2].known()?, info.dims[3].known()?])
+        // H and W may be open (an export with dynamic H and W): the view then copies them.
+        Some([info.dims[1].known(), info.dims[2].known(), info.dims[3].known()])
     };
     let original = graph.node.clone();
     let live_before = live_tensors(graph);
@@ -427,19 +428,52 @@ impl Lift<'_> {
 
     /// `[N*T, C, H, W]` to `[N, C, T, H, W]` (or `[1, C, N*T, H, W]`): the frames onto a spatial
     /// axis.
-    fn enter(&mut self, t: &str, [c, h, w]: [i64; 3]) -> Vec<NodeProto> {
+    fn enter(&mut self, t: &str, chw: [Option<i64>; 3]) -> Vec<NodeProto> {
         let v = volume_name(t);
-        let view = match self.layout {
-            Layout::Clips => [-1, self.segments, c, h, w],
-            Layout::Depth => [1, -1, c, h, w],
-        };
-        let shape = self.constant(&format!("{v}_clips"), &view);
         let clips = format!("{v}_clips_view");
         self.five.insert(t.to_string(), v.clone());
-        vec![
-            node("Reshape", &format!("{v}/Reshape"), vec![t.to_string(), shape], &clips, vec![]),
-            node("Transpose", &format!("{v}/Transpose"), vec![clips], &v, vec![ints_attr("perm", &[0, 2, 1, 3, 4])]),
-        ]
+        let mut nodes = match chw {
+            [Some(c), Some(h), Some(w)] => {
+                let view = match self.layout {
+                    Layout::Clips => [-1, self.segments, c, h, w],
+                    Layout::Depth => [1, -1, c, h, w],
+                };
+                let shape = self.constant(&format!("{v}_clips"), &view);
+                vec![node("Reshape", &format!("{v}/Reshape"), vec![t.to_string(), shape], &clips, vec![])]
+            }
+            // A dim left open: `[1, N*T, C, H, W]` by an Unsqueeze, then for clips a Reshape whose
+            // zeros copy C, H and W.
+            _ => {
+                let one = format!("{v}_frames_one");
+                let unsqueeze = if self.opset >= 13 {
+                    let axes = self.constant(&format!("{v}_axis0"), &[0]);
+                    node("Unsqueeze", &format!("{v}/Unsqueeze"), vec![t.to_string(), axes], &one, vec![])
+                } else {
+                    node(
+                        "Unsqueeze",
+                        &format!("{v}/Unsqueeze"),
+                        vec![t.to_string()],
+                        &one,
+                        vec![ints_attr("axes", &[0])],
+                    )
+                };
+                match self.layout {
+                    Layout::Depth => vec![NodeProto { output: vec![clips.clone()], ..unsqueeze }],
+                    Layout::Clips => {
+                        let shape = self.constant(&format!("{v}_clips"), &[-1, self.segments, 0, 0, 0]);
+                        vec![unsqueeze, node("Reshape", &format!("{v}/Reshape"), vec![one, shape], &clips, vec![])]
+                    }
+                }
+            }
+        };
+        nodes.push(node(
+            "Transpose",
+            &format!("{v}/Transpose"),
+            vec![clips],
+            &v,
+            vec![ints_attr("perm", &[0, 2, 1, 3, 4])],
+        ));
+        nodes
     }
 
     /// Back to `[N*T, C, H, W]` under the tensor's own name, for the nodes that stay 2D.
