@@ -321,10 +321,17 @@ fn live_tensors(graph: &GraphProto) -> HashSet<String> {
     let mut live: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
     for n in graph.node.iter().rev() {
         if n.output.iter().any(|o| live.contains(o)) {
-            live.extend(n.input.iter().filter(|i| !i.is_empty()).cloned());
+            live.extend(read_by(n));
         }
     }
     live
+}
+
+/// What a node reads: its inputs and the outer names its subgraphs use.
+fn read_by(n: &NodeProto) -> Vec<String> {
+    let mut names: Vec<String> = n.input.iter().filter(|i| !i.is_empty()).cloned().collect();
+    crate::graph::outer_names(n, &mut names);
+    names
 }
 
 /// For each record, whether a node outside it reads one of its tensors other than its output.
@@ -368,19 +375,15 @@ fn sweep(
     live_before: &HashSet<String>,
 ) {
     loop {
-        let read: HashSet<&str> = graph
-            .node
-            .iter()
-            .flat_map(|n| n.input.iter().map(String::as_str))
-            .chain(graph.output.iter().map(|o| o.name()))
-            .collect();
+        let read: HashSet<String> =
+            graph.node.iter().flat_map(read_by).chain(graph.output.iter().map(|o| o.name().to_string())).collect();
         let dead: HashSet<usize> = graph
             .node
             .iter()
             .enumerate()
             .filter(|(_, n)| {
                 let ours = new_nodes.contains(n.name()) || n.output.iter().any(|o| live_before.contains(o));
-                ours && n.output.iter().all(|o| !read.contains(o.as_str()))
+                ours && n.output.iter().all(|o| !read.contains(o))
             })
             .map(|(i, _)| i)
             .collect();
@@ -393,7 +396,7 @@ fn sweep(
             !dead.contains(&(i - 1))
         });
     }
-    let read: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let read: HashSet<String> = graph.node.iter().flat_map(read_by).collect();
     graph
         .initializer
         .retain(|t| !(new_inits.contains(t.name()) || live_before.contains(t.name())) || read.contains(t.name()));
@@ -1026,6 +1029,30 @@ mod tests {
         assert_eq!((want.shape.clone(), want.data.len()), (got.shape.clone(), got.data.len()));
         let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    /// A tensor a subgraph reads from outside it is read: its producer is live, and the sweep keeps it.
+    #[test]
+    fn what_a_subgraph_reads_from_outside_stays() {
+        let branch = GraphProto {
+            node: vec![n("Identity", "inner", &["captured"], &["inner_out"])],
+            output: vec![ValueInfoProto { name: Some("inner_out".into()), ..Default::default() }],
+            ..Default::default()
+        };
+        let mut if_node = n("If", "if", &["cond"], &["y"]);
+        for name in ["then_branch", "else_branch"] {
+            if_node.attribute.push(AttributeProto {
+                name: Some(name.into()),
+                r#type: Some(crate::onnx::attribute_proto::AttributeType::Graph as i32),
+                g: Some(branch.clone()),
+                ..Default::default()
+            });
+        }
+        let mut g = graph(vec![n("Relu", "producer", &["x"], &["captured"]), if_node], vec![], 3, "y");
+        assert!(live_tensors(&g).contains("captured"));
+        let ours = HashSet::from(["producer".to_string()]);
+        sweep(&mut g, &ours, &HashSet::new(), &HashSet::new());
+        assert_eq!(g.node.len(), 2);
     }
 
     #[test]
