@@ -33,9 +33,11 @@
 //! input, or what a Keras export's leading Transpose makes of it) onwards, every node whose
 //! operator has a rule in [`RULES`] and whose activations are lifted is rewritten in 5D; where a node has
 //! no rule the tensors it reads go back to `[N*T, C, H, W]` under their own names (a Transpose and a
-//! Reshape), so the rest of the graph is untouched. A site's shift, recorded by the emitters as a
-//! [`ShiftRecord`], gives way to the depthwise convolution where its input is lifted; elsewhere its
-//! 2D form stays. Exact for finite values: each output is its one source times 1 plus the other two
+//! Reshape), so the rest of the graph is untouched. The way in is a Reshape to the view, or where
+//! H or W is open an Unsqueeze (and for clips a Reshape whose zeros copy C, H and W); what only
+//! fed a node the lift replaced (a Pad's computed pads) is swept. A site's shift, recorded by the
+//! emitters as a [`ShiftRecord`], gives way to the depthwise convolution where its input is
+//! lifted; elsewhere its 2D form stays. Exact for finite values: each output is its one source times 1 plus the other two
 //! taps' values times 0; an infinity or NaN in a frame's neighbour would reach it as NaN.
 
 use super::{int_attr, ints_attr, node};
@@ -1029,6 +1031,44 @@ mod tests {
         assert_eq!((want.shape.clone(), want.data.len()), (got.shape.clone(), got.data.len()));
         let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    /// With H and W open (an export with dynamic height and width) the way in is an Unsqueeze, an
+    /// attribute before opset 13, and for clips a Reshape whose zeros copy C, H and W: the lifted
+    /// graph still computes the 2D graph's output.
+    #[test]
+    fn open_height_and_width_enter_by_an_unsqueeze() {
+        use crate::onnx::tensor_shape_proto::dimension::Value as D;
+        for (opset, layout) in [11, 13].into_iter().flat_map(|o| [(o, Layout::Clips), (o, Layout::Depth)]) {
+            let config = Config { shift_form: ShiftForm::Openvino, ..Config::default() };
+            let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
+            let mut nodes = vec![
+                with_attrs(n("Conv", "conv", &["x", "w", "b"], &["c1"]), vec![ints_attr("pads", &[1, 0, 1, 2])]),
+                n("Relu", "relu", &["c1"], &["r1"]),
+                n("GlobalAveragePool", "gap", &[shifted.as_str()], &["g"]),
+                n("Flatten", "flatten", &["g"], &["y"]),
+            ];
+            nodes.splice(2..2, shift);
+            let inits = [floats("w", &[8, 3, 3, 2], 1), floats("b", &[8], 2)].into_iter().chain(shift_inits).collect();
+            let mut g = graph(nodes, inits, 3, "y");
+            let Some(crate::onnx::type_proto::Value::TensorType(t)) =
+                g.input[0].r#type.as_mut().unwrap().value.as_mut()
+            else {
+                unreachable!()
+            };
+            let dims = &mut t.shape.as_mut().unwrap().dim;
+            dims[2].value = Some(D::DimParam("H".into()));
+            dims[3].value = Some(D::DimParam("W".into()));
+            let (five, count) = lifted_in(&g, &[record], opset, layout);
+            assert_eq!(count, 1);
+            let unsqueeze = five.node.iter().find(|n| n.name() == "x/volume/Unsqueeze").expect("an Unsqueeze in");
+            assert_eq!(unsqueeze.input.len(), if opset >= 13 { 2 } else { 1 }, "opset {opset}");
+            let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
+            let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
+            assert_eq!(want.shape, got.shape);
+            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
+        }
     }
 
     /// A tensor a subgraph reads from outside it is read: its producer is live, and the sweep keeps it.
