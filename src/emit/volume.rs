@@ -179,14 +179,11 @@ pub fn lift(
         return 0;
     }
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
-    let mut constant_dims: HashMap<String, Vec<i64>> =
-        graph.initializer.iter().map(|t| (t.name().to_string(), t.dims.clone())).collect();
-    for n in graph.node.iter().filter(|n| n.op_type() == "Constant") {
-        let value = n.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref());
-        if let (Some(out), Some(t)) = (n.output.first(), value) {
-            constant_dims.insert(out.clone(), t.dims.clone());
-        }
-    }
+    // Initializers, Constants, and the Identity of either: the TorchScript exporter keeps a
+    // weight equal to another once (a BatchNormalization's fresh ones and zeros), the others as
+    // Identities of it.
+    let constant_dims: HashMap<String, Vec<i64>> =
+        crate::tensor::constants(graph).into_iter().map(|(name, t)| (name.to_string(), t.dims.clone())).collect();
     // A weight whose first dim equals a fixed batch (MobileNetV2's 32 first filters, 4 clips) is
     // not frames.
     let constants: HashSet<String> = constant_dims.keys().cloned().collect();
@@ -1069,6 +1066,45 @@ mod tests {
             let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
         }
+    }
+
+    /// A BatchNormalization whose scale is an Identity of another constant (the TorchScript
+    /// exporter keeps equal weights once: timm's MixNet, a BatchNormalization after each mixed
+    /// convolution's Concat) is lifted like any other.
+    #[test]
+    fn a_parameter_that_is_an_identity_of_a_constant_is_a_constant() {
+        let opset = 13;
+        let config = Config { shift_form: ShiftForm::Tract, ..Config::default() };
+        let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
+        let mut nodes = vec![
+            with_attrs(n("Conv", "conv", &["x", "w", "b"], &["c1"]), vec![ints_attr("pads", &[1, 0, 1, 2])]),
+            n("Relu", "relu", &["c1"], &["r1"]),
+            n("Identity", "same_as_scale", &["scale"], &["bn_bias"]),
+            n("BatchNormalization", "bn", &[shifted.as_str(), "scale", "bn_bias", "mean", "var"], &["bn_out"]),
+            n("GlobalAveragePool", "gap", &["bn_out"], &["g"]),
+            n("Flatten", "flatten", &["g"], &["y"]),
+        ];
+        nodes.splice(2..2, shift);
+        let positive = FloatArray { shape: vec![8], data: (1..=8).map(|v| v as f32 / 4.0).collect() };
+        let inits = [
+            floats("w", &[8, 3, 3, 2], 1),
+            floats("b", &[8], 2),
+            positive.to_proto("scale"),
+            floats("mean", &[8], 3),
+            positive.to_proto("var"),
+        ];
+        let g = graph(nodes, inits.into_iter().chain(shift_inits).collect(), 3, "y");
+        let (five, count) = lifted_in(&g, &[record], opset, Layout::Depth);
+        assert_eq!(count, 1);
+        assert!(
+            five.node.iter().any(|n| n.name() == "bn/volume"),
+            "{:?}",
+            five.node.iter().map(|n| n.name()).collect::<Vec<_>>()
+        );
+        let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
+        let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
+        let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-5, "{diff}");
     }
 
     /// A tensor a subgraph reads from outside it is read: its producer is live, and the sweep keeps it.
