@@ -10,10 +10,10 @@ stop 55) against the default's 2D graph: the same model must come out of both, w
 (`--no-validate`) and runs both in onnxruntime on 16 frames of seeded noise at the model's size.
 `archs` exports torchvision's ResNet-18, EfficientNet-B0, RegNet-Y-400MF and timm's SE-ResNet-50,
 ResNet-50-D, ResNet-50-GN, MobileNetV3-Large and the TF ports of EfficientNet-B0 and
-MobileNetV3-Large, whose "same" pads are float arithmetic on the input's Shape, and of MixNet-S
-(seeded random weights, BatchNorm statistics randomized, opset 17, the batch symbolic) into
---work, rewrites each both ways and runs both in onnxruntime and OpenVINO f32 on two clips; then
-time them with bench/paired_models.py, e.g.
+MobileNetV3-Large, whose "same" pads are float arithmetic on the input's Shape, and of MixNet-S,
+and timm's GhostNet and ReXNet, which slice channels (seeded random weights, BatchNorm statistics
+randomized, opset 17, the batch symbolic) into --work, rewrites each both ways and runs both in
+onnxruntime and OpenVINO f32 on two clips; then time them with bench/paired_models.py, e.g.
 
     python bench/paired_models.py --runtime openvino --rounds 11 /tmp/volume-archs/tv_resnet18.onnx \\
         default=/tmp/volume-archs/tv_resnet18_stream.onnx "openvino (volume)"=/tmp/volume-archs/tv_resnet18_openvino.onnx
@@ -106,6 +106,10 @@ ARCHS = {
     # Mixed depthwise kernels: a channel Split, convolutions, a Concat, then a BatchNormalization
     # whose equal-valued parameters the exporter keeps once (the others Identities of it).
     "timm_tf_mixnet_s": ("timm", "tf_mixnet_s"),
+    # Channel Slices: GhostNet crops each ghost module's Concat, ReXNet adds its input to the
+    # first channels of a wider output.
+    "timm_ghostnet": ("timm", "ghostnet_100"),
+    "timm_rexnet": ("timm", "rexnet_100"),
 }
 
 

@@ -111,6 +111,7 @@ const RULES: &[(&str, Rule)] = &[
     ("ReduceL2", reduce),
     ("Concat", concat),
     ("Split", split),
+    ("Slice", slice),
     ("BatchNormalization", per_channel),
     ("Add", broadcast),
     ("Sub", broadcast),
@@ -259,7 +260,11 @@ pub fn lift(
         let rule = RULES.iter().find(|(op, _)| *op == n.op_type() && crate::graph::default_domain(&n)).map(|r| r.1);
         let mut lifted_node = None;
         if let Some(rule) = rule {
-            let reads_frames = n.input.iter().any(|i| l.five.contains_key(i) || entry(i, &exited).is_some());
+            // A Slice takes what is in the volume already and brings nothing in: the 2D shifts'
+            // frame masks slice the input before any convolution has taken it, and lifted there
+            // the first node without a rule would send the volume back at once.
+            let enters = n.op_type() != "Slice";
+            let reads_frames = n.input.iter().any(|i| l.five.contains_key(i) || enters && entry(i, &exited).is_some());
             if reads_frames {
                 for i in &n.input {
                     if let (false, Some(chw)) = (l.five.contains_key(i), entry(i, &exited)) {
@@ -866,8 +871,25 @@ fn axis_5d(a: i64) -> Option<i64> {
 
 fn concat(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
     let ins: Vec<String> = inputs.iter().cloned().collect::<Option<_>>()?;
-    let axis = axis_5d(n.attribute.iter().find(|a| a.name() == "axis")?.i())?;
+    let axis = axis_5d(attr_int(n, "axis")?)?;
     Some(vec![renamed(n, ins, vec![int_attr("axis", axis)])])
+}
+
+/// A Slice of channels, H or W (GhostNet's ghost modules crop their Concat to the channels asked
+/// for; ReXNet adds its input to the first channels): its axes moved to the volume's. One of the
+/// frames' axis, or with no axes (then the first ones, the frames' among them), stays 2D.
+fn slice(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    if inputs.iter().skip(1).any(Option::is_some) {
+        return None;
+    }
+    let axes = l.shapes.constant(n.input.get(3).filter(|a| !a.is_empty())?)?;
+    let moved: Vec<i64> = axes.into_iter().map(axis_5d).collect::<Option<_>>()?;
+    let axes = l.constant(&format!("{}_axes", volume_name(n.output.first()?)), &moved);
+    let mut ins = n.input.clone();
+    ins[0] = x;
+    ins[3] = axes;
+    Some(vec![renamed(n, ins, vec![])])
 }
 
 fn split(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
@@ -876,7 +898,7 @@ fn split(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<N
         return None;
     }
     // Split's sizes are 1D, the same in both layouts; without them the parts are equal either way.
-    let axis = axis_5d(n.attribute.iter().find(|a| a.name() == "axis").map_or(0, |a| a.i()))?;
+    let axis = axis_5d(attr_int(n, "axis").unwrap_or(0))?;
     let ins = std::iter::once(x).chain(n.input.iter().skip(1).cloned()).collect();
     Some(vec![renamed(n, ins, vec![int_attr("axis", axis)])])
 }
@@ -1105,6 +1127,45 @@ mod tests {
         let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
         let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    /// A Slice of channels in the volume is lifted (GhostNet's crop), its axes moved; a Slice of a
+    /// tensor not yet in the volume (the 2D shifts' frame masks slice the input first) brings
+    /// nothing in, or the node without a rule after it would end the volume before it began.
+    #[test]
+    fn a_slice_is_lifted_where_its_input_is_and_brings_nothing_in() {
+        for (opset, layout) in [(11, Layout::Depth), (13, Layout::Clips)] {
+            let config = Config { shift_form: ShiftForm::Tract, ..Config::default() };
+            let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
+            let mut nodes = vec![
+                n("Slice", "first_channel", &["x", "zero", "one", "axis1"], &["x0"]),
+                n("Shape", "no_rule", &["x0"], &["x0_shape"]),
+                with_attrs(n("Conv", "conv", &["x", "w", "b"], &["c1"]), vec![ints_attr("pads", &[1, 0, 1, 2])]),
+                n("Relu", "relu", &["c1"], &["r1"]),
+                n("Slice", "crop", &[shifted.as_str(), "zero", "six", "axis1"], &["cropped"]),
+                n("GlobalAveragePool", "gap", &["cropped"], &["g"]),
+                n("Flatten", "flatten", &["g"], &["y"]),
+            ];
+            nodes.splice(4..4, shift);
+            let inits = [
+                floats("w", &[8, 3, 3, 2], 1),
+                floats("b", &[8], 2),
+                int64_vec("zero", &[0]),
+                int64_vec("one", &[1]),
+                int64_vec("six", &[6]),
+                int64_vec("axis1", &[1]),
+            ];
+            let g = graph(nodes, inits.into_iter().chain(shift_inits).collect(), 3, "y");
+            let (five, count) = lifted_in(&g, &[record], opset, layout);
+            assert_eq!(count, 1, "opset {opset}");
+            let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
+            assert!(names.contains(&"crop/volume") && names.contains(&"first_channel"), "{names:?}");
+            let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
+            let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
+            assert_eq!(want.shape, got.shape);
+            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
+        }
     }
 
     /// A tensor a subgraph reads from outside it is read: its producer is live, and the sweep keeps it.
