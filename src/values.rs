@@ -65,7 +65,7 @@ impl Value {
         if n > MAX_FLOAT_CONSTANT || t.data_type() != DataType::Float as i32 {
             return None;
         }
-        let floats = FloatArray::from_proto(t).ok().filter(|_| !external(t))?.data;
+        let floats = FloatArray::from_proto(t).ok().filter(|_| !crate::external::is_external(t))?.data;
         Value::new(shape, floats.into_iter().map(|v| Elem::Float(Some(v))).collect())
     }
 
@@ -78,10 +78,6 @@ impl Value {
     pub fn dims(&self) -> Option<Vec<Dim>> {
         self.elems.iter().map(|e| if let Elem::Int(d) = e { Some(d.clone()) } else { None }).collect()
     }
-}
-
-fn external(t: &TensorProto) -> bool {
-    t.data_location() == crate::onnx::tensor_proto::DataLocation::External
 }
 
 /// What a fold sees: the node, the folded value of each input, and the inferred shape of each.

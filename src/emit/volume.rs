@@ -1048,7 +1048,7 @@ mod tests {
         let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
         let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
         assert_eq!((want.shape.clone(), want.data.len()), (got.shape.clone(), got.data.len()));
-        let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let diff = want.max_abs_diff(&got);
         assert!(diff < 1e-5, "{diff}");
     }
 
@@ -1084,8 +1084,7 @@ mod tests {
             assert_eq!(unsqueeze.input.len(), if opset >= 13 { 2 } else { 1 }, "opset {opset}");
             let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
             let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
-            assert_eq!(want.shape, got.shape);
-            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let diff = want.max_abs_diff(&got);
             assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
         }
     }
@@ -1125,7 +1124,7 @@ mod tests {
         );
         let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
         let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
-        let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let diff = want.max_abs_diff(&got);
         assert!(diff < 1e-5, "{diff}");
     }
 
@@ -1162,8 +1161,7 @@ mod tests {
             assert!(names.contains(&"crop/volume") && names.contains(&"first_channel"), "{names:?}");
             let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
             let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
-            assert_eq!(want.shape, got.shape);
-            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let diff = want.max_abs_diff(&got);
             assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
         }
     }
@@ -1260,8 +1258,7 @@ mod tests {
             );
             let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
             let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
-            assert_eq!(want.shape, got.shape);
-            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let diff = want.max_abs_diff(&got);
             assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
         }
     }
@@ -1398,8 +1395,7 @@ mod tests {
             assert_eq!(ops.iter().filter(|o| **o == "Transpose").count(), if on_frames { 4 } else { 2 }, "{ops:?}");
             let x = FloatArray::random(&[clips * T, 6, 5, 6], 13);
             let (want, got) = (run(&g, 13, &shifted(&x, 1, groups)), run(&five, 13, &x));
-            assert_eq!(want.shape, got.shape);
-            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let diff = want.max_abs_diff(&got);
             assert!(diff < 1e-5, "{batch}, {strides:?}: {diff}");
         }
     }
@@ -1424,7 +1420,7 @@ mod tests {
             assert!(names.contains(&"conv/volume") && names.contains(&"relu/volume"), "{layout:?}: {names:?}");
             let x = FloatArray::random(&[2 * T, 6, 5, 6], 3);
             let (want, got) = (run(&g, 13, &shifted(&x, 1, &[Neighbour::Next])), run(&five, 13, &x));
-            let diff = want.data.iter().zip(&got.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let diff = want.max_abs_diff(&got);
             assert!(diff < 1e-5, "{layout:?}: {diff}");
         }
     }
