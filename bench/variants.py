@@ -23,6 +23,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py row-gather tsm.onnx tsm_rows.onnx          (also row-gather-zero, -concat, -frame)
     python bench/variants.py nhwc-rows tsm.onnx tsm_nhwc.onnx           (also nhwc-rows-carrier, -where)
     python bench/variants.py dw-volume tract.onnx tract_dw3d.onnx       (also dw-no-pad, dw-groups)
+    python bench/variants.py unfused-adds plain.onnx plain_unfused.onnx
 
 - nhwc-buffers: an online model whose buffers cross the boundary as [N, H, W, f] (channels last),
   each with a Transpose inside the graph, and the metadata's buffer list updated to match. OpenVINO
@@ -171,6 +172,14 @@ variant writes nothing and says so. no-shift takes that form and the rows form o
   before. dw-groups: no Transpose at all, a 2D convolution of C*16 groups on the volume's own
   memory viewed as `[1, C*16, H, W]`, each kernel repeated over 16 frames (two clips of 8: the
   model then runs only that many frames; the file grows by the repeated kernels).
+
+- unfused-adds: any model (the 2D export too), each Add of two equal 4D tensors one of which a Conv
+  writes gets its other operand through a channel Split `[s, C-s]` and Concat, a copy that computes
+  nothing (s = 16, or 1 below 17 channels). tract fuses such an Add (and the Relu after it) into the
+  convolution's matrix product when both operands' facts are equal, which a Concat's output is not
+  to it; per frame (batch 1) that fused Add costs it more than the copy and a standalone Add
+  (`bench/RESULTS-tract-fused-add.md`). A diagnostic of tract's kernels, not a form: it changes the
+  2D model as much as the TSM one.
 
 All are exact (mul-mask and side-conv as said above, no-shift not at all): the buffers hold the same values, transposed; the slices take the same elements.
 Time them with bench/overhead.py (--online-variant, --variant) or the profiles
@@ -1223,6 +1232,33 @@ def dw_frames_nodes(g, inits, r, how):
             helper.make_node("Reshape", [pre + "groups_out", back], [y], name=pre + "groups_back")]
 
 
+
+def unfused_adds(m):
+    """See the module doc: each residual join's non-convolution operand through a channel round trip."""
+    g = m.graph
+    dims = inferred_dims(onnx.load_from_string(m.SerializeToString()))
+    for v in list(g.input) + list(g.output):
+        dims.setdefault(v.name, [d.dim_value for d in v.type.tensor_type.shape.dim])
+    conv_out = {o for n in g.node if n.op_type == "Conv" for o in n.output}
+    out, k = [], 0
+    for n in g.node:
+        a, b = (list(n.input) + ["", ""])[:2]
+        da, db = dims.get(a), dims.get(b)
+        if n.op_type == "Add" and da and da == db and len(da) == 4 and da[1] > 1 and (a in conv_out or b in conv_out):
+            slot = 1 if a in conv_out else 0
+            c = da[1]
+            s = 16 if c > 16 else 1
+            sizes = int64_init(g, f"{n.name}/unfused/sizes", [s, c - s])
+            head, tail, joined = (f"{n.name}/unfused/{w}" for w in ("head", "tail", "joined"))
+            out.append(helper.make_node("Split", [n.input[slot], sizes], [head, tail], axis=1,
+                                        name=f"{n.name}/unfused/Split"))
+            out.append(helper.make_node("Concat", [head, tail], [joined], axis=1, name=f"{n.name}/unfused/Concat"))
+            n.input[slot] = joined
+            k += 1
+        out.append(n)
+    replace_nodes(g, out)
+    return k
+
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
             "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
@@ -1235,7 +1271,7 @@ VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "c
             "nhwc-rows": nhwc_rows, "nhwc-rows-carrier": lambda m: nhwc_rows(m, "carrier"),
             "nhwc-rows-where": lambda m: nhwc_rows(m, "where"),
             "dw-volume": lambda m: dw_frames(m, "volume"), "dw-no-pad": lambda m: dw_frames(m, "no-pad"),
-            "dw-groups": lambda m: dw_frames(m, "groups")}
+            "dw-groups": lambda m: dw_frames(m, "groups"), "unfused-adds": unfused_adds}
 
 
 def main():
