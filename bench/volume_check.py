@@ -11,9 +11,10 @@ stop 55) against the default's 2D graph: the same model must come out of both, w
 `archs` exports torchvision's ResNet-18, EfficientNet-B0, RegNet-Y-400MF and timm's SE-ResNet-50,
 ResNet-50-D, ResNet-50-GN, MobileNetV3-Large and the TF ports of EfficientNet-B0 and
 MobileNetV3-Large, whose "same" pads are float arithmetic on the input's Shape, and of MixNet-S,
-and timm's GhostNet and ReXNet, which slice channels (seeded random weights, BatchNorm statistics
-randomized, opset 17, the batch symbolic) into --work, rewrites each both ways and runs both in
-onnxruntime and OpenVINO f32 on two clips; then time them with bench/paired_models.py, e.g.
+and timm's GhostNet and ReXNet, which slice channels, and ECA-ResNet-50-D, whose attention
+reads its input's Shape (seeded random weights, BatchNorm statistics randomized, opset 17, the
+batch symbolic) into --work, rewrites each both ways and runs both in onnxruntime and OpenVINO f32
+on two clips; then time them with bench/paired_models.py, e.g.
 
     python bench/paired_models.py --runtime openvino --rounds 11 /tmp/volume-archs/tv_resnet18.onnx \\
         default=/tmp/volume-archs/tv_resnet18_stream.onnx "openvino (volume)"=/tmp/volume-archs/tv_resnet18_openvino.onnx
@@ -110,6 +111,9 @@ ARCHS = {
     # first channels of a wider output.
     "timm_ghostnet": ("timm", "ghostnet_100"),
     "timm_rexnet": ("timm", "rexnet_100"),
+    # ECA attention: the pooled tensor viewed through its input's Shape, a 1D convolution over
+    # channels, the gate expanded back to that Shape.
+    "timm_ecaresnet50d": ("timm", "ecaresnet50d"),
 }
 
 

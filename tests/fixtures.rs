@@ -119,6 +119,8 @@ fn the_tract_form_matches_the_references() {
         ("resnet_dynamic_hw", true),
         // Each ghost module's Concat cropped by a channel Slice (lifted since stop 57).
         ("ghost_net", true),
+        // ECA attention reads the tensor's Shape and expands its gate to it (lifted since stop 58).
+        ("eca_net", true),
         ("convnext_block_net", false),
         ("resnet_opset9", false),
     ] {
@@ -161,6 +163,7 @@ fn the_openvino_form_matches_the_references() {
         ("paddle_resnet", true),
         ("resnet_dynamic_hw", true),
         ("ghost_net", true),
+        ("eca_net", true),
         ("preact_groupnorm", false),
         ("preact_stdconv", false),
         ("groupnorm_op21", false),

@@ -35,7 +35,10 @@
 //! no rule the tensors it reads go back to `[N*T, C, H, W]` under their own names (a Transpose and a
 //! Reshape), so the rest of the graph is untouched. The way in is a Reshape to the view, or where
 //! H or W is open an Unsqueeze (and for clips a Reshape whose zeros copy C, H and W); what only
-//! fed a node the lift replaced (a Pad's computed pads) is swept. A site's shift, recorded by the
+//! fed a node the lift replaced (a Pad's computed pads) is swept. A node that only reads a lifted
+//! tensor's shape, or pools away its H and W ([`READERS`]: ECA attention's), reads the 5D twin
+//! and writes its own 2D output, with no way back for the tensor; a tensor of one value per
+//! channel may come back in after a way back. A site's shift, recorded by the
 //! emitters as a [`ShiftRecord`], gives way to the depthwise convolution where its input is
 //! lifted; elsewhere its 2D form stays. Exact for finite values: each output is its one source times 1 plus the other two
 //! taps' values times 0; an infinity or NaN in a frame's neighbour would reach it as NaN.
@@ -144,6 +147,19 @@ const RULES: &[(&str, Rule)] = &[
     ("Exp", per_channel),
     ("Sqrt", per_channel),
     ("Reciprocal", per_channel),
+    ("Expand", expand),
+];
+
+/// The operators whose output is not frames, computed from a lifted input's 5D twin under the
+/// node's own output names (no way back for the input): its shape, a reduction that drops H and
+/// W. ECA attention (timm's `ecaresnet*`) views the pooled tensor through its input's `Shape`,
+/// runs a 1D convolution over channels and expands the gate back to that `Shape`.
+const READERS: &[(&str, Rule)] = &[
+    ("Shape", shape),
+    ("ReduceMean", dropping_reduce),
+    ("ReduceMax", dropping_reduce),
+    ("ReduceMin", dropping_reduce),
+    ("ReduceSum", dropping_reduce),
 ];
 
 /// The lift's state: which 2D tensors have a 5D twin, and what the graph's constants are.
@@ -153,6 +169,8 @@ struct Lift<'a> {
     layout: Layout,
     /// The frames' count, N*T, where known.
     frames: Option<i64>,
+    /// The graph input whose first dim is the frames'.
+    frames_input: String,
     /// Each frame's index in its clip along the depth, made once for the depth layout's masks.
     frame_index: Option<String>,
     shapes: &'a Shapes,
@@ -162,6 +180,9 @@ struct Lift<'a> {
     constant_dims: HashMap<String, Vec<i64>>,
     /// Tensors unsqueezed for the 5D graph (name, axis) -> new name, made once.
     unsqueezed: HashMap<(String, i64), String>,
+    /// The output of each `Shape` read from a lifted tensor -> that tensor's 5D twin: an Expand
+    /// to it expands to the twin's shape.
+    shape_of: HashMap<String, String>,
     inits: Vec<TensorProto>,
 }
 
@@ -193,25 +214,28 @@ pub fn lift(
         segments: frames.segments as i64,
         layout: frames.layout,
         frames: None,
+        frames_input: String::new(),
         frame_index: None,
         shapes,
         five: HashMap::new(),
         constant_dims,
         unsqueezed: HashMap::new(),
+        shape_of: HashMap::new(),
         inits: Vec::new(),
     };
     // The frames' batch dim, N*T, as the first data input declares it.
-    let Some(batch) = graph
+    let Some((input, batch)) = graph
         .input
         .iter()
         .find(|i| !inits.contains(i.name()))
-        .and_then(|i| shapes.get(i.name()))
-        .filter(|i| i.rank() == 4)
-        .map(|i| i.dims[0].clone())
+        .and_then(|i| Some((i.name().to_string(), shapes.get(i.name())?)))
+        .filter(|(_, i)| i.rank() == 4)
+        .map(|(name, i)| (name, i.dims[0].clone()))
     else {
         return 0;
     };
     l.frames = batch.known();
+    l.frames_input = input;
     let region_of: HashMap<&str, usize> =
         records.iter().enumerate().flat_map(|(r, rec)| rec.nodes.iter().map(move |n| (n.as_str(), r))).collect();
     let outside_readers = outside_readers(graph, records, &region_of);
@@ -223,10 +247,13 @@ pub fn lift(
     let mut lifted_shifts = 0;
     // Into 5D only before the first way back: a tensor entered after one would go back and forth
     // around every node without a rule (a GroupNorm's Reshapes), each time a Transpose each way.
-    // Every rule computes each frame on its own, so a tensor may enter wherever its first dim is
-    // the frames'.
+    // A tensor of one value per channel (an attention's gate) costs nothing to move, and may
+    // enter anywhere: the 2D shifts' frame masks slice the input, which is a way back before
+    // any site when the volume then takes the site. Every rule computes each frame on its own, so
+    // a tensor may enter wherever its first dim is the frames'.
     let entry = |t: &str, exited: &HashSet<String>| {
-        let info = shapes.get(t).filter(|i| i.rank() == 4 && i.dims[0] == batch && exited.is_empty())?;
+        let gate = |i: &crate::shapes::Info| i.dims[2].known() == Some(1) && i.dims[3].known() == Some(1);
+        let info = shapes.get(t).filter(|i| i.rank() == 4 && i.dims[0] == batch && (exited.is_empty() || gate(i)))?;
         if constants.contains(t) {
             return None;
         }
@@ -254,6 +281,17 @@ pub fn lift(
                     lifted_shifts += 1;
                 }
                 continue;
+            }
+        }
+        // A reader of a lifted tensor reads its 5D twin; its outputs stay as they are.
+        let reader = READERS.iter().find(|(op, _)| *op == n.op_type() && crate::graph::default_domain(&n));
+        if let Some((_, reader)) = reader {
+            let inputs: Vec<Option<String>> = n.input.iter().map(|i| l.five.get(i).cloned()).collect();
+            if inputs.first().is_some_and(Option::is_some) {
+                if let Some(nodes) = reader(&mut l, &n, &inputs) {
+                    out.extend(nodes);
+                    continue;
+                }
             }
         }
         // Inputs lifted, entering 5D at a frame input where a rule can take the node.
@@ -430,6 +468,11 @@ fn weight_bytes(elem_type: i32) -> Option<Vec<u8>> {
 impl Lift<'_> {
     fn constant(&mut self, name: &str, values: &[i64]) -> String {
         self.inits.push(int64_vec(name, values));
+        name.to_string()
+    }
+
+    fn constant_scalar(&mut self, name: &str, value: i64) -> String {
+        self.inits.push(crate::tensor::int64(name, &[], &[value]));
         name.to_string()
     }
 
@@ -838,8 +881,16 @@ fn global_pool(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option
 /// A reduction over channels or space, keeping its axes (squeeze-excitation's mean over H and W as
 /// timm writes it): the axes mapped, as an attribute or as an input as the node had them.
 fn reduce(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    if n.attribute.iter().any(|a| a.name() == "keepdims" && a.i() == 0) {
+        return None;
+    }
+    Some(vec![reduce_5d(l, n, inputs)?])
+}
+
+/// The reduction on the 5D twin, its axes mapped and kept, its output the 5D name of its own.
+fn reduce_5d(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<NodeProto> {
     let x = inputs.first()?.clone()?;
-    if inputs.iter().skip(1).any(Option::is_some) || n.attribute.iter().any(|a| a.name() == "keepdims" && a.i() == 0) {
+    if inputs.iter().skip(1).any(Option::is_some) {
         return None;
     }
     let from_input = n.input.get(1).is_some_and(|a| !a.is_empty());
@@ -851,11 +902,111 @@ fn reduce(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<
     if axes.is_empty() {
         return None;
     }
+    // A reduction that drops its axes keeps them here ([`dropping_reduce`] views the result).
+    let drops = n.attribute.iter().any(|a| a.name() == "keepdims" && a.i() == 0);
+    let keep: Vec<AttributeProto> = drops.then(|| int_attr("keepdims", 1)).into_iter().collect();
     if from_input {
         let a = l.constant(&format!("{}_axes", volume_name(n.output.first()?)), &axes);
-        return Some(vec![renamed(n, vec![x, a], vec![])]);
+        return Some(renamed(n, vec![x, a], keep));
     }
-    Some(vec![renamed(n, vec![x], vec![ints_attr("axes", &axes)])])
+    Some(renamed(n, vec![x], [vec![ints_attr("axes", &axes)], keep].concat()))
+}
+
+/// A reduction over H and W that drops them (`x.mean((2, 3))`, ECA's pooling): reduced in 5D
+/// keeping them, then viewed as the `[N*T, C]` it writes (C known). Any other axes stay 2D.
+fn dropping_reduce(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    if n.attribute.iter().all(|a| a.name() != "keepdims" || a.i() != 0) {
+        return None;
+    }
+    let axes = match n.input.get(1).filter(|a| !a.is_empty()) {
+        Some(a) => l.shapes.constant(a)?,
+        None => attr_ints(n, "axes")?,
+    };
+    let mut spatial: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+    spatial.sort_unstable();
+    if spatial != [2, 3] {
+        return None;
+    }
+    let out = n.output.first()?;
+    let c = l.shapes.get(&n.input[0])?.dims.get(1)?.known()?;
+    let reduced = reduce_5d(l, n, inputs)?;
+    let r = reduced.output.first()?.clone();
+    let v = volume_name(out);
+    let frames = format!("{v}_frames_view");
+    let shape = l.constant(&format!("{v}_frames"), &[-1, c]);
+    Some(vec![
+        reduced,
+        node("Transpose", &format!("{v}/Transpose_back"), vec![r], &frames, vec![ints_attr("perm", &[0, 2, 1, 3, 4])]),
+        node("Reshape", &format!("{v}/Reshape_back"), vec![frames, shape], out, vec![]),
+    ])
+}
+
+/// The shape of a lifted tensor as its 2D self has it, `[N*T, C, H, W]`. With C, H and W known,
+/// the frames' count from the graph input's Shape and the rest a constant, as the exporter writes
+/// a view (TVM's frontend converts a Reshape to such a shape, and not to a Gather of several dims
+/// of a Shape); else from the 5D twin's shape.
+fn shape(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    // Opset 15's start and end: not met in an export yet.
+    if !n.attribute.is_empty() {
+        return None;
+    }
+    let out = n.output.first()?;
+    let v = volume_name(out);
+    l.shape_of.insert(out.clone(), x.clone());
+    let known = l.shapes.get(&n.input[0]).and_then(|i| match i.dims.as_slice() {
+        [_, c, h, w] => Some([c.known()?, h.known()?, w.known()?]),
+        _ => None,
+    });
+    if let Some(chw) = known {
+        let (all, first, frames) = (format!("{v}_input"), format!("{v}_frames_scalar"), format!("{v}_frames"));
+        let zero = l.constant_scalar(&format!("{v}_first"), 0);
+        let rest = l.constant(&format!("{v}_chw"), &chw);
+        let unsqueeze = if l.opset >= 13 {
+            let axes = l.constant(&format!("{v}_axis0"), &[0]);
+            node("Unsqueeze", &format!("{v}/Unsqueeze"), vec![first.clone(), axes], &frames, vec![])
+        } else {
+            node("Unsqueeze", &format!("{v}/Unsqueeze"), vec![first.clone()], &frames, vec![ints_attr("axes", &[0])])
+        };
+        return Some(vec![
+            node("Shape", &format!("{}/volume", n.name()), vec![l.frames_input.clone()], &all, vec![]),
+            node("Gather", &format!("{v}/Gather"), vec![all, zero], &first, vec![int_attr("axis", 0)]),
+            unsqueeze,
+            node("Concat", &format!("{v}/Concat"), vec![frames, rest], out, vec![int_attr("axis", 0)]),
+        ]);
+    }
+    let all = format!("{v}_5d");
+    let mut nodes = vec![node("Shape", &format!("{}/volume", n.name()), vec![x.clone()], &all, vec![])];
+    let gather = |l: &mut Lift, what: &str, idx: &[i64], to: &str| {
+        let i = l.constant(&format!("{v}_{what}_axes"), idx);
+        node("Gather", &format!("{v}/Gather_{what}"), vec![all.clone(), i], to, vec![int_attr("axis", 0)])
+    };
+    match l.layout {
+        Layout::Depth => nodes.push(gather(l, "frames", &[2, 1, 3, 4], out)),
+        Layout::Clips => {
+            let (clips, t, chw, frames) =
+                (format!("{v}_clips"), format!("{v}_t"), format!("{v}_chw"), format!("{v}_nt"));
+            nodes.push(gather(l, "clips", &[0], &clips));
+            nodes.push(gather(l, "t", &[2], &t));
+            nodes.push(gather(l, "chw", &[1, 3, 4], &chw));
+            nodes.push(node("Mul", &format!("{v}/Mul"), vec![clips, t], &frames, vec![]));
+            nodes.push(node("Concat", &format!("{v}/Concat"), vec![frames, chw], out, vec![int_attr("axis", 0)]));
+        }
+    }
+    Some(nodes)
+}
+
+/// An Expand of a lifted tensor to the shape of another (ECA's `gate.expand_as(x)`): to the 5D
+/// twin's shape.
+fn expand(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    let target = l.shape_of.get(n.input.get(1)?)?.clone();
+    let v = volume_name(n.output.first()?);
+    let shape = format!("{v}_shape");
+    Some(vec![
+        node("Shape", &format!("{}/volume/Shape", n.name()), vec![target], &shape, vec![]),
+        renamed(n, vec![x, shape], vec![]),
+    ])
 }
 
 /// A 2D axis of an activation in the 5D layout: channels stay on 1, H and W move to 3 and 4; the
@@ -1162,6 +1313,68 @@ mod tests {
             let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
             let (want, got) = (run(&g, opset, &x), run(&five, opset, &x));
             let diff = want.max_abs_diff(&got);
+            assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
+        }
+    }
+
+    /// ECA attention as timm exports it: the pooled tensor (a ReduceMean that drops H and W) viewed
+    /// through the input's Shape, a 1D convolution over channels, the gate expanded to that Shape.
+    /// Without the readers, the Shape sends the tensor back to 2D and the Mul stays there.
+    #[test]
+    fn eca_attention_reads_the_volume_and_its_gate_comes_back_in() {
+        for (opset, layout) in [(13, Layout::Depth), (17, Layout::Clips), (18, Layout::Depth)] {
+            let config = Config { shift_form: ShiftForm::Tract, ..Config::default() };
+            let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
+            let keep = int_attr("keepdims", 0);
+            let reduce = if opset >= 18 {
+                with_attrs(n("ReduceMean", "pool", &["c2", "hw"], &["pooled"]), vec![keep])
+            } else {
+                with_attrs(n("ReduceMean", "pool", &["c2"], &["pooled"]), vec![ints_attr("axes", &[2, 3]), keep])
+            };
+            let mut nodes = vec![
+                with_attrs(n("Conv", "conv", &["x", "w", "b"], &["c1"]), vec![ints_attr("pads", &[1, 0, 1, 2])]),
+                n("Relu", "relu", &["c1"], &["r1"]),
+                n("Conv", "conv2", &[shifted.as_str(), "w2"], &["c2"]),
+                reduce,
+                n("Shape", "shape", &["c2"], &["s"]),
+                with_attrs(n("Gather", "batch", &["s", "first"], &["b0"]), vec![int_attr("axis", 0)]),
+                n("Unsqueeze", "batch1", &["b0", "axis0"], &["b1"]),
+                with_attrs(n("Concat", "view", &["b1", "one", "minus_one"], &["v"]), vec![int_attr("axis", 0)]),
+                n("Reshape", "as_1d", &["pooled", "v"], &["p1"]),
+                with_attrs(n("Conv", "eca", &["p1", "w1d"], &["e"]), vec![ints_attr("pads", &[1, 1])]),
+                n("Sigmoid", "gate", &["e"], &["g"]),
+                with_attrs(
+                    n("Concat", "gate_view", &["b1", "minus_one", "one", "one"], &["gv"]),
+                    vec![int_attr("axis", 0)],
+                ),
+                n("Reshape", "as_gate", &["g", "gv"], &["g4"]),
+                n("Shape", "shape_1", &["c2"], &["s1"]),
+                n("Expand", "expand", &["g4", "s1"], &["ge"]),
+                n("Mul", "mul", &["c2", "ge"], &["m"]),
+                n("GlobalAveragePool", "gap", &["m"], &["gp"]),
+                n("Flatten", "flatten", &["gp"], &["y"]),
+            ];
+            nodes.splice(2..2, shift);
+            let inits = [
+                floats("w", &[8, 3, 3, 2], 1),
+                floats("b", &[8], 2),
+                floats("w2", &[8, 8, 1, 1], 3),
+                floats("w1d", &[1, 1, 3], 4),
+                crate::tensor::int64("first", &[], &[0]),
+                int64_vec("axis0", &[0]),
+                int64_vec("one", &[1]),
+                int64_vec("minus_one", &[-1]),
+                int64_vec("hw", &[2, 3]),
+            ];
+            let g = graph(nodes, inits.into_iter().chain(shift_inits).collect(), 3, "y");
+            let (five, count) = lifted_in(&g, &[record], opset, layout);
+            assert_eq!(count, 1, "opset {opset}");
+            let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
+            for lifted in ["expand/volume", "mul/volume", "gap/volume", "shape/volume", "pool/volume"] {
+                assert!(names.contains(&lifted), "opset {opset}: {lifted} not in {names:?}");
+            }
+            let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
+            let diff = run(&g, opset, &x).max_abs_diff(&run(&five, opset, &x));
             assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
         }
     }

@@ -187,7 +187,8 @@ macro_rules! for_each_fixture {
             csp_net,
             groupnorm_op21,
             preact_stdconv,
-            tf_same_net
+            tf_same_net,
+            eca_net
         }
     };
 }
