@@ -9,7 +9,7 @@ means the volume went back to 2D before it, at an operator without a rule.
 
 Stop 57's run (`bench/RESULTS-computed-pads.md`) found GhostNet and ReXNet at their first site (a
 channel Slice had no rule; now 16 of 16 and 11 of 11) and ECA-ResNet at its first (its attention
-reads the pooled tensor through Shape and Reshape).
+reads the pooled tensor through Shape and Reshape; 16 of 16 since stop 58, `bench/RESULTS-eca.md`).
 """
 import argparse
 import os
