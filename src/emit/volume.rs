@@ -1319,10 +1319,18 @@ mod tests {
 
     /// ECA attention as timm exports it: the pooled tensor (a ReduceMean that drops H and W) viewed
     /// through the input's Shape, a 1D convolution over channels, the gate expanded to that Shape.
-    /// Without the readers, the Shape sends the tensor back to 2D and the Mul stays there.
+    /// Without the readers, the Shape sends the tensor back to 2D and the Mul stays there. With H
+    /// and W open the Shape is read from the 5D twin's.
     #[test]
     fn eca_attention_reads_the_volume_and_its_gate_comes_back_in() {
-        for (opset, layout) in [(13, Layout::Depth), (17, Layout::Clips), (18, Layout::Depth)] {
+        let cases = [
+            (13, Layout::Depth, false),
+            (17, Layout::Clips, false),
+            (18, Layout::Depth, false),
+            (13, Layout::Depth, true),
+            (17, Layout::Clips, true),
+        ];
+        for (opset, layout, open) in cases {
             let config = Config { shift_form: ShiftForm::Tract, ..Config::default() };
             let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
             let keep = int_attr("keepdims", 0);
@@ -1366,16 +1374,33 @@ mod tests {
                 int64_vec("minus_one", &[-1]),
                 int64_vec("hw", &[2, 3]),
             ];
-            let g = graph(nodes, inits.into_iter().chain(shift_inits).collect(), 3, "y");
+            let mut g = graph(nodes, inits.into_iter().chain(shift_inits).collect(), 3, "y");
+            if open {
+                use crate::onnx::tensor_shape_proto::dimension::Value as D;
+                let Some(crate::onnx::type_proto::Value::TensorType(t)) =
+                    g.input[0].r#type.as_mut().unwrap().value.as_mut()
+                else {
+                    unreachable!()
+                };
+                let dims = &mut t.shape.as_mut().unwrap().dim;
+                dims[2].value = Some(D::DimParam("H".into()));
+                dims[3].value = Some(D::DimParam("W".into()));
+            }
             let (five, count) = lifted_in(&g, &[record], opset, layout);
             assert_eq!(count, 1, "opset {opset}");
             let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
-            for lifted in ["expand/volume", "mul/volume", "gap/volume", "shape/volume", "pool/volume"] {
-                assert!(names.contains(&lifted), "opset {opset}: {lifted} not in {names:?}");
+            // Known C, H and W: the frames' count from the input's Shape; else the twin's dims.
+            let read_by = match (open, layout) {
+                (false, _) => "s/volume/Gather",
+                (true, Layout::Depth) => "s/volume/Gather_frames",
+                (true, Layout::Clips) => "s/volume/Mul",
+            };
+            for lifted in ["expand/volume", "mul/volume", "gap/volume", "shape/volume", "pool/volume", read_by] {
+                assert!(names.contains(&lifted), "opset {opset}, open {open}: {lifted} not in {names:?}");
             }
             let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
             let diff = run(&g, opset, &x).max_abs_diff(&run(&five, opset, &x));
-            assert!(diff < 1e-5, "opset {opset}, {layout:?}: {diff}");
+            assert!(diff < 1e-5, "opset {opset}, {layout:?}, open {open}: {diff}");
         }
     }
 
