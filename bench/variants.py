@@ -1236,7 +1236,7 @@ def dw_frames_nodes(g, inits, r, how):
 def unfused_adds(m):
     """See the module doc: each residual join's non-convolution operand through a channel round trip."""
     g = m.graph
-    dims = inferred_dims(onnx.load_from_string(m.SerializeToString()))
+    dims = inferred_dims(m)
     for v in list(g.input) + list(g.output):
         dims.setdefault(v.name, [d.dim_value for d in v.type.tensor_type.shape.dim])
     conv_out = {o for n in g.node if n.op_type == "Conv" for o in n.output}

@@ -881,10 +881,23 @@ fn global_pool(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option
 /// A reduction over channels or space, keeping its axes (squeeze-excitation's mean over H and W as
 /// timm writes it): the axes mapped, as an attribute or as an input as the node had them.
 fn reduce(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
-    if n.attribute.iter().any(|a| a.name() == "keepdims" && a.i() == 0) {
+    if drops_axes(n) {
         return None;
     }
     Some(vec![reduce_5d(l, n, inputs)?])
+}
+
+/// Whether a reduction drops the axes it reduces (`keepdims=0`).
+fn drops_axes(n: &NodeProto) -> bool {
+    n.attribute.iter().any(|a| a.name() == "keepdims" && a.i() == 0)
+}
+
+/// A reduction's 2D axes, from its `axes` input (opset 18) or attribute.
+fn reduce_axes(l: &Lift, n: &NodeProto) -> Option<Vec<i64>> {
+    match n.input.get(1).filter(|a| !a.is_empty()) {
+        Some(a) => l.shapes.constant(a),
+        None => attr_ints(n, "axes"),
+    }
 }
 
 /// The reduction on the 5D twin, its axes mapped and kept, its output the 5D name of its own.
@@ -894,17 +907,12 @@ fn reduce_5d(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<N
         return None;
     }
     let from_input = n.input.get(1).is_some_and(|a| !a.is_empty());
-    let axes = match from_input {
-        true => l.shapes.constant(&n.input[1])?,
-        false => attr_ints(n, "axes")?,
-    };
-    let axes: Vec<i64> = axes.into_iter().map(axis_5d).collect::<Option<_>>()?;
+    let axes: Vec<i64> = reduce_axes(l, n)?.into_iter().map(axis_5d).collect::<Option<_>>()?;
     if axes.is_empty() {
         return None;
     }
     // A reduction that drops its axes keeps them here ([`dropping_reduce`] views the result).
-    let drops = n.attribute.iter().any(|a| a.name() == "keepdims" && a.i() == 0);
-    let keep: Vec<AttributeProto> = drops.then(|| int_attr("keepdims", 1)).into_iter().collect();
+    let keep: Vec<AttributeProto> = drops_axes(n).then(|| int_attr("keepdims", 1)).into_iter().collect();
     if from_input {
         let a = l.constant(&format!("{}_axes", volume_name(n.output.first()?)), &axes);
         return Some(renamed(n, vec![x, a], keep));
@@ -915,14 +923,10 @@ fn reduce_5d(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<N
 /// A reduction over H and W that drops them (`x.mean((2, 3))`, ECA's pooling): reduced in 5D
 /// keeping them, then viewed as the `[N*T, C]` it writes (C known). Any other axes stay 2D.
 fn dropping_reduce(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
-    if n.attribute.iter().all(|a| a.name() != "keepdims" || a.i() != 0) {
+    if !drops_axes(n) {
         return None;
     }
-    let axes = match n.input.get(1).filter(|a| !a.is_empty()) {
-        Some(a) => l.shapes.constant(a)?,
-        None => attr_ints(n, "axes")?,
-    };
-    let mut spatial: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+    let mut spatial: Vec<i64> = reduce_axes(l, n)?.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
     spatial.sort_unstable();
     if spatial != [2, 3] {
         return None;
@@ -959,21 +963,16 @@ fn shape(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<N
         _ => None,
     });
     if let Some(chw) = known {
-        let (all, first, frames) = (format!("{v}_input"), format!("{v}_frames_scalar"), format!("{v}_frames"));
+        let (all, first) = (format!("{v}_input"), format!("{v}_frames"));
         let zero = l.constant_scalar(&format!("{v}_first"), 0);
         let rest = l.constant(&format!("{v}_chw"), &chw);
-        let unsqueeze = if l.opset >= 13 {
-            let axes = l.constant(&format!("{v}_axis0"), &[0]);
-            node("Unsqueeze", &format!("{v}/Unsqueeze"), vec![first.clone(), axes], &frames, vec![])
-        } else {
-            node("Unsqueeze", &format!("{v}/Unsqueeze"), vec![first.clone()], &frames, vec![ints_attr("axes", &[0])])
-        };
-        return Some(vec![
+        let mut nodes = vec![
             node("Shape", &format!("{}/volume", n.name()), vec![l.frames_input.clone()], &all, vec![]),
             node("Gather", &format!("{v}/Gather"), vec![all, zero], &first, vec![int_attr("axis", 0)]),
-            unsqueeze,
-            node("Concat", &format!("{v}/Concat"), vec![frames, rest], out, vec![int_attr("axis", 0)]),
-        ]);
+        ];
+        let frames = l.unsqueeze(&first, 0, &mut nodes);
+        nodes.push(node("Concat", &format!("{v}/Concat"), vec![frames, rest], out, vec![int_attr("axis", 0)]));
+        return Some(nodes);
     }
     let all = format!("{v}_5d");
     let mut nodes = vec![node("Shape", &format!("{}/volume", n.name()), vec![x.clone()], &all, vec![])];
@@ -1203,12 +1202,23 @@ mod tests {
         assert!(diff < 1e-5, "{diff}");
     }
 
+    /// `g`'s input with H and W open, as an export with dynamic height and width declares them.
+    fn open_height_and_width(g: &mut GraphProto) {
+        use crate::onnx::tensor_shape_proto::dimension::Value as D;
+        let Some(crate::onnx::type_proto::Value::TensorType(t)) = g.input[0].r#type.as_mut().unwrap().value.as_mut()
+        else {
+            unreachable!()
+        };
+        let dims = &mut t.shape.as_mut().unwrap().dim;
+        dims[2].value = Some(D::DimParam("H".into()));
+        dims[3].value = Some(D::DimParam("W".into()));
+    }
+
     /// With H and W open (an export with dynamic height and width) the way in is an Unsqueeze, an
     /// attribute before opset 13, and for clips a Reshape whose zeros copy C, H and W: the lifted
     /// graph still computes the 2D graph's output.
     #[test]
     fn open_height_and_width_enter_by_an_unsqueeze() {
-        use crate::onnx::tensor_shape_proto::dimension::Value as D;
         for (opset, layout) in [11, 13].into_iter().flat_map(|o| [(o, Layout::Clips), (o, Layout::Depth)]) {
             let config = Config { shift_form: ShiftForm::Openvino, ..Config::default() };
             let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
@@ -1221,14 +1231,7 @@ mod tests {
             nodes.splice(2..2, shift);
             let inits = [floats("w", &[8, 3, 3, 2], 1), floats("b", &[8], 2)].into_iter().chain(shift_inits).collect();
             let mut g = graph(nodes, inits, 3, "y");
-            let Some(crate::onnx::type_proto::Value::TensorType(t)) =
-                g.input[0].r#type.as_mut().unwrap().value.as_mut()
-            else {
-                unreachable!()
-            };
-            let dims = &mut t.shape.as_mut().unwrap().dim;
-            dims[2].value = Some(D::DimParam("H".into()));
-            dims[3].value = Some(D::DimParam("W".into()));
+            open_height_and_width(&mut g);
             let (five, count) = lifted_in(&g, &[record], opset, layout);
             assert_eq!(count, 1);
             let unsqueeze = five.node.iter().find(|n| n.name() == "x/volume/Unsqueeze").expect("an Unsqueeze in");
@@ -1376,15 +1379,7 @@ mod tests {
             ];
             let mut g = graph(nodes, inits.into_iter().chain(shift_inits).collect(), 3, "y");
             if open {
-                use crate::onnx::tensor_shape_proto::dimension::Value as D;
-                let Some(crate::onnx::type_proto::Value::TensorType(t)) =
-                    g.input[0].r#type.as_mut().unwrap().value.as_mut()
-                else {
-                    unreachable!()
-                };
-                let dims = &mut t.shape.as_mut().unwrap().dim;
-                dims[2].value = Some(D::DimParam("H".into()));
-                dims[3].value = Some(D::DimParam("W".into()));
+                open_height_and_width(&mut g);
             }
             let (five, count) = lifted_in(&g, &[record], opset, layout);
             assert_eq!(count, 1, "opset {opset}");
