@@ -11,8 +11,9 @@ stop 55) against the default's 2D graph: the same model must come out of both, w
 `archs` exports torchvision's ResNet-18, EfficientNet-B0, RegNet-Y-400MF and timm's SE-ResNet-50,
 ResNet-50-D, ResNet-50-GN, MobileNetV3-Large and the TF ports of EfficientNet-B0 and
 MobileNetV3-Large, whose "same" pads are float arithmetic on the input's Shape, and of MixNet-S,
-and timm's GhostNet and ReXNet, which slice channels, and ECA-ResNet-50-D, whose attention
-reads its input's Shape (seeded random weights, BatchNorm statistics randomized, opset 17, the
+and timm's GhostNet and ReXNet, which slice channels, ECA-ResNet-50-D, whose attention
+reads its input's Shape, ConvNeXt (torchvision's and timm's Tiny, timm's Atto) and ConvFormer-S18, whose
+LayerNorms run channels last (seeded random weights, BatchNorm statistics randomized, opset 17, the
 batch symbolic) into --work, rewrites each both ways and runs both in onnxruntime and OpenVINO f32
 on two clips; then time them with bench/paired_models.py, e.g.
 
@@ -114,6 +115,14 @@ ARCHS = {
     # ECA attention: the pooled tensor viewed through its input's Shape, a 1D convolution over
     # channels, the gate expanded back to that Shape.
     "timm_ecaresnet50d": ("timm", "ecaresnet50d"),
+    # LayerNorm over channels between Transposes to channels last and back; torchvision's and
+    # timm's ConvNeXt-T a Linear MLP on the channels-last tensor, ConvNeXt-Atto 1x1 convolutions.
+    "tv_convnext_tiny": ("torchvision", "convnext_tiny"),
+    "timm_convnext_tiny": ("timm", "convnext_tiny"),
+    "timm_convnext_atto": ("timm", "convnext_atto"),
+    # A MetaFormer (ConvFormer): every norm a LayerNorm2d, the first block forking from the stem
+    # norm's channels-last output.
+    "timm_convformer_s18": ("timm", "convformer_s18"),
 }
 
 

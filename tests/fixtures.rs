@@ -121,7 +121,12 @@ fn the_tract_form_matches_the_references() {
         ("ghost_net", true),
         // ECA attention reads the tensor's Shape and expands its gate to it (lifted since stop 58).
         ("eca_net", true),
-        ("convnext_block_net", false),
+        // LayerNorm and its MLP channels last, between Transposes (lifted since stop 59); the
+        // same blocks summing channels-last tensors, and a MetaFormer whose first block forks
+        // from a channels-last tensor: sites shifted between Transposes to channels first and back.
+        ("convnext_block_net", true),
+        ("convnext_block_net_pre", true),
+        ("metaformer_net", true),
         ("resnet_opset9", false),
     ] {
         for folder in reference_configs(name) {

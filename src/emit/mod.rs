@@ -388,7 +388,9 @@ fn head_shift(e: &mut Emitter, site: &Site, config: &Config) -> String {
 }
 
 /// What [`volume::lift`] needs to know of a site's shift, with `--shift-form openvino` offline: not
-/// for a quantized or channels-last tensor, which the lift never takes into 5D.
+/// for a quantized tensor, which the lift never takes into 5D. A channels-last site's record is
+/// its shift between the Transposes to channels first and back ([`on_channels_first`]): the
+/// volume takes the Transposes where it runs channels last, and the shift on channels first.
 pub(crate) fn shift_record(
     site: &Site,
     config: &Config,
@@ -397,9 +399,16 @@ pub(crate) fn shift_record(
     nodes: &[NodeProto],
 ) -> Option<volume::ShiftRecord> {
     let volume = matches!(config.shift_form, ShiftForm::Openvino | ShiftForm::Tract);
-    if !volume || config.online || site.quant.is_some() || site.channels_last {
+    if !volume || config.online || site.quant.is_some() {
         return None;
     }
+    let (input, output, nodes) = match nodes {
+        [to_nchw, inner @ .., to_nhwc] if site.channels_last => {
+            (to_nchw.output.first()?.as_str(), to_nhwc.input.first()?.as_str(), inner)
+        }
+        _ if site.channels_last => return None,
+        _ => (input, output, nodes),
+    };
     Some(volume::ShiftRecord {
         input: input.to_string(),
         output: output.to_string(),

@@ -38,7 +38,10 @@
 //! fed a node the lift replaced (a Pad's computed pads) is swept. A node that only reads a lifted
 //! tensor's shape, or pools away its H and W ([`READERS`]: ECA attention's), reads the 5D twin
 //! and writes its own 2D output, with no way back for the tensor; a tensor of one value per
-//! channel may come back in after a way back. A site's shift, recorded by the
+//! channel may come back in after a way back. Along one depth, a Transpose to channels last
+//! (`[N*T, H, W, C]`: ConvNeXt's LayerNorm and MLP) has a twin `[1, N*T, H, W, C]`, the frames'
+//! axes still in front ([`Serves`]), on which LayerNormalization, a MatMul by a constant matrix,
+//! reductions and the elementwise rules run; it goes back to 2D by a view. A site's shift, recorded by the
 //! emitters as a [`ShiftRecord`], gives way to the depthwise convolution where its input is
 //! lifted; elsewhere its 2D form stays. Exact for finite values: each output is its one source times 1 plus the other two
 //! taps' values times 0; an infinity or NaN in a frame's neighbour would reach it as NaN.
@@ -96,58 +99,72 @@ pub struct ShiftRecord {
 /// What a rule makes of a node: its 5D replacement, with the nodes that prepare its inputs.
 type Rule = fn(&mut Lift, &NodeProto, &[Option<String>]) -> Option<Vec<NodeProto>>;
 
-/// The operators that have a 5D form, by ONNX operator type.
-const RULES: &[(&str, Rule)] = &[
-    ("Conv", conv),
-    ("MaxPool", pool),
-    ("AveragePool", pool),
-    ("LpPool", pool),
-    ("GlobalAveragePool", global_pool),
-    ("GlobalMaxPool", global_pool),
-    ("Pad", pad),
-    ("ReduceMean", reduce),
-    ("ReduceMax", reduce),
-    ("ReduceMin", reduce),
-    ("ReduceSum", reduce),
-    ("ReduceSumSquare", reduce),
-    ("ReduceL1", reduce),
-    ("ReduceL2", reduce),
-    ("Concat", concat),
-    ("Split", split),
-    ("Slice", slice),
-    ("BatchNormalization", per_channel),
-    ("Add", broadcast),
-    ("Sub", broadcast),
-    ("Mul", broadcast),
-    ("Div", broadcast),
-    ("Pow", broadcast),
-    ("Max", broadcast),
-    ("Min", broadcast),
-    ("Sum", broadcast),
-    ("Mean", broadcast),
-    ("PRelu", broadcast),
-    ("Relu", per_channel),
-    ("LeakyRelu", per_channel),
-    ("Sigmoid", per_channel),
-    ("HardSigmoid", per_channel),
-    ("HardSwish", per_channel),
-    ("Tanh", per_channel),
-    ("Elu", per_channel),
-    ("Selu", per_channel),
-    ("Celu", per_channel),
-    ("Softplus", per_channel),
-    ("Softsign", per_channel),
-    ("Gelu", per_channel),
-    ("Mish", per_channel),
-    ("Erf", per_channel),
-    ("Clip", per_channel),
-    ("Identity", per_channel),
-    ("Neg", per_channel),
-    ("Abs", per_channel),
-    ("Exp", per_channel),
-    ("Sqrt", per_channel),
-    ("Reciprocal", per_channel),
-    ("Expand", expand),
+/// Which twins a rule takes: channels first (`[N, C, T, H, W]`, every tensor the lift makes from
+/// a frame input), channels last (`[N, T, H, W, C]`, what a Transpose of one to `[N*T, H, W, C]`
+/// makes: ConvNeXt's LayerNorm and MLP run there), or both.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    ChannelsFirst,
+    ChannelsLast,
+    Both,
+}
+use Serves::{Both, ChannelsFirst, ChannelsLast};
+
+/// The operators that have a 5D form, by ONNX operator type, and the twins they take.
+const RULES: &[(&str, Rule, Serves)] = &[
+    ("Conv", conv, ChannelsFirst),
+    ("MaxPool", pool, ChannelsFirst),
+    ("AveragePool", pool, ChannelsFirst),
+    ("LpPool", pool, ChannelsFirst),
+    ("GlobalAveragePool", global_pool, ChannelsFirst),
+    ("GlobalMaxPool", global_pool, ChannelsFirst),
+    ("Pad", pad, ChannelsFirst),
+    ("ReduceMean", reduce, Both),
+    ("ReduceMax", reduce, Both),
+    ("ReduceMin", reduce, Both),
+    ("ReduceSum", reduce, Both),
+    ("ReduceSumSquare", reduce, Both),
+    ("ReduceL1", reduce, Both),
+    ("ReduceL2", reduce, Both),
+    ("Concat", concat, ChannelsFirst),
+    ("Split", split, ChannelsFirst),
+    ("Slice", slice, ChannelsFirst),
+    ("BatchNormalization", per_channel, ChannelsFirst),
+    ("Add", broadcast, Both),
+    ("Sub", broadcast, Both),
+    ("Mul", broadcast, Both),
+    ("Div", broadcast, Both),
+    ("Pow", broadcast, Both),
+    ("Max", broadcast, Both),
+    ("Min", broadcast, Both),
+    ("Sum", broadcast, Both),
+    ("Mean", broadcast, Both),
+    ("PRelu", broadcast, Both),
+    ("Relu", per_channel, Both),
+    ("LeakyRelu", per_channel, Both),
+    ("Sigmoid", per_channel, Both),
+    ("HardSigmoid", per_channel, Both),
+    ("HardSwish", per_channel, Both),
+    ("Tanh", per_channel, Both),
+    ("Elu", per_channel, Both),
+    ("Selu", per_channel, Both),
+    ("Celu", per_channel, Both),
+    ("Softplus", per_channel, Both),
+    ("Softsign", per_channel, Both),
+    ("Gelu", per_channel, Both),
+    ("Mish", per_channel, Both),
+    ("Erf", per_channel, Both),
+    ("Clip", per_channel, Both),
+    ("Identity", per_channel, Both),
+    ("Neg", per_channel, Both),
+    ("Abs", per_channel, Both),
+    ("Exp", per_channel, Both),
+    ("Sqrt", per_channel, Both),
+    ("Reciprocal", per_channel, Both),
+    ("Expand", expand, ChannelsFirst),
+    ("Transpose", transpose, Both),
+    ("LayerNormalization", layer_norm, ChannelsLast),
+    ("MatMul", matmul, ChannelsLast),
 ];
 
 /// The operators whose output is not frames, computed from a lifted input's 5D twin under the
@@ -176,6 +193,8 @@ struct Lift<'a> {
     shapes: &'a Shapes,
     /// 2D name -> 5D name.
     five: HashMap<String, String>,
+    /// The 2D names whose twin is channels last (see [`Serves`]).
+    last: HashSet<String>,
     /// Dims of the graph's constants (initializers and Constant outputs).
     constant_dims: HashMap<String, Vec<i64>>,
     /// Tensors unsqueezed for the 5D graph (name, axis) -> new name, made once.
@@ -218,6 +237,7 @@ pub fn lift(
         frame_index: None,
         shapes,
         five: HashMap::new(),
+        last: HashSet::new(),
         constant_dims,
         unsqueezed: HashMap::new(),
         shape_of: HashMap::new(),
@@ -268,6 +288,7 @@ pub fn lift(
             let decision = *replaced[r].get_or_insert_with(|| {
                 rec.segments as i64 == l.segments
                     && !outside_readers[r]
+                    && !l.last.contains(&rec.input)
                     && (l.five.contains_key(&rec.input) || entry(&rec.input, &exited).is_some())
                     && weight_bytes(rec.elem_type).is_some()
             });
@@ -285,7 +306,8 @@ pub fn lift(
         }
         // A reader of a lifted tensor reads its 5D twin; its outputs stay as they are.
         let reader = READERS.iter().find(|(op, _)| *op == n.op_type() && crate::graph::default_domain(&n));
-        if let Some((_, reader)) = reader {
+        let channels_last = n.input.iter().any(|i| l.last.contains(i));
+        if let Some((_, reader)) = reader.filter(|_| !channels_last) {
             let inputs: Vec<Option<String>> = n.input.iter().map(|i| l.five.get(i).cloned()).collect();
             if inputs.first().is_some_and(Option::is_some) {
                 if let Some(nodes) = reader(&mut l, &n, &inputs) {
@@ -294,17 +316,24 @@ pub fn lift(
                 }
             }
         }
-        // Inputs lifted, entering 5D at a frame input where a rule can take the node.
-        let rule = RULES.iter().find(|(op, _)| *op == n.op_type() && crate::graph::default_domain(&n)).map(|r| r.1);
+        // Inputs lifted, entering 5D at a frame input where a rule can take the node. Twins of
+        // both layouts meet in no node: one of them goes back first.
+        let serves = if channels_last { ChannelsLast } else { ChannelsFirst };
+        let rule = RULES
+            .iter()
+            .find(|(op, _, s)| *op == n.op_type() && (*s == serves || *s == Both) && crate::graph::default_domain(&n))
+            .map(|r| r.1);
+        let mixed = channels_last && n.input.iter().any(|i| l.five.contains_key(i) && !l.last.contains(i));
         let mut lifted_node = None;
-        if let Some(rule) = rule {
+        if let Some(rule) = rule.filter(|_| !mixed) {
             // A Slice takes what is in the volume already and brings nothing in: the 2D shifts'
             // frame masks slice the input before any convolution has taken it, and lifted there
-            // the first node without a rule would send the volume back at once.
-            let enters = n.op_type() != "Slice";
+            // the first node without a rule would send the volume back at once. What enters is
+            // channels first, so nothing enters beside a channels-last twin.
+            let enters = n.op_type() != "Slice" && !channels_last;
             let reads_frames = n.input.iter().any(|i| l.five.contains_key(i) || enters && entry(i, &exited).is_some());
             if reads_frames {
-                for i in &n.input {
+                for i in n.input.iter().filter(|_| enters) {
                     if let (false, Some(chw)) = (l.five.contains_key(i), entry(i, &exited)) {
                         out.extend(l.enter(i, chw));
                         entered.insert(i.clone());
@@ -316,8 +345,13 @@ pub fn lift(
         }
         match lifted_node {
             Some(nodes) => {
+                // A Transpose is the one rule that changes the layout (see [`transpose`]).
+                let last = channels_last != (n.op_type() == "Transpose");
                 for o in n.output.iter().filter(|o| !o.is_empty()) {
                     l.five.insert(o.clone(), volume_name(o));
+                    if last {
+                        l.last.insert(o.clone());
+                    }
                 }
                 out.extend(nodes);
             }
@@ -526,23 +560,26 @@ impl Lift<'_> {
         nodes
     }
 
-    /// Back to `[N*T, C, H, W]` under the tensor's own name, for the nodes that stay 2D.
+    /// Back to `[N*T, C, H, W]` (or `[N*T, H, W, C]`) under the tensor's own name, for the nodes
+    /// that stay 2D. A channels-last twin has the frames' axes together in front: a view.
     fn exit(&mut self, t: &str) -> Vec<NodeProto> {
         let v = self.five[t].clone();
-        let frames = format!("{v}_frames_view");
-        let mut nodes = vec![node(
-            "Transpose",
-            &format!("{v}/Transpose_back"),
-            vec![v.clone()],
-            &frames,
-            vec![ints_attr("perm", &[0, 2, 1, 3, 4])],
-        )];
+        let (frames, mut nodes) = if self.last.contains(t) {
+            (v.clone(), vec![])
+        } else {
+            let frames = format!("{v}_frames_view");
+            let perm = ints_attr("perm", &[0, 2, 1, 3, 4]);
+            (
+                frames.clone(),
+                vec![node("Transpose", &format!("{v}/Transpose_back"), vec![v.clone()], &frames, vec![perm])],
+            )
+        };
         let known = self.shapes.get(t).and_then(|i| match i.dims.as_slice() {
-            [_, c, h, w] => Some([c.known()?, h.known()?, w.known()?]),
+            [_, a, b, c] => Some([a.known()?, b.known()?, c.known()?]),
             _ => None,
         });
         let shape = match known {
-            Some([c, h, w]) => self.constant(&format!("{v}_frames"), &[-1, c, h, w]),
+            Some([a, b, c]) => self.constant(&format!("{v}_frames"), &[-1, a, b, c]),
             None => {
                 let all = format!("{v}_frames_all");
                 nodes.push(node("Shape", &format!("{v}/Shape"), vec![frames.clone()], &all, vec![]));
@@ -735,8 +772,10 @@ fn per_channel(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option
 }
 
 /// Elementwise with broadcasting: constants of rank 3 (`[C, H, W]`) or 4 (`[1, C, H, W]`) get the
-/// time axis before H; ranks up to 2 broadcast over H and W alike in both layouts.
+/// time axis before H; ranks up to 2 broadcast over H and W alike in both layouts. Against a
+/// channels-last twin, whose last three axes are the 2D tensor's, a constant broadcasts as it is.
 fn broadcast(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let channels_last = n.input.iter().any(|i| l.last.contains(i));
     let mut nodes = Vec::new();
     let mut ins = Vec::new();
     for (name, lifted) in n.input.iter().zip(inputs) {
@@ -744,7 +783,8 @@ fn broadcast(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<V
             Some(v) => v.clone(),
             // A rank-4 constant broadcasts over the frames only if its first dim is 1.
             None => match l.constant_dims.get(name)?.as_slice() {
-                d if d.len() <= 2 => name.clone(),
+                d if d.len() <= 2 || channels_last && d.len() == 3 => name.clone(),
+                [1, _, _, _] if channels_last => name.clone(),
                 [_, _, _] => l.unsqueeze(name, 1, &mut nodes),
                 [1, _, _, _] => l.unsqueeze(name, 2, &mut nodes),
                 _ => return None,
@@ -907,7 +947,8 @@ fn reduce_5d(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<N
         return None;
     }
     let from_input = n.input.get(1).is_some_and(|a| !a.is_empty());
-    let axes: Vec<i64> = reduce_axes(l, n)?.into_iter().map(axis_5d).collect::<Option<_>>()?;
+    let to_5d = if l.last.contains(&n.input[0]) { axis_last } else { axis_5d };
+    let axes: Vec<i64> = reduce_axes(l, n)?.into_iter().map(to_5d).collect::<Option<_>>()?;
     if axes.is_empty() {
         return None;
     }
@@ -1017,6 +1058,64 @@ fn axis_5d(a: i64) -> Option<i64> {
         3 => Some(4),
         _ => None,
     }
+}
+
+/// A 2D axis of a channels-last tensor, `[N*T, H, W, C]`, in its twin `[N, T, H, W, C]`: one on,
+/// counted from the end the same; the batch has no counterpart.
+fn axis_last(a: i64) -> Option<i64> {
+    match a {
+        -3..=-1 => Some(a),
+        1..=3 => Some(a + 1),
+        _ => None,
+    }
+}
+
+/// A Transpose between channels first and channels last, `[N*T, C, H, W]` to `[N*T, H, W, C]`
+/// or back (a LayerNorm over channels, torchvision's and timm's ConvNeXt): the twin moves C to
+/// the end or back, the frames' axes staying where they are. The lift records the output's
+/// layout; no other Transpose has a 5D form.
+///
+/// Along one depth only (tract's form): torchvision's ConvNeXt-T two clips a run in tract 0.948 of
+/// the 2D export against 1.006 for the default; in OpenVINO one clip 1.088 against 1.008, its 5D
+/// Transposes run by a reference kernel (30 ms a clip against 21 for the 2D export's, which it
+/// folds into its layout changes; `bench/RESULTS-convnext.md`).
+fn transpose(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    if l.layout != Layout::Depth {
+        return None;
+    }
+    let perm = match (l.last.contains(&n.input[0]), attr_ints(n, "perm")?.as_slice()) {
+        (false, [0, 2, 3, 1]) => [0, 2, 3, 4, 1],
+        (true, [0, 3, 1, 2]) => [0, 4, 1, 2, 3],
+        _ => return None,
+    };
+    Some(vec![renamed(n, vec![x], vec![ints_attr("perm", &perm)])])
+}
+
+/// A LayerNormalization over the last axes of a channels-last twin (its scale and bias shaped as
+/// those axes, the same in 5D); the statistics outputs would need their own layout.
+fn layer_norm(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    if inputs.iter().skip(1).any(Option::is_some) || n.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return None;
+    }
+    let attrs = match attr_int(n, "axis") {
+        Some(a) => vec![int_attr("axis", axis_last(a)?)],
+        None => vec![],
+    };
+    let ins = std::iter::once(x).chain(n.input.iter().skip(1).cloned()).collect();
+    Some(vec![renamed(n, ins, attrs)])
+}
+
+/// A product of a channels-last twin with a constant matrix (a Linear layer on the channels):
+/// the leading axes are its batch, however many.
+fn matmul(l: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
+    let x = inputs.first()?.clone()?;
+    let w = n.input.get(1)?;
+    if inputs.get(1)?.is_some() || l.constant_dims.get(w)?.len() != 2 {
+        return None;
+    }
+    Some(vec![renamed(n, vec![x, w.clone()], vec![])])
 }
 
 fn concat(_: &mut Lift, n: &NodeProto, inputs: &[Option<String>]) -> Option<Vec<NodeProto>> {
@@ -1392,6 +1491,125 @@ mod tests {
             };
             for lifted in ["expand/volume", "mul/volume", "gap/volume", "shape/volume", "pool/volume", read_by] {
                 assert!(names.contains(&lifted), "opset {opset}, open {open}: {lifted} not in {names:?}");
+            }
+            let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
+            let diff = run(&g, opset, &x).max_abs_diff(&run(&five, opset, &x));
+            assert!(diff < 1e-5, "opset {opset}, {layout:?}, open {open}: {diff}");
+        }
+    }
+
+    /// A ConvNeXt block (torchvision's and timm's): the depthwise convolution's output transposed
+    /// to channels last, LayerNorm (a LayerNormalization, or before opset 17 the exporter's
+    /// ReduceMean chain), a Linear-GELU-Linear MLP as MatMuls, a layer scale, the Transpose back;
+    /// then a node without a rule reading a channels-last tensor, which goes back by a view. Along
+    /// one depth only: in the clips' volume the block goes back at its first Transpose.
+    #[test]
+    fn a_convnext_block_runs_channels_last_in_the_volume() {
+        let cases = [
+            (13, Layout::Depth, false),
+            (13, Layout::Depth, true),
+            (17, Layout::Depth, false),
+            (17, Layout::Depth, true),
+            (18, Layout::Depth, false),
+            (17, Layout::Clips, false),
+        ];
+        for (opset, layout, open) in cases {
+            let config = Config { shift_form: ShiftForm::Tract, ..Config::default() };
+            let (shift, shift_inits, shifted, record) = shift_2d("r1", 8, (5, 7), 2, opset, &config);
+            let perm = |p: &[i64]| vec![ints_attr("perm", p)];
+            let last_axis = |node: NodeProto| match opset {
+                18.. => NodeProto { input: [node.input, vec!["minus_one".into()]].concat(), ..node },
+                _ => with_attrs(node, vec![ints_attr("axes", &[-1])]),
+            };
+            let layer_norm = match opset {
+                17.. => vec![with_attrs(
+                    n("LayerNormalization", "ln", &["t", "g", "bn"], &["ln"]),
+                    vec![int_attr("axis", -1)],
+                )],
+                _ => vec![
+                    last_axis(n("ReduceMean", "mean", &["t"], &["mu"])),
+                    n("Sub", "dev", &["t", "mu"], &["dev"]),
+                    n("Pow", "sq", &["dev", "two"], &["sq"]),
+                    last_axis(n("ReduceMean", "var", &["sq"], &["var"])),
+                    n("Add", "eps", &["var", "eps"], &["ve"]),
+                    n("Sqrt", "sd", &["ve"], &["sd"]),
+                    n("Div", "norm", &["dev", "sd"], &["nrm"]),
+                    n("Mul", "scale", &["nrm", "g"], &["ng"]),
+                    n("Add", "shift", &["ng", "bn"], &["ln"]),
+                ],
+            };
+            let mut nodes = vec![
+                with_attrs(n("Conv", "conv", &["x", "w", "b"], &["c1"]), vec![ints_attr("pads", &[1, 0, 1, 2])]),
+                n("Relu", "relu", &["c1"], &["r1"]),
+                with_attrs(
+                    n("Conv", "dw", &[shifted.as_str(), "wdw", "bdw"], &["d"]),
+                    vec![int_attr("group", 8), ints_attr("pads", &[1, 1, 1, 1])],
+                ),
+                with_attrs(n("Transpose", "to_last", &["d"], &["t"]), perm(&[0, 2, 3, 1])),
+            ];
+            nodes.extend(layer_norm);
+            nodes.extend([
+                n("MatMul", "fc1", &["ln", "w1"], &["h"]),
+                n("Add", "fc1_bias", &["b1", "h"], &["hb"]),
+                n("Div", "gelu_div", &["hb", "sqrt2"], &["hd"]),
+                n("Erf", "gelu_erf", &["hd"], &["he"]),
+                n("Add", "gelu_add", &["he", "one_f"], &["ha"]),
+                n("Mul", "gelu_mul", &["hb", "ha"], &["hm"]),
+                n("Mul", "gelu_half", &["hm", "half"], &["act"]),
+                n("MatMul", "fc2", &["act", "w2"], &["o"]),
+                n("Add", "fc2_bias", &["o", "b2"], &["ob"]),
+                n("Mul", "gamma", &["ob", "gamma"], &["og"]),
+                with_attrs(n("Transpose", "to_first", &["og"], &["back"]), perm(&[0, 3, 1, 2])),
+                n("Mul", "layer_scale", &["ls", "back"], &["scaled"]),
+                n("Add", "join", &["scaled", "r1"], &["j"]),
+                with_attrs(n("Transpose", "head_last", &["j"], &["tl"]), perm(&[0, 2, 3, 1])),
+                with_attrs(n("Softmax", "softmax", &["tl"], &["sm"]), vec![int_attr("axis", -1)]),
+                with_attrs(
+                    n("ReduceMean", "pool", &["sm"], &["y"]),
+                    vec![ints_attr("axes", &[1, 2]), int_attr("keepdims", 0)],
+                ),
+            ]);
+            nodes.splice(2..2, shift);
+            let scalar = |name: &str, v: f32| FloatArray { shape: vec![], data: vec![v] }.to_proto(name);
+            let inits = [
+                floats("w", &[8, 3, 3, 2], 1),
+                floats("b", &[8], 2),
+                floats("wdw", &[8, 1, 3, 3], 3),
+                floats("bdw", &[8], 4),
+                floats("g", &[8], 5),
+                floats("bn", &[8], 6),
+                floats("w1", &[8, 16], 7),
+                floats("b1", &[16], 8),
+                floats("w2", &[16, 8], 9),
+                floats("b2", &[8], 10),
+                floats("gamma", &[1, 1, 1, 8], 11),
+                floats("ls", &[8, 1, 1], 12),
+                scalar("two", 2.0),
+                scalar("eps", 1e-6),
+                scalar("sqrt2", std::f32::consts::SQRT_2),
+                scalar("one_f", 1.0),
+                scalar("half", 0.5),
+                int64_vec("minus_one", &[-1]),
+            ];
+            let mut g = graph(nodes, inits.into_iter().chain(shift_inits).collect(), 3, "y");
+            if open {
+                open_height_and_width(&mut g);
+            }
+            let (five, count) = lifted_in(&g, &[record], opset, layout);
+            assert_eq!(count, 1, "opset {opset}");
+            let names: Vec<&str> = five.node.iter().map(|n| n.name()).collect();
+            let ln = if opset >= 17 { "ln/volume" } else { "var/volume" };
+            for lifted in ["to_last/volume", ln, "fc1/volume", "gelu_erf/volume", "gamma/volume", "to_first/volume"] {
+                let want = layout == Layout::Depth;
+                assert_eq!(
+                    names.contains(&lifted),
+                    want,
+                    "opset {opset}, {layout:?}, open {open}: {lifted} in {names:?}"
+                );
+            }
+            // The Softmax's input goes back by a view, no Transpose.
+            if layout == Layout::Depth {
+                assert!(names.contains(&"tl/volume/Reshape_back") && !names.contains(&"tl/volume/Transpose_back"));
             }
             let x = FloatArray::random(&[2 * T, 3, 5, 6], 7);
             let diff = run(&g, opset, &x).max_abs_diff(&run(&five, opset, &x));
