@@ -10,6 +10,9 @@ means the volume went back to 2D before it, at an operator without a rule.
 Stop 57's run (`bench/RESULTS-computed-pads.md`) found GhostNet and ReXNet at their first site (a
 channel Slice had no rule; now 16 of 16 and 11 of 11) and ECA-ResNet at its first (its attention
 reads the pooled tensor through Shape and Reshape; 16 of 16 since stop 58, `bench/RESULTS-eca.md`).
+Stop 59's run: ConvNeXt-T 18 of 18 with `--form tract` (none before: its LayerNorms run channels
+last, `bench/RESULTS-convnext.md`); MobileViTv2 still 1 of 19 (its other sites are in attention
+blocks on unfolded patches), LCNet has no residual block; every other export all of its sites.
 """
 import argparse
 import os

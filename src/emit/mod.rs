@@ -389,8 +389,9 @@ fn head_shift(e: &mut Emitter, site: &Site, config: &Config) -> String {
 
 /// What [`volume::lift`] needs to know of a site's shift, with `--shift-form openvino` offline: not
 /// for a quantized tensor, which the lift never takes into 5D. A channels-last site's record is
-/// its shift between the Transposes to channels first and back ([`on_channels_first`]): the
-/// volume takes the Transposes where it runs channels last, and the shift on channels first.
+/// its shift between the Transposes to channels first and back ([`on_channels_first`]): tract's
+/// volume takes the Transposes (it runs channels last), and the shift on channels first;
+/// OpenVINO's has no channels-last form.
 pub(crate) fn shift_record(
     site: &Site,
     config: &Config,
@@ -402,8 +403,14 @@ pub(crate) fn shift_record(
     if !volume || config.online || site.quant.is_some() {
         return None;
     }
+    let transpose = |n: &NodeProto| n.op_type() == "Transpose";
     let (input, output, nodes) = match nodes {
-        [to_nchw, inner @ .., to_nhwc] if site.channels_last => {
+        [to_nchw, inner @ .., to_nhwc]
+            if site.channels_last
+                && config.shift_form == ShiftForm::Tract
+                && transpose(to_nchw)
+                && transpose(to_nhwc) =>
+        {
             (to_nchw.output.first()?.as_str(), to_nhwc.input.first()?.as_str(), inner)
         }
         _ if site.channels_last => return None,
