@@ -14,7 +14,7 @@ stop 55) against the default's 2D graph: the same model must come out of both, w
 ResNet-50-D, ResNet-50-GN, MobileNetV3-Large and the TF ports of EfficientNet-B0 and
 MobileNetV3-Large, whose "same" pads are float arithmetic on the input's Shape, and of MixNet-S,
 and timm's GhostNet and ReXNet, which slice channels, ECA-ResNet-50-D, whose attention
-reads its input's Shape, ConvNeXt (torchvision's and timm's Tiny, timm's Atto) and ConvFormer-S18, whose
+reads its input's Shape, ConvNeXt (torchvision's and timm's Tiny, timm's Atto and V2-Atto) and ConvFormer-S18, whose
 LayerNorms run channels last (seeded random weights, BatchNorm statistics randomized, opset 17, the
 batch symbolic) into --work, rewrites each both ways and runs both in onnxruntime and OpenVINO f32
 on two clips; then time them with bench/paired_models.py, e.g.
@@ -122,6 +122,9 @@ ARCHS = {
     "tv_convnext_tiny": ("torchvision", "convnext_tiny"),
     "timm_convnext_tiny": ("timm", "convnext_tiny"),
     "timm_convnext_atto": ("timm", "convnext_atto"),
+    # ConvNeXt-V2: global response norm in the channels-last MLP (an L2 norm over H and W, a mean
+    # over channels).
+    "timm_convnextv2_atto": ("timm", "convnextv2_atto"),
     # A MetaFormer (ConvFormer): every norm a LayerNorm2d, the first block forking from the stem
     # norm's channels-last output.
     "timm_convformer_s18": ("timm", "convformer_s18"),
