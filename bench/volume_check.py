@@ -128,6 +128,10 @@ ARCHS = {
     # A MetaFormer (ConvFormer): every norm a LayerNorm2d, the first block forking from the stem
     # norm's channels-last output.
     "timm_convformer_s18": ("timm", "convformer_s18"),
+    # CAFormer: ConvFormer's first two stages, attention on token sequences in the last two (no
+    # blocks the tool finds there); InceptionNeXt: ConvNeXt's layout, BatchNorm, a 1x1 convolution MLP.
+    "timm_caformer_s18": ("timm", "caformer_s18"),
+    "timm_inception_next_tiny": ("timm", "inception_next_tiny"),
 }
 
 

@@ -13,6 +13,8 @@ reads the pooled tensor through Shape and Reshape; 16 of 16 since stop 58, `benc
 Stop 59's run: ConvNeXt-T 18 of 18 with `--form tract` (none before: its LayerNorms run channels
 last, `bench/RESULTS-convnext.md`); MobileViTv2 still 1 of 19 (its other sites are in attention
 blocks on unfolded patches), LCNet has no residual block; every other export all of its sites.
+The five timm exports added then: ConvNeXt-V2-Atto, CAFormer-S18 and InceptionNeXt-T all of their
+sites, EdgeNeXt-XS 6 of 18, PoolFormerV2-S12 1 of 24 (GroupNorms of one group, by Reshapes).
 """
 import argparse
 import os
@@ -27,7 +29,9 @@ ARCHS = [("torchvision", a) for a in ["resnext50_32x4d", "mobilenet_v3_large", "
                                       "regnet_x_400mf", "convnext_tiny"]] + \
         [("timm", a) for a in ["ecaresnet50d", "mixnet_s", "ghostnet_100", "rexnet_100", "efficientnet_lite0",
                                "resnet26t", "lcnet_100", "dla34", "res2net50_26w_4s", "mobilevitv2_050",
-                               "tf_efficientnet_b0", "tf_mixnet_s"]]
+                               "tf_efficientnet_b0", "tf_mixnet_s"]] + \
+        [("timm", a) for a in ["convnextv2_atto", "caformer_s18", "poolformerv2_s12", "inception_next_tiny",
+                               "edgenext_x_small"]]
 
 
 def export(lib, arch, path):
