@@ -7,6 +7,7 @@ stop 55) against the default's 2D graph: the same model must come out of both, w
     python bench/volume_check.py --form tract archs # the same for --shift-form tract, tract as well
     python bench/volume_check.py --form tract --opset 13 archs timm_convnext_atto   # another opset
     python bench/volume_check.py --form tract --opset dynamo archs timm_convnext_atto  # the dynamo exporter
+    python bench/volume_check.py --form tract --float16 archs timm_convnext_atto      # weights in float16
 
 `fixtures` rewrites each `fixtures/models/*.onnx` with the default and with `--shift-form openvino`
 (`--no-validate`) and runs both in onnxruntime on 16 frames of seeded noise at the model's size.
@@ -162,7 +163,7 @@ def export(name, path, opset=17):
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
 
 
-def archs(work, names, opset=17):
+def archs(work, names, opset=17, fp16=False):
     import onnxruntime as ort
     import openvino as ov
     core = ov.Core()
@@ -172,6 +173,15 @@ def archs(work, names, opset=17):
         plain = os.path.join(work, f"{tag}.onnx")
         if not os.path.exists(plain):
             export(name, plain, opset)
+        if fp16:
+            # Weights and activations in float16, the input and output float32 (onnxconverter-common).
+            from onnxconverter_common import float16
+            import onnx
+            tag += "_fp16"
+            half = os.path.join(work, f"{tag}.onnx")
+            if not os.path.exists(half):
+                onnx.save(float16.convert_float_to_float16(onnx.load(plain), keep_io_types=True), half)
+            plain = half
         outs, took = [], None
         for form in ("stream", FORM):
             dst = os.path.join(work, f"{tag}_{form}.onnx")
@@ -190,7 +200,7 @@ def archs(work, names, opset=17):
                 except Exception as e:  # tract's optimizer fails on ResNet-50-GN's 2D export too
                     print(f"{name}: tract cannot optimize the rewrite ({str(e).splitlines()[0]}); the 2D export: "
                           f"{'fails too' if not tract_loads(plain, list(x.values())[0]) else 'loads'}")
-        bad += not row(tag, outs, took)
+        bad += not row(tag, outs, took, fp16=fp16)
     return bad
 
 
@@ -226,6 +236,7 @@ def main():
     ap.add_argument("--work", default=None, help="where models go (archs: /tmp/volume-archs)")
     ap.add_argument("--form", default="openvino", choices=["openvino", "tract"])
     ap.add_argument("--opset", default="17", help="archs: the export's opset, or `dynamo` (opset 18)")
+    ap.add_argument("--float16", action="store_true", help="archs: the export converted to float16 (float32 I/O)")
     args = ap.parse_args()
     global FORM
     FORM = args.form
@@ -235,7 +246,8 @@ def main():
     else:
         work = args.work or "/tmp/volume-archs"
         os.makedirs(work, exist_ok=True)
-        bad = archs(work, args.names, args.opset if args.opset == "dynamo" else int(args.opset))
+        opset = args.opset if args.opset == "dynamo" else int(args.opset)
+        bad = archs(work, args.names, opset, args.float16)
     sys.exit(1 if bad else 0)
 
 
