@@ -67,11 +67,10 @@ pub enum ShiftForm {
     /// its input run on the frames in 2D: tract runs a batch of 2D frames, and a batch of volumes,
     /// slower than one volume (ResNet-50 and MobileNetV2, two clips a run: 0.72x and 0.56x of the
     /// 2D model); past an operator without a 5D form, the default's stream sites and the ScatterND
-    /// form elsewhere stay 2D. Online the stream
-    /// form only at sites whose fold is whole blocks of 16 channels and whose split tensors no
-    /// convolution other than the shifted one reads (a stage's first block, where the downsample
-    /// reads the block input, keeps the batch form). Measured with one stream; with several, the
-    /// batch form cost tract less on ResNet-50.
+    /// form elsewhere stay 2D. Online the batch form at every site (no convolution split), and
+    /// where a block's residual Add reads the site's tensor after a 1x1 convolution, the tensor
+    /// joined back from the site's two slices (`plan::Site::rejoined`): tract then keeps the Add out
+    /// of that convolution's product, whose fused form it runs slowly at one stream.
     Tract,
     /// Offline (from opset 11), the default's forms written on each clip as a volume
     /// [N, C, T, H, W], every 2D convolution a 3D one of depth 1 and every shift one depthwise

@@ -75,9 +75,10 @@ struct Args {
     /// untouched), clip (on a [N, T, C, H*W] view at every site, offline only), tract (fastest
     /// in tract: offline from opset 11 every frame of every clip along one volume [1, C, N*T, H,
     /// W], every shift a depthwise convolution over the frames masked at the clips' borders,
-    /// which tract runs faster than the 2D model itself, onnxruntime slower; online the stream
-    /// form only where the fold is whole blocks and no other convolution reads the site's tensor;
-    /// with several streams, batch measured cheaper in tract) or openvino (offline from opset 11
+    /// which tract runs faster than the 2D model itself, onnxruntime slower; online the batch form
+    /// at every site, and a residual Add after a 1x1 convolution reading its input joined back from
+    /// the site's two slices, which keeps the Add out of tract's slow fused product at one stream)
+    /// or openvino (offline from opset 11
     /// the network on each clip as a volume [N, C, T, H, W], every shift a depthwise convolution
     /// over T, which OpenVINO runs in its own layout: fastest there, slower in onnxruntime, and in
     /// tract with more than one clip a run; online the default's graph). Before opset 10 the

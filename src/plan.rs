@@ -3,7 +3,7 @@
 //! Planning changes nothing; `emit` turns a plan into a patch.
 
 use crate::blocks::{Block, Findings};
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, ShiftForm};
 use crate::error::Error;
 use crate::graph::{node_label, Dataflow, Producer};
 use crate::onnx::{GraphProto, NodeProto};
@@ -50,6 +50,10 @@ pub struct Site {
     pub stream_refused: Option<String>,
     /// Consumers (node, input slot) that will read the shifted tensor instead.
     pub edges: Vec<(usize, usize)>,
+    /// `--shift-form tract --online`: residual Adds (node, input slot) that read the unshifted
+    /// tensor and that tract would fuse into the 1x1 convolution writing their other term; they
+    /// read the tensor joined back from the site's two slices instead (see `emit::online`).
+    pub rejoined: Vec<(usize, usize)>,
     /// Names of those consumers (indices change once the patch is applied).
     pub into: Vec<String>,
     /// The subgraph goes right after this node (the tensor's producer); `None`: at the graph's start.
@@ -106,6 +110,49 @@ fn strided_1x1(graph: &GraphProto, shapes: &Shapes, edges: &[(usize, usize)]) ->
             && kernel.is_some_and(|k| !k.is_empty() && k.iter().all(|&d| d == 1))
             && attr_ints(node, "strides").is_some_and(|s| s.iter().any(|&d| d > 1))
     })
+}
+
+/// The residual Adds reading `tensor` (not at the shift's `edges`) that tract 0.23 fuses into the
+/// convolution writing their other term, where that is a 1x1 convolution: at one stream tract
+/// computes such a product with the Add in it by gathering the other term's tile a float per channel
+/// row, and on ResNet-50 the fused product ran at about a third of its speed without the Add
+/// (bench/RESULTS-tract-fused-add.md). tract fuses only where the Add's two terms have equal facts
+/// and the convolution has no other reader; a term joined by a Concat is not fused. After a 3x3
+/// convolution (ResNet-18) the Add is a small part of the product and keeping it out gained nothing.
+fn fused_joins(
+    graph: &GraphProto,
+    df: &Dataflow,
+    shapes: &Shapes,
+    tensor: &str,
+    edges: &[(usize, usize)],
+) -> Vec<(usize, usize)> {
+    use crate::shapes::conv_kernel;
+    let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name()).collect();
+    let dims = |t: &str| shapes.get(t).map(|i| i.dims.clone());
+    df.consumers_of(tensor)
+        .iter()
+        .copied()
+        .filter(|&(n, slot)| {
+            let add = &graph.node[n];
+            if add.op_type() != "Add" || add.input.len() != 2 || slot > 1 || edges.contains(&(n, slot)) {
+                return false;
+            }
+            let other = add.input[1 - slot].as_str();
+            let pointwise_conv = match df.producer.get(other) {
+                Some(Producer::Node(c, _)) => {
+                    let conv = &graph.node[*c];
+                    let kernel = conv_kernel(conv, conv.input.get(1).and_then(|w| shapes.get(w)));
+                    conv.op_type() == "Conv" && kernel.is_some_and(|k| !k.is_empty() && k.iter().all(|&d| d == 1))
+                }
+                _ => false,
+            };
+            pointwise_conv
+                && df.consumers_of(other).len() == 1
+                && !outputs.contains(other)
+                && dims(tensor).is_some()
+                && dims(tensor) == dims(other)
+        })
+        .collect()
 }
 
 /// The element type of `tensor`: declared in the graph, or else that of the weights its consumers
@@ -348,7 +395,7 @@ pub fn plan(
             prefix = format!("{base}_{n}");
         }
         prefixes.insert(prefix.clone());
-        plan.sites.push(Site {
+        let mut site = Site {
             block: k,
             block_name: block.name.clone(),
             tensor: tensor.clone(),
@@ -364,13 +411,19 @@ pub fn plan(
             in_qdq_model,
             segments: config.segments,
             strided_1x1: strided_1x1(graph, shapes, &edges),
+            rejoined: Vec::new(),
             stream: None,
             stream_refused: None,
             into: edges.iter().map(|&(n, _)| node_label(&graph.node[n], n)).collect(),
             edges,
             after,
             prefix,
-        });
+        };
+        let tract_online = config.online && config.shift_form == ShiftForm::Tract;
+        if tract_online && !site.channels_last && crate::emit::online::slices_flat(&site, opset) {
+            site.rejoined = fused_joins(graph, df, shapes, &site.tensor, &site.edges);
+        }
+        plan.sites.push(site);
     }
     if plan.sites.is_empty() {
         // The first of the widest (max_by_key keeps the last of equals).

@@ -111,6 +111,16 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
             p.plan.sites.len()
         );
     }
+    let rejoined = p.plan.sites.iter().filter(|s| !s.rejoined.is_empty()).count();
+    if rejoined > 0 && config.online {
+        let _ = writeln!(
+            out,
+            "rejoined at {rejoined} of {} site(s): the residual Add reads the block input joined back from the \
+             site's two slices, so tract keeps the Add out of the 1x1 convolution before it (it runs that fused product slowly \
+             at one stream)",
+            p.plan.sites.len()
+        );
+    }
     // Why each other site stays out of it, grouped by reason in site order (numbered as in the table).
     let mut refused: Vec<(&str, Vec<usize>)> = Vec::new();
     for (i, site) in p.plan.sites.iter().enumerate() {
@@ -315,6 +325,7 @@ pub fn json(
                 "quantized": site.map(|s| s.quant.is_some()),
                 "stream_split": site.and_then(|s| s.stream.as_ref().map(|st| st.split)),
                 "stream_refused": site.and_then(|s| s.stream_refused.clone()),
+                "rejoined": site.map(|s| !s.rejoined.is_empty()),
                 "volume": site.map(|s| volume.iter().any(|n| n.starts_with(&format!("{}/", s.prefix)))),
                 "not_shifted": not_shifted,
             })

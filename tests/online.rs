@@ -106,19 +106,26 @@ macro_rules! online_tests {
 
 for_each_fixture!(online_tests);
 
-/// `--shift-form tract`: the stream form only where the fold is whole blocks, the split
-/// convolutions are 1x1 and no other convolution reads the split tensor. On resnet_bottleneck
-/// (residual, fold 8) that leaves out the two stage heads whose downsample reads the block input
-/// and the sites whose fold of 8 would ride in a head of 16: 1 stream site of 6 against the
-/// default's 5, the same outputs. The other fixtures get the batch form's graph.
+/// `--shift-form tract`: the batch form's Concat at every site (no stream site), and where a
+/// block's residual Add reads the site's tensor after a 1x1 convolution, that tensor joined back
+/// from the site's two slices (so tract keeps the Add out of the convolution's product). On
+/// resnet_bottleneck (residual, fold 8) three of six sites are such identity blocks, the other
+/// three stage heads whose Add sums two convolutions; resnet_basic's Adds follow 3x3s. Every
+/// fixture streams equal to the references.
 #[test]
 fn tract_form_streams_equal_the_references() {
-    let stream_sites = |form| {
-        let config = Config { shift_form: form, ..online_config("resnet_bottleneck", "online-residual-fd8") };
-        let prepared = rewrite::prepare(&model("resnet_bottleneck"), &config).unwrap();
-        prepared.plan.sites.iter().filter(|s| s.stream.is_some()).count()
+    let sites = |name: &str, form| {
+        let config = Config { shift_form: form, ..online_config(name, "online-residual-fd8") };
+        let prepared = rewrite::prepare(&model(name), &config).unwrap();
+        let rejoined = prepared.graph().node.iter().filter(|n| n.name().ends_with("/tsm/Concat_rejoined")).count();
+        let stream = prepared.plan.sites.iter().filter(|s| s.stream.is_some()).count();
+        (stream, rejoined)
     };
-    assert_eq!((stream_sites(ShiftForm::Stream), stream_sites(ShiftForm::Tract)), (5, 1));
+    assert_eq!(
+        (sites("resnet_bottleneck", ShiftForm::Stream), sites("resnet_bottleneck", ShiftForm::Tract)),
+        ((5, 0), (0, 3))
+    );
+    assert_eq!((sites("resnet_basic", ShiftForm::Tract), sites("mobilenet_v2", ShiftForm::Tract)), ((0, 0), (0, 4)));
     for name in ["resnet_bottleneck", "resnet_deep", "resnet_basic", "mobilenet_v2"] {
         check_online_form(name, ShiftForm::Tract);
     }

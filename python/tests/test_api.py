@@ -107,17 +107,20 @@ def test_errors_carry_the_message_and_exit_code(tmp_path):
     assert not (tmp_path / "o.onnx").exists()
 
 
-# The stream form takes 5 of resnet_bottleneck's six sites, --shift-form tract one; none of
-# resnet_basic's (between 3x3 convolutions) nor of mobilenet_v2's (folds not whole blocks of 16).
-@pytest.mark.parametrize("name,sites,form,streamed", [("resnet_basic", 8, "stream", 0), ("mobilenet_v2", 4, "stream", 0),
-                                                      ("resnet_bottleneck", 6, "stream", 5),
-                                                      ("resnet_bottleneck", 6, "tract", 1)])
-def test_stream_equals_the_pytorch_streaming_reference(tmp_path, name, sites, form, streamed):
+# The stream form takes 5 of resnet_bottleneck's six sites; none of resnet_basic's (between 3x3
+# convolutions) nor of mobilenet_v2's (folds not whole blocks of 16). --shift-form tract takes none,
+# and rejoins the three identity blocks' residual Adds (after 1x1 convolutions).
+@pytest.mark.parametrize("name,sites,form,streamed,rejoined", [("resnet_basic", 8, "stream", 0, 0),
+                                                               ("mobilenet_v2", 4, "stream", 0, 0),
+                                                               ("resnet_bottleneck", 6, "stream", 5, 0),
+                                                               ("resnet_bottleneck", 6, "tract", 0, 3)])
+def test_stream_equals_the_pytorch_streaming_reference(tmp_path, name, sites, form, streamed, rejoined):
     out = tmp_path / "online.onnx"
     report = tsm_rewrite.rewrite(os.path.join(MODELS, f"{name}.onnx"), out, online=True, shift_form=form)
     assert len(report["buffers"]) == sites and report["validation"]["kind"] == "online"
     assert report["config"]["shift_form"] == form
     assert sum(1 for b in report["blocks"] if b.get("stream_split")) == streamed
+    assert sum(1 for b in report["blocks"] if b.get("rejoined")) == rejoined
     x = tensor(name, "input_0.pb")
     # PyTorch's streaming TSM (fixtures/export.py), equal to the offline past-only network frame by
     # frame: [frames, streams, 10]

@@ -17,7 +17,7 @@ mod batch;
 pub use batch::FrameMasks;
 mod clip;
 pub mod consensus;
-mod online;
+pub(crate) mod online;
 mod rows;
 mod scatter;
 pub mod stream;
@@ -134,6 +134,8 @@ impl Patch {
 /// the buffer list, the stream writer's heads and the Slice that makes the output agree on them.
 pub(crate) const BUFFER_IN: &str = "buffer_in";
 pub(crate) const BUFFER_OUT: &str = "buffer_out";
+/// The unshifted tensor joined back from an online site's two slices (see [`online`]).
+pub(crate) const REJOINED: &str = "rejoined";
 
 /// A node with one output.
 pub(crate) fn node(
@@ -581,6 +583,8 @@ pub fn emit_online(plan: &Plan, shapes: &OnlineShapes, opset: i64, metadata_valu
         // A stream site's buffers are written by `stream::emit`.
         if site.stream.is_none() {
             let (nodes, inits, out) = online_subgraph(site, opset, (h, w));
+            let rejoined = format!("{}/{REJOINED}", site.prefix);
+            patch.rewires.extend(site.rejoined.iter().map(|&(n, s)| (n, s, rejoined.clone())));
             patch.inserts.push((site.after, nodes));
             patch.initializers.extend(inits);
             patch.rewires.extend(site.edges.iter().map(|&(n, s)| (n, s, out.clone())));

@@ -1,8 +1,14 @@
 //! The online (per-frame) form of a site: channels `[0, fold)` come from a buffer input holding the
 //! previous frame's, and a buffer output gives the current frame's.
 
-use super::{int_attr, Emitter, BUFFER_IN, BUFFER_OUT};
+use super::{int_attr, Emitter, BUFFER_IN, BUFFER_OUT, REJOINED};
 use crate::plan::Site;
+
+/// Whether the site's buffer output and the rest are both sliced from the flattened frame (see
+/// [`subgraph`]): only then can `Site::rejoined` join them back.
+pub(crate) fn slices_flat(site: &Site, opset: i64) -> bool {
+    site.fold != site.channels && !site.strided_1x1 && site.quant.is_none() && opset >= 10
+}
 
 /// The online form of one site: the site's consumers read `x` with channels `[0, fold)` replaced by
 /// `buffer_in`, and `buffer_out = x[:, :fold]`. Returns the nodes, initializers and shifted tensor.
@@ -23,13 +29,22 @@ use crate::plan::Site;
 /// tensor into the same parts, so there (and in a QDQ model, whose flattened frame holds the
 /// quantized values) the buffer is sliced from x.
 ///
+/// With `--shift-form tract`, where the block's residual Add reads x and tract would fuse that Add
+/// into the 1x1 convolution before it (`Site::rejoined`), the Add reads x joined back from the two
+/// flat slices instead, a copy that reuses them: tract keeps an Add with a Concat's output out of
+/// the product, and its fused form gathers the other term's tile a float per channel row, slow at
+/// one stream. The batch form at every site with these joins cost ResNet-50 0.955 and 0.989 of the
+/// 2D export per frame in tract at one stream, against 1.011 and 1.035 for the stream form at 12
+/// sites and the batch form at 4 that the flag wrote before; at two streams, where tract fuses no
+/// residual Add, 1.037 against 1.043 (bench/RESULTS-tract-online-rejoined.md).
+///
 /// In a QDQ model (the tensor is a per-tensor `DequantizeLinear`'s output) the buffers still carry
 /// floats, so that zeros before the first frame mean zeros whatever the zero point; the join is
 /// done on the quantized values (the buffer quantized again, exactly, as it was dequantized with the
 /// same scale) and dequantized after, so the consumer still reads a `DequantizeLinear`.
 pub(super) fn subgraph(e: &mut Emitter, site: &Site, (h, w): (i64, i64)) -> String {
     let (c, fold) = (site.channels, site.fold);
-    let flat_buffer = fold != c && !site.strided_1x1 && site.quant.is_none() && e.opset >= 10;
+    let flat_buffer = slices_flat(site, e.opset);
     if !flat_buffer {
         e.slice(BUFFER_OUT, &site.tensor, &[0], &[fold], &[1], &[c]);
     }
@@ -51,17 +66,23 @@ pub(super) fn subgraph(e: &mut Emitter, site: &Site, (h, w): (i64, i64)) -> Stri
     } else {
         let flat = e.constant("flat_shape", &[0, -1]);
         let x = e.node("Reshape", "Reshape_x", vec![x, flat.clone()], "x_flat", vec![]);
-        if flat_buffer {
+        let current = flat_buffer.then(|| {
             let current = e.slice("buffer_out_flat", &x, &[0], &[fold * h * w], &[1], &[c * h * w]);
             let shape = e.constant("buffer_shape", &[0, fold, h, w]);
-            e.node("Reshape", "Reshape_buffer_out", vec![current, shape], BUFFER_OUT, vec![]);
-        }
+            e.node("Reshape", "Reshape_buffer_out", vec![current.clone(), shape], BUFFER_OUT, vec![]);
+            current
+        });
         let rest = e.slice("rest", &x, &[fold * h * w], &[c * h * w], &[1], &[c * h * w]);
         let buffer = e.node("Reshape", "Reshape_buffer", vec![buffer_in, flat], "buffer_flat", vec![]);
-        let joined = e.node("Concat", "Concat", vec![buffer, rest], "shifted_flat", vec![int_attr("axis", 1)]);
+        let joined = e.node("Concat", "Concat", vec![buffer, rest.clone()], "shifted_flat", vec![int_attr("axis", 1)]);
         // 0, not -1: the batch is copied, so shape inference keeps its symbol (with -1 onnxruntime
         // cannot prove the block's residual Add inputs equal and leaves the Add unfused).
         let shape = e.constant("frame_shape", &[0, c, h, w]);
+        if let Some(current) = current.filter(|_| !site.rejoined.is_empty()) {
+            let inputs = vec![current, rest];
+            let rejoined = e.node("Concat", "Concat_rejoined", inputs, "rejoined_flat", vec![int_attr("axis", 1)]);
+            e.node("Reshape", "Reshape_rejoined", vec![rejoined, shape.clone()], REJOINED, vec![]);
+        }
         e.node("Reshape", "Reshape_frame", vec![joined, shape], "shifted", vec![])
     };
     match &site.quant {

@@ -99,9 +99,13 @@ pub fn choose(
     folder: &Path,
 ) {
     // The offline head is shifted by the batch form, which needs Slice with inputs (opset 10).
-    // `--shift-form tract` offline takes the default's sites: its volume shifts their heads.
+    // `--shift-form tract` offline takes the default's sites: its volume shifts their heads. Online
+    // it takes none: tract runs each split convolution as two products, each with its part of the
+    // residual Add fused in, where the batch form's whole products keep the Add out
+    // (`Site::rejoined`; bench/RESULTS-tract-online-rejoined.md).
     let form = config.shift_form;
-    if form == ShiftForm::Batch || form == ShiftForm::Clip || (!config.online && opset < 10) {
+    let tract_online = form == ShiftForm::Tract && config.online;
+    if form == ShiftForm::Batch || form == ShiftForm::Clip || tract_online || (!config.online && opset < 10) {
         return;
     }
     let inits = constants(graph);
@@ -130,7 +134,6 @@ pub fn choose(
             stream_edges: HashMap::new(),
             edges: edges.clone(),
             folder,
-            tract: form == ShiftForm::Tract && config.online,
             online: config.online,
             refusal: std::cell::RefCell::new(None),
             shapes,
@@ -189,9 +192,6 @@ struct Finder<'a> {
     /// split by halves of its input (a convolution, which reads it whole, is).
     edges: HashSet<(usize, usize)>,
     folder: &'a Path,
-    /// `--shift-form tract` (online): refuse a site whose head is rounded up past the fold, or
-    /// where any other convolution reads a tensor that would be split, not only one that widens.
-    tract: bool,
     online: bool,
     /// Why the last walk back refused, where it knows better than "cannot be computed in halves".
     refusal: std::cell::RefCell<Option<String>>,
@@ -229,9 +229,6 @@ impl Finder<'_> {
                 "the tail after a head of {s} channels, {} of {c}, is not whole blocks of {BLOCK}",
                 c - s
             ));
-        }
-        if self.tract && s != moved {
-            return Err(format!("--shift-form tract takes no head rounded up ({moved} moved channels)"));
         }
         // Every reader of the shifted tensor reads it in halves: the consumer, a convolution (the
         // residual branch's first), and with `--mode inplace` the shortcut too: the downsample
@@ -332,19 +329,11 @@ impl Finder<'_> {
         // more than the site saves: tract runs the head's part as a matrix product with a short
         // inner dimension over the whole output (per frame 6.3 ms for that downsample against
         // 1.7 ms unsplit), and the stem's split repeats tract's im2col of the image
-        // (bench/RESULTS-widening-readers.md). tract pays for every such fold (two matrix products
-        // and a sum where there was one), so `--shift-form tract` online (offline it takes the
-        // default's sites, in its volume) leaves out a stage's first block too, whose downsample
-        // reads x at stride 2: per
-        // frame on ResNet-50 1.028-1.050 against 1.061-1.079 with those sites split, in six runs;
-        // onnxruntime measured 0.01-0.06 dearer without the split, OpenVINO 0.07
-        // (bench/RESULTS-tract-form.md).
+        // (bench/RESULTS-widening-readers.md).
         if chain.iter().any(|t| self.other_reader(t, c, consumer_node)) {
-            return Err(if self.tract {
-                "--shift-form tract: another convolution reads a tensor it would split".into()
-            } else {
-                "another convolution reading a tensor it would split writes more values than that tensor holds".into()
-            });
+            return Err(
+                "another convolution reading a tensor it would split writes more values than that tensor holds".into(),
+            );
         }
         for t in &chain {
             self.split.insert(t.clone(), s);
@@ -356,7 +345,7 @@ impl Finder<'_> {
 
     /// Whether a convolution other than the site's `consumer` (a node index) reads `t`, of `c`
     /// channels, and writes more values than `t` holds (more output channels than `c` times the
-    /// product of its strides), or, for `tract`, reads it at all.
+    /// product of its strides).
     fn other_reader(&self, t: &str, c: i64, consumer: usize) -> bool {
         self.df.consumers.get(t).into_iter().flatten().any(|&(n, slot)| {
             let reader = &self.graph.node[n];
@@ -364,7 +353,7 @@ impl Finder<'_> {
                 && slot == 0
                 && conv_weights(reader, &self.inits, &self.computed, self.folder).is_some_and(|w| {
                     let stride: i64 = attr_ints(reader, "strides").map_or(1, |s| s.iter().product());
-                    self.tract || w.dims[0] > c * stride
+                    w.dims[0] > c * stride
                 })
         })
     }

@@ -365,7 +365,13 @@ mod tests {
         let findings = crate::blocks::find(&g, &df, &shapes);
         let mut plan = crate::plan::plan(&g, &df, &findings, &shapes, config, opset).unwrap();
         choose(&g, &df, &shapes, &mut plan, config, opset, Path::new("."));
-        let mut patch = super::super::emit(&plan, config, opset, String::new(), FrameMasks::new(&g));
+        let mut patch = if config.online {
+            let spatial = plan.sites.iter().map(|s| (s.height.known().unwrap(), s.width.known().unwrap())).collect();
+            let shapes = super::super::OnlineShapes { spatial, batch: Default::default(), elem_type: 1 };
+            super::super::emit_online(&plan, &shapes, opset, String::new()).0
+        } else {
+            super::super::emit(&plan, config, opset, String::new(), FrameMasks::new(&g))
+        };
         emit(&g, &plan, config, opset, Path::new("."), &mut patch).unwrap();
         patch.apply(&mut g, &mut vec![]);
         (plan, g)
@@ -919,8 +925,7 @@ mod tests {
             g.initializer[i] = floats(name, &[o, c, 3, 3], (0..o * c * 9).map(|v| v as f32));
             let conv = g.node.iter_mut().filter(|n| n.op_type() == "Conv").nth(at).unwrap();
             conv.attribute.push(crate::emit::ints_attr("pads", &[1, 1, 1, 1]));
-            for config in [Config::default(), online.clone(), Config { shift_form: ShiftForm::Tract, ..online.clone() }]
-            {
+            for config in [Config::default(), online.clone()] {
                 let (plan, g) = rewrite_graph(g.clone(), &config);
                 assert_eq!(plan.sites[0].stream, None, "{name} {config:?}");
                 let why = plan.sites[0].stream_refused.as_deref();
@@ -932,35 +937,60 @@ mod tests {
     }
 
     #[test]
-    fn the_tract_form_splits_only_pointwise_convolutions_that_no_other_convolution_reads() {
+    fn the_tract_form_online_splits_nothing_and_keeps_the_residual_add_out_of_the_convolution() {
         let online =
             Config { online: true, direction: Direction::Past, shift_form: ShiftForm::Tract, ..Config::default() };
-        // The downsample of a stage's first block reads x: folded by halves it would be two
-        // products and a sum in tract, so the site keeps the batch form's Concat.
-        let (plan, g) = rewrite_graph(projection_block(128, 256, 2), &online);
-        assert_eq!(plan.sites[0].stream, None);
-        assert_eq!(
-            plan.sites[0].stream_refused.as_deref(),
-            Some("--shift-form tract: another convolution reads a tensor it would split")
-        );
+        let add_inputs = |g: &GraphProto| g.node.iter().find(|n| n.name() == "/b/Add").unwrap().input.clone();
+        // An identity block after a 1x1 convolution: no stream site (the default splits it), and
+        // the residual Add reads x joined back from the batch form's two flat slices, which tract
+        // does not fuse into conv2's product.
+        let (plan, g) = rewrite(128, &online);
+        assert_eq!((plan.sites[0].stream.as_ref(), plan.sites[0].stream_refused.as_ref()), (None, None));
+        let add = g.node.iter().position(|n| n.name() == "/b/Add").unwrap();
+        assert_eq!(plan.sites[0].rejoined, [(5, 1)]);
+        assert_eq!(add_inputs(&g), ["a3", "/b/tsm/rejoined"]);
         assert!(!g.node.iter().any(|n| n.name().contains("/head") || n.name().contains("/from_")));
-        assert!(g.node.iter().any(|n| n.op_type() == "Concat"));
-        // An identity block: only the shifted convolution reads x, which is split as by the default
-        // where the fold is whole blocks (128 channels: 16 move)...
-        let (plan, _) = rewrite(128, &online);
+        let producer = |t: &str| g.node.iter().find(|n| n.output.iter().any(|o| o == t)).unwrap().clone();
+        let concat = producer(&producer("/b/tsm/rejoined").input[0]);
+        assert_eq!(concat.input, ["/b/tsm/buffer_out_flat", "/b/tsm/rest"]);
+        assert!(g.node.iter().position(|n| n.name() == "/b/tsm/Reshape_rejoined").unwrap() < add);
+        let (plan, _) = rewrite(128, &Config { shift_form: ShiftForm::Stream, ..online.clone() });
         assert_eq!(plan.sites[0].stream.as_ref().map(|s| s.split), Some(16));
-        // ...but not where the head would be rounded up past the fold (64 channels: 8 move).
-        let (plan, _) = rewrite(64, &online);
-        assert_eq!(plan.sites[0].stream, None);
-        let why = plan.sites[0].stream_refused.as_deref();
-        assert_eq!(why, Some("--shift-form tract takes no head rounded up (8 moved channels)"));
-        let (plan, _) = rewrite(64, &Config { shift_form: ShiftForm::Stream, ..online.clone() });
-        assert_eq!(plan.sites[0].stream.as_ref().map(|s| (s.split, s.moved)), Some((16, 8)));
+        assert!(plan.sites[0].rejoined.is_empty(), "the default rejoins nothing");
+        // Not after a 3x3 convolution (the Add a small part of its product), nor where the
+        // convolution has another reader (tract fuses only a lone successor), nor with the
+        // placement inplace (the Add reads the shifted tensor, a Concat's output already).
+        let mut g3 = one_block(128);
+        let i = g3.initializer.iter().position(|t| t.name() == "w2").unwrap();
+        g3.initializer[i] = floats("w2", &[128, 128, 3, 3], (0..128 * 128 * 9).map(|v| v as f32));
+        let conv2 = g3.node.iter_mut().find(|n| n.name() == "/b/conv2/Conv").unwrap();
+        conv2.attribute.push(crate::emit::ints_attr("pads", &[1, 1, 1, 1]));
+        let mut read_twice = one_block(128);
+        read_twice.node.push(node("Relu", "/side", &["a3"], &["side"]));
+        read_twice.output.push(value_info("side", &[-1, 128, 4, 4]));
+        let inplace = Config { mode: crate::config::Mode::Inplace, ..online.clone() };
+        // Nor before opset 10, where the buffer is sliced from x's channels, not the flat frame.
+        let cases = [
+            ("3x3", g3, &online, 13),
+            ("read twice", read_twice, &online, 13),
+            ("inplace", one_block(128), &inplace, 13),
+            ("opset 9", one_block(128), &online, 9),
+        ];
+        for (what, g, config, opset) in cases {
+            let (plan, g) = rewrite_at(g, config, opset);
+            assert!(plan.sites[0].rejoined.is_empty(), "{what}");
+            assert!(!add_inputs(&g).iter().any(|i| i == "/b/tsm/rejoined"), "{what}");
+        }
+        // A stage's first block: its Add sums two convolutions and does not read x.
+        let (plan, g) = rewrite_graph(projection_block(128, 256, 2), &online);
+        assert_eq!((plan.sites[0].stream.as_ref(), plan.sites[0].rejoined.len()), (None, 0));
+        assert!(g.node.iter().any(|n| n.op_type() == "Concat"));
         // Offline it takes the default's sites (here both groups of 8 move: a head of 16), with the
         // default's head, which the volume then shifts, its frames along one depth (emit::volume).
         let offline = Config { shift_form: ShiftForm::Tract, ..Config::default() };
         let (plan, g) = rewrite(64, &offline);
         assert_eq!(plan.sites[0].stream.as_ref().map(|s| (s.split, s.moved)), Some((16, 16)));
+        assert!(plan.sites[0].rejoined.is_empty());
         assert!(g.node.iter().any(|n| n.name() == "/b/tsm/Gather_rows"));
     }
 
