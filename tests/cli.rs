@@ -118,7 +118,7 @@ fn shift_form_clip_writes_the_clip_view_and_records_it() {
 }
 
 #[test]
-fn shift_form_tract_runs_the_frames_as_one_volume_offline_and_streams_fewer_sites_online() {
+fn shift_form_tract_runs_the_frames_as_one_volume_offline_and_rejoins_the_residual_adds_online() {
     let dir = tempfile::tempdir().unwrap();
     let (tract_form, clip) = (dir.path().join("tract.onnx"), dir.path().join("clip.onnx"));
     let run = |out: &Path, extra: &[&str]| {
