@@ -78,8 +78,8 @@ struct Args {
     /// which tract runs faster than the 2D model itself, onnxruntime slower; online the batch form
     /// at every site, and a residual Add after a 1x1 convolution reading its input joined back from
     /// the site's two slices, which keeps the Add out of tract's slow fused product at one stream)
-    /// or openvino (offline from opset 11
-    /// the network on each clip as a volume [N, C, T, H, W], every shift a depthwise convolution
+    /// or openvino (offline from opset 11 the network on each clip as a volume [N, C, T, H, W],
+    /// every shift a depthwise convolution
     /// over T, which OpenVINO runs in its own layout: fastest there, slower in onnxruntime, and in
     /// tract with more than one clip a run; online the default's graph). Before opset 10 the
     /// offline shift is always the clip view.
