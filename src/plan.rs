@@ -101,15 +101,19 @@ pub fn is_qdq_model(graph: &GraphProto) -> bool {
 /// The kernel is read as the shape rules read it (`kernel_shape`, else the weights' dims), so weights
 /// from a Constant node or through a DequantizeLinear count as initializers do.
 fn strided_1x1(graph: &GraphProto, shapes: &Shapes, edges: &[(usize, usize)]) -> bool {
-    use crate::shapes::{attr_ints, conv_kernel};
+    use crate::shapes::attr_ints;
     edges.iter().any(|&(n, slot)| {
         let node = &graph.node[n];
-        let kernel = conv_kernel(node, node.input.get(1).and_then(|w| shapes.get(w)));
-        node.op_type() == "Conv"
+        pointwise_conv(node, shapes)
             && slot == 0
-            && kernel.is_some_and(|k| !k.is_empty() && k.iter().all(|&d| d == 1))
             && attr_ints(node, "strides").is_some_and(|s| s.iter().any(|&d| d > 1))
     })
+}
+
+/// Whether `node` is a Conv with a 1x1 kernel, the kernel read as the shape rules read it.
+fn pointwise_conv(node: &NodeProto, shapes: &Shapes) -> bool {
+    let kernel = crate::shapes::conv_kernel(node, node.input.get(1).and_then(|w| shapes.get(w)));
+    node.op_type() == "Conv" && kernel.is_some_and(|k| !k.is_empty() && k.iter().all(|&d| d == 1))
 }
 
 /// The residual Adds reading `tensor` (not at the shift's `edges`) that tract 0.23 fuses into the
@@ -126,9 +130,10 @@ fn fused_joins(
     tensor: &str,
     edges: &[(usize, usize)],
 ) -> Vec<(usize, usize)> {
-    use crate::shapes::conv_kernel;
     let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name()).collect();
-    let dims = |t: &str| shapes.get(t).map(|i| i.dims.clone());
+    let Some(dims) = shapes.get(tensor).map(|i| &i.dims) else {
+        return Vec::new();
+    };
     df.consumers_of(tensor)
         .iter()
         .copied()
@@ -138,19 +143,12 @@ fn fused_joins(
                 return false;
             }
             let other = add.input[1 - slot].as_str();
-            let pointwise_conv = match df.producer.get(other) {
-                Some(Producer::Node(c, _)) => {
-                    let conv = &graph.node[*c];
-                    let kernel = conv_kernel(conv, conv.input.get(1).and_then(|w| shapes.get(w)));
-                    conv.op_type() == "Conv" && kernel.is_some_and(|k| !k.is_empty() && k.iter().all(|&d| d == 1))
-                }
-                _ => false,
-            };
-            pointwise_conv
+            let after_pointwise =
+                matches!(df.producer.get(other), Some(Producer::Node(c, _)) if pointwise_conv(&graph.node[*c], shapes));
+            after_pointwise
                 && df.consumers_of(other).len() == 1
                 && !outputs.contains(other)
-                && dims(tensor).is_some()
-                && dims(tensor) == dims(other)
+                && shapes.get(other).map(|i| &i.dims) == Some(dims)
         })
         .collect()
 }

@@ -112,7 +112,7 @@ pub fn plan(p: &Prepared, config: &Config) -> String {
         );
     }
     let rejoined = p.plan.sites.iter().filter(|s| !s.rejoined.is_empty()).count();
-    if rejoined > 0 && config.online {
+    if rejoined > 0 {
         let _ = writeln!(
             out,
             "rejoined at {rejoined} of {} site(s): the residual Add reads the block input joined back from the \
