@@ -33,10 +33,10 @@ pub(crate) fn slices_flat(site: &Site, opset: i64) -> bool {
 /// into the 1x1 convolution before it (`Site::rejoined`), the Add reads x joined back from the two
 /// flat slices instead, a copy that reuses them: tract keeps an Add with a Concat's output out of
 /// the product, and its fused form gathers the other term's tile a float per channel row, slow at
-/// one stream. The batch form at every site with these joins cost ResNet-50 0.955 and 0.989 of the
-/// 2D export per frame in tract at one stream, against 1.011 and 1.035 for the stream form at 12
+/// one stream. The batch form at every site with these joins cost ResNet-50 1.008 and 1.031 of the
+/// 2D export per frame in tract at one stream, against 1.058 and 1.083 for the stream form at 12
 /// sites and the batch form at 4 that the flag wrote before; at two streams, where tract fuses no
-/// residual Add, 1.037 against 1.043 (bench/RESULTS-tract-online-rejoined.md).
+/// residual Add, 1.036 against 1.035 (bench/RESULTS-tract-online-rejoined.md).
 ///
 /// In a QDQ model (the tensor is a per-tensor `DequantizeLinear`'s output) the buffers still carry
 /// floats, so that zeros before the first frame mean zeros whatever the zero point; the join is
