@@ -1,7 +1,8 @@
 // An `--online` model in OpenVINO from C++, its shift buffers as OpenVINO states: the request takes
 // only the frame, and the buffers never leave the runtime (per ResNet-50 frame in f32 about 0.03-0.05
-// cheaper than passing them as tensors; see the README's "What the shift costs"). What
-// `tsm_rewrite.openvino_stateful` does in Python, for deployments without Python.
+// cheaper than passing them as tensors; see the README's "What the shift costs" and
+// `docs/performance.md`). What `tsm_rewrite.openvino_stateful` does in Python, for deployments
+// without Python.
 //
 //   OV=$(python -c 'import openvino, os; print(os.path.dirname(openvino.__file__))')
 //   g++ -std=c++17 -O2 examples/openvino_states.cpp -I "$OV/include" "$OV"/libs/libopenvino.so.* -Wl,-rpath,"$OV/libs" -o openvino_states

@@ -6,7 +6,7 @@
 //! Why: OpenVINO computes convolutions in a blocked channels-last layout and runs anything that
 //! moves data across the batch axis (Gather, Concat, Slice, Pad on axis 0) planar, with a reorder
 //! out of its layout and back; no arrangement of the 2D graph took that cost away (the forms tried
-//! in the README). With the frames on a spatial axis the shift is a convolution: a 3-tap kernel
+//! in `docs/performance.md`). With the frames on a spatial axis the shift is a convolution: a 3-tap kernel
 //! along T with one tap set per channel (the next frame, the previous one, or itself), the clip's
 //! borders its zero padding, which OpenVINO runs in its own layout. Every 2D convolution becomes a
 //! 3D one of depth 1 and every pool likewise, which OpenVINO runs at the same speed or faster.

@@ -22,7 +22,7 @@
 //! only the `s` shifted channels are touched, the rest never leaves the convolutions, and the
 //! residual Add still fuses into the convolution before it. The multiply-adds and the weights are
 //! the same (the weights are partitioned, not copied). Measured on ResNet-50 (`bench/RESULTS-forms.md`,
-//! and the runs the README's "What the shift costs" lists): per frame, onnxruntime 1.02-1.06x of
+//! and the runs `docs/performance.md` lists): per frame, onnxruntime 1.02-1.06x of
 //! the 2D model against 1.17-1.23x for the previous form; per clip 1.01-1.08x against 1.25-1.41x.
 //!
 //! Where it applies: both halves must be whole blocks of 16 channels (onnxruntime's NCHWc block
