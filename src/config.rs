@@ -47,38 +47,43 @@ impl Neighbour {
     }
 }
 
-/// How the offline shift is written (the result is the same; what each runtime runs fastest is not).
+/// How the shift is written. Every form computes the same model (within rounding); what differs is
+/// what each runtime runs fastest (README, "Which form for which runtime").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShiftForm {
-    /// Split the convolutions around each site so that only the shifted channels move (where
-    /// the shifted channels rounded up to a block, and the rest, are whole blocks of 16
-    /// channels and the convolutions split are all 1x1), offline by one Gather over their rows
-    /// (from opset 11); at the other sites the clip view offline and the batch form online.
-    /// Fastest in onnxruntime offline and online, and in OpenVINO online.
+    /// Only the shifted channels move: the convolutions around a site are split after them. Elsewhere
+    /// the clip view offline, the batch form online. Fastest in onnxruntime, and in OpenVINO online.
+    ///
+    /// A site takes it where the shifted channels rounded up to a block, and the rest, are whole
+    /// blocks of 16 channels and the convolutions split are all 1x1; offline its head moves by one
+    /// Gather over rows (from opset 11).
     Stream,
     /// Along the batch axis, no Reshape (from opset 10).
     Batch,
     /// On a [N, T, C, H*W] clip view at every site (offline; always used before opset 10).
     Clip,
-    /// The forms that cost least in tract. Offline (from opset 11) the default's forms with every
-    /// frame of every clip along one volume [1, C, N*T, H, W], every 2D convolution a 3D one of
-    /// depth 1 and every shift a depthwise convolution over the frames, masked at the clips'
-    /// borders (see `emit::volume`), a depthwise convolution with more frames than outputs inside
-    /// its input run on the frames in 2D: tract runs a batch of 2D frames, and a batch of volumes,
+    /// Fastest in tract. Offline (from opset 11) every frame along one volume [1, C, N*T, H, W], each
+    /// shift a depthwise convolution over the frames; online the batch form, the residual Adds kept
+    /// out of tract's fused products.
+    ///
+    /// Offline: every 2D convolution a 3D one of depth 1, the shifts masked at the clips' borders
+    /// (see `emit::volume`), and a depthwise convolution with more frames than outputs inside its
+    /// input run on the frames in 2D: tract runs a batch of 2D frames, and a batch of volumes,
     /// slower than one volume (ResNet-50 and MobileNetV2, two clips a run: 0.72x and 0.56x of the
     /// 2D model); past an operator without a 5D form, the default's stream sites and the ScatterND
-    /// form elsewhere stay 2D. Online the batch form at every site (no convolution split), and
+    /// form elsewhere stay 2D. Online: the batch form at every site (no convolution split), and
     /// where a block's residual Add reads the site's tensor after a 1x1 convolution, the tensor
     /// joined back from the site's two slices (`plan::Site::rejoined`): tract then keeps the Add out
     /// of that convolution's product, whose fused form it runs slowly at one stream.
     Tract,
-    /// Offline (from opset 11), the default's forms written on each clip as a volume
-    /// [N, C, T, H, W], every 2D convolution a 3D one of depth 1 and every shift one depthwise
-    /// convolution over T, which OpenVINO runs in its own layout (see `emit::volume`): OpenVINO
-    /// f32 1.01x per ResNet-50 clip, against 1.03x-1.04x for the stream form's heads moved on a
-    /// channels-last view (a Transpose to [N*T, H, W, s] around the Gather over their rows), which
-    /// the sites past an operator without a 5D form keep; onnxruntime 1.37x, tract 0.75x with one
-    /// clip a run but 3.6x with two. Online, the default's graph.
+    /// Fastest in OpenVINO per clip. Offline (from opset 11) each clip as a volume [N, C, T, H, W],
+    /// each shift a depthwise convolution over T; online the default's graph.
+    ///
+    /// Every 2D convolution a 3D one of depth 1, which OpenVINO runs in its own layout (see
+    /// `emit::volume`): OpenVINO f32 1.01x-1.04x per ResNet-50 clip, against 1.03x-1.04x for the
+    /// stream form's heads moved on a channels-last view (a Transpose to [N*T, H, W, s] around the
+    /// Gather over their rows), which the sites past an operator without a 5D form keep;
+    /// onnxruntime 1.37x, tract 0.75x with one clip a run but 3.6x with two.
     Openvino,
 }
 

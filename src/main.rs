@@ -67,22 +67,12 @@ struct Args {
     #[arg(long, value_name = "K", default_value_t = 1)]
     every: usize,
 
-    /// How the shift is written (the model computes the same within rounding): stream (split the
-    /// convolutions around each site so that only the shifted channels move, where both parts,
-    /// the shifted channels rounded up and the rest, are whole blocks of 16 channels and those
-    /// convolutions are all 1x1, and elsewhere the clip view offline, the batch form online;
-    /// fastest in onnxruntime, and in OpenVINO online), batch (along the batch axis, no Reshape, weights
-    /// untouched), clip (on a [N, T, C, H*W] view at every site, offline only), tract (fastest
-    /// in tract: offline from opset 11 every frame of every clip along one volume [1, C, N*T, H,
-    /// W], every shift a depthwise convolution over the frames masked at the clips' borders,
-    /// which tract runs faster than the 2D model itself, onnxruntime slower; online the batch form
-    /// at every site, and a residual Add after a 1x1 convolution reading its input joined back from
-    /// the site's two slices, which keeps the Add out of tract's slow fused product at one stream)
-    /// or openvino (offline from opset 11 the network on each clip as a volume [N, C, T, H, W],
-    /// every shift a depthwise convolution
-    /// over T, which OpenVINO runs in its own layout: fastest there, slower in onnxruntime, and in
-    /// tract with more than one clip a run; online the default's graph). Before opset 10 the
-    /// offline shift is always the clip view.
+    /// How the shift is written: the same model within rounding, each form fastest in some runtime
+    /// (stream, the default: onnxruntime, OpenVINO per frame, TVM; openvino: OpenVINO per clip;
+    /// tract: tract).
+    ///
+    /// Before opset 10 the offline shift is always the clip view. The README's "Which form for
+    /// which runtime" has the measurements behind each.
     #[arg(long, value_enum, value_name = "FORM", default_value_t = ShiftForm::Stream)]
     shift_form: ShiftForm,
 
