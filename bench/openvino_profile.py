@@ -9,11 +9,13 @@ operator type and kernel, the median over --runs inferences, for models bench/ov
     python bench/openvino_profile.py --online --states --by-block a.onnx b.onnx   # summed by residual block
 
 Offline runs one clip of 8 frames at 224x224, online one frame with every buffer input fed (random
-values: the profile does not depend on them); the models take turns in each run. Only the
-operators' own times: the boundary (inputs and outputs crossing into OpenVINO, the buffers online)
-is in them only as the reorders OpenVINO puts at the ports; bench/openvino_buffer_io.py times the
-ports alone. Under the table, each model's inference
-by the wall clock (median, for scale) and its count of executed nodes. Appends a section to --out
+values: the profile does not depend on them); the models take turns in each run. Every input and
+output is an OpenVINO tensor set once, as bench/overhead.py runs them (until stop 61 each
+inference took a dict of numpy inputs, whose copies were in the wall clock). Only the operators'
+own times: the boundary (inputs and outputs crossing into OpenVINO, the buffers online) is in them
+only as the reorders OpenVINO puts at the ports; bench/openvino_buffer_io.py times the ports
+alone. Under the table, each model's inference by the wall clock (median, profiling on) and its
+count of executed nodes. Appends a section to --out
 (default bench/RESULTS-openvino-profile.md).
 """
 import argparse
@@ -43,11 +45,15 @@ def compile_for_profile(core, path, online, precision, states=False):
         model = ov_read(core, path, 1 if online else 8)
     compiled = core.compile_model(model, "CPU", config)
     req = compiled.create_infer_request()
-    feeds = {i: np.random.default_rng(i).standard_normal(tuple(p.get_shape()), dtype=np.float32)
-             for i, p in enumerate(compiled.inputs)}
+    # Set once and kept alive with the request: the inference then copies nothing in or out.
+    tensors = [ov.Tensor(np.random.default_rng(i).standard_normal(tuple(p.get_shape()), dtype=np.float32))
+               for i, p in enumerate(compiled.inputs)]
+    tensors += [ov.Tensor(p.get_element_type(), p.get_shape()) for p in compiled.outputs]
+    for port, t in zip(list(compiled.inputs) + list(compiled.outputs), tensors):
+        req.set_tensor(port, t)
     for _ in range(3):
-        req.infer(feeds)
-    return req, feeds
+        req.infer(share_outputs=True)
+    return req, tensors
 
 
 def onnx_metadata(path):
@@ -71,9 +77,9 @@ def profile(core, paths, online, precision, runs, states=False, key=lambda p: f"
     walls = [[] for _ in paths]
     counts = [collections.Counter() for _ in paths]
     for _ in range(runs):
-        for k, (req, feeds) in enumerate(reqs):
+        for k, (req, _) in enumerate(reqs):
             t0 = time.perf_counter()
-            req.infer(feeds)
+            req.infer(share_outputs=True)
             walls[k].append((time.perf_counter() - t0) * 1e3)
             agg, count = collections.Counter(), collections.Counter()
             for p in req.profiling_info:
@@ -123,8 +129,8 @@ def main():
     for k in keys if args.by_block else keys[:16]:
         lines.append(f"| {k} | " + " | ".join(f"{m.get(k, 0):.2f} (x{c.get(k, 0)})" for _, m, c, _, _ in res) + " |")
     lines.append("| **total** (median of the sums) | " + " | ".join(f"**{t:.1f}**" for _, _, _, t, _ in res) + " |")
-    # The inference as the caller sees it (feeds copied in, profiling on), for scale only: it is
-    # not the operators' sum plus the rest (on ResNet-50 online it came out below that sum).
+    # The inference as the caller sees it (profiling on), for scale only: it is not the operators'
+    # sum plus the rest (OpenVINO overlaps some of them; on ResNet-50 online it came out below it).
     lines.append("| inference, wall clock (median) | " + " | ".join(f"{w:.1f}" for *_, w in res) + " |")
     lines.append("| nodes | " + " | ".join(str(sum(c.values())) for _, _, c, _, _ in res) + " |")
     text = "\n".join(lines) + "\n"
