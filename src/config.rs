@@ -80,10 +80,11 @@ pub enum ShiftForm {
     /// each shift a depthwise convolution over T; online the default's graph.
     ///
     /// Every 2D convolution a 3D one of depth 1, which OpenVINO runs in its own layout (see
-    /// `emit::volume`): OpenVINO f32 1.01x-1.04x per ResNet-50 clip, against 1.03x-1.04x for the
-    /// stream form's heads moved on a channels-last view (a Transpose to [N*T, H, W, s] around the
-    /// Gather over their rows), which the sites past an operator without a 5D form keep;
-    /// onnxruntime 1.37x, tract 0.75x with one clip a run but 3.6x with two.
+    /// `emit::volume`): OpenVINO f32 1.01x per ResNet-50 clip at stop 54, against 1.03x-1.04x in
+    /// the same runs for the stream form's heads moved on a channels-last view (a Transpose to
+    /// [N*T, H, W, s] around the Gather over their rows), which the sites past an operator without
+    /// a 5D form keep; 1.01x-1.04x in the runs since. onnxruntime 1.37x, tract 0.75x with one clip
+    /// a run but 3.6x with two.
     Openvino,
 }
 
