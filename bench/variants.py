@@ -164,7 +164,7 @@ variant writes nothing and says so. no-shift takes that form and the rows form o
   whole contiguous rows, where the Slices and Pads copied strided ranges in reference kernels.
 
 - dw-volume, dw-no-pad, dw-groups: `--shift-form tract`'s depthwise convolutions run on the frames
-  (stop 56, `depthwise_on_frames` in src/emit/volume.rs: a Reshape to `[C, N*T, H, W]`, a Pad, a
+  (stop 56, `depthwise_on_frames` in src/emit/volume/rules.rs: a Reshape to `[C, N*T, H, W]`, a Pad, a
   Transpose to `[N*T, C, H', W']`, the 2D convolution, a Transpose and a Reshape back) written
   otherwise. dw-volume: each back as one 3D convolution of depth 1 on the volume, as stop 55 wrote
   them (tract's depthwise loop then runs along the frames). dw-no-pad: the Pad dropped and its pads
@@ -584,7 +584,7 @@ def rows_heads(g):
 
 
 def volume_shifts(g):
-    """Each shift of the volume forms (src/emit/volume.rs; `--shift-form openvino` and `tract`
+    """Each shift of the volume forms (src/emit/volume/; `--shift-form openvino` and `tract`
     offline): (its input, its output after the clips' border mask where there is one)."""
     masked = {n.input[0]: n.output[0] for n in g.node if n.name.endswith("/Mul_clip_borders")}
     return [(n.input[0], masked.get(n.output[0], n.output[0])) for n in g.node if n.name.endswith("/Conv_time")]
