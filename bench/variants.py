@@ -7,6 +7,7 @@ tool's own output, so that a form can be timed before it is built into the emitt
     python bench/variants.py clip-carrier clip.onnx clip_carrier.onnx
     python bench/variants.py head-clip tsm.onnx tsm_head_clip.onnx
     python bench/variants.py pack-buffers online.onnx online_packed.onnx
+    python bench/variants.py pack-nhwc-buffers online.onnx online_packed_nhwc.onnx
     python bench/variants.py mul-mask tsm.onnx tsm_mul.onnx
     python bench/variants.py zero-frames tsm.onnx tsm_zero_frames.onnx
     python bench/variants.py joined-consumer online.onnx online_joined.onnx
@@ -45,6 +46,10 @@ tool's own output, so that a form can be timed before it is built into the emitt
   buffer output is flattened into one Concat. Made when OpenVINO seemed to pay a fixed cost per
   input and output (`bench/openvino_buffer_io.py`, which until stop 44 timed the Python binding's
   copies of the outputs instead: `bench/RESULTS-openvino-boundary.md`).
+- pack-nhwc-buffers: both of the above: the buffers channels-last, then packed into one `[N, S]`
+  tensor. In OpenVINO the packed Slices and the Concat of a planar tensor whose leading dimension
+  is 1 can be views, and a channels-last buffer needs no reorder to or from the layout OpenVINO
+  computes the convolutions in: together they might leave the ports nothing to copy.
 
 - mul-mask: every `Where(keep, x, 0)` of the shift a multiplication by the condition cast to the
   element type, `x * float(keep)`. tract evaluates Where with a generic broadcasting zip (31 ms of
@@ -1260,7 +1265,8 @@ def unfused_adds(m):
     return k
 
 VARIANTS = {"nhwc-buffers": nhwc_buffers, "swap-slice-axes": swap_slice_axes, "clip-carrier": clip_carrier,
-            "head-clip": head_clip, "pack-buffers": pack_buffers, "mul-mask": mul_mask,
+            "head-clip": head_clip, "pack-buffers": pack_buffers,
+            "pack-nhwc-buffers": lambda m: nhwc_buffers(m) and pack_buffers(m), "mul-mask": mul_mask,
             "zero-frames": zero_frames, "joined-consumer": joined_consumer, "joined-clip": joined_clip,
             "scatter-online": scatter_online, "no-shift": no_shift, "gather-head": gather_head,
             "side-conv": side_conv, "slice-consumer": slice_consumer, "channel-concat": channel_concat,
