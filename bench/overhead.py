@@ -818,13 +818,27 @@ def main():
         write_md(results, args, time.time() - t_start)
 
 
+def cpu_name():
+    """The CPU's model name and the vector extensions the runtimes choose kernels by: the same
+    graph is blocked by 8 or 16 channels, and OpenVINO's default precision is bf16 or f32, by them."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown CPU")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    ext = [e for e in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if e in flags]
+    return f"{name} ({', '.join(ext) or 'no AVX2'})"
+
+
 def write_md(results, args, secs):
     lines = ["# Inference overhead of the shift (bench/overhead.py)", "",
              f"Command: `python bench/overhead.py {' '.join(sys.argv[1:])}`; {secs / 60:.0f} min.",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared, noisy); onnxruntime {ort.__version__}"
+             f"Machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores (shared, noisy); onnxruntime {ort.__version__}"
              f" (default session options), openvino, tract, tvm from /work/venv.",
-             "openvino: inference precision f32 (exact); openvino-auto: OpenVINO's default precision, bf16 "
-             "on this CPU (AVX512-BF16)"
+             "openvino: inference precision f32 (exact); openvino-auto: OpenVINO's default precision (bf16 "
+             "on a CPU with AVX512-BF16 or AMX, else f32)"
              + (f", on {args.openvino_threads} inference thread(s)" if args.openvino_threads else "")
              + ". tvm: untuned Relax build (naive loops), fewer rounds.", "",
              "Each cell: median ratio to the 2D model measured in the same rounds, [interquartile range], "
